@@ -1,0 +1,44 @@
+//! The CLI's side of the socket: one request, one reply.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Reply, Request};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the diemcau daemon at {path}: {source}; is it running? (systemctl status diemcau)")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to the daemon at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the daemon sent a reply that is not understood: {0}")]
+    Decode(serde_json::Error),
+}
+
+pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+    let io = |source| ClientError::Io {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.to_owned(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    let mut line = serde_json::to_vec(req).expect("requests always serialise");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
+    serde_json::from_str(&reply).map_err(ClientError::Decode)
+}

@@ -1,0 +1,152 @@
+//! The local control API: newline-delimited JSON over a Unix socket.
+//!
+//! One request per line, one reply per line:
+//! `{"cmd":"status"}`, `{"cmd":"start","metadata":{"case":"HS-12"}}`,
+//! `{"cmd":"stop"}`. Replies are `{"ok":true,"result":...}` or
+//! `{"ok":false,"error":{"code":"...","message":"..."}}`. A request longer
+//! than [`MAX_REQUEST`] bytes or that is not valid gets an error reply and
+//! changes nothing.
+
+pub mod client;
+pub mod server;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::media::MediaStats;
+use crate::session::{Degradation, Phase, SessionRecord};
+
+/// Largest request line accepted, in bytes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    // Braces so that `deny_unknown_fields` applies to these too.
+    Status {},
+    Start {
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+    },
+    Stop {},
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, unknown command, wrong fields, too long.
+    BadRequest,
+    /// Valid, but refused in the current state (already live, not running).
+    Rejected,
+    /// Accepted, but carrying it out failed.
+    Failed,
+    /// The daemon is shutting down.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+impl Reply {
+    pub fn ok(result: impl Serialize) -> Self {
+        Self {
+            ok: true,
+            result: Some(serde_json::to_value(result).expect("API results always serialise")),
+            error: None,
+        }
+    }
+
+    pub fn err(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            result: None,
+            error: Some(ApiError {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// What `status` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub site_id: String,
+    pub site_name: String,
+    pub phase: Phase,
+    /// Why the box is in `fault`, if it is.
+    pub fault: Option<String>,
+    pub session: Option<SessionRecord>,
+    pub degraded: Vec<Degradation>,
+    /// The most recent finished session (ended, interrupted or failed).
+    pub last_session: Option<SessionRecord>,
+    pub uptime_s: u64,
+    pub media: MediaStats,
+}
+
+/// Parse one request line. The error text is what the client is told.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    if line.len() > MAX_REQUEST {
+        return Err(format!(
+            "request too large ({} bytes; at most {MAX_REQUEST})",
+            line.len()
+        ));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8 text".to_owned())?;
+    serde_json::from_str(text.trim()).map_err(|e| {
+        format!(
+            "malformed request: {e}; expected one JSON object per line such as {{\"cmd\":\"status\"}} (commands: status, start, stop)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(
+            parse_request(br#"{"cmd":"status"}"#),
+            Ok(Request::Status {})
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"start","metadata":{"case":"HS-1"}}"#),
+            Ok(Request::Start {
+                metadata: [("case".to_owned(), "HS-1".to_owned())].into()
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_and_extra() {
+        assert!(parse_request(br#"{"cmd":"reboot"}"#).is_err());
+        assert!(parse_request(br#"{"cmd":"stop","force":true}"#).is_err());
+        assert!(parse_request(b"\xff\xfe").is_err());
+        assert!(parse_request(&vec![b' '; MAX_REQUEST + 1])
+            .unwrap_err()
+            .contains("too large"));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_request(&bytes);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The Unix socket server. Each connection is its own task; requests are
+//! forwarded to the supervisor's handle. A bad client (garbage, oversized
+//! lines, a stalled connection) only ever affects its own connection.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+use super::{parse_request, ErrorCode, Reply, Request, MAX_REQUEST};
+use crate::session::Origin;
+use crate::supervisor::SupervisorHandle;
+
+/// Connections served at once; more wait for a slot.
+const MAX_CONNECTIONS: usize = 32;
+/// A connection that sends nothing for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the socket directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another diemcau is already serving {path}")]
+    InUse { path: PathBuf },
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Bind the socket with `mode`, replacing a stale socket file left by a crash.
+pub async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(ServeError::InUse {
+                path: path.to_owned(),
+            });
+        }
+        // Nobody answers: a leftover of a crash.
+        let _ = std::fs::remove_file(path);
+    }
+    let bind_err = |source| ServeError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Accept connections until the task is dropped.
+pub async fn serve(listener: UnixListener, sup: SupervisorHandle) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("api accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let sup = sup.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, sup).await {
+                tracing::debug!("api connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(stream: UnixStream, sup: SupervisorHandle) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    // Read at most one byte past the limit, so an endless line cannot grow
+    // memory without bound.
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        let n = tokio::time::timeout(
+            IDLE_TIMEOUT,
+            (&mut reader)
+                .take(MAX_REQUEST as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))??;
+        if n == 0 {
+            return Ok(());
+        }
+        let oversized = line.last() != Some(&b'\n') && line.len() > MAX_REQUEST;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let reply = match parse_request(&line) {
+            Ok(req) => handle(req, &sup).await,
+            Err(msg) => Reply::err(ErrorCode::BadRequest, msg),
+        };
+        let mut out = serde_json::to_vec(&reply).expect("replies always serialise");
+        out.push(b'\n');
+        write.write_all(&out).await?;
+        if oversized {
+            // The rest of the line is unread garbage; end the connection.
+            return Ok(());
+        }
+    }
+}
+
+async fn handle(req: Request, sup: &SupervisorHandle) -> Reply {
+    match req {
+        Request::Status {} => match sup.status().await {
+            Ok(s) => Reply::ok(s),
+            Err(e) => Reply::err(ErrorCode::Unavailable, e.to_string()),
+        },
+        Request::Start { metadata } => match sup.start(Origin::Cli, metadata).await {
+            Ok(rec) => Reply::ok(rec),
+            Err(e) => Reply::err(e.code(), e.to_string()),
+        },
+        Request::Stop {} => match sup.stop(Origin::Cli).await {
+            Ok(rec) => Reply::ok(rec),
+            Err(e) => Reply::err(e.code(), e.to_string()),
+        },
+    }
+}

@@ -1,0 +1,277 @@
+//! Command-line interface: argument definitions and dispatch. Each
+//! subcommand is a few lines over the library.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::api::{client, Reply, Request, Status};
+use crate::config::{self, Config, Language};
+use crate::i18n;
+use crate::session::SessionRecord;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "diemcau",
+    version,
+    about = "Commune bridge room for online citizen reception"
+)]
+pub struct Args {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Daemon socket (default: from the configuration file).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (systemd starts this).
+    Run,
+    /// Show what the box is doing.
+    Status {
+        /// Machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+        /// Language of the report: vi or en.
+        #[arg(long)]
+        lang: Option<String>,
+    },
+    /// Start a session (waits until it is live).
+    Start {
+        /// Session metadata, e.g. --meta case=HS-2026-001 (repeatable).
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+    },
+    /// Stop the live session (waits until it is closed).
+    Stop,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file; prints each problem with its line.
+    Check {
+        /// File to check (default: --config or /etc/diemcau/config.toml).
+        file: Option<PathBuf>,
+    },
+}
+
+/// Run the parsed command; the returned value is the exit code.
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    match args.command {
+        Command::Run => {
+            let config = config::load(&config_path)?;
+            crate::daemon::run(config)?;
+            Ok(0)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let path = file.unwrap_or(config_path);
+            match config::load(&path) {
+                Ok(c) => {
+                    println!("{}: OK (site {})", path.display(), c.site.id);
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(2)
+                }
+            }
+        }
+        Command::Status { json, lang } => {
+            let (socket, cfg_lang) = locate(&args.socket, &config_path);
+            let lang = match lang {
+                Some(l) => Language::parse(&l)
+                    .with_context(|| format!("unknown language '{l}'; expected vi or en"))?,
+                None => cfg_lang,
+            };
+            let result = call(&socket, &Request::Status {}, Duration::from_secs(5))?;
+            let status: Status = serde_json::from_value(result).context("status reply")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", render_status(&status, lang));
+            }
+            Ok(0)
+        }
+        Command::Start { meta } => {
+            let (socket, lang) = locate(&args.socket, &config_path);
+            let metadata = parse_meta(&meta)?;
+            let result = call(
+                &socket,
+                &Request::Start { metadata },
+                Duration::from_secs(30),
+            )?;
+            let rec: SessionRecord = serde_json::from_value(result).context("start reply")?;
+            println!("{}: {}", i18n::labels(lang).session, rec.id);
+            println!("{}", i18n::phase(lang, crate::session::Phase::Live));
+            Ok(0)
+        }
+        Command::Stop => {
+            let (socket, lang) = locate(&args.socket, &config_path);
+            let result = call(&socket, &Request::Stop {}, Duration::from_secs(30))?;
+            let rec: SessionRecord = serde_json::from_value(result).context("stop reply")?;
+            println!(
+                "{}: {} — {}",
+                i18n::labels(lang).session,
+                rec.id,
+                i18n::outcome(lang, rec.outcome.as_ref())
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// The socket and language to use: flags first, then the config file if it
+/// can be read, then the defaults.
+fn locate(socket: &Option<PathBuf>, config_path: &Path) -> (PathBuf, Language) {
+    let cfg: Option<Config> = config::load(config_path).ok();
+    let lang = cfg.as_ref().map_or(Language::Vi, |c| c.daemon.language);
+    let socket = socket
+        .clone()
+        .or_else(|| cfg.map(|c| c.daemon.socket))
+        .unwrap_or_else(|| PathBuf::from("/run/diemcau/api.sock"));
+    (socket, lang)
+}
+
+fn call(socket: &Path, req: &Request, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+    let reply: Reply = client::request(socket, req, timeout)?;
+    match (reply.ok, reply.result, reply.error) {
+        (true, Some(r), _) => Ok(r),
+        (_, _, Some(e)) => bail!("{}", e.message),
+        _ => bail!("the daemon sent an empty reply"),
+    }
+}
+
+fn parse_meta(meta: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    meta.iter()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("'{kv}' is not KEY=VALUE"))?;
+            if k.is_empty() {
+                bail!("'{kv}' has an empty key");
+            }
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local)
+        .format("%H:%M:%S %d/%m/%Y")
+        .to_string()
+}
+
+/// The human-readable status report.
+pub fn render_status(s: &Status, lang: Language) -> String {
+    use std::fmt::Write;
+    let l = i18n::labels(lang);
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: {} ({})", l.site, s.site_name, s.site_id);
+    let _ = writeln!(out, "{}: {}", l.state, i18n::phase(lang, s.phase));
+    if let Some(f) = &s.fault {
+        let _ = writeln!(out, "  {f}");
+    }
+    if let Some(sess) = &s.session {
+        let _ = writeln!(
+            out,
+            "{}: {} ({} {})",
+            l.session,
+            sess.id,
+            l.since,
+            local_time(&sess.requested_at)
+        );
+    }
+    if !s.degraded.is_empty() {
+        let list: Vec<_> = s
+            .degraded
+            .iter()
+            .map(|d| i18n::degradation(lang, *d))
+            .collect();
+        let _ = writeln!(out, "{}: {}", l.problems, list.join("; "));
+    }
+    let up = &s.media.uplink;
+    if s.media.running {
+        let state = if !up.configured {
+            l.not_configured.to_owned()
+        } else if up.connected {
+            format!(
+                "{} (RTT {:.0} ms, {} kbit/s)",
+                l.connected, up.rtt_ms, up.bitrate_kbps
+            )
+        } else {
+            l.disconnected.to_owned()
+        };
+        let _ = writeln!(out, "{}: {state}", l.uplink);
+    }
+    if let Some(last) = &s.last_session {
+        let _ = writeln!(
+            out,
+            "{}: {} — {}",
+            l.last,
+            last.id,
+            i18n::outcome(lang, last.outcome.as_ref())
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_pairs() {
+        let m = parse_meta(&["case=HS-1".into(), "note=a=b".into()]).unwrap();
+        assert_eq!(m["case"], "HS-1");
+        assert_eq!(m["note"], "a=b");
+        assert!(parse_meta(&["nokey".into()]).is_err());
+        assert!(parse_meta(&["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn status_in_vietnamese_by_default_words() {
+        let s = Status {
+            version: "0".into(),
+            site_id: "xa".into(),
+            site_name: "Xã Một".into(),
+            phase: crate::session::Phase::Idle,
+            fault: None,
+            session: None,
+            degraded: vec![],
+            last_session: None,
+            uptime_s: 1,
+            media: Default::default(),
+        };
+        let v = render_status(&s, Language::Vi);
+        assert!(v.contains("Trạng thái: Sẵn sàng"), "{v}");
+        let e = render_status(&s, Language::En);
+        assert!(e.contains("State: Ready"), "{e}");
+    }
+}

@@ -1,0 +1,794 @@
+//! Configuration in two stages: [`raw`] is the TOML file as serde reads it;
+//! [`Config`] is the validated, typed form every subsystem receives.
+//!
+//! A bad file never starts the daemon. Every error names the file, the line
+//! and column, the key, and what was expected, in the form an editor jumps to:
+//! `config.toml:12:1: unknown key 'bitrat' in [video]; did you mean 'bitrate_kbps'?`
+
+mod locate;
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use raw::RawConfig;
+
+/// Default location of the configuration file.
+pub const DEFAULT_PATH: &str = "/etc/diemcau/config.toml";
+
+/// A configuration error, already located in the file where possible.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration file: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        /// Dotted key, e.g. `video.bitrate_kbps`; empty for syntax errors.
+        key: String,
+        message: String,
+    },
+}
+
+/// One validation failure before it is located in the file.
+#[derive(Debug, Clone, PartialEq)]
+struct Problem {
+    section: &'static str,
+    key: &'static str,
+    message: String,
+}
+
+fn problem(section: &'static str, key: &'static str, message: impl Into<String>) -> Problem {
+    Problem {
+        section,
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Vi,
+    En,
+}
+
+impl Language {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vi" => Some(Self::Vi),
+            "en" => Some(Self::En),
+            _ => None,
+        }
+    }
+}
+
+/// What the daemon does after finding a session that a crash interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupted {
+    /// Stay idle; staff press the button again.
+    Idle,
+    /// Start a new session at once (the old one stays marked interrupted).
+    Resume,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    pub province: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Daemon {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub language: Language,
+    pub on_interrupted: OnInterrupted,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VideoSource {
+    /// `videotestsrc`: demo and tests.
+    Synthetic,
+    /// A V4L2 camera at this path.
+    V4l2(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    /// A hardware encoder when one is present, otherwise x264.
+    Auto,
+    X264,
+    Vaapi,
+    V4l2,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Video {
+    pub source: VideoSource,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub encoder: Encoder,
+    pub bitrate_kbps: u32,
+    pub min_bitrate_kbps: u32,
+    pub max_bitrate_kbps: u32,
+    pub keyframe_interval_s: u32,
+    pub stall_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioSource {
+    Synthetic,
+    Alsa(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCodec {
+    Opus,
+    Aac,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    pub source: AudioSource,
+    pub rate: u32,
+    pub channels: u32,
+    pub codec: AudioCodec,
+    pub bitrate_kbps: u32,
+    pub echo_cancel: bool,
+}
+
+/// An SRT peer the box dials (it never listens).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrtPeer {
+    pub host: String,
+    pub port: u16,
+    pub passphrase: Option<String>,
+    pub pbkeylen: u32,
+    pub latency_ms: u32,
+    pub streamid: Option<String>,
+}
+
+impl SrtPeer {
+    /// The `srt://` URI for `srtsink`/`srtsrc` in caller mode.
+    pub fn uri(&self) -> String {
+        format!(
+            "srt://{}:{}?mode=caller&latency={}",
+            self.host, self.port, self.latency_ms
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    pub peer: Option<SrtPeer>,
+    pub reconnect_max: Duration,
+    pub adaptive_bitrate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnFeed {
+    pub peer: Option<SrtPeer>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DisplaySink {
+    Kms {
+        driver: Option<String>,
+        connector: u32,
+    },
+    Window,
+    Fake,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Display {
+    pub sink: DisplaySink,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpeakerSink {
+    Alsa(String),
+    Fake,
+}
+
+/// The validated configuration. Built only by [`load`] or [`Config::parse`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub site: Site,
+    pub daemon: Daemon,
+    pub video: Video,
+    pub audio: Audio,
+    pub uplink: Uplink,
+    pub return_feed: ReturnFeed,
+    pub display: Display,
+    pub speaker: SpeakerSink,
+}
+
+/// Read, parse and validate the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Config::parse(path, &text)
+}
+
+impl Config {
+    /// Parse and validate `text`, reporting errors against `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| locate::toml_error(path, text, &e))?;
+        Config::from_raw(path, raw).map_err(|p| {
+            let (line, col) = locate::key_position(text, p.section, p.key);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                col,
+                key: format!("{}.{}", p.section, p.key),
+                message: format!(
+                    "invalid value for '{}' in [{}]: {}",
+                    p.key, p.section, p.message
+                ),
+            }
+        })
+    }
+
+    fn from_raw(path: &Path, raw: RawConfig) -> Result<Config, Problem> {
+        let site = validate_site(raw.site)?;
+        let daemon = validate_daemon(raw.daemon)?;
+        let video = validate_video(raw.video)?;
+        let audio = validate_audio(raw.audio)?;
+        let uplink = Uplink {
+            peer: srt_peer(
+                "uplink",
+                &raw.uplink.url,
+                &raw.uplink.passphrase,
+                raw.uplink.pbkeylen,
+                raw.uplink.latency_ms,
+                &raw.uplink.streamid,
+            )?,
+            reconnect_max: {
+                let s = raw.uplink.reconnect_max_s;
+                if !(0.1..=60.0).contains(&s) {
+                    return Err(problem(
+                        "uplink",
+                        "reconnect_max_s",
+                        format!("{s} is out of range; expected 0.1 to 60 seconds"),
+                    ));
+                }
+                Duration::from_secs_f64(s)
+            },
+            adaptive_bitrate: raw.uplink.adaptive_bitrate,
+        };
+        let return_feed = ReturnFeed {
+            peer: if raw.return_feed.enabled {
+                let peer = srt_peer(
+                    "return_feed",
+                    &raw.return_feed.url,
+                    &raw.return_feed.passphrase,
+                    16,
+                    raw.return_feed.latency_ms,
+                    &raw.return_feed.streamid,
+                )?;
+                if peer.is_none() {
+                    return Err(problem(
+                        "return_feed",
+                        "url",
+                        "the return feed is enabled but has no url; expected srt://HOST:PORT",
+                    ));
+                }
+                peer
+            } else {
+                None
+            },
+        };
+        let display = validate_display(raw.display)?;
+        let speaker = match raw.speaker.sink.as_str() {
+            "alsa" => SpeakerSink::Alsa(raw.speaker.device),
+            "fake" => SpeakerSink::Fake,
+            other => {
+                return Err(problem(
+                    "speaker",
+                    "sink",
+                    format!("'{other}' is not a speaker sink; expected \"alsa\" or \"fake\""),
+                ))
+            }
+        };
+        Ok(Config {
+            path: path.to_owned(),
+            site,
+            daemon,
+            video,
+            audio,
+            uplink,
+            return_feed,
+            display,
+            speaker,
+        })
+    }
+}
+
+fn validate_site(raw: raw::RawSite) -> Result<Site, Problem> {
+    if raw.id.is_empty() {
+        return Err(problem(
+            "site",
+            "id",
+            "missing; expected the site id, e.g. id = \"nghean-xa-nghiloc\"",
+        ));
+    }
+    let id_ok = !raw.id.is_empty()
+        && raw.id.len() <= 64
+        && raw
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !raw.id.starts_with('-');
+    if !id_ok {
+        return Err(problem(
+            "site",
+            "id",
+            format!(
+                "'{}' is not a site id; expected 1 to 64 lowercase letters, digits and '-', e.g. \"nghean-xa-nghiloc\"",
+                raw.id
+            ),
+        ));
+    }
+    if raw.id == "all" {
+        return Err(problem(
+            "site",
+            "id",
+            "'all' is reserved for fleet-wide commands; choose another site id",
+        ));
+    }
+    if raw.name.trim().is_empty() {
+        return Err(problem(
+            "site",
+            "name",
+            "the commune's name is empty; it is shown on the display",
+        ));
+    }
+    Ok(Site {
+        id: raw.id,
+        name: raw.name,
+        province: raw.province,
+    })
+}
+
+fn validate_daemon(raw: raw::RawDaemon) -> Result<Daemon, Problem> {
+    let socket_mode = u32::from_str_radix(raw.socket_mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            problem(
+                "daemon",
+                "socket_mode",
+                format!(
+                    "'{}' is not an octal file mode; expected e.g. \"0660\"",
+                    raw.socket_mode
+                ),
+            )
+        })?;
+    let language = Language::parse(&raw.language).ok_or_else(|| {
+        problem(
+            "daemon",
+            "language",
+            format!(
+                "'{}' is not a language; expected \"vi\" or \"en\"",
+                raw.language
+            ),
+        )
+    })?;
+    let on_interrupted = match raw.on_interrupted.as_str() {
+        "idle" => OnInterrupted::Idle,
+        "resume" => OnInterrupted::Resume,
+        other => {
+            return Err(problem(
+                "daemon",
+                "on_interrupted",
+                format!("'{other}' is not a choice; expected \"idle\" or \"resume\""),
+            ))
+        }
+    };
+    if raw.state_dir.is_empty() {
+        return Err(problem(
+            "daemon",
+            "state_dir",
+            "empty path; expected a directory",
+        ));
+    }
+    if raw.socket.is_empty() {
+        return Err(problem(
+            "daemon",
+            "socket",
+            "empty path; expected a socket path",
+        ));
+    }
+    range("daemon", "start_timeout_s", raw.start_timeout_s, 1, 120)?;
+    range("daemon", "stop_timeout_s", raw.stop_timeout_s, 1, 120)?;
+    Ok(Daemon {
+        state_dir: raw.state_dir.into(),
+        socket: raw.socket.into(),
+        socket_mode,
+        language,
+        on_interrupted,
+        start_timeout: Duration::from_secs(raw.start_timeout_s),
+        stop_timeout: Duration::from_secs(raw.stop_timeout_s),
+    })
+}
+
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    section: &'static str,
+    key: &'static str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<T, Problem> {
+    if v < lo || v > hi {
+        Err(problem(
+            section,
+            key,
+            format!("{v} is out of range; expected {lo} to {hi}"),
+        ))
+    } else {
+        Ok(v)
+    }
+}
+
+fn validate_video(raw: raw::RawVideo) -> Result<Video, Problem> {
+    let source = match raw.source.as_str() {
+        "synthetic" => VideoSource::Synthetic,
+        "v4l2" => {
+            if !raw.device.starts_with('/') {
+                return Err(problem(
+                    "video",
+                    "device",
+                    format!("'{}' is not a device path; expected e.g. \"/dev/video0\" or \"/dev/diemcau/camera\"", raw.device),
+                ));
+            }
+            VideoSource::V4l2(raw.device.into())
+        }
+        other => {
+            return Err(problem(
+                "video",
+                "source",
+                format!("'{other}' is not a video source; expected \"v4l2\" or \"synthetic\""),
+            ))
+        }
+    };
+    range("video", "width", raw.width, 160, 3840)?;
+    range("video", "height", raw.height, 120, 2160)?;
+    if raw.width % 2 != 0 || raw.height % 2 != 0 {
+        return Err(problem(
+            "video",
+            "width",
+            "width and height must be even for H.264",
+        ));
+    }
+    range("video", "framerate", raw.framerate, 1, 60)?;
+    let encoder = match raw.encoder.as_str() {
+        "auto" => Encoder::Auto,
+        "x264" => Encoder::X264,
+        "vaapi" => Encoder::Vaapi,
+        "v4l2" => Encoder::V4l2,
+        other => return Err(problem(
+            "video",
+            "encoder",
+            format!(
+                "'{other}' is not an encoder; expected \"auto\", \"x264\", \"vaapi\" or \"v4l2\""
+            ),
+        )),
+    };
+    range(
+        "video",
+        "min_bitrate_kbps",
+        raw.min_bitrate_kbps,
+        100,
+        50_000,
+    )?;
+    range(
+        "video",
+        "max_bitrate_kbps",
+        raw.max_bitrate_kbps,
+        100,
+        50_000,
+    )?;
+    if raw.min_bitrate_kbps > raw.max_bitrate_kbps {
+        return Err(problem(
+            "video",
+            "min_bitrate_kbps",
+            format!(
+                "{} is above max_bitrate_kbps ({}); expected min <= max",
+                raw.min_bitrate_kbps, raw.max_bitrate_kbps
+            ),
+        ));
+    }
+    range(
+        "video",
+        "bitrate_kbps",
+        raw.bitrate_kbps,
+        raw.min_bitrate_kbps,
+        raw.max_bitrate_kbps,
+    )?;
+    range(
+        "video",
+        "keyframe_interval_s",
+        raw.keyframe_interval_s,
+        1,
+        10,
+    )?;
+    range("video", "stall_timeout_s", raw.stall_timeout_s, 1, 60)?;
+    Ok(Video {
+        source,
+        width: raw.width,
+        height: raw.height,
+        framerate: raw.framerate,
+        encoder,
+        bitrate_kbps: raw.bitrate_kbps,
+        min_bitrate_kbps: raw.min_bitrate_kbps,
+        max_bitrate_kbps: raw.max_bitrate_kbps,
+        keyframe_interval_s: raw.keyframe_interval_s,
+        stall_timeout: Duration::from_secs(raw.stall_timeout_s.into()),
+    })
+}
+
+fn validate_audio(raw: raw::RawAudio) -> Result<Audio, Problem> {
+    let source = match raw.source.as_str() {
+        "synthetic" => AudioSource::Synthetic,
+        "alsa" => AudioSource::Alsa(raw.device),
+        other => {
+            return Err(problem(
+                "audio",
+                "source",
+                format!("'{other}' is not an audio source; expected \"alsa\" or \"synthetic\""),
+            ))
+        }
+    };
+    if ![16000, 32000, 44100, 48000].contains(&raw.rate) {
+        return Err(problem(
+            "audio",
+            "rate",
+            format!(
+                "{} Hz is not supported; expected 16000, 32000, 44100 or 48000",
+                raw.rate
+            ),
+        ));
+    }
+    range("audio", "channels", raw.channels, 1, 2)?;
+    let codec = match raw.codec.as_str() {
+        "opus" => AudioCodec::Opus,
+        "aac" => AudioCodec::Aac,
+        other => {
+            return Err(problem(
+                "audio",
+                "codec",
+                format!("'{other}' is not an audio codec; expected \"opus\" or \"aac\""),
+            ))
+        }
+    };
+    if codec == AudioCodec::Opus && raw.rate == 44100 {
+        return Err(problem(
+            "audio",
+            "rate",
+            "Opus does not take 44100 Hz; expected 48000 (or use codec = \"aac\")",
+        ));
+    }
+    range("audio", "bitrate_kbps", raw.bitrate_kbps, 16, 320)?;
+    Ok(Audio {
+        source,
+        rate: raw.rate,
+        channels: raw.channels,
+        codec,
+        bitrate_kbps: raw.bitrate_kbps,
+        echo_cancel: raw.echo_cancel,
+    })
+}
+
+fn validate_display(raw: raw::RawDisplay) -> Result<Display, Problem> {
+    let sink = match raw.sink.as_str() {
+        "kms" => DisplaySink::Kms {
+            driver: (!raw.kms_driver.is_empty()).then_some(raw.kms_driver),
+            connector: raw.kms_connector,
+        },
+        "window" => DisplaySink::Window,
+        "fake" => DisplaySink::Fake,
+        other => {
+            return Err(problem(
+                "display",
+                "sink",
+                format!(
+                    "'{other}' is not a display sink; expected \"kms\", \"window\" or \"fake\""
+                ),
+            ))
+        }
+    };
+    range("display", "width", raw.width, 320, 3840)?;
+    range("display", "height", raw.height, 240, 2160)?;
+    Ok(Display {
+        sink,
+        width: raw.width,
+        height: raw.height,
+    })
+}
+
+/// Parse `srt://HOST:PORT` plus its options; an empty url means "not configured".
+fn srt_peer(
+    section: &'static str,
+    url: &str,
+    passphrase: &str,
+    pbkeylen: u32,
+    latency_ms: u32,
+    streamid: &str,
+) -> Result<Option<SrtPeer>, Problem> {
+    if !passphrase.is_empty() && !(10..=79).contains(&passphrase.len()) {
+        return Err(problem(
+            section,
+            "passphrase",
+            format!(
+                "{} characters; SRT needs 10 to 79 (or leave it empty for no encryption)",
+                passphrase.len()
+            ),
+        ));
+    }
+    if ![16, 24, 32].contains(&pbkeylen) {
+        return Err(problem(
+            section,
+            "pbkeylen",
+            format!("{pbkeylen} is not an AES key length; expected 16, 24 or 32"),
+        ));
+    }
+    range(section, "latency_ms", latency_ms, 20, 8000)?;
+    if streamid.len() > 512 {
+        return Err(problem(section, "streamid", "longer than SRT's 512 bytes"));
+    }
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        problem(
+            section,
+            "url",
+            format!("'{url}' is not an SRT address; expected srt://HOST:PORT"),
+        )
+    };
+    let rest = url.strip_prefix("srt://").ok_or_else(bad)?;
+    if rest.contains('?') || rest.contains('/') {
+        return Err(problem(
+            section,
+            "url",
+            format!("'{url}' carries options or a path; put them in their own keys (latency_ms, streamid, passphrase)"),
+        ));
+    }
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(Some(SrtPeer {
+        host: host.to_owned(),
+        port,
+        passphrase: (!passphrase.is_empty()).then(|| passphrase.to_owned()),
+        pbkeylen,
+        latency_ms,
+        streamid: (!streamid.is_empty()).then(|| streamid.to_owned()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[site]\nid = \"xa-01\"\nname = \"Xã Một\"\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("config.toml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.site.id, "xa-01");
+        assert_eq!(c.daemon.socket, PathBuf::from("/run/diemcau/api.sock"));
+        assert_eq!(c.daemon.socket_mode, 0o660);
+        assert_eq!(c.video.bitrate_kbps, 2500);
+        assert_eq!(c.uplink.peer, None);
+    }
+
+    #[test]
+    fn misspelt_key_is_located_with_suggestion() {
+        let text = format!("{MINIMAL}\n[video]\nwidth = 640\nbitrat = 2000\n");
+        let e = err(&text);
+        assert_eq!(
+            e,
+            "config.toml:7:1: unknown key 'bitrat' in [video]; did you mean 'bitrate_kbps'?"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_expectation() {
+        let text = format!("{MINIMAL}[video]\nwidth = \"wide\"\n");
+        let e = err(&text);
+        assert!(e.starts_with("config.toml:5:9: "), "{e}");
+        assert!(e.contains("'width' in [video]"), "{e}");
+        assert!(e.contains("expected"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_is_located() {
+        let text = format!("{MINIMAL}[video]\nframerate = 500\n");
+        let e = err(&text);
+        assert_eq!(
+            e,
+            "config.toml:5:1: invalid value for 'framerate' in [video]: 500 is out of range; expected 1 to 60"
+        );
+    }
+
+    #[test]
+    fn missing_site_is_reported() {
+        let e = err("[video]\nwidth = 640\n");
+        assert_eq!(
+            e,
+            "config.toml:1:1: invalid value for 'id' in [site]: missing; expected the site id, e.g. id = \"nghean-xa-nghiloc\""
+        );
+    }
+
+    #[test]
+    fn unknown_section_is_reported() {
+        let e = err(&format!("{MINIMAL}[vidoe]\n"));
+        assert!(e.contains("unknown section [vidoe]"), "{e}");
+        assert!(e.contains("did you mean [video]"), "{e}");
+    }
+
+    #[test]
+    fn srt_url_is_parsed() {
+        let text = format!(
+            "{MINIMAL}[uplink]\nurl = \"srt://hub.example:8890\"\nstreamid = \"publish:xa\"\npassphrase = \"0123456789\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let p = c.uplink.peer.unwrap();
+        assert_eq!(p.host, "hub.example");
+        assert_eq!(p.port, 8890);
+        assert_eq!(p.streamid.as_deref(), Some("publish:xa"));
+    }
+
+    #[test]
+    fn short_passphrase_rejected() {
+        let text = format!("{MINIMAL}[uplink]\nurl = \"srt://h:1\"\npassphrase = \"short\"\n");
+        let e = err(&text);
+        assert!(e.starts_with("config.toml:6:1:"), "{e}");
+        assert!(e.contains("10 to 79"), "{e}");
+    }
+
+    #[test]
+    fn bad_site_id_rejected() {
+        let e = err("[site]\nid = \"Xa 01\"\nname = \"x\"\n");
+        assert!(e.starts_with("config.toml:2:1:"), "{e}");
+    }
+
+    #[test]
+    fn shipped_files_are_valid() {
+        for f in ["config/example.toml", "config/demo.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `diemcau run`: wire the actors together, serve until SIGTERM/SIGINT, end
+//! the live session cleanly, exit.
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Config;
+use crate::{api, media, store, supervisor, systemd};
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let state_dir = &config.daemon.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let store = store::Store::open(state_dir)?;
+    let (media, media_events) = media::spawn(config.clone())?;
+    let sup = supervisor::spawn(config.clone(), store, media, media_events)?;
+    let socket = config.daemon.socket.clone();
+    let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
+    let server = tokio::spawn(api::server::serve(listener, sup.handle.clone()));
+
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+
+    tracing::info!(
+        site = %config.site.id,
+        socket = %socket.display(),
+        "diemcau {} serving",
+        env!("CARGO_PKG_VERSION")
+    );
+    systemd::ready();
+    systemd::status("Ready — no session");
+    if let Some(interval) = systemd::watchdog_interval() {
+        tokio::spawn(systemd::watchdog(interval, sup.healthy.clone()));
+    }
+
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    systemd::stopping();
+    sup.handle.shutdown().await;
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! diemcau: the software of a commune-level bridge room.
+//!
+//! See `docs/ARCHITECTURE.md` for the bird's-eye view. In short: [`daemon`]
+//! wires the actors together; [`supervisor`] owns the [`session`] state
+//! machine and the [`store`]; [`media`] owns the GStreamer pipelines; [`api`]
+//! serves the local Unix socket the [`cli`] talks to.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod i18n;
+pub mod logging;
+pub mod media;
+pub mod session;
+pub mod store;
+pub mod supervisor;
+pub mod systemd;

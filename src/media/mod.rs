@@ -1,0 +1,588 @@
+//! The media engine: the actor that owns every GStreamer pipeline.
+//!
+//! A session runs a camera pipeline, a microphone pipeline, an encode
+//! pipeline and an uplink (see [`pipeline`] for how they join). The engine
+//! restarts a capture pipeline that fails or stalls without touching the
+//! encoder, reports what it sees as [`MediaEvent`]s, and publishes
+//! [`MediaStats`] for health.
+
+pub mod abr;
+pub mod pipeline;
+pub mod ts;
+pub mod uplink;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::{Config, VideoSource};
+use crate::session::Degradation;
+use pipeline::Channels;
+use uplink::{UplinkStats, UplinkTask};
+
+/// What the engine tells the supervisor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// The session's encoder produces output.
+    Started,
+    /// The session could not start, or died for good.
+    Failed(String),
+    /// The session's pipelines are down after a stop.
+    Stopped,
+    Degraded(Degradation),
+    Restored(Degradation),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaStats {
+    pub running: bool,
+    pub encoder: String,
+    pub camera_present: bool,
+    pub microphone_present: bool,
+    pub video_frames_in: u64,
+    pub ts_bytes_out: u64,
+    pub camera_restarts: u64,
+    pub microphone_restarts: u64,
+    /// Microphone peak and RMS over the last second, dBFS (-100 when silent or absent).
+    pub mic_peak_dbfs: f64,
+    pub mic_rms_dbfs: f64,
+    pub uplink: UplinkStats,
+}
+
+enum Command {
+    Start(String),
+    Stop,
+}
+
+/// Handle to the engine. Commands are rare (start, stop) and must never
+/// block the supervisor, so the channel is unbounded.
+#[derive(Clone)]
+pub struct MediaHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    stats: watch::Receiver<MediaStats>,
+}
+
+impl MediaHandle {
+    pub fn start(&self, session_id: String) {
+        let _ = self.tx.send(Command::Start(session_id));
+    }
+
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop);
+    }
+
+    pub fn stats(&self) -> MediaStats {
+        self.stats.borrow().clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("GStreamer cannot be initialised: {0}")]
+    Init(#[from] gst::glib::Error),
+}
+
+/// Initialise GStreamer and start the engine actor.
+pub fn spawn(
+    config: Config,
+) -> Result<(MediaHandle, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
+    gst::init()?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (stats_tx, stats) = watch::channel(MediaStats::default());
+    let engine = Engine {
+        config,
+        events: events_tx,
+        stats: stats_tx,
+        seq: 0,
+    };
+    tokio::spawn(engine.run(rx));
+    Ok((MediaHandle { tx, stats }, events_rx))
+}
+
+/// Which pipeline a bus message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Branch {
+    Camera,
+    Mic,
+    Encode,
+}
+
+/// A pipeline and the task forwarding its bus. Dropping it stops both.
+struct Running {
+    pipeline: gst::Pipeline,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.forward.abort();
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// A capture branch (camera or microphone) that is restarted when it fails.
+struct Capture {
+    branch: Branch,
+    running: Option<Running>,
+    gen: u64,
+    retry_at: Option<Instant>,
+    lost: bool,
+    restarts: u64,
+    /// Monotonic milliseconds of the last buffer seen, for the stall watchdog.
+    last_buffer_ms: Arc<AtomicU64>,
+    frames: Arc<AtomicU64>,
+}
+
+impl Capture {
+    fn new(branch: Branch) -> Self {
+        Self {
+            branch,
+            running: None,
+            gen: 0,
+            retry_at: Some(Instant::now()),
+            lost: false,
+            restarts: 0,
+            last_buffer_ms: Arc::new(AtomicU64::new(0)),
+            frames: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn degradation(&self) -> Degradation {
+        match self.branch {
+            Branch::Camera => Degradation::CameraLost,
+            _ => Degradation::MicrophoneLost,
+        }
+    }
+}
+
+struct Session {
+    id: String,
+    encode: Running,
+    encoder_name: String,
+    camera: Capture,
+    mic: Capture,
+    ts_bytes: Arc<AtomicU64>,
+    started_reported: bool,
+    stopping_since: Option<Instant>,
+    uplink_stop: Option<oneshot::Sender<()>>,
+    uplink_stats: watch::Receiver<UplinkStats>,
+    mic_level: (f64, f64),
+    slate: gst::glib::WeakRef<gst::Element>,
+}
+
+struct Engine {
+    config: Config,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    stats: watch::Sender<MediaStats>,
+    seq: u64,
+}
+
+/// Milliseconds since an arbitrary process-wide origin.
+fn mono_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+type BusTx = mpsc::UnboundedSender<(Branch, u64, gst::Message)>;
+
+fn launch(desc: &str) -> Result<gst::Pipeline, String> {
+    gst::parse::launch(desc)
+        .map_err(|e| format!("{e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "description is not a pipeline".to_owned())
+}
+
+fn forward_bus(
+    pipeline: &gst::Pipeline,
+    branch: Branch,
+    gen: u64,
+    tx: BusTx,
+) -> tokio::task::JoinHandle<()> {
+    let Some(bus) = pipeline.bus() else {
+        return tokio::spawn(async {});
+    };
+    let mut stream = bus.stream();
+    tokio::spawn(async move {
+        while let Some(msg) = stream.next().await {
+            if tx.send((branch, gen, msg)).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+impl Engine {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let (bus_tx, mut bus_rx) = mpsc::unbounded_channel();
+        let mut session: Option<Session> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut last_publish = Instant::now();
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Start(id)) => {
+                        if session.is_some() {
+                            tracing::warn!("media start while a session runs; ignored");
+                            continue;
+                        }
+                        match self.start(&id, &bus_tx) {
+                            Ok(s) => session = Some(s),
+                            Err(e) => {
+                                tracing::error!("media cannot start session {id}: {e}");
+                                let _ = self.events.send(MediaEvent::Failed(e));
+                            }
+                        }
+                    }
+                    Some(Command::Stop) => match session.as_mut() {
+                        Some(s) if s.stopping_since.is_none() => {
+                            s.stopping_since = Some(Instant::now());
+                            // EOS lets the muxer and the recorder finish the last segment.
+                            s.encode.pipeline.send_event(gst::event::Eos::new());
+                        }
+                        Some(_) => {}
+                        None => {
+                            let _ = self.events.send(MediaEvent::Stopped);
+                        }
+                    },
+                    None => return,
+                },
+                Some((branch, gen, msg)) = bus_rx.recv() => {
+                    if let Some(s) = session.as_mut() {
+                        if self.on_bus(s, branch, gen, &msg) {
+                            self.finish(&mut session);
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(s) = session.as_mut() {
+                        if s.stopping_since.is_some_and(|t| t.elapsed() > Duration::from_millis(1500)) {
+                            tracing::warn!("encoder did not drain within 1.5 s; closing");
+                            self.finish(&mut session);
+                            continue;
+                        }
+                        self.supervise(s, &bus_tx);
+                    }
+                    if last_publish.elapsed() >= Duration::from_millis(500) {
+                        last_publish = Instant::now();
+                        self.publish(session.as_ref());
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, id: &str, bus_tx: &BusTx) -> Result<Session, String> {
+        self.seq += 1;
+        let ch = Channels {
+            video: format!("diemcau-v{}", self.seq),
+            audio: format!("diemcau-a{}", self.seq),
+        };
+        let cfg = &self.config;
+        let enc = pipeline::encoder_element(cfg.video.encoder, |name| {
+            gst::ElementFactory::find(name).is_some()
+        });
+        let desc = pipeline::encode(&cfg.video, &cfg.audio, enc, &ch);
+        tracing::debug!("encode pipeline: {desc}");
+        let encode = launch(&desc).map_err(|e| format!("encode pipeline: {e}"))?;
+        let encoder = encode
+            .by_name(pipeline::ENCODER)
+            .ok_or("encode pipeline has no encoder")?;
+        let encoder_name = encoder
+            .factory()
+            .map(|f| f.name().to_string())
+            .unwrap_or_default();
+        let slate = encode
+            .by_name(pipeline::SLATE)
+            .ok_or("encode pipeline has no slate")?;
+        let appsink = encode
+            .by_name(pipeline::TS_SINK)
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or("encode pipeline has no appsink")?;
+
+        // The uplink gets the TS bytes through a bounded channel; when it is
+        // full the bytes are dropped for the uplink only (counted there).
+        let (up_tx, up_rx) = mpsc::channel::<gst::Buffer>(1024);
+        let ts_bytes = Arc::new(AtomicU64::new(0));
+        let counter = ts_bytes.clone();
+        let uplink_on = cfg.uplink.peer.is_some();
+        appsink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buf) = sample.buffer_owned() {
+                        counter.fetch_add(buf.size() as u64, Ordering::Relaxed);
+                        if uplink_on {
+                            let _ = up_tx.try_send(buf);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+
+        let forward = forward_bus(&encode, Branch::Encode, 0, bus_tx.clone());
+        encode
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("encode pipeline does not start: {e}"))?;
+        let encode = Running {
+            pipeline: encode,
+            forward,
+        };
+
+        let (ustats_tx, uplink_stats) = watch::channel(UplinkStats::default());
+        let uplink_stop = if let Some(peer) = cfg.uplink.peer.clone() {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let task = UplinkTask {
+                peer,
+                cfg: cfg.uplink.clone(),
+                video: cfg.video.clone(),
+                encoder: encoder.downgrade(),
+                buffers: up_rx,
+                events: self.events.clone(),
+                stats: ustats_tx,
+            };
+            tokio::spawn(task.run(stop_rx));
+            Some(stop_tx)
+        } else {
+            None
+        };
+
+        let mut s = Session {
+            id: id.to_owned(),
+            encode,
+            encoder_name,
+            camera: Capture::new(Branch::Camera),
+            mic: Capture::new(Branch::Mic),
+            ts_bytes,
+            started_reported: false,
+            stopping_since: None,
+            uplink_stop,
+            uplink_stats,
+            mic_level: (-100.0, -100.0),
+            slate: slate.downgrade(),
+        };
+        // Start the capture branches now rather than on the next tick: every
+        // 100 ms counts towards "button to live".
+        self.supervise(&mut s, bus_tx);
+        tracing::info!(session = id, encoder = %s.encoder_name, "media session started");
+        Ok(s)
+    }
+
+    /// Restart capture branches that are due, detect stalls, report Started.
+    fn supervise(&self, s: &mut Session, bus_tx: &BusTx) {
+        if s.stopping_since.is_some() {
+            return;
+        }
+        let stall = self.config.video.stall_timeout.as_millis() as u64;
+        let ch = Channels {
+            video: format!("diemcau-v{}", self.seq),
+            audio: format!("diemcau-a{}", self.seq),
+        };
+        for cap in [&mut s.camera, &mut s.mic] {
+            // Stall watchdog: a running branch that produced nothing for too long.
+            if cap.running.is_some() {
+                let last = cap.last_buffer_ms.load(Ordering::Relaxed);
+                if last > 0 && mono_ms().saturating_sub(last) > stall {
+                    tracing::warn!(
+                        "{:?} branch stalled for {} ms; restarting it",
+                        cap.branch,
+                        stall
+                    );
+                    self.lose(cap, "stalled");
+                }
+            }
+            if cap.running.is_none() && cap.retry_at.is_some_and(|t| Instant::now() >= t) {
+                cap.retry_at = None;
+                match self.start_capture(cap, &ch, bus_tx) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::warn!("{:?} branch cannot start: {e}", cap.branch);
+                        self.lose(cap, &e);
+                    }
+                }
+            }
+            // A branch that came back: buffers flow again after a loss.
+            if cap.lost && cap.running.is_some() && cap.frames.load(Ordering::Relaxed) > 0 {
+                cap.lost = false;
+                tracing::info!("{:?} branch is back", cap.branch);
+                let _ = self.events.send(MediaEvent::Restored(cap.degradation()));
+            }
+        }
+        if let Some(slate) = s.slate.upgrade() {
+            let text = if s.camera.lost {
+                "KHÔNG CÓ TÍN HIỆU CAMERA"
+            } else {
+                ""
+            };
+            if slate.property::<String>("text") != text {
+                slate.set_property("text", text);
+            }
+        }
+        if !s.started_reported && s.ts_bytes.load(Ordering::Relaxed) > 0 {
+            s.started_reported = true;
+            let _ = self.events.send(MediaEvent::Started);
+        }
+    }
+
+    fn start_capture(
+        &self,
+        cap: &mut Capture,
+        ch: &Channels,
+        bus_tx: &BusTx,
+    ) -> Result<(), String> {
+        let desc = match cap.branch {
+            Branch::Camera => {
+                if let VideoSource::V4l2(dev) = &self.config.video.source {
+                    if !dev.exists() {
+                        return Err(format!("camera {} is not connected", dev.display()));
+                    }
+                }
+                pipeline::camera(&self.config.video, ch)
+            }
+            _ => pipeline::microphone(&self.config.audio, ch),
+        };
+        let p = launch(&desc)?;
+        cap.gen += 1;
+        cap.frames.store(0, Ordering::Relaxed);
+        cap.last_buffer_ms.store(0, Ordering::Relaxed);
+        // Count buffers at the branch's output for the stall watchdog.
+        let probe_el = match cap.branch {
+            Branch::Camera => p.by_name(pipeline::CAMERA_OUT),
+            _ => p.by_name(pipeline::MIC_LEVEL),
+        };
+        if let Some(pad) = probe_el.and_then(|e| e.static_pad("src")) {
+            let (last, frames) = (cap.last_buffer_ms.clone(), cap.frames.clone());
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                last.store(mono_ms().max(1), Ordering::Relaxed);
+                frames.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let forward = forward_bus(&p, cap.branch, cap.gen, bus_tx.clone());
+        p.set_state(gst::State::Playing)
+            .map_err(|e| format!("does not start: {e}"))?;
+        cap.running = Some(Running {
+            pipeline: p,
+            forward,
+        });
+        Ok(())
+    }
+
+    /// Tear a capture branch down, report the loss once, schedule a retry.
+    fn lose(&self, cap: &mut Capture, why: &str) {
+        cap.running = None;
+        cap.restarts += 1;
+        cap.retry_at = Some(Instant::now() + Duration::from_secs(2));
+        if !cap.lost {
+            cap.lost = true;
+            tracing::warn!("{:?} lost: {why}", cap.branch);
+            let _ = self.events.send(MediaEvent::Degraded(cap.degradation()));
+        }
+    }
+
+    /// Handle one bus message; true when the session is finished.
+    fn on_bus(&self, s: &mut Session, branch: Branch, gen: u64, msg: &gst::Message) -> bool {
+        use gst::MessageView as M;
+        match branch {
+            Branch::Encode => match msg.view() {
+                M::Eos(_) => return s.stopping_since.is_some(),
+                M::Error(e) => {
+                    let why = format!(
+                        "{} ({})",
+                        e.error(),
+                        e.src()
+                            .map(|s| s.path_string().to_string())
+                            .unwrap_or_default()
+                    );
+                    tracing::error!(session = %s.id, "encode pipeline error: {why}");
+                    if s.stopping_since.is_some() {
+                        return true;
+                    }
+                    let _ = self.events.send(MediaEvent::Failed(why));
+                }
+                _ => {}
+            },
+            Branch::Camera | Branch::Mic => {
+                let cap = if branch == Branch::Camera {
+                    &mut s.camera
+                } else {
+                    &mut s.mic
+                };
+                if gen != cap.gen {
+                    return false;
+                }
+                match msg.view() {
+                    M::Error(e) => {
+                        let why = e.error().to_string();
+                        self.lose(cap, &why);
+                    }
+                    M::Eos(_) => self.lose(cap, "end of stream"),
+                    M::Element(el) if branch == Branch::Mic => {
+                        if let Some(st) = el.structure().filter(|st| st.name() == "level") {
+                            s.mic_level = (first_db(st, "peak"), first_db(st, "rms"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        false
+    }
+
+    fn finish(&self, session: &mut Option<Session>) {
+        if let Some(mut s) = session.take() {
+            if let Some(stop) = s.uplink_stop.take() {
+                let _ = stop.send(());
+            }
+            tracing::info!(session = %s.id, bytes = s.ts_bytes.load(Ordering::Relaxed), "media session stopped");
+            drop(s);
+            let _ = self.events.send(MediaEvent::Stopped);
+        }
+    }
+
+    fn publish(&self, s: Option<&Session>) {
+        let stats = match s {
+            None => MediaStats {
+                mic_peak_dbfs: -100.0,
+                mic_rms_dbfs: -100.0,
+                ..Default::default()
+            },
+            Some(s) => MediaStats {
+                running: true,
+                encoder: s.encoder_name.clone(),
+                camera_present: !s.camera.lost && s.camera.running.is_some(),
+                microphone_present: !s.mic.lost && s.mic.running.is_some(),
+                video_frames_in: s.camera.frames.load(Ordering::Relaxed),
+                ts_bytes_out: s.ts_bytes.load(Ordering::Relaxed),
+                camera_restarts: s.camera.restarts,
+                microphone_restarts: s.mic.restarts,
+                mic_peak_dbfs: s.mic_level.0,
+                mic_rms_dbfs: s.mic_level.1,
+                uplink: s.uplink_stats.borrow().clone(),
+            },
+        };
+        self.stats.send_replace(stats);
+    }
+}
+
+/// The first channel's value of a `level` message field, in dBFS.
+fn first_db(st: &gst::StructureRef, field: &str) -> f64 {
+    st.get::<gst::glib::ValueArray>(field)
+        .ok()
+        .and_then(|a| a.first().and_then(|v| v.get::<f64>().ok()))
+        .filter(|v| v.is_finite())
+        .unwrap_or(-100.0)
+        .max(-100.0)
+}

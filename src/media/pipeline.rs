@@ -1,0 +1,221 @@
+//! Pipeline descriptions, built from the typed config as plain strings so
+//! they can be read, logged and tested without GStreamer.
+//!
+//! The media path is split into separate pipelines joined by GStreamer's
+//! `inter` elements and an appsink, so that a failing part never takes the
+//! rest down:
+//!
+//! ```text
+//! camera ─▶ intervideosink ┐                                   ┌─▶ uplink (appsrc ! srtsink)
+//!                          ├─▶ encode (x264 + opus ─▶ mpegtsmux ─▶ appsink) ─┤
+//! mic ────▶ interaudiosink ┘                                   └─▶ recorder
+//! ```
+//!
+//! When the camera pipeline dies, `intervideosrc` turns black after its
+//! timeout and the encode pipeline's slate overlay says why; when the
+//! microphone dies, `interaudiosrc` sends silence. The encoder never stops,
+//! so the session and its recording go on.
+
+use crate::config::{Audio, AudioCodec, AudioSource, Encoder, SrtPeer, Video, VideoSource};
+
+/// Names of the elements the engine looks up.
+pub const ENCODER: &str = "venc";
+pub const SLATE: &str = "slate";
+pub const TS_SINK: &str = "ts";
+pub const UPLINK_SRC: &str = "src";
+pub const UPLINK_SINK: &str = "sink";
+pub const CAMERA_OUT: &str = "camout";
+pub const MIC_LEVEL: &str = "miclevel";
+
+/// Channel names for the inter elements, unique per engine.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    pub video: String,
+    pub audio: String,
+}
+
+fn raw_video_caps(v: &Video) -> String {
+    format!(
+        "video/x-raw,format=I420,width={},height={},framerate={}/1,pixel-aspect-ratio=1/1",
+        v.width, v.height, v.framerate
+    )
+}
+
+fn raw_audio_caps(a: &Audio) -> String {
+    format!(
+        "audio/x-raw,format=S16LE,layout=interleaved,rate={},channels={}",
+        a.rate, a.channels
+    )
+}
+
+/// The camera pipeline: source to `intervideosink`.
+pub fn camera(v: &Video, ch: &Channels) -> String {
+    let src = match &v.source {
+        // `ball` is cheap to draw, and moving, so a frozen picture shows.
+        VideoSource::Synthetic => "videotestsrc is-live=true pattern=ball ! timeoverlay".to_owned(),
+        VideoSource::V4l2(dev) => format!(
+            "v4l2src device=\"{}\" ! decodebin",
+            dev.display().to_string().replace('"', "")
+        ),
+    };
+    format!(
+        "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! intervideosink channel={ch}",
+        caps = raw_video_caps(v),
+        ch = ch.video
+    )
+}
+
+/// The microphone pipeline: source to `interaudiosink`, with a level meter.
+pub fn microphone(a: &Audio, ch: &Channels) -> String {
+    let src = match &a.source {
+        AudioSource::Synthetic => {
+            "audiotestsrc is-live=true wave=sine freq=440 volume=0.2 samplesperbuffer=480"
+                .to_owned()
+        }
+        AudioSource::Alsa(dev) => format!(
+            "alsasrc device=\"{}\" buffer-time=40000 latency-time=10000",
+            dev.replace('"', "")
+        ),
+    };
+    format!(
+        "{src} ! audioconvert ! audioresample ! {caps} ! level name={MIC_LEVEL} interval=1000000000 post-messages=true ! interaudiosink channel={ch}",
+        caps = raw_audio_caps(a),
+        ch = ch.audio
+    )
+}
+
+/// Which H.264 encoder element to use.
+pub fn encoder_element(want: Encoder, available: impl Fn(&str) -> bool) -> Encoder {
+    match want {
+        Encoder::Auto => {
+            if available("vaapih264enc") && std::path::Path::new("/dev/dri/renderD128").exists() {
+                Encoder::Vaapi
+            } else if available("v4l2h264enc") {
+                Encoder::V4l2
+            } else {
+                Encoder::X264
+            }
+        }
+        other => other,
+    }
+}
+
+fn video_encoder(v: &Video, enc: Encoder) -> String {
+    let gop = v.keyframe_interval_s * v.framerate;
+    match enc {
+        Encoder::X264 | Encoder::Auto => format!(
+            "x264enc name={ENCODER} tune=zerolatency speed-preset=ultrafast bitrate={} key-int-max={gop} vbv-buf-capacity=1000 ! video/x-h264,profile=constrained-baseline",
+            v.bitrate_kbps
+        ),
+        Encoder::Vaapi => format!(
+            "vaapih264enc name={ENCODER} rate-control=cbr bitrate={} keyframe-period={gop}",
+            v.bitrate_kbps
+        ),
+        Encoder::V4l2 => format!(
+            "v4l2h264enc name={ENCODER} extra-controls=\"controls,video_bitrate={},h264_i_frame_period={gop}\" ! video/x-h264,level=(string)4",
+            v.bitrate_kbps * 1000
+        ),
+    }
+}
+
+fn audio_encoder(a: &Audio) -> String {
+    match a.codec {
+        AudioCodec::Opus => format!(
+            "opusenc bitrate={} frame-size=20 audio-type=voice",
+            a.bitrate_kbps * 1000
+        ),
+        AudioCodec::Aac => format!("avenc_aac bitrate={} ! aacparse", a.bitrate_kbps * 1000),
+    }
+}
+
+/// The encode pipeline: inter sources to one MPEG-TS byte stream in an appsink.
+pub fn encode(v: &Video, a: &Audio, enc: Encoder, ch: &Channels) -> String {
+    format!(
+        "intervideosrc channel={vch} timeout=1000000000 ! {vcaps} \
+         ! textoverlay name={SLATE} text=\"\" font-desc=\"DejaVu Sans Bold 28\" valignment=center halignment=center shaded-background=true \
+         ! queue max-size-buffers=3 max-size-time=0 max-size-bytes=0 \
+         ! {venc} ! h264parse config-interval=-1 ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=60 ! mux. \
+         interaudiosrc channel={ach} ! {acaps} ! audioconvert ! audioresample \
+         ! {aenc} ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=100 ! mux. \
+         mpegtsmux name=mux alignment=7 ! appsink name={TS_SINK} sync=false async=false max-buffers=0 drop=false",
+        vch = ch.video,
+        ach = ch.audio,
+        vcaps = raw_video_caps(v),
+        acaps = raw_audio_caps(a),
+        venc = video_encoder(v, enc),
+        aenc = audio_encoder(a),
+    )
+}
+
+/// The uplink pipeline: TS bytes from the engine to the hub over SRT.
+/// Up to `queue_bytes` wait while connecting; older bytes are dropped.
+pub fn uplink(peer: &SrtPeer, queue_bytes: u64) -> String {
+    format!(
+        "appsrc name={UPLINK_SRC} is-live=true format=time max-bytes={queue_bytes} leaky-type=downstream block=false \
+         caps=\"video/mpegts,systemstream=(boolean)true,packetsize=(int)188\" \
+         ! srtsink name={UPLINK_SINK} uri=\"{uri}\" latency={lat} wait-for-connection=false sync=false async=false",
+        uri = peer.uri(),
+        lat = peer.latency_ms,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn cfg() -> Config {
+        Config::parse(
+            Path::new("t.toml"),
+            "[site]\nid=\"x\"\nname=\"X\"\n[video]\nsource=\"synthetic\"\nwidth=640\nheight=360\nframerate=25\n[uplink]\nurl=\"srt://127.0.0.1:9000\"\n",
+        )
+        .unwrap()
+    }
+
+    fn ch() -> Channels {
+        Channels {
+            video: "v1".into(),
+            audio: "a1".into(),
+        }
+    }
+
+    #[test]
+    fn encode_uses_configured_gop_and_bitrate() {
+        let c = cfg();
+        let d = encode(&c.video, &c.audio, Encoder::X264, &ch());
+        assert!(d.contains("key-int-max=50"), "{d}");
+        assert!(d.contains("bitrate=2500"), "{d}");
+        assert!(d.contains("opusenc bitrate=64000"), "{d}");
+        assert!(d.contains("channel=v1") && d.contains("channel=a1"));
+    }
+
+    #[test]
+    fn auto_prefers_hardware_only_when_present() {
+        assert_eq!(encoder_element(Encoder::Auto, |_| false), Encoder::X264);
+        assert_eq!(
+            encoder_element(Encoder::Auto, |e| e == "v4l2h264enc"),
+            Encoder::V4l2
+        );
+        assert_eq!(encoder_element(Encoder::X264, |_| true), Encoder::X264);
+    }
+
+    #[test]
+    fn device_paths_cannot_break_out_of_quotes() {
+        let mut c = cfg();
+        c.video.source = VideoSource::V4l2("/dev/x\" ! fakesink".into());
+        let d = camera(&c.video, &ch());
+        assert!(d.contains("device=\"/dev/x ! fakesink\""), "{d}");
+    }
+
+    #[test]
+    fn uplink_is_caller_with_latency() {
+        let c = cfg();
+        let d = uplink(c.uplink.peer.as_ref().unwrap(), 1000);
+        assert!(
+            d.contains("srt://127.0.0.1:9000?mode=caller&latency=200"),
+            "{d}"
+        );
+        assert!(d.contains("leaky-type=downstream"), "{d}");
+    }
+}

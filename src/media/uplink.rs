@@ -1,0 +1,395 @@
+//! The SRT uplink to the hub: an actor per session that owns a small
+//! `appsrc ! srtsink` pipeline, feeds it the encoded TS bytes, and rebuilds
+//! it with backoff whenever the hub is unreachable or drops the link.
+//!
+//! Capture and encoding never wait for the uplink: bytes that arrive while
+//! the link is down are dropped here (the recorder keeps its own copy). On
+//! every (re)connect the encoder is asked for a keyframe so the hub shows
+//! a picture at once. While connected, SRT statistics drive the
+//! [`abr::Controller`](super::abr::Controller).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::abr::{Controller, LinkSample};
+use super::pipeline;
+use super::ts::Scanner;
+use super::MediaEvent;
+use crate::config::{SrtPeer, Uplink as UplinkConfig, Video};
+use crate::session::Degradation;
+
+/// Reconnect delays: exponential from `base` up to `max`, with ±20% jitter so
+/// a fleet does not reconnect in lockstep after a hub restart.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            next: base,
+        }
+    }
+
+    /// The delay before the next attempt; `jitter` in [-1, 1].
+    pub fn next(&mut self, jitter: f64) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d.mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0))
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+fn jitter() -> f64 {
+    let mut b = [0u8; 1];
+    // Without entropy the jitter is zero; reconnecting still works.
+    let _ = getrandom::getrandom(&mut b);
+    (b[0] as f64 / 127.5) - 1.0
+}
+
+/// What the rest of the daemon sees of the uplink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UplinkStats {
+    pub configured: bool,
+    pub connected: bool,
+    pub connects: u64,
+    pub bytes_sent: u64,
+    pub bytes_dropped_while_down: u64,
+    pub rtt_ms: f64,
+    pub packets_lost: u64,
+    pub packets_retransmitted: u64,
+    pub bandwidth_mbps: f64,
+    pub send_rate_mbps: f64,
+    pub bitrate_kbps: u32,
+}
+
+/// A running uplink pipeline.
+struct Link {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    sink: gst::Element,
+    bus: tokio::task::JoinHandle<()>,
+    connected: bool,
+    /// A keyframe has been pushed; everything after it follows.
+    started: bool,
+    last: Counters,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    sent: u64,
+    lost: u64,
+    retrans: u64,
+    bytes: u64,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.bus.abort();
+        let p = self.pipeline.clone();
+        // Null may wait for a pending SRT connect to give up; not on the runtime.
+        std::thread::spawn(move || {
+            let _ = p.set_state(gst::State::Null);
+        });
+    }
+}
+
+pub struct UplinkTask {
+    pub peer: SrtPeer,
+    pub cfg: UplinkConfig,
+    pub video: Video,
+    pub encoder: gst::glib::WeakRef<gst::Element>,
+    pub buffers: mpsc::Receiver<gst::Buffer>,
+    pub events: mpsc::UnboundedSender<MediaEvent>,
+    pub stats: watch::Sender<UplinkStats>,
+}
+
+impl UplinkTask {
+    /// Run until `stop` fires or the buffer channel closes.
+    pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
+        let mut backoff = Backoff::new(Duration::from_millis(250), self.cfg.reconnect_max);
+        let mut abr = Controller::new(
+            self.video.min_bitrate_kbps,
+            self.video.max_bitrate_kbps,
+            self.video.bitrate_kbps,
+        );
+        let mut stats = UplinkStats {
+            configured: true,
+            bitrate_kbps: abr.bitrate(),
+            ..Default::default()
+        };
+        let (bus_tx, mut bus_rx) = mpsc::unbounded_channel::<(u64, gst::Message)>();
+        let mut gen = 0u64;
+        let mut link: Option<Link> = None;
+        let mut retry_at = Some(Instant::now());
+        let mut reported_down = false;
+        let mut scanner = Scanner::default();
+        // Poll often while connecting (to request a keyframe as soon as the
+        // hub is there), once a second for statistics after.
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        let mut polls = 0u64;
+        // Queue while connecting: two seconds of the maximum bitrate.
+        let queue_bytes = u64::from(self.video.max_bitrate_kbps) * 1000 / 8 * 2;
+        loop {
+            let retry = async {
+                match retry_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                buf = self.buffers.recv() => {
+                    let Some(buf) = buf else { break };
+                    let key = match buf.map_readable() {
+                        Ok(m) => scanner.scan(&m),
+                        Err(_) => None,
+                    };
+                    match link.as_mut() {
+                        // A new link starts at a keyframe, behind the PAT and
+                        // PMT, so the hub decodes from its first byte.
+                        Some(l) if !l.started => match key {
+                            Some(at) => {
+                                l.started = true;
+                                let psi = scanner.psi();
+                                let _ = l.src.push_buffer(gst::Buffer::from_slice(psi));
+                                let tail = buf.copy_region(gst::BufferCopyFlags::MEMORY, at..)
+                                    .unwrap_or(buf);
+                                let _ = l.src.push_buffer(tail);
+                            }
+                            None => stats.bytes_dropped_while_down += buf.size() as u64,
+                        },
+                        Some(l) => {
+                            let _ = l.src.push_buffer(buf);
+                        }
+                        None => stats.bytes_dropped_while_down += buf.size() as u64,
+                    }
+                }
+                _ = retry => {
+                    retry_at = None;
+                    gen += 1;
+                    match self.connect(gen, queue_bytes, bus_tx.clone()) {
+                        Ok(l) => link = Some(l),
+                        Err(e) => {
+                            tracing::warn!("uplink pipeline cannot be built: {e}");
+                            retry_at = Some(Instant::now() + backoff.next(jitter()));
+                        }
+                    }
+                }
+                Some((g, msg)) = bus_rx.recv() => {
+                    if g != gen { continue; }
+                    let failed = match msg.view() {
+                        gst::MessageView::Error(e) => Some(e.error().to_string()),
+                        gst::MessageView::Eos(_) => Some("end of stream".to_owned()),
+                        _ => None,
+                    };
+                    if let Some(why) = failed {
+                        let was = link.as_ref().is_some_and(|l| l.connected);
+                        link = None;
+                        stats.connected = false;
+                        let delay = backoff.next(jitter());
+                        if was {
+                            tracing::warn!("uplink to {}:{} lost: {why}; reconnecting", self.peer.host, self.peer.port);
+                        } else {
+                            tracing::debug!("uplink connect failed: {why}; retry in {delay:?}");
+                        }
+                        if !reported_down {
+                            reported_down = true;
+                            let _ = self.events.send(MediaEvent::Degraded(Degradation::UplinkDown));
+                        }
+                        retry_at = Some(Instant::now() + delay);
+                        let _ = self.stats.send(stats.clone());
+                    }
+                }
+                _ = poll.tick() => {
+                    let Some(l) = link.as_mut() else { continue };
+                    polls += 1;
+                    if l.connected && polls % 5 != 0 {
+                        continue;
+                    }
+                    let now = read_counters(&l.sink);
+                    let sample = LinkSample {
+                        sent: now.sent.saturating_sub(l.last.sent),
+                        lost: now.lost.saturating_sub(l.last.lost),
+                        retransmitted: now.retrans.saturating_sub(l.last.retrans),
+                        rtt_ms: field_f64(&l.sink, "rtt-ms"),
+                        bandwidth_mbps: field_f64(&l.sink, "bandwidth-mbps"),
+                    };
+                    if !l.connected && now.bytes > 0 {
+                        l.connected = true;
+                        stats.connected = true;
+                        stats.connects += 1;
+                        backoff.reset();
+                        tracing::info!("uplink connected to {}:{}", self.peer.host, self.peer.port);
+                        self.force_keyframe();
+                        if reported_down {
+                            reported_down = false;
+                            let _ = self.events.send(MediaEvent::Restored(Degradation::UplinkDown));
+                        }
+                    }
+                    stats.bytes_sent += now.bytes.saturating_sub(l.last.bytes);
+                    stats.packets_lost += sample.lost;
+                    stats.packets_retransmitted += sample.retransmitted;
+                    stats.rtt_ms = sample.rtt_ms;
+                    stats.bandwidth_mbps = sample.bandwidth_mbps;
+                    stats.send_rate_mbps = field_f64(&l.sink, "send-rate-mbps");
+                    l.last = now;
+                    if self.cfg.adaptive_bitrate && l.connected {
+                        if let Some(kbps) = abr.sample(sample) {
+                            self.set_bitrate(kbps);
+                            stats.bitrate_kbps = kbps;
+                        }
+                    }
+                    let _ = self.stats.send(stats.clone());
+                }
+            }
+        }
+        drop(link);
+        let _ = self.stats.send(UplinkStats {
+            configured: true,
+            ..Default::default()
+        });
+    }
+
+    fn connect(
+        &self,
+        gen: u64,
+        queue_bytes: u64,
+        bus_tx: mpsc::UnboundedSender<(u64, gst::Message)>,
+    ) -> Result<Link, String> {
+        let desc = pipeline::uplink(&self.peer, queue_bytes);
+        let pipeline = gst::parse::launch(&desc)
+            .map_err(|e| format!("{e} in `{desc}`"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "not a pipeline".to_owned())?;
+        let sink = pipeline
+            .by_name(pipeline::UPLINK_SINK)
+            .ok_or("no srtsink in the uplink pipeline")?;
+        if let Some(p) = &self.peer.passphrase {
+            sink.set_property("passphrase", p);
+            sink.set_property_from_str("pbkeylen", &self.peer.pbkeylen.to_string());
+        }
+        if let Some(s) = &self.peer.streamid {
+            sink.set_property("streamid", s);
+        }
+        let src = pipeline
+            .by_name(pipeline::UPLINK_SRC)
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or("no appsrc in the uplink pipeline")?;
+        let bus = pipeline.bus().ok_or("pipeline without a bus")?;
+        let mut stream = bus.stream();
+        let bus = tokio::spawn(async move {
+            while let Some(msg) = stream.next().await {
+                if bus_tx.send((gen, msg)).is_err() {
+                    break;
+                }
+            }
+        });
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("uplink pipeline does not start: {e}"))?;
+        Ok(Link {
+            pipeline,
+            src,
+            sink,
+            bus,
+            connected: false,
+            started: false,
+            last: Counters::default(),
+        })
+    }
+
+    fn force_keyframe(&self) {
+        let Some(enc) = self.encoder.upgrade() else {
+            return;
+        };
+        let ev = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        if let Some(pad) = enc.static_pad("src") {
+            pad.send_event(ev);
+        }
+    }
+
+    fn set_bitrate(&self, kbps: u32) {
+        let Some(enc) = self.encoder.upgrade() else {
+            return;
+        };
+        if enc.find_property("bitrate").is_some() {
+            tracing::debug!("uplink adapts encoder bitrate to {kbps} kbit/s");
+            enc.set_property_from_str("bitrate", &kbps.to_string());
+        }
+    }
+}
+
+fn stats_struct(sink: &gst::Element) -> Option<gst::Structure> {
+    sink.property::<Option<gst::Structure>>("stats")
+}
+
+fn field_u64(s: &gst::StructureRef, name: &str) -> u64 {
+    if let Ok(v) = s.get::<u64>(name) {
+        return v;
+    }
+    if let Ok(v) = s.get::<i64>(name) {
+        return v.max(0) as u64;
+    }
+    if let Ok(v) = s.get::<i32>(name) {
+        return v.max(0) as u64;
+    }
+    s.get::<u32>(name).map(u64::from).unwrap_or(0)
+}
+
+fn field_f64(sink: &gst::Element, name: &str) -> f64 {
+    stats_struct(sink)
+        .and_then(|s| s.get::<f64>(name).ok())
+        .unwrap_or(0.0)
+}
+
+fn read_counters(sink: &gst::Element) -> Counters {
+    let Some(s) = stats_struct(sink) else {
+        return Counters::default();
+    };
+    Counters {
+        sent: field_u64(&s, "packets-sent"),
+        lost: field_u64(&s, "packets-sent-lost"),
+        retrans: field_u64(&s, "packets-retransmitted"),
+        bytes: field_u64(&s, "bytes-sent").max(field_u64(&s, "bytes-sent-total")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
+        let got: Vec<u128> = (0..6).map(|_| b.next(0.0).as_millis()).collect();
+        assert_eq!(got, vec![250, 500, 1000, 2000, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.next(0.0).as_millis(), 250);
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(b.next(1.0).as_millis(), 1200);
+        assert_eq!(b.next(-1.0).as_millis(), 800);
+        assert_eq!(b.next(7.0).as_millis(), 1200);
+    }
+}

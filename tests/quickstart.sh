@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The README's two commands, on a fresh Debian 12 or 13 machine, as root:
+#   bash tests/quickstart.sh demo   # install what the project needs, run the demo
+#   bash tests/quickstart.sh test   # install what the project needs, run every test
+# Installing is idempotent: packages already present are left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential pkg-config libclang-dev libasound2-dev libssl-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x
+  fonts-dejavu-core
+  srt-tools ffmpeg mosquitto mosquitto-clients
+  systemd
+)
+
+install() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  if ! command -v cargo >/dev/null; then
+    echo "== no Rust toolchain: trying Debian's (needs rustc >= 1.85, Debian 13)"
+    apt-get install -y -q cargo rustc
+  fi
+}
+
+demo() {
+  cargo build --release --locked
+  local bin=target/release/diemcau dir=/tmp/diemcau-demo
+  rm -rf "$dir"; mkdir -p "$dir"
+  # Stand-ins: an SRT listener (srt-tools) as the provincial hub, writing
+  # what it receives; a Mosquitto broker for the NOC (used from the MQTT issue on).
+  srt-live-transmit -q "srt://:8890?mode=listener" "file://con" >"$dir/hub.ts" 2>/dev/null &
+  local hub=$!
+  mosquitto -p 18830 >/dev/null 2>&1 &
+  local broker=$!
+  "$bin" run --config config/demo.toml 2>"$dir/daemon.log" &
+  local daemon=$!
+  trap 'kill $daemon $hub $broker 2>/dev/null; wait 2>/dev/null' EXIT
+  for _ in $(seq 50); do "$bin" status --config config/demo.toml >/dev/null 2>&1 && break; sleep 0.1; done
+  "$bin" status --config config/demo.toml
+  echo; echo "== diemcau start (as the room's button would)"
+  "$bin" start --config config/demo.toml --meta case=DEMO-001
+  for i in 1 2 3; do
+    sleep 2; echo; echo "== status after $((i * 2)) s"
+    "$bin" status --config config/demo.toml
+  done
+  echo; echo "== diemcau stop"
+  "$bin" stop --config config/demo.toml
+  kill -TERM "$daemon"; wait "$daemon" || true
+  echo; echo "== what the hub received ($dir/hub.ts):"
+  ffprobe -v error -show_entries stream=codec_name,width,height -of compact "$dir/hub.ts" || true
+}
+
+run_tests() {
+  cargo build --locked --all-targets
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast
+  else
+    cargo test --locked --no-fail-fast
+  fi
+}
+
+case "${1:-}" in
+  demo) install; demo ;;
+  test) install; run_tests ;;
+  install) install ;;
+  *) echo "usage: $0 demo|test|install" >&2; exit 2 ;;
+esac
