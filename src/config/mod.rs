@@ -485,13 +485,15 @@ fn validate_video(raw: raw::RawVideo) -> Result<Video, Problem> {
         "x264" => Encoder::X264,
         "vaapi" => Encoder::Vaapi,
         "v4l2" => Encoder::V4l2,
-        other => return Err(problem(
-            "video",
-            "encoder",
-            format!(
+        other => {
+            return Err(problem(
+                "video",
+                "encoder",
+                format!(
                 "'{other}' is not an encoder; expected \"auto\", \"x264\", \"vaapi\" or \"v4l2\""
             ),
-        )),
+            ))
+        }
     };
     range(
         "video",

@@ -62,6 +62,10 @@ fn jitter() -> f64 {
     (b[0] as f64 / 127.5) - 1.0
 }
 
+/// How long an SRT handshake may take before the link is rebuilt (libsrt's
+/// own connect timeout is 3 s too).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What the rest of the daemon sees of the uplink.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UplinkStats {
@@ -84,6 +88,7 @@ struct Link {
     src: gst_app::AppSrc,
     sink: gst::Element,
     bus: tokio::task::JoinHandle<()>,
+    created: Instant,
     connected: bool,
     /// A keyframe has been pushed; everything after it follows.
     started: bool,
@@ -139,10 +144,11 @@ impl UplinkTask {
         let mut retry_at = Some(Instant::now());
         let mut reported_down = false;
         let mut scanner = Scanner::default();
-        // Poll often while connecting (to request a keyframe as soon as the
-        // hub is there), once a second for statistics after.
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        // Poll often while connecting (the first bytes wait for the
+        // handshake), once a second for statistics after.
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
         let mut polls = 0u64;
+        let mut failed: Option<String> = None;
         // Queue while connecting: two seconds of the maximum bitrate.
         let queue_bytes = u64::from(self.video.max_bitrate_kbps) * 1000 / 8 * 2;
         loop {
@@ -153,32 +159,19 @@ impl UplinkTask {
                 }
             };
             tokio::select! {
-                _ = &mut stop => break,
+                _ = &mut stop => {
+                    // What the encoder produced before the stop still goes out.
+                    while let Ok(buf) = self.buffers.try_recv() {
+                        feed(link.as_mut(), &mut scanner, &mut stats, buf);
+                    }
+                    if let Some(l) = link.take() {
+                        drain(l, &mut bus_rx, gen).await;
+                    }
+                    break;
+                }
                 buf = self.buffers.recv() => {
                     let Some(buf) = buf else { break };
-                    let key = match buf.map_readable() {
-                        Ok(m) => scanner.scan(&m),
-                        Err(_) => None,
-                    };
-                    match link.as_mut() {
-                        // A new link starts at a keyframe, behind the PAT and
-                        // PMT, so the hub decodes from its first byte.
-                        Some(l) if !l.started => match key {
-                            Some(at) => {
-                                l.started = true;
-                                let psi = scanner.psi();
-                                let _ = l.src.push_buffer(gst::Buffer::from_slice(psi));
-                                let tail = buf.copy_region(gst::BufferCopyFlags::MEMORY, at..)
-                                    .unwrap_or(buf);
-                                let _ = l.src.push_buffer(tail);
-                            }
-                            None => stats.bytes_dropped_while_down += buf.size() as u64,
-                        },
-                        Some(l) => {
-                            let _ = l.src.push_buffer(buf);
-                        }
-                        None => stats.bytes_dropped_while_down += buf.size() as u64,
-                    }
+                    feed(link.as_mut(), &mut scanner, &mut stats, buf);
                 }
                 _ = retry => {
                     retry_at = None;
@@ -193,33 +186,27 @@ impl UplinkTask {
                 }
                 Some((g, msg)) = bus_rx.recv() => {
                     if g != gen { continue; }
-                    let failed = match msg.view() {
+                    let why = match msg.view() {
                         gst::MessageView::Error(e) => Some(e.error().to_string()),
                         gst::MessageView::Eos(_) => Some("end of stream".to_owned()),
+                        // srtsink reports a broken or timed-out connection as a
+                        // warning and retries by itself, mid-stream. We rebuild
+                        // instead, so that the new link starts at a keyframe.
+                        gst::MessageView::Warning(w) => Some(w.error().to_string()),
                         _ => None,
                     };
-                    if let Some(why) = failed {
-                        let was = link.as_ref().is_some_and(|l| l.connected);
-                        link = None;
-                        stats.connected = false;
-                        let delay = backoff.next(jitter());
-                        if was {
-                            tracing::warn!("uplink to {}:{} lost: {why}; reconnecting", self.peer.host, self.peer.port);
-                        } else {
-                            tracing::debug!("uplink connect failed: {why}; retry in {delay:?}");
-                        }
-                        if !reported_down {
-                            reported_down = true;
-                            let _ = self.events.send(MediaEvent::Degraded(Degradation::UplinkDown));
-                        }
-                        retry_at = Some(Instant::now() + delay);
-                        let _ = self.stats.send(stats.clone());
+                    if let Some(why) = why {
+                        failed = Some(why);
                     }
                 }
                 _ = poll.tick() => {
                     let Some(l) = link.as_mut() else { continue };
                     polls += 1;
-                    if l.connected && polls % 5 != 0 {
+                    if !l.connected && l.created.elapsed() > CONNECT_TIMEOUT {
+                        failed = Some(format!("no SRT handshake within {CONNECT_TIMEOUT:?}"));
+                        continue;
+                    }
+                    if l.connected && polls % 10 != 0 {
                         continue;
                     }
                     let now = read_counters(&l.sink);
@@ -230,7 +217,7 @@ impl UplinkTask {
                         rtt_ms: field_f64(&l.sink, "rtt-ms"),
                         bandwidth_mbps: field_f64(&l.sink, "bandwidth-mbps"),
                     };
-                    if !l.connected && now.bytes > 0 {
+                    if !l.connected && is_connected(&l.sink) {
                         l.connected = true;
                         stats.connected = true;
                         stats.connects += 1;
@@ -257,6 +244,29 @@ impl UplinkTask {
                     }
                     let _ = self.stats.send(stats.clone());
                 }
+            }
+            if let Some(why) = failed.take() {
+                let was = link.as_ref().is_some_and(|l| l.connected);
+                link = None;
+                stats.connected = false;
+                let delay = backoff.next(jitter());
+                if was {
+                    tracing::warn!(
+                        "uplink to {}:{} lost: {why}; reconnecting",
+                        self.peer.host,
+                        self.peer.port
+                    );
+                } else {
+                    tracing::debug!("uplink connect failed: {why}; retry in {delay:?}");
+                }
+                if !reported_down {
+                    reported_down = true;
+                    let _ = self
+                        .events
+                        .send(MediaEvent::Degraded(Degradation::UplinkDown));
+                }
+                retry_at = Some(Instant::now() + delay);
+                let _ = self.stats.send(stats.clone());
             }
         }
         drop(link);
@@ -308,6 +318,7 @@ impl UplinkTask {
             src,
             sink,
             bus,
+            created: Instant::now(),
             connected: false,
             started: false,
             last: Counters::default(),
@@ -335,6 +346,65 @@ impl UplinkTask {
             enc.set_property_from_str("bitrate", &kbps.to_string());
         }
     }
+}
+
+/// Push one buffer of TS to the link, if there is one. A new link starts at
+/// a keyframe, behind the PAT and PMT, so the hub decodes from its first byte.
+fn feed(link: Option<&mut Link>, scanner: &mut Scanner, stats: &mut UplinkStats, buf: gst::Buffer) {
+    let key = match buf.map_readable() {
+        Ok(m) => scanner.scan(&m),
+        Err(_) => None,
+    };
+    match link {
+        // Nothing goes into a link before SRT has connected: bytes written
+        // during the handshake do not reliably reach the hub.
+        Some(l) if !l.connected => stats.bytes_dropped_while_down += buf.size() as u64,
+        Some(l) if !l.started => match key {
+            Some(at) => {
+                l.started = true;
+                let _ = l.src.push_buffer(gst::Buffer::from_slice(scanner.psi()));
+                let tail = buf
+                    .copy_region(gst::BufferCopyFlags::MEMORY, at..)
+                    .unwrap_or(buf);
+                let _ = l.src.push_buffer(tail);
+            }
+            None => stats.bytes_dropped_while_down += buf.size() as u64,
+        },
+        Some(l) => {
+            let _ = l.src.push_buffer(buf);
+        }
+        None => stats.bytes_dropped_while_down += buf.size() as u64,
+    }
+}
+
+/// Let a connected link send what it has queued (the end of the session)
+/// before it is closed; gives up after a second.
+async fn drain(l: Link, bus_rx: &mut mpsc::UnboundedReceiver<(u64, gst::Message)>, gen: u64) {
+    if !l.connected {
+        return;
+    }
+    let _ = l.src.end_of_stream();
+    let wait = async {
+        while let Some((g, msg)) = bus_rx.recv().await {
+            if g == gen
+                && matches!(
+                    msg.view(),
+                    gst::MessageView::Eos(_) | gst::MessageView::Error(_)
+                )
+            {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+}
+
+/// SRT statistics exist for a socket only once its handshake completed.
+fn is_connected(sink: &gst::Element) -> bool {
+    stats_struct(sink).is_some_and(|s| {
+        tracing::trace!("srt stats: {s}");
+        s.has_field("rtt-ms") || s.has_field("packets-sent")
+    })
 }
 
 fn stats_struct(sink: &gst::Element) -> Option<gst::Structure> {
