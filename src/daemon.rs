@@ -5,7 +5,7 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::{api, media, store, supervisor, systemd};
+use crate::{api, events, media, store, supervisor, systemd};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -21,8 +21,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let store = store::Store::open(state_dir)?;
+    let outbox = events::Outbox::open(store.db(), &config.site.id)?;
     let (media, media_events) = media::spawn(config.clone())?;
-    let sup = supervisor::spawn(config.clone(), store, media, media_events)?;
+    let sup = supervisor::spawn(config.clone(), store, outbox.clone(), media, media_events)?;
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
     let server = tokio::spawn(api::server::serve(listener, sup.handle.clone()));

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod i18n;
 pub mod logging;
 pub mod media;

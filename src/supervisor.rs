@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{ErrorCode, Status};
 use crate::config::{Config, OnInterrupted};
+use crate::events::{EventKind, Outbox};
 use crate::media::{MediaEvent, MediaHandle};
 use crate::session::{
     Action, Input, Machine, Origin, Phase, Rejection, SessionRecord, State, Timeouts,
@@ -118,8 +119,11 @@ struct Supervisor {
     config: Config,
     machine: Machine,
     store: Store,
+    outbox: Outbox,
     media: MediaHandle,
     started: Instant,
+    /// The session whose going live was announced.
+    announced_live: Option<String>,
     fault: Option<String>,
     last_session: Option<SessionRecord>,
     /// Callers of `start` waiting for Live (or failure).
@@ -141,6 +145,7 @@ pub struct Spawned {
 pub fn spawn(
     config: Config,
     store: Store,
+    outbox: Outbox,
     media: MediaHandle,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
 ) -> Result<Spawned, StoreError> {
@@ -152,6 +157,13 @@ pub fn spawn(
             "found session {} still open from before a crash or power cut; closed it as interrupted",
             r.id
         );
+        outbox.emit(EventKind::SessionInterrupted {
+            session: r.id.clone(),
+            reason: match &r.outcome {
+                Some(crate::session::Outcome::Interrupted(why)) => why.clone(),
+                _ => String::new(),
+            },
+        });
     }
     let last_session = store.history(1)?.into_iter().next();
     let machine = Machine::new(
@@ -178,8 +190,10 @@ pub fn spawn(
         config,
         machine,
         store,
+        outbox,
         media,
         started: Instant::now(),
+        announced_live: None,
         fault: None,
         last_session,
         start_waiters: Vec::new(),
@@ -258,12 +272,25 @@ impl Supervisor {
     }
 
     fn on_media(&mut self, ev: MediaEvent) {
+        let session = self.machine.session().map(|s| s.id.clone());
         let input = match ev {
             MediaEvent::Started => Input::MediaStarted,
             MediaEvent::Stopped => Input::MediaStopped,
             MediaEvent::Failed(e) => Input::MediaFailed(e),
-            MediaEvent::Degraded(d) => Input::Degraded(d),
-            MediaEvent::Restored(d) => Input::Restored(d),
+            MediaEvent::Degraded(d) => {
+                self.outbox.emit(EventKind::Degraded {
+                    condition: d,
+                    session,
+                });
+                Input::Degraded(d)
+            }
+            MediaEvent::Restored(d) => {
+                self.outbox.emit(EventKind::Restored {
+                    condition: d,
+                    session,
+                });
+                Input::Restored(d)
+            }
         };
         self.input(input);
     }
@@ -293,6 +320,16 @@ impl Supervisor {
                         let _ = self.healthy_tx.send(false);
                     }
                     self.resolve_finished(&rec);
+                    self.outbox.emit(match &rec.outcome {
+                        Some(crate::session::Outcome::Failed(reason)) => EventKind::SessionFailed {
+                            session: rec.id.clone(),
+                            reason: reason.clone(),
+                        },
+                        _ => EventKind::SessionStopped {
+                            session: rec.id.clone(),
+                            by: origin_name(rec.stopped_by.as_ref()),
+                        },
+                    });
                     self.last_session = Some(rec);
                 }
                 Action::StartMedia { session_id } => self.media.start(session_id),
@@ -313,6 +350,12 @@ impl Supervisor {
                 }
                 tracing::info!(session = %session.id, ?degraded, "session live");
                 self.fault = None;
+                if self.announced_live.as_deref() != Some(session.id.as_str()) {
+                    self.announced_live = Some(session.id.clone());
+                    self.outbox.emit(EventKind::SessionStarted {
+                        session: session.id.clone(),
+                    });
+                }
             }
             State::Fault { reason } => {
                 tracing::error!("session could not start: {reason}");
@@ -320,7 +363,11 @@ impl Supervisor {
             }
             State::Idle => self.fault = None,
             State::Starting { session, .. } => {
-                tracing::info!(session = %session.id, by = ?session.started_by, "session starting")
+                tracing::info!(session = %session.id, by = ?session.started_by, "session starting");
+                self.outbox.emit(EventKind::SessionStarting {
+                    session: session.id.clone(),
+                    by: origin_name(Some(&session.started_by)),
+                });
             }
             State::Stopping { session, .. } => {
                 tracing::info!(session = %session.id, "session stopping")
@@ -382,5 +429,16 @@ impl Supervisor {
         if let Err(e) = self.store.flush() {
             tracing::error!("final flush of the state store failed: {e}");
         }
+    }
+}
+
+/// How an origin is named in events: `cli`, `button`, `mqtt:<id>`, `daemon:<why>`.
+pub fn origin_name(o: Option<&Origin>) -> String {
+    match o {
+        None => "unknown".into(),
+        Some(Origin::Cli) => "cli".into(),
+        Some(Origin::Button) => "button".into(),
+        Some(Origin::Mqtt(id)) => format!("mqtt:{id}"),
+        Some(Origin::Daemon(why)) => format!("daemon:{why}"),
     }
 }

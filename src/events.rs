@@ -1,0 +1,229 @@
+//! Events for the NOC: what happened in the room, in order, never dropped.
+//!
+//! Every subsystem that has something to report pushes an [`Event`] into the
+//! [`Outbox`], a sled tree keyed by a monotonically increasing sequence
+//! number. The write is durable before `push` returns, so an event survives
+//! a broker outage and a daemon restart. The MQTT publisher reads the outbox
+//! in order ([`Outbox::pending`]), publishes, and removes an event only after
+//! the broker acknowledged it ([`Outbox::ack`]).
+//!
+//! Pushing never blocks on the network: the publisher is woken through a
+//! `Notify`, there is no channel that could fill up.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::session::Degradation;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    ButtonPressed {
+        /// "short" or "long".
+        press: String,
+        /// What the press did: "start", "stop", "hint", "ignored".
+        effect: String,
+    },
+    SessionStarting {
+        session: String,
+        by: String,
+    },
+    SessionStarted {
+        session: String,
+    },
+    SessionStopped {
+        session: String,
+        by: String,
+    },
+    SessionInterrupted {
+        session: String,
+        reason: String,
+    },
+    SessionFailed {
+        session: String,
+        reason: String,
+    },
+    /// A device or link problem began (`camera_lost`, `uplink_down`, ...).
+    Degraded {
+        condition: Degradation,
+        session: Option<String>,
+    },
+    /// ... and ended.
+    Restored {
+        condition: Degradation,
+        session: Option<String>,
+    },
+    DiskAlarm {
+        level: String,
+        used_percent: f64,
+    },
+    UploadCompleted {
+        session: String,
+        segments: u64,
+        bytes: u64,
+    },
+    ConfigChanged {
+        version: String,
+    },
+}
+
+/// One event as stored and published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique: `<site>-<seq>`; the NOC deduplicates on it.
+    pub id: String,
+    /// Per-box sequence number, strictly increasing across restarts.
+    pub seq: u64,
+    pub site: String,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("event outbox: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("event outbox entry {seq} is unreadable: {source}")]
+    Decode {
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The durable, ordered event queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    db: sled::Db,
+    tree: sled::Tree,
+    site: String,
+    notify: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn open(db: &sled::Db, site: &str) -> Result<Self, OutboxError> {
+        Ok(Self {
+            db: db.clone(),
+            tree: db.open_tree("outbox")?,
+            site: site.to_owned(),
+            notify: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Store an event durably and wake the publisher. Returns the event.
+    pub fn push(&self, kind: EventKind) -> Result<Event, OutboxError> {
+        // sled's generate_id is monotonic across restarts.
+        let seq = self.db.generate_id()?;
+        let ev = Event {
+            id: format!("{}-{seq}", self.site),
+            seq,
+            site: self.site.clone(),
+            at: Utc::now(),
+            kind,
+        };
+        let bytes = serde_json::to_vec(&ev).expect("events always serialise");
+        self.tree.insert(seq.to_be_bytes(), bytes)?;
+        self.tree.flush()?;
+        self.notify.notify_one();
+        Ok(ev)
+    }
+
+    /// Push, logging instead of failing: for callers that must go on.
+    pub fn emit(&self, kind: EventKind) {
+        if let Err(e) = self.push(kind.clone()) {
+            tracing::error!("event {kind:?} could not be stored: {e}");
+        }
+    }
+
+    /// Up to `limit` unacknowledged events, oldest first.
+    pub fn pending(&self, limit: usize) -> Result<Vec<Event>, OutboxError> {
+        self.tree
+            .iter()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                serde_json::from_slice(&v).map_err(|source| OutboxError::Decode { seq, source })
+            })
+            .collect()
+    }
+
+    /// The broker acknowledged this event: forget it.
+    pub fn ack(&self, seq: u64) -> Result<(), OutboxError> {
+        self.tree.remove(seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Resolves when an event was pushed since the last call.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_ordered_durable_and_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let o = Outbox::open(&db, "xa").unwrap();
+            for i in 0..3 {
+                o.push(EventKind::SessionStarted {
+                    session: format!("s{i}"),
+                })
+                .unwrap();
+            }
+        }
+        let db = sled::open(dir.path()).unwrap();
+        let o = Outbox::open(&db, "xa").unwrap();
+        let p = o.pending(10).unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p.windows(2).all(|w| w[0].seq < w[1].seq));
+        o.ack(p[0].seq).unwrap();
+        let next = o
+            .push(EventKind::ConfigChanged {
+                version: "2".into(),
+            })
+            .unwrap();
+        assert!(
+            next.seq > p[2].seq,
+            "sequence keeps growing across restarts"
+        );
+        let p2 = o.pending(10).unwrap();
+        assert_eq!(p2.len(), 3);
+        assert_eq!(p2[0].id, p[1].id);
+    }
+
+    #[test]
+    fn event_json_is_flat() {
+        let ev = Event {
+            id: "xa-1".into(),
+            seq: 1,
+            site: "xa".into(),
+            at: Utc::now(),
+            kind: EventKind::Degraded {
+                condition: Degradation::CameraLost,
+                session: Some("s".into()),
+            },
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["type"], "degraded");
+        assert_eq!(v["condition"], "camera_lost");
+    }
+}
