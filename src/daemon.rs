@@ -5,7 +5,7 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::{api, events, media, store, supervisor, systemd};
+use crate::{api, mqtt, button, display, events, led, media, store, supervisor, systemd};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -23,7 +23,43 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = store::Store::open(state_dir)?;
     let outbox = events::Outbox::open(store.db(), &config.site.id)?;
     let (media, media_events) = media::spawn(config.clone())?;
-    let sup = supervisor::spawn(config.clone(), store, outbox.clone(), media, media_events)?;
+    let sup = supervisor::spawn(
+        config.clone(),
+        store.clone(),
+        outbox.clone(),
+        media,
+        media_events,
+    )?;
+    // The NOC control plane (None when [mqtt] url is empty).
+    let mqtt = mqtt::spawn(mqtt::Deps {
+        config: config.clone(),
+        supervisor: sup.handle.clone(),
+        phase: sup.phase.clone(),
+        outbox: outbox.clone(),
+        store,
+    })?;
+    // The room's button and tally light; both follow the supervisor's phase.
+    let button = button::spawn(
+        &config.button,
+        sup.handle.clone(),
+        sup.phase.clone(),
+        outbox.clone(),
+    );
+    let led = led::spawn(
+        &config.led,
+        sup.handle.clone(),
+        sup.phase.clone(),
+        button.hint.clone(),
+    );
+    // The screen and speaker run for the daemon's whole life.
+    let _display = display::spawn(
+        config.clone(),
+        sup.handle.clone(),
+        Some(button::display_hints(
+            button.hint.clone(),
+            config.daemon.language,
+        )),
+    );
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
     let server = tokio::spawn(api::server::serve(listener, sup.handle.clone()));
@@ -49,6 +85,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     systemd::stopping();
     sup.handle.shutdown().await;
+    // After the session closed, so its last events can still go out; then
+    // `offline`, so the NOC sees a clean stop rather than `lost`.
+    if let Some((handle, _task)) = &mqtt {
+        handle.shutdown(std::time::Duration::from_secs(4)).await;
+    }
+    // The session is closed: the light goes out, the button lets go.
+    button.task.abort();
+    led.shutdown().await;
     server.abort();
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");

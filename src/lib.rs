@@ -6,13 +6,17 @@
 //! serves the local Unix socket the [`cli`] talks to.
 
 pub mod api;
+pub mod button;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod display;
 pub mod events;
 pub mod i18n;
+pub mod led;
 pub mod logging;
 pub mod media;
+pub mod mqtt;
 pub mod session;
 pub mod store;
 pub mod supervisor;

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init(verbose: u8) {
     let default = match verbose {
         0 => "info",
-        1 => "debug",
+        1 => "debug,sled=info",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -98,8 +98,9 @@ pub struct Daemon {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum VideoSource {
-    /// `videotestsrc`: demo and tests.
-    Synthetic,
+    /// `videotestsrc`: demo and tests. With `Some(n)` the camera "unplugs"
+    /// itself after n frames, to exercise device loss and recovery.
+    Synthetic(Option<u32>),
     /// A V4L2 camera at this path.
     V4l2(PathBuf),
 }
@@ -189,7 +190,10 @@ pub enum DisplaySink {
         connector: u32,
     },
     Window,
+    /// Rendered and counted, shown nowhere (tests).
     Fake,
+    /// No display pipeline at all (headless boxes, benchmarks).
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +207,69 @@ pub struct Display {
 pub enum SpeakerSink {
     Alsa(String),
     Fake,
+    /// No speaker pipeline (and so no echo cancellation).
+    None,
+}
+
+/// A GPIO line on a character-device chip (button input or LED output).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpioLine {
+    /// `/dev/gpiochipN`.
+    pub chip: PathBuf,
+    /// Line offset on the chip.
+    pub line: u32,
+    /// The line reads low when the button is pressed / drives low to light.
+    pub active_low: bool,
+    pub bias: GpioBias,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpioBias {
+    /// Leave the line's bias as the board set it.
+    AsIs,
+    PullUp,
+    PullDown,
+    Disabled,
+}
+
+/// Which USB input device is the button.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvdevDevice {
+    /// A device node, e.g. `/dev/diemcau/button` or `/dev/input/by-id/...`.
+    Path(PathBuf),
+    /// The device's name as the kernel reports it.
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ButtonInput {
+    None,
+    Evdev {
+        device: EvdevDevice,
+        /// Linux key code (`KEY_*`/`BTN_*`), and its name for messages.
+        key: u16,
+        key_name: String,
+    },
+    Gpio(GpioLine),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Button {
+    pub input: ButtonInput,
+    /// A level must hold this long before it counts (contact bounce).
+    pub debounce: Duration,
+    /// Holding this long ends a live session.
+    pub long_press: Duration,
+    /// Presses this soon after one that started or stopped a session are repeats.
+    pub repeat_guard: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Led {
+    None,
+    /// A Linux LED class directory (`/sys/class/leds/NAME`).
+    Sysfs(PathBuf),
+    Gpio(GpioLine),
 }
 
 /// The validated configuration. Built only by [`load`] or [`Config::parse`].
@@ -217,6 +284,10 @@ pub struct Config {
     pub return_feed: ReturnFeed,
     pub display: Display,
     pub speaker: SpeakerSink,
+    pub button: Button,
+    pub led: Led,
+    /// The NOC control plane; `None` when `[mqtt] url` is empty.
+    pub mqtt: Option<Mqtt>,
 }
 
 /// Read, parse and validate the file at `path`.
@@ -298,17 +369,22 @@ impl Config {
             },
         };
         let display = validate_display(raw.display)?;
-        let speaker = match raw.speaker.sink.as_str() {
-            "alsa" => SpeakerSink::Alsa(raw.speaker.device),
-            "fake" => SpeakerSink::Fake,
-            other => {
-                return Err(problem(
+        let speaker =
+            match raw.speaker.sink.as_str() {
+                "alsa" => SpeakerSink::Alsa(raw.speaker.device),
+                "fake" => SpeakerSink::Fake,
+                "none" => SpeakerSink::None,
+                other => return Err(problem(
                     "speaker",
                     "sink",
-                    format!("'{other}' is not a speaker sink; expected \"alsa\" or \"fake\""),
-                ))
-            }
-        };
+                    format!(
+                        "'{other}' is not a speaker sink; expected \"alsa\", \"fake\" or \"none\""
+                    ),
+                )),
+            };
+        let button = validate_button(raw.button)?;
+        let led = validate_led(raw.led)?;
+        let mqtt = validate_mqtt(path, raw.mqtt)?;
         Ok(Config {
             path: path.to_owned(),
             site,
@@ -319,6 +395,9 @@ impl Config {
             return_feed,
             display,
             speaker,
+            button,
+            led,
+            mqtt,
         })
     }
 }
@@ -451,7 +530,9 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
 
 fn validate_video(raw: raw::RawVideo) -> Result<Video, Problem> {
     let source = match raw.source.as_str() {
-        "synthetic" => VideoSource::Synthetic,
+        "synthetic" => {
+            VideoSource::Synthetic((raw.synthetic_frames > 0).then_some(raw.synthetic_frames))
+        }
         "v4l2" => {
             if !raw.device.starts_with('/') {
                 return Err(problem(
@@ -627,6 +708,126 @@ fn validate_display(raw: raw::RawDisplay) -> Result<Display, Problem> {
     })
 }
 
+/// `gpiochip0` or `/dev/gpiochip0` to the device path.
+fn gpio_chip(section: &'static str, chip: &str) -> Result<PathBuf, Problem> {
+    if chip.starts_with('/') {
+        Ok(chip.into())
+    } else if !chip.is_empty() && !chip.contains('/') {
+        Ok(Path::new("/dev").join(chip))
+    } else {
+        Err(problem(
+            section,
+            "chip",
+            format!(
+                "'{chip}' is not a GPIO chip; expected e.g. \"gpiochip0\" or \"/dev/gpiochip0\""
+            ),
+        ))
+    }
+}
+
+fn gpio_bias(section: &'static str, bias: &str) -> Result<GpioBias, Problem> {
+    match bias {
+        "as-is" => Ok(GpioBias::AsIs),
+        "pull-up" => Ok(GpioBias::PullUp),
+        "pull-down" => Ok(GpioBias::PullDown),
+        "disabled" => Ok(GpioBias::Disabled),
+        other => Err(problem(
+            section,
+            "bias",
+            format!("'{other}' is not a bias; expected \"pull-up\", \"pull-down\", \"disabled\" or \"as-is\""),
+        )),
+    }
+}
+
+fn validate_button(raw: raw::RawButton) -> Result<Button, Problem> {
+    let input = match raw.kind.as_str() {
+        "none" => ButtonInput::None,
+        "evdev" => {
+            if raw.device.trim().is_empty() {
+                return Err(problem(
+                    "button",
+                    "device",
+                    "empty; expected a device path such as \"/dev/diemcau/button\" or the device's name",
+                ));
+            }
+            let device = if raw.device.starts_with('/') {
+                EvdevDevice::Path(raw.device.into())
+            } else {
+                EvdevDevice::Name(raw.device)
+            };
+            let key: evdev::KeyCode = raw.key.parse().map_err(|_| {
+                problem(
+                    "button",
+                    "key",
+                    format!(
+                        "'{}' is not a Linux key name; expected e.g. \"KEY_ENTER\", \"KEY_F13\" or \"BTN_0\"",
+                        raw.key
+                    ),
+                )
+            })?;
+            ButtonInput::Evdev {
+                device,
+                key: key.code(),
+                key_name: raw.key,
+            }
+        }
+        "gpio" => ButtonInput::Gpio(GpioLine {
+            chip: gpio_chip("button", &raw.chip)?,
+            line: raw.line,
+            active_low: raw.active_low,
+            bias: gpio_bias("button", &raw.bias)?,
+        }),
+        other => {
+            return Err(problem(
+                "button",
+                "kind",
+                format!("'{other}' is not a button kind; expected \"none\", \"evdev\" or \"gpio\""),
+            ))
+        }
+    };
+    range("button", "debounce_ms", raw.debounce_ms, 0, 200)?;
+    range("button", "long_press_ms", raw.long_press_ms, 500, 10_000)?;
+    range("button", "repeat_guard_ms", raw.repeat_guard_ms, 0, 10_000)?;
+    Ok(Button {
+        input,
+        debounce: Duration::from_millis(raw.debounce_ms),
+        long_press: Duration::from_millis(raw.long_press_ms),
+        repeat_guard: Duration::from_millis(raw.repeat_guard_ms),
+    })
+}
+
+fn validate_led(raw: raw::RawLed) -> Result<Led, Problem> {
+    match raw.kind.as_str() {
+        "none" => Ok(Led::None),
+        "sysfs" => {
+            let name = raw.name.trim();
+            if name.is_empty() || name.ends_with('/') {
+                return Err(problem(
+                    "led",
+                    "name",
+                    format!("'{name}' is not an LED; expected a name under /sys/class/leds, e.g. \"diemcau:tally\""),
+                ));
+            }
+            Ok(Led::Sysfs(if name.starts_with('/') {
+                name.into()
+            } else {
+                Path::new("/sys/class/leds").join(name)
+            }))
+        }
+        "gpio" => Ok(Led::Gpio(GpioLine {
+            chip: gpio_chip("led", &raw.chip)?,
+            line: raw.line,
+            active_low: raw.active_low,
+            bias: GpioBias::AsIs,
+        })),
+        other => Err(problem(
+            "led",
+            "kind",
+            format!("'{other}' is not an LED kind; expected \"none\", \"sysfs\" or \"gpio\""),
+        )),
+    }
+}
+
 /// Parse `srt://HOST:PORT` plus its options; an empty url means "not configured".
 fn srt_peer(
     section: &'static str,
@@ -688,6 +889,204 @@ fn srt_peer(
         pbkeylen,
         latency_ms,
         streamid: (!streamid.is_empty()).then(|| streamid.to_owned()),
+    }))
+}
+
+/// One MQTT broker address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttBroker {
+    /// `mqtts://` (TLS) rather than `mqtt://`.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for MqttBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// The MQTT control plane (see `src/mqtt/`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mqtt {
+    /// Tried in order, round robin, on every failed connection.
+    pub brokers: Vec<MqttBroker>,
+    /// CA certificate (PEM) the broker's certificate must chain to;
+    /// `None`: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// The device's client certificate and key (PEM), for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub credentials: Option<(String, String)>,
+    pub topic_prefix: String,
+    pub keep_alive: Duration,
+    pub health_interval: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Commands whose `expires_at` lies further ahead are rejected; seen
+    /// command ids are kept this long, so a replay is always caught.
+    pub command_max_ttl: Duration,
+    pub allow_reboot: bool,
+}
+
+/// Parse `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`.
+pub fn parse_mqtt_url(url: &str) -> Result<MqttBroker, String> {
+    let bad = || {
+        format!("'{url}' is not an MQTT address; expected mqtts://HOST:PORT or mqtt://HOST:PORT")
+    };
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(bad());
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('/') || rest.contains('?') || rest.contains('@') {
+        return Err(format!(
+            "'{url}' carries a path, options or credentials; put credentials in username/password"
+        ));
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (
+            h,
+            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+        ),
+        _ => (rest, if tls { 8883 } else { 1883 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(MqttBroker {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn validate_mqtt(config_path: &Path, raw: raw::RawMqtt) -> Result<Option<Mqtt>, Problem> {
+    if raw.url.is_empty() {
+        if !raw.fallback_urls.is_empty() {
+            return Err(problem(
+                "mqtt",
+                "url",
+                "fallback_urls are set but url is empty; expected the main broker's mqtts://HOST:PORT",
+            ));
+        }
+        return Ok(None);
+    }
+    let mut brokers = vec![parse_mqtt_url(&raw.url).map_err(|m| problem("mqtt", "url", m))?];
+    for u in &raw.fallback_urls {
+        brokers.push(parse_mqtt_url(u).map_err(|m| problem("mqtt", "fallback_urls", m))?);
+    }
+    // Relative paths are relative to the configuration file, so a
+    // provisioning directory can carry its certificates beside the file.
+    let base = config_path.parent().unwrap_or(Path::new("/"));
+    let file = |key: &'static str, v: &str| -> Result<Option<PathBuf>, Problem> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let p = base.join(v);
+        if !p.is_file() {
+            return Err(problem(
+                "mqtt",
+                key,
+                format!(
+                    "{} does not exist or is not a file; expected a PEM file",
+                    p.display()
+                ),
+            ));
+        }
+        Ok(Some(p))
+    };
+    let ca = file("ca", &raw.ca)?;
+    let client_cert = match (file("cert", &raw.cert)?, file("key", &raw.key)?) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(problem(
+                "mqtt",
+                "key",
+                "cert is set but key is empty; expected the client key's PEM file",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(problem(
+                "mqtt",
+                "cert",
+                "key is set but cert is empty; expected the client certificate's PEM file",
+            ))
+        }
+    };
+    let tls = brokers.iter().any(|b| b.tls);
+    if !tls && (ca.is_some() || client_cert.is_some()) {
+        return Err(problem(
+            "mqtt",
+            "url",
+            "a CA or client certificate is set but no broker uses mqtts://; certificates need TLS",
+        ));
+    }
+    if raw.username.is_empty() && !raw.password.is_empty() {
+        return Err(problem(
+            "mqtt",
+            "username",
+            "a password is set but no username",
+        ));
+    }
+    let prefix = raw.topic_prefix.trim_matches('/');
+    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) {
+        return Err(problem(
+            "mqtt",
+            "topic_prefix",
+            format!(
+                "'{}' is not a topic prefix; expected e.g. \"diemcau/v1\"",
+                raw.topic_prefix
+            ),
+        ));
+    }
+    range("mqtt", "keep_alive_s", raw.keep_alive_s, 5, 600)?;
+    range("mqtt", "health_interval_s", raw.health_interval_s, 1, 3600)?;
+    if !(0.05..=60.0).contains(&raw.reconnect_min_s) {
+        return Err(problem(
+            "mqtt",
+            "reconnect_min_s",
+            format!(
+                "{} is out of range; expected 0.05 to 60 seconds",
+                raw.reconnect_min_s
+            ),
+        ));
+    }
+    if !(raw.reconnect_min_s..=3600.0).contains(&raw.reconnect_max_s) {
+        return Err(problem(
+            "mqtt",
+            "reconnect_max_s",
+            format!(
+                "{} is out of range; expected reconnect_min_s to 3600 seconds",
+                raw.reconnect_max_s
+            ),
+        ));
+    }
+    range(
+        "mqtt",
+        "command_max_ttl_s",
+        raw.command_max_ttl_s,
+        10,
+        7 * 86_400,
+    )?;
+    Ok(Some(Mqtt {
+        brokers,
+        ca,
+        client_cert,
+        credentials: (!raw.username.is_empty()).then_some((raw.username, raw.password)),
+        topic_prefix: prefix.to_owned(),
+        keep_alive: Duration::from_secs(raw.keep_alive_s),
+        health_interval: Duration::from_secs(raw.health_interval_s),
+        reconnect_min: Duration::from_secs_f64(raw.reconnect_min_s),
+        reconnect_max: Duration::from_secs_f64(raw.reconnect_max_s),
+        command_max_ttl: Duration::from_secs(raw.command_max_ttl_s),
+        allow_reboot: raw.allow_reboot,
     }))
 }
 

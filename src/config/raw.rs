@@ -25,6 +25,12 @@ pub struct RawConfig {
     pub display: RawDisplay,
     #[serde(default)]
     pub speaker: RawSpeaker,
+    #[serde(default)]
+    pub button: RawButton,
+    #[serde(default)]
+    pub led: RawLed,
+    #[serde(default)]
+    pub mqtt: RawMqtt,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +81,7 @@ pub struct RawVideo {
     pub max_bitrate_kbps: u32,
     pub keyframe_interval_s: u32,
     pub stall_timeout_s: u32,
+    pub synthetic_frames: u32,
 }
 
 impl Default for RawVideo {
@@ -91,6 +98,7 @@ impl Default for RawVideo {
             max_bitrate_kbps: 4000,
             keyframe_interval_s: 2,
             stall_timeout_s: 3,
+            synthetic_frames: 0,
         }
     }
 }
@@ -203,6 +211,103 @@ impl Default for RawSpeaker {
         Self {
             sink: "alsa".into(),
             device: "default".into(),
+        }
+    }
+}
+
+/// The room's start/stop button; `kind = "none"` (the default) means no button.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawButton {
+    pub kind: String,
+    pub device: String,
+    pub key: String,
+    pub chip: String,
+    pub line: u32,
+    pub active_low: bool,
+    pub bias: String,
+    pub debounce_ms: u64,
+    pub long_press_ms: u64,
+    pub repeat_guard_ms: u64,
+}
+
+impl Default for RawButton {
+    fn default() -> Self {
+        Self {
+            kind: "none".into(),
+            device: "/dev/diemcau/button".into(),
+            key: "KEY_ENTER".into(),
+            chip: "gpiochip0".into(),
+            line: 17,
+            active_low: true,
+            bias: "pull-up".into(),
+            debounce_ms: 30,
+            long_press_ms: 2000,
+            repeat_guard_ms: 1000,
+        }
+    }
+}
+
+/// The tally light; `kind = "none"` (the default) means no light.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLed {
+    pub kind: String,
+    pub name: String,
+    pub chip: String,
+    pub line: u32,
+    pub active_low: bool,
+}
+
+impl Default for RawLed {
+    fn default() -> Self {
+        Self {
+            kind: "none".into(),
+            name: "diemcau:tally".into(),
+            chip: "gpiochip0".into(),
+            line: 27,
+            active_low: false,
+        }
+    }
+}
+
+/// The MQTT control plane to the provincial NOC; an empty `url` disables it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMqtt {
+    pub url: String,
+    pub fallback_urls: Vec<String>,
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub username: String,
+    pub password: String,
+    pub topic_prefix: String,
+    pub keep_alive_s: u64,
+    pub health_interval_s: u64,
+    pub reconnect_min_s: f64,
+    pub reconnect_max_s: f64,
+    pub command_max_ttl_s: u64,
+    pub allow_reboot: bool,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            fallback_urls: Vec::new(),
+            ca: String::new(),
+            cert: String::new(),
+            key: String::new(),
+            username: String::new(),
+            password: String::new(),
+            topic_prefix: "diemcau/v1".into(),
+            keep_alive_s: 30,
+            health_interval_s: 30,
+            reconnect_min_s: 0.5,
+            reconnect_max_s: 60.0,
+            command_max_ttl_s: 86_400,
+            allow_reboot: false,
         }
     }
 }

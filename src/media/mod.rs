@@ -8,6 +8,7 @@
 
 pub mod abr;
 pub mod pipeline;
+pub mod return_feed;
 pub mod ts;
 pub mod uplink;
 
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 use crate::config::{Config, VideoSource};
 use crate::session::Degradation;
 use pipeline::Channels;
+use return_feed::{ReturnStats, ReturnTask};
 use uplink::{UplinkStats, UplinkTask};
 
 /// What the engine tells the supervisor.
@@ -55,6 +57,14 @@ pub struct MediaStats {
     pub mic_peak_dbfs: f64,
     pub mic_rms_dbfs: f64,
     pub uplink: UplinkStats,
+    pub return_feed: ReturnStats,
+    /// Microphone quieter than -60 dBFS for 10 s (unplugged, muted, broken).
+    pub mic_silent: bool,
+    /// Microphone peaks at full scale in the last second.
+    pub mic_clipping: bool,
+    pub video_frames_encoded: u64,
+    /// Measured over the last second, from the muxer's output.
+    pub output_kbps: f64,
 }
 
 enum Command {
@@ -175,6 +185,13 @@ struct Session {
     stopping_since: Option<Instant>,
     uplink_stop: Option<oneshot::Sender<()>>,
     uplink_stats: watch::Receiver<UplinkStats>,
+    return_stop: Option<oneshot::Sender<()>>,
+    return_stats: watch::Receiver<ReturnStats>,
+    /// When the microphone was last louder than the silence threshold.
+    mic_loud_at: Instant,
+    encoded_frames: Arc<AtomicU64>,
+    rate: (Instant, u64, f64),
+    echo_cancel: bool,
     mic_level: (f64, f64),
     slate: gst::glib::WeakRef<gst::Element>,
 }
@@ -185,6 +202,13 @@ struct Engine {
     stats: watch::Sender<MediaStats>,
     seq: u64,
 }
+
+/// RMS below this is silence.
+const SILENCE_DBFS: f64 = -60.0;
+/// Silence this long is reported.
+const SILENCE_AFTER: Duration = Duration::from_secs(10);
+/// A peak at or above this is clipping.
+const CLIP_DBFS: f64 = -0.1;
 
 /// Milliseconds since an arbitrary process-wide origin.
 fn mono_ms() -> u64 {
@@ -274,9 +298,9 @@ impl Engine {
                         }
                         self.supervise(s, &bus_tx);
                     }
-                    if last_publish.elapsed() >= Duration::from_millis(500) {
+                    if last_publish.elapsed() >= Duration::from_millis(250) {
                         last_publish = Instant::now();
-                        self.publish(session.as_ref());
+                        self.publish(session.as_mut());
                     }
                 }
             }
@@ -359,6 +383,33 @@ impl Engine {
             None
         };
 
+        let (rstats_tx, return_stats) = watch::channel(ReturnStats::default());
+        let return_stop = cfg.return_feed.peer.clone().map(|peer| {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let task = ReturnTask {
+                peer,
+                display: cfg.display.clone(),
+                reconnect_max: cfg.uplink.reconnect_max,
+                events: self.events.clone(),
+                stats: rstats_tx,
+            };
+            tokio::spawn(task.run(stop_rx));
+            stop_tx
+        });
+        let encoded_frames = Arc::new(AtomicU64::new(0));
+        if let Some(pad) = encoder.static_pad("src") {
+            let n = encoded_frames.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                n.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        // Echo cancellation needs the speaker pipeline's probe (the reference
+        // signal) and a return feed worth cancelling.
+        let echo_cancel = cfg.audio.echo_cancel
+            && cfg.return_feed.peer.is_some()
+            && cfg.speaker != crate::config::SpeakerSink::None;
+
         let mut s = Session {
             id: id.to_owned(),
             encode,
@@ -370,6 +421,12 @@ impl Engine {
             stopping_since: None,
             uplink_stop,
             uplink_stats,
+            return_stop,
+            return_stats,
+            mic_loud_at: Instant::now(),
+            encoded_frames,
+            rate: (Instant::now(), 0, 0.0),
+            echo_cancel,
             mic_level: (-100.0, -100.0),
             slate: slate.downgrade(),
         };
@@ -390,6 +447,7 @@ impl Engine {
             video: format!("diemcau-v{}", self.seq),
             audio: format!("diemcau-a{}", self.seq),
         };
+        let echo_cancel = s.echo_cancel;
         for cap in [&mut s.camera, &mut s.mic] {
             // Stall watchdog: a running branch that produced nothing for too long.
             if cap.running.is_some() {
@@ -405,7 +463,7 @@ impl Engine {
             }
             if cap.running.is_none() && cap.retry_at.is_some_and(|t| Instant::now() >= t) {
                 cap.retry_at = None;
-                match self.start_capture(cap, &ch, bus_tx) {
+                match self.start_capture(cap, &ch, echo_cancel, bus_tx) {
                     Ok(()) => {}
                     Err(e) => {
                         tracing::warn!("{:?} branch cannot start: {e}", cap.branch);
@@ -440,6 +498,7 @@ impl Engine {
         &self,
         cap: &mut Capture,
         ch: &Channels,
+        echo_cancel: bool,
         bus_tx: &BusTx,
     ) -> Result<(), String> {
         let desc = match cap.branch {
@@ -451,7 +510,7 @@ impl Engine {
                 }
                 pipeline::camera(&self.config.video, ch)
             }
-            _ => pipeline::microphone(&self.config.audio, ch),
+            _ => pipeline::microphone(&self.config.audio, ch, echo_cancel),
         };
         let p = launch(&desc)?;
         cap.gen += 1;
@@ -515,35 +574,54 @@ impl Engine {
                 _ => {}
             },
             Branch::Camera | Branch::Mic => {
-                let cap = if branch == Branch::Camera {
-                    &mut s.camera
+                let current = if branch == Branch::Camera {
+                    s.camera.gen
                 } else {
-                    &mut s.mic
+                    s.mic.gen
                 };
-                if gen != cap.gen {
+                if gen != current {
                     return false;
                 }
-                match msg.view() {
-                    M::Error(e) => {
-                        let why = e.error().to_string();
-                        self.lose(cap, &why);
-                    }
-                    M::Eos(_) => self.lose(cap, "end of stream"),
+                let why = match msg.view() {
+                    M::Error(e) => Some(e.error().to_string()),
+                    M::Eos(_) => Some("end of stream".to_owned()),
                     M::Element(el) if branch == Branch::Mic => {
                         if let Some(st) = el.structure().filter(|st| st.name() == "level") {
                             s.mic_level = (first_db(st, "peak"), first_db(st, "rms"));
+                            if s.mic_level.1 > SILENCE_DBFS {
+                                s.mic_loud_at = Instant::now();
+                            }
                         }
+                        None
                     }
-                    _ => {}
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    // Without the speaker's echo probe the canceller cannot
+                    // start; a microphone without it beats no microphone.
+                    if branch == Branch::Mic && s.echo_cancel && why.contains("probe") {
+                        tracing::warn!(
+                            "echo cancellation unavailable ({why}); microphone without it"
+                        );
+                        s.echo_cancel = false;
+                    }
+                    let cap = if branch == Branch::Camera {
+                        &mut s.camera
+                    } else {
+                        &mut s.mic
+                    };
+                    self.lose(cap, &why);
                 }
             }
         }
         false
     }
-
     fn finish(&self, session: &mut Option<Session>) {
         if let Some(mut s) = session.take() {
             if let Some(stop) = s.uplink_stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(stop) = s.return_stop.take() {
                 let _ = stop.send(());
             }
             tracing::info!(session = %s.id, bytes = s.ts_bytes.load(Ordering::Relaxed), "media session stopped");
@@ -552,26 +630,42 @@ impl Engine {
         }
     }
 
-    fn publish(&self, s: Option<&Session>) {
+    fn publish(&self, s: Option<&mut Session>) {
         let stats = match s {
             None => MediaStats {
                 mic_peak_dbfs: -100.0,
                 mic_rms_dbfs: -100.0,
                 ..Default::default()
             },
-            Some(s) => MediaStats {
-                running: true,
-                encoder: s.encoder_name.clone(),
-                camera_present: !s.camera.lost && s.camera.running.is_some(),
-                microphone_present: !s.mic.lost && s.mic.running.is_some(),
-                video_frames_in: s.camera.frames.load(Ordering::Relaxed),
-                ts_bytes_out: s.ts_bytes.load(Ordering::Relaxed),
-                camera_restarts: s.camera.restarts,
-                microphone_restarts: s.mic.restarts,
-                mic_peak_dbfs: s.mic_level.0,
-                mic_rms_dbfs: s.mic_level.1,
-                uplink: s.uplink_stats.borrow().clone(),
-            },
+            Some(s) => {
+                let bytes = s.ts_bytes.load(Ordering::Relaxed);
+                let dt = s.rate.0.elapsed().as_secs_f64();
+                if dt >= 1.0 {
+                    s.rate = (
+                        Instant::now(),
+                        bytes,
+                        (bytes - s.rate.1) as f64 * 8.0 / 1000.0 / dt,
+                    );
+                }
+                MediaStats {
+                    running: true,
+                    encoder: s.encoder_name.clone(),
+                    camera_present: !s.camera.lost && s.camera.running.is_some(),
+                    microphone_present: !s.mic.lost && s.mic.running.is_some(),
+                    video_frames_in: s.camera.frames.load(Ordering::Relaxed),
+                    ts_bytes_out: s.ts_bytes.load(Ordering::Relaxed),
+                    camera_restarts: s.camera.restarts,
+                    microphone_restarts: s.mic.restarts,
+                    mic_peak_dbfs: s.mic_level.0,
+                    mic_rms_dbfs: s.mic_level.1,
+                    uplink: s.uplink_stats.borrow().clone(),
+                    return_feed: s.return_stats.borrow().clone(),
+                    mic_silent: s.mic.running.is_none() || s.mic_loud_at.elapsed() > SILENCE_AFTER,
+                    mic_clipping: s.mic_level.0 >= CLIP_DBFS,
+                    video_frames_encoded: s.encoded_frames.load(Ordering::Relaxed),
+                    output_kbps: s.rate.2,
+                }
+            }
         };
         self.stats.send_replace(stats);
     }

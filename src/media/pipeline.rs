@@ -16,7 +16,10 @@
 //! microphone dies, `interaudiosrc` sends silence. The encoder never stops,
 //! so the session and its recording go on.
 
-use crate::config::{Audio, AudioCodec, AudioSource, Encoder, SrtPeer, Video, VideoSource};
+use crate::config::{
+    Audio, AudioCodec, AudioSource, Display, DisplaySink, Encoder, SpeakerSink, SrtPeer, Video,
+    VideoSource,
+};
 
 /// Names of the elements the engine looks up.
 pub const ENCODER: &str = "venc";
@@ -26,6 +29,24 @@ pub const UPLINK_SRC: &str = "src";
 pub const UPLINK_SINK: &str = "sink";
 pub const CAMERA_OUT: &str = "camout";
 pub const MIC_LEVEL: &str = "miclevel";
+pub const RETURN_SRC: &str = "retsrc";
+pub const RETURN_VIDEO: &str = "retv";
+pub const RETURN_AUDIO: &str = "reta";
+pub const COMPOSITOR: &str = "comp";
+pub const CENTER_TEXT: &str = "center";
+pub const BANNER_TEXT: &str = "banner";
+
+/// Process-wide channels between the session's pipelines and the display
+/// and speaker, which run for the daemon's whole life.
+pub const RETURN_VIDEO_CH: &str = "diemcau-return-video";
+pub const RETURN_AUDIO_CH: &str = "diemcau-return-audio";
+pub const SELF_VIEW_CH: &str = "diemcau-self-view";
+/// The echo canceller's reference: what the room's speaker plays.
+pub const ECHO_PROBE: &str = "diemcau-echo-probe";
+
+/// The return feed's audio format, which the echo canceller needs to match.
+pub const RETURN_AUDIO_CAPS: &str =
+    "audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=2";
 
 /// Channel names for the inter elements, unique per engine.
 #[derive(Debug, Clone)]
@@ -52,21 +73,33 @@ fn raw_audio_caps(a: &Audio) -> String {
 pub fn camera(v: &Video, ch: &Channels) -> String {
     let src = match &v.source {
         // `ball` is cheap to draw, and moving, so a frozen picture shows.
-        VideoSource::Synthetic => "videotestsrc is-live=true pattern=ball ! timeoverlay".to_owned(),
+        VideoSource::Synthetic(frames) => format!(
+            "videotestsrc is-live=true pattern=ball num-buffers={} ! timeoverlay",
+            frames.map_or(-1, i64::from)
+        ),
         VideoSource::V4l2(dev) => format!(
             "v4l2src device=\"{}\" ! decodebin",
             dev.display().to_string().replace('"', "")
         ),
     };
     format!(
-        "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! intervideosink channel={ch}",
+        "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! tee name=t \
+         t. ! queue max-size-buffers=2 leaky=downstream ! intervideosink channel={ch} \
+         t. ! queue max-size-buffers=1 leaky=downstream ! videoscale ! {self_caps} ! intervideosink channel={SELF_VIEW_CH}",
         caps = raw_video_caps(v),
-        ch = ch.video
+        ch = ch.video,
+        self_caps = self_view_caps(v.framerate),
     )
 }
 
-/// The microphone pipeline: source to `interaudiosink`, with a level meter.
-pub fn microphone(a: &Audio, ch: &Channels) -> String {
+/// The self-view picture: a quarter of a 1280x720 display.
+fn self_view_caps(framerate: u32) -> String {
+    format!("video/x-raw,format=I420,width=320,height=180,framerate={framerate}/1,pixel-aspect-ratio=1/1")
+}
+
+/// The microphone pipeline: source to `interaudiosink`, with a level meter,
+/// and the echo canceller when the speaker pipeline provides its reference.
+pub fn microphone(a: &Audio, ch: &Channels, echo_cancel: bool) -> String {
     let src = match &a.source {
         AudioSource::Synthetic => {
             "audiotestsrc is-live=true wave=sine freq=440 volume=0.2 samplesperbuffer=480"
@@ -77,8 +110,14 @@ pub fn microphone(a: &Audio, ch: &Channels) -> String {
             dev.replace('"', "")
         ),
     };
+    // webrtcdsp works on 10 ms frames at 48/32/16 kHz; the rate is validated.
+    let aec = if echo_cancel {
+        format!("webrtcdsp probe={ECHO_PROBE} echo-cancel=true noise-suppression=true gain-control=false ! audioconvert ! ")
+    } else {
+        String::new()
+    };
     format!(
-        "{src} ! audioconvert ! audioresample ! {caps} ! level name={MIC_LEVEL} interval=1000000000 post-messages=true ! interaudiosink channel={ch}",
+        "{src} ! audioconvert ! audioresample ! {caps} ! {aec}level name={MIC_LEVEL} interval=1000000000 post-messages=true ! interaudiosink channel={ch}",
         caps = raw_audio_caps(a),
         ch = ch.audio
     )
@@ -157,6 +196,77 @@ pub fn uplink(peer: &SrtPeer, queue_bytes: u64) -> String {
         uri = peer.uri(),
         lat = peer.latency_ms,
     )
+}
+
+/// The return feed: the hub's program (MPEG-TS over SRT, caller mode),
+/// decoded into the display's and speaker's channels.
+pub fn return_feed(peer: &SrtPeer, d: &Display) -> String {
+    format!(
+        "srtsrc name={RETURN_SRC} uri=\"{uri}\" latency={lat} ! decodebin name=dec \
+         dec. ! queue max-size-buffers=3 leaky=downstream ! videoconvert ! videoscale ! videorate \
+         ! {vcaps} ! identity name={RETURN_VIDEO} ! intervideosink channel={RETURN_VIDEO_CH} \
+         dec. ! queue ! audioconvert ! audioresample ! {RETURN_AUDIO_CAPS} ! identity name={RETURN_AUDIO} \
+         ! interaudiosink channel={RETURN_AUDIO_CH}",
+        uri = peer.uri(),
+        lat = peer.latency_ms,
+        vcaps = display_caps(d),
+    )
+}
+
+fn display_caps(d: &Display) -> String {
+    format!(
+        "video/x-raw,format=I420,width={},height={},framerate=25/1,pixel-aspect-ratio=1/1",
+        d.width, d.height
+    )
+}
+
+/// The display: the hub's picture full screen, the self-view in a corner,
+/// text overlays for state, and a clock. `None` when there is no display.
+pub fn display(d: &Display) -> Option<String> {
+    let sink = match &d.sink {
+        DisplaySink::None => return None,
+        DisplaySink::Fake => "fakesink sync=true".to_owned(),
+        DisplaySink::Window => "autovideosink sync=true".to_owned(),
+        DisplaySink::Kms { driver, connector } => {
+            let mut s = "kmssink skip-vsync=true force-modesetting=true".to_owned();
+            if let Some(drv) = driver {
+                s += &format!(" driver-name={}", drv.replace([' ', '"', '!'], ""));
+            }
+            if *connector != 0 {
+                s += &format!(" connector-id={connector}");
+            }
+            s
+        }
+    };
+    // Text sizes scale with the screen.
+    let big = (d.height / 28).max(12);
+    let small = (d.height / 40).max(10);
+    Some(format!(
+        "compositor name={COMPOSITOR} background=black ! {caps} \
+         ! textoverlay name={CENTER_TEXT} text=\"\" font-desc=\"DejaVu Sans Bold {big}\" valignment=center halignment=center line-alignment=center shaded-background=true \
+         ! textoverlay name={BANNER_TEXT} text=\"\" font-desc=\"DejaVu Sans Bold {small}\" valignment=top halignment=left shaded-background=true \
+         ! clockoverlay time-format=\"%H:%M:%S  %d/%m/%Y\" font-desc=\"DejaVu Sans {small}\" valignment=bottom halignment=left shaded-background=true \
+         ! videoconvert ! {sink} \
+         intervideosrc channel={RETURN_VIDEO_CH} timeout=1000000000 ! {caps} ! {COMPOSITOR}.sink_0 \
+         intervideosrc channel={SELF_VIEW_CH} timeout=1000000000 ! {self_caps} ! {COMPOSITOR}.sink_1",
+        caps = display_caps(d),
+        self_caps = self_view_caps(25),
+    ))
+}
+
+/// The speaker: the return feed's audio, through the echo canceller's probe.
+pub fn speaker(s: &SpeakerSink) -> Option<String> {
+    let sink = match s {
+        SpeakerSink::None => return None,
+        SpeakerSink::Fake => "fakesink sync=true".to_owned(),
+        SpeakerSink::Alsa(dev) => format!(
+            "alsasink device=\"{}\" buffer-time=60000",
+            dev.replace('"', "")
+        ),
+    };
+    Some(format!(
+        "interaudiosrc channel={RETURN_AUDIO_CH} ! {RETURN_AUDIO_CAPS} ! webrtcechoprobe name={ECHO_PROBE} ! audioconvert ! audioresample ! {sink}"
+    ))
 }
 
 #[cfg(test)]

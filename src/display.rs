@@ -1,0 +1,374 @@
+//! The room's screen and speaker: an actor that owns the display and speaker
+//! pipelines for the daemon's whole life, and writes on the screen what the
+//! commune staff need to know, in their language.
+//!
+//! What the screen says is a pure function of the daemon's status
+//! ([`screen`]); the actor polls the supervisor and applies changes to the
+//! overlays. The session's pipelines feed the picture through process-wide
+//! `inter` channels (see `media::pipeline`), so the display keeps running
+//! when a session starts, stops or loses its feed.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::api::Status;
+use crate::config::{Config, Language};
+use crate::media::pipeline;
+use crate::session::{Degradation, Phase};
+use crate::supervisor::SupervisorHandle;
+
+/// A short message for the staff, shown until `until` (e.g. the button's
+/// "hold 2 s to end" hint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hint {
+    pub text: String,
+    pub until: std::time::Instant,
+}
+
+/// What the screen shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Screen {
+    /// Large text in the middle (empty: the hub's picture is unobstructed).
+    pub center: String,
+    /// A line at the top: recording indicator, link quality, problems.
+    pub banner: String,
+    /// Show the room's own camera in a corner.
+    pub self_view: bool,
+}
+
+/// How well the uplink carries the stream, for the mark on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkQuality {
+    Good,
+    Weak,
+    Lost,
+    NotConfigured,
+}
+
+pub fn link_quality(s: &Status, configured_kbps: u32) -> LinkQuality {
+    let up = &s.media.uplink;
+    if !up.configured {
+        LinkQuality::NotConfigured
+    } else if !up.connected {
+        LinkQuality::Lost
+    } else if up.bitrate_kbps * 10 < configured_kbps * 7 {
+        // Adaptive bitrate had to cut below 70% of the planned rate.
+        LinkQuality::Weak
+    } else {
+        LinkQuality::Good
+    }
+}
+
+/// The screen for a status. Pure: the words live here, not in the actor.
+pub fn screen(lang: Language, s: &Status, configured_kbps: u32, hint: Option<&str>) -> Screen {
+    let vi = lang == Language::Vi;
+    let name = &s.site_name;
+    let mut out = Screen::default();
+    match s.phase {
+        Phase::Idle => {
+            out.center = if vi {
+                format!("{name}\nĐIỂM CẦU TIẾP CÔNG DÂN TRỰC TUYẾN\n\nSẵn sàng — nhấn nút để bắt đầu phiên")
+            } else {
+                format!("{name}\nONLINE CITIZEN RECEPTION\n\nReady — press the button to start")
+            };
+        }
+        Phase::Starting => {
+            out.center = if vi {
+                "Đang bắt đầu phiên…"
+            } else {
+                "Starting the session…"
+            }
+            .into();
+        }
+        Phase::Stopping => {
+            out.center = if vi {
+                "Đang kết thúc phiên…"
+            } else {
+                "Ending the session…"
+            }
+            .into();
+        }
+        Phase::Fault => {
+            let why = s.fault.clone().unwrap_or_default();
+            out.center = if vi {
+                format!("LỖI — hãy gọi kỹ thuật viên\n{why}")
+            } else {
+                format!("FAULT — call a technician\n{why}")
+            };
+        }
+        Phase::Live => {
+            out.self_view = true;
+            let mut banner = vec![if vi {
+                "● ĐANG GHI HÌNH"
+            } else {
+                "● RECORDING"
+            }
+            .to_owned()];
+            let q = match (link_quality(s, configured_kbps), vi) {
+                (LinkQuality::Good, true) => Some("Tín hiệu: tốt"),
+                (LinkQuality::Weak, true) => Some("Tín hiệu: yếu"),
+                (LinkQuality::Lost, true) => Some("Tín hiệu: mất — đang kết nối lại"),
+                (LinkQuality::Good, false) => Some("Link: good"),
+                (LinkQuality::Weak, false) => Some("Link: weak"),
+                (LinkQuality::Lost, false) => Some("Link: lost — reconnecting"),
+                (LinkQuality::NotConfigured, _) => None,
+            };
+            banner.extend(q.map(str::to_owned));
+            for d in &s.degraded {
+                if matches!(d, Degradation::UplinkDown | Degradation::ReturnFeedLost) {
+                    continue; // shown by the link mark and the centre text
+                }
+                banner.push(crate::i18n::degradation(lang, *d).to_owned());
+            }
+            out.banner = banner.join("   ");
+            let feed = &s.media.return_feed;
+            if feed.configured && !feed.live {
+                out.center = if vi {
+                    "MẤT KẾT NỐI\nvới điểm cầu tỉnh — đang kết nối lại…\nPhiên vẫn đang được ghi hình".into()
+                } else {
+                    "CONNECTION LOST\nto the provincial hub — reconnecting…\nThe session is still being recorded".into()
+                };
+            } else if !feed.configured {
+                out.center = if vi {
+                    format!("{name}\nĐang tiếp công dân trực tuyến")
+                } else {
+                    format!("{name}\nOnline reception in progress")
+                };
+            }
+        }
+    }
+    if let Some(h) = hint {
+        out.center = h.to_owned();
+    }
+    out
+}
+
+struct Running {
+    pipeline: gst::Pipeline,
+    bus: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.bus.abort();
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Start the display actor. `hints` carries short messages from the button.
+pub fn spawn(
+    config: Config,
+    sup: SupervisorHandle,
+    hints: Option<watch::Receiver<Option<Hint>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(config, sup, hints))
+}
+
+async fn run(config: Config, sup: SupervisorHandle, hints: Option<watch::Receiver<Option<Hint>>>) {
+    let display_desc = pipeline::display(&config.display);
+    let speaker_desc = pipeline::speaker(&config.speaker);
+    if display_desc.is_none() && speaker_desc.is_none() {
+        return;
+    }
+    let (bus_tx, mut bus_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(&'static str, gst::Message)>();
+    let mut display: Option<Running> = None;
+    // Held only to keep the speaker pipeline (and its echo probe) alive.
+    let mut _speaker: Option<Running> = None;
+    let mut retry_display = Some(Instant::now());
+    let mut retry_speaker = Some(Instant::now());
+    let mut shown = Screen {
+        center: "\u{0}".into(),
+        ..Default::default()
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            Some((which, msg)) = bus_rx.recv() => {
+                if let gst::MessageView::Error(e) = msg.view() {
+                    tracing::warn!("{which} pipeline failed: {}; restarting it in 2 s", e.error());
+                    let again = Some(Instant::now() + Duration::from_secs(2));
+                    if which == "display" {
+                        display = None;
+                        retry_display = again;
+                        shown.center = "\u{0}".into();
+                    } else {
+                        _speaker = None;
+                        retry_speaker = again;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if let (Some(d), true) = (&display_desc, retry_display.is_some_and(|t| now >= t)) {
+                    retry_display = None;
+                    match start(d, "display", bus_tx.clone()) {
+                        Ok(r) => display = Some(r),
+                        Err(e) => {
+                            tracing::warn!("display cannot start: {e}");
+                            retry_display = Some(now + Duration::from_secs(5));
+                        }
+                    }
+                }
+                if let (Some(d), true) = (&speaker_desc, retry_speaker.is_some_and(|t| now >= t)) {
+                    retry_speaker = None;
+                    match start(d, "speaker", bus_tx.clone()) {
+                        Ok(r) => _speaker = Some(r),
+                        Err(e) => {
+                            tracing::warn!("speaker cannot start: {e}");
+                            retry_speaker = Some(now + Duration::from_secs(5));
+                        }
+                    }
+                }
+                let Some(d) = &display else { continue };
+                let Ok(status) = sup.status().await else { return };
+                let hint = hints.as_ref().and_then(|h| {
+                    h.borrow().as_ref().filter(|h| h.until > std::time::Instant::now()).map(|h| h.text.clone())
+                });
+                let next = screen(config.daemon.language, &status, config.video.bitrate_kbps, hint.as_deref());
+                if next != shown {
+                    apply(&d.pipeline, &next, &config);
+                    shown = next;
+                }
+            }
+        }
+    }
+}
+
+fn start(
+    desc: &str,
+    which: &'static str,
+    bus_tx: tokio::sync::mpsc::UnboundedSender<(&'static str, gst::Message)>,
+) -> Result<Running, String> {
+    let p = gst::parse::launch(desc)
+        .map_err(|e| format!("{e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_owned())?;
+    let mut stream = p.bus().ok_or("pipeline without a bus")?.stream();
+    let bus = tokio::spawn(async move {
+        while let Some(msg) = stream.next().await {
+            if bus_tx.send((which, msg)).is_err() {
+                break;
+            }
+        }
+    });
+    p.set_state(gst::State::Playing)
+        .map_err(|e| format!("{e}"))?;
+    tracing::info!("{which} running");
+    Ok(Running { pipeline: p, bus })
+}
+
+fn apply(p: &gst::Pipeline, s: &Screen, config: &Config) {
+    if let Some(t) = p.by_name(pipeline::CENTER_TEXT) {
+        t.set_property("text", &s.center);
+    }
+    if let Some(t) = p.by_name(pipeline::BANNER_TEXT) {
+        t.set_property("text", &s.banner);
+        // Red while recording, so the room sees it from afar.
+        let color: u32 = if s.self_view {
+            0xffff_3030
+        } else {
+            0xffff_ffff
+        };
+        t.set_property("color", color);
+    }
+    if let Some(pad) = p
+        .by_name(pipeline::COMPOSITOR)
+        .and_then(|c| c.static_pad("sink_1"))
+    {
+        let (w, h) = (config.display.width as i32, config.display.height as i32);
+        pad.set_property("xpos", w - 320 - w / 40);
+        pad.set_property("ypos", h - 180 - h / 12);
+        pad.set_property("alpha", if s.self_view { 1.0f64 } else { 0.0 });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::MediaStats;
+
+    fn status(phase: Phase) -> Status {
+        Status {
+            version: "0".into(),
+            site_id: "xa".into(),
+            site_name: "UBND xã Nghi Lộc".into(),
+            phase,
+            fault: None,
+            session: None,
+            degraded: vec![],
+            last_session: None,
+            uptime_s: 0,
+            media: MediaStats::default(),
+        }
+    }
+
+    #[test]
+    fn idle_shows_commune_and_instruction_in_vietnamese() {
+        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None);
+        assert!(s.center.starts_with("UBND xã Nghi Lộc\n"), "{}", s.center);
+        assert!(s.center.contains("nhấn nút để bắt đầu"));
+        assert!(!s.self_view);
+        let e = screen(Language::En, &status(Phase::Idle), 2500, None);
+        assert!(e.center.contains("press the button"));
+    }
+
+    #[test]
+    fn live_shows_recording_link_and_feed_loss() {
+        let mut st = status(Phase::Live);
+        st.media.uplink.configured = true;
+        st.media.uplink.connected = true;
+        st.media.uplink.bitrate_kbps = 2500;
+        st.media.return_feed.configured = true;
+        st.media.return_feed.live = true;
+        let s = screen(Language::Vi, &st, 2500, None);
+        assert!(s.self_view);
+        assert!(
+            s.banner.contains("ĐANG GHI HÌNH") && s.banner.contains("tốt"),
+            "{}",
+            s.banner
+        );
+        assert_eq!(s.center, "", "the hub's picture is unobstructed");
+
+        st.media.uplink.bitrate_kbps = 1000;
+        assert!(screen(Language::Vi, &st, 2500, None).banner.contains("yếu"));
+
+        st.media.return_feed.live = false;
+        st.degraded = vec![Degradation::ReturnFeedLost, Degradation::CameraLost];
+        let s = screen(Language::Vi, &st, 2500, None);
+        assert!(s.center.starts_with("MẤT KẾT NỐI"), "{}", s.center);
+        assert!(s.banner.contains("mất tín hiệu camera"), "{}", s.banner);
+    }
+
+    #[test]
+    fn uplink_lost_is_marked() {
+        let mut st = status(Phase::Live);
+        st.media.uplink.configured = true;
+        let s = screen(Language::Vi, &st, 2500, None);
+        assert!(s.banner.contains("Tín hiệu: mất"), "{}", s.banner);
+    }
+
+    #[test]
+    fn hint_overrides_center() {
+        let s = screen(
+            Language::Vi,
+            &status(Phase::Live),
+            2500,
+            Some("Giữ nút 2 giây để kết thúc"),
+        );
+        assert_eq!(s.center, "Giữ nút 2 giây để kết thúc");
+    }
+
+    #[test]
+    fn fault_asks_for_a_technician() {
+        let mut st = status(Phase::Fault);
+        st.fault = Some("no encoder".into());
+        let s = screen(Language::Vi, &st, 2500, None);
+        assert!(s.center.contains("gọi kỹ thuật viên") && s.center.contains("no encoder"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Generated AsyncAPI document (filled in below).

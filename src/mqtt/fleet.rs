@@ -1,0 +1,1 @@
+//! The NOC side: fleet commands and views.

@@ -1,0 +1,140 @@
+//! The topic tree, pure: `PREFIX/<site>/{status,state,health,event}`,
+//! `PREFIX/<site>/cmd/<name>` (and `.../reply`), fleet-wide
+//! `PREFIX/all/cmd/<name>`.
+
+/// The site segment that addresses every box.
+pub const ALL: &str = "all";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+    site: String,
+}
+
+/// Where an incoming command was addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// This box.
+    Site,
+    /// Every box (`PREFIX/all/cmd/<name>`).
+    Fleet,
+}
+
+/// Why an incoming topic is not a command for this box.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic '{0}' is not under this box's command tree")]
+    NotCommand(String),
+    #[error("topic '{topic}' addresses site '{site}', not this box")]
+    OtherSite { topic: String, site: String },
+}
+
+impl Topics {
+    pub fn new(prefix: &str, site: &str) -> Self {
+        Self {
+            prefix: prefix.trim_matches('/').to_owned(),
+            site: site.to_owned(),
+        }
+    }
+
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    fn leaf(&self, leaf: &str) -> String {
+        format!("{}/{}/{leaf}", self.prefix, self.site)
+    }
+
+    pub fn status(&self) -> String {
+        self.leaf("status")
+    }
+    pub fn state(&self) -> String {
+        self.leaf("state")
+    }
+    pub fn health(&self) -> String {
+        self.leaf("health")
+    }
+    pub fn event(&self) -> String {
+        self.leaf("event")
+    }
+
+    /// Where a box publishes the reply for clients without MQTT 5.
+    pub fn reply(&self, name: &str) -> String {
+        self.leaf(&format!("cmd/{name}/reply"))
+    }
+
+    /// The subscriptions: this box's commands and fleet-wide ones.
+    pub fn command_filters(&self) -> [String; 2] {
+        [
+            format!("{}/{}/cmd/+", self.prefix, self.site),
+            format!("{}/{ALL}/cmd/+", self.prefix),
+        ]
+    }
+
+    /// A command topic for `site` (NOC side).
+    pub fn command_for(prefix: &str, site: &str, name: &str) -> String {
+        format!("{}/{site}/cmd/{name}", prefix.trim_matches('/'))
+    }
+
+    /// Split an incoming topic into its scope and command name.
+    pub fn parse_command(&self, topic: &str) -> Result<(Scope, String), TopicError> {
+        let not = || TopicError::NotCommand(topic.to_owned());
+        let rest = topic
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(not)?;
+        let mut parts = rest.split('/');
+        let (Some(site), Some("cmd"), Some(name), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(not());
+        };
+        let scope = if site == self.site {
+            Scope::Site
+        } else if site == ALL {
+            Scope::Fleet
+        } else {
+            return Err(TopicError::OtherSite {
+                topic: topic.to_owned(),
+                site: site.to_owned(),
+            });
+        };
+        if name.is_empty() {
+            return Err(not());
+        }
+        Ok((scope, name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree() {
+        let t = Topics::new("diemcau/v1/", "xa-01");
+        assert_eq!(t.status(), "diemcau/v1/xa-01/status");
+        assert_eq!(t.reply("diagnostics"), "diemcau/v1/xa-01/cmd/diagnostics/reply");
+        assert_eq!(t.command_filters()[1], "diemcau/v1/all/cmd/+");
+    }
+
+    #[test]
+    fn parses_command_topics() {
+        let t = Topics::new("diemcau/v1", "xa-01");
+        assert_eq!(
+            t.parse_command("diemcau/v1/xa-01/cmd/session.start"),
+            Ok((Scope::Site, "session.start".into()))
+        );
+        assert_eq!(
+            t.parse_command("diemcau/v1/all/cmd/rebirth"),
+            Ok((Scope::Fleet, "rebirth".into()))
+        );
+        assert!(matches!(
+            t.parse_command("diemcau/v1/xa-02/cmd/rebirth"),
+            Err(TopicError::OtherSite { .. })
+        ));
+        assert!(t.parse_command("diemcau/v1/xa-01/cmd/x/reply").is_err());
+        assert!(t.parse_command("other/xa-01/cmd/x").is_err());
+        assert!(t.parse_command("diemcau/v1/xa-01/cmd/").is_err());
+    }
+}

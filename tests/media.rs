@@ -1,0 +1,151 @@
+//! The media engine around the uplink: the hub's return feed reaching the
+//! display and speaker, and a camera that disappears mid-session.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_udp_port, have, test_config, Daemon};
+
+/// The hub's program feed, from ffmpeg (not written here) as an SRT listener:
+/// a test picture and a tone in MPEG-TS, H.264 + Opus.
+fn hub_program(port: u16) -> Child {
+    Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+        ])
+        .args(["-c:a", "libopus", "-b:a", "64k", "-t", "60", "-f", "mpegts"])
+        .arg(format!(
+            "srt://127.0.0.1:{port}?mode=listener&pkt_size=1316"
+        ))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+fn return_config(port: u16) -> String {
+    test_config(&format!(
+        "\n[return_feed]\nenabled = true\nurl = \"srt://127.0.0.1:{port}\"\nlatency_ms = 120\n"
+    ))
+    .replace(
+        "[display]\nsink = \"fake\"",
+        "[display]\nsink = \"fake\"\nwidth = 640\nheight = 360",
+    )
+}
+
+#[test]
+fn hub_program_reaches_display_and_speaker() {
+    if !have("ffmpeg") {
+        eprintln!("SKIP: ffmpeg missing (tests/quickstart.sh installs it)");
+        return;
+    }
+    let port = free_udp_port();
+    let mut hub = hub_program(port);
+    let d = Daemon::start(&return_config(port));
+    d.start_session();
+    std::thread::sleep(Duration::from_secs(5));
+    let st = d.status();
+    let rf = &st["media"]["return_feed"];
+    assert_eq!(rf["live"], true, "{st}");
+    // About 25 pictures a second reach the display's channel, and the
+    // sound reaches the speaker's (through the echo canceller's probe).
+    assert!(rf["video_frames"].as_u64().unwrap() >= 50, "{rf}");
+    assert!(rf["audio_buffers"].as_u64().unwrap() >= 50, "{rf}");
+    assert_eq!(st["degraded"], serde_json::json!([]), "{st}");
+
+    // The hub goes away: the session stays live and says the feed is lost.
+    let _ = hub.kill();
+    let _ = hub.wait();
+    let t0 = Instant::now();
+    loop {
+        let st = d.status();
+        assert_eq!(st["phase"], "live");
+        // Both views agree once the next statistics are published.
+        if st["degraded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "return_feed_lost")
+            && st["media"]["return_feed"]["live"] == false
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(12),
+            "feed loss not noticed: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // And it comes back by itself.
+    let mut hub = hub_program(port);
+    let t0 = Instant::now();
+    while d.status()["media"]["return_feed"]["live"] != true {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "feed did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = hub.kill();
+    let _ = hub.wait();
+}
+
+#[test]
+fn camera_that_disappears_gives_slate_event_and_recovery() {
+    // The synthetic camera "unplugs" itself after 40 frames (1.6 s).
+    let cfg = test_config("").replace(
+        "keyframe_interval_s = 1",
+        "keyframe_interval_s = 1\nsynthetic_frames = 40",
+    );
+    let d = Daemon::start(&cfg);
+    d.start_session();
+    let t0 = Instant::now();
+    let (mut lost_seen, mut back_seen, mut absent_seen) = (false, false, false);
+    let mut bytes_before = 0;
+    while t0.elapsed() < Duration::from_secs(12) && !(lost_seen && back_seen && absent_seen) {
+        let st = d.status();
+        assert_eq!(
+            st["phase"], "live",
+            "a camera loss must not stop the session: {st}"
+        );
+        let lost = st["degraded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "camera_lost");
+        if lost && !lost_seen {
+            lost_seen = true;
+            bytes_before = st["media"]["ts_bytes_out"].as_u64().unwrap();
+        }
+        absent_seen |= st["media"]["camera_present"] == false;
+        if lost_seen && !lost {
+            back_seen = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(lost_seen, "camera loss was never reported");
+    assert!(absent_seen, "statistics never showed the camera absent");
+    assert!(back_seen, "camera never came back");
+    let st = d.status();
+    assert!(
+        st["media"]["camera_restarts"].as_u64().unwrap() >= 1,
+        "{st}"
+    );
+    // The encoder went on through the loss (slate on black, live microphone).
+    assert!(
+        st["media"]["ts_bytes_out"].as_u64().unwrap() > bytes_before,
+        "{st}"
+    );
+    assert!(st["media"]["microphone_present"] == true, "{st}");
+}

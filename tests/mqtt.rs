@@ -1,0 +1,509 @@
+//! The MQTT control plane against a real Mosquitto broker that each test
+//! starts on a free port, with TLS and client certificates generated here
+//! with the `openssl` command line tool. The NOC side is a rumqttc MQTT 5
+//! client (and `mosquitto_pub` for a client without MQTT 5).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{test_config, Daemon};
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
+use serde_json::{json, Value};
+
+const SITE: &str = "test-xa-01";
+
+/// The tests share two cores with everything else: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a server certificate for localhost, and client certificates for
+/// the box and the NOC.
+fn make_certs(dir: &Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=diemcau test CA"]);
+    openssl(dir, &a);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn, ext) in [("server", "localhost", "server.ext"), ("box", SITE, "client.ext"), ("noc", "noc", "client.ext")] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let crt = format!("{name}.crt");
+        let subj = format!("/CN={cn}");
+        let mut a = vec!["req"];
+        a.extend(ec);
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &a);
+        openssl(
+            dir,
+            &["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", ext],
+        );
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Mosquitto broker on its own port, config and persistence directory.
+struct Broker {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn new(dir: &Path) -> Broker {
+        let port = free_tcp_port();
+        let conf = format!(
+            "listener {port} 127.0.0.1\n\
+             cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
+             require_certificate true\nuse_identity_as_username true\nallow_anonymous true\n\
+             persistence true\npersistence_location {d}/\nautosave_interval 1\n\
+             log_dest file {d}/mosquitto.log\nlog_type all\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let mut b = Broker { dir: dir.to_owned(), port, child: None };
+        b.start();
+        b
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(self.dir.join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Msg {
+    topic: String,
+    payload: Value,
+    retain: bool,
+    correlation: Option<Bytes>,
+}
+
+/// The NOC: a rumqttc MQTT 5 client with its own runtime, recording every
+/// message it receives.
+struct Noc {
+    rt: tokio::runtime::Runtime,
+    client: AsyncClient,
+    msgs: Arc<Mutex<Vec<Msg>>>,
+    reply_topic: String,
+}
+
+impl Noc {
+    /// `persistent`: a broker session that outlives disconnections, so
+    /// nothing published while the NOC reconnects is missed.
+    fn connect(certs: &Path, port: u16, id: &str, persistent: bool, filters: &[String]) -> Noc {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let tls = diemcau::mqtt::tls::client_config(
+            Some(&certs.join("ca.crt")),
+            Some((&certs.join("noc.crt"), &certs.join("noc.key"))),
+        )
+        .unwrap();
+        let mut o = MqttOptions::new(id, "localhost", port);
+        o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_clean_start(!persistent);
+        if persistent {
+            o.set_session_expiry_interval(Some(600));
+        }
+        let (client, mut el) = AsyncClient::new(o, 1000);
+        let msgs = Arc::new(Mutex::new(Vec::new()));
+        let reply_topic = format!("noc/{id}/replies");
+        let m = msgs.clone();
+        let c = client.clone();
+        let mut subs: Vec<String> = filters.to_vec();
+        subs.push(reply_topic.clone());
+        rt.spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for f in &subs {
+                            let _ = c.subscribe(f.clone(), QoS::AtLeastOnce).await;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let payload = serde_json::from_slice(&p.payload)
+                            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p.payload).into()));
+                        m.lock().unwrap().push(Msg {
+                            topic: String::from_utf8_lossy(&p.topic).into(),
+                            payload,
+                            retain: p.retain,
+                            correlation: p.properties.and_then(|pr| pr.correlation_data),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let noc = Noc { rt, client, msgs, reply_topic };
+        std::thread::sleep(Duration::from_millis(300));
+        noc
+    }
+
+    fn msgs(&self) -> Vec<Msg> {
+        self.msgs.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Msg {
+        self.try_wait_for(timeout, pred)
+            .unwrap_or_else(|| panic!("NOC did not see {what}; got:\n{:#?}", self.msgs()))
+    }
+
+    fn try_wait_for(&self, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Option<Msg> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(m) = self.msgs().into_iter().find(&pred) {
+                return Some(m);
+            }
+            if t0.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send a command with an MQTT 5 response topic and correlation data.
+    fn send(&self, site: &str, name: &str, payload: Value, correlation: &str) {
+        let topic = format!("diemcau/v1/{site}/cmd/{name}");
+        let props = PublishProperties {
+            response_topic: Some(self.reply_topic.clone()),
+            correlation_data: Some(Bytes::copy_from_slice(correlation.as_bytes())),
+            ..Default::default()
+        };
+        let c = self.client.clone();
+        let body = serde_json::to_vec(&payload).unwrap();
+        self.rt
+            .block_on(c.publish_with_properties(topic, QoS::AtLeastOnce, false, body, props))
+            .unwrap();
+    }
+
+    /// Replies on the response topic for command `id`, in arrival order.
+    fn replies(&self, id: &str) -> Vec<Value> {
+        self.msgs()
+            .into_iter()
+            .filter(|m| m.topic == self.reply_topic && m.payload["id"] == id)
+            .map(|m| m.payload)
+            .collect()
+    }
+
+    fn wait_reply(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let reply_topic = self.reply_topic.clone();
+        self.wait_for(&format!("reply {status} to {id}"), timeout, |m| {
+            m.topic == reply_topic && m.payload["id"] == id && m.payload["status"] == status
+        })
+        .payload
+    }
+}
+
+fn cmd(id: &str, args: Value) -> Value {
+    let exp = chrono::Utc::now() + chrono::Duration::seconds(60);
+    json!({"id": id, "expires_at": exp.to_rfc3339(), "args": args})
+}
+
+fn mqtt_config(certs: &Path, port: u16) -> String {
+    test_config(&format!(
+        "\n[mqtt]\nurl = \"mqtts://localhost:{port}\"\nca = \"{d}/ca.crt\"\ncert = \"{d}/box.crt\"\nkey = \"{d}/box.key\"\n\
+         keep_alive_s = 5\nhealth_interval_s = 1\nreconnect_min_s = 0.1\nreconnect_max_s = 1.0\n",
+        d = certs.display()
+    ))
+}
+
+struct Setup {
+    _certs_dir: tempfile::TempDir,
+    certs: PathBuf,
+    broker: Broker,
+}
+
+fn setup() -> Setup {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir.path().to_owned();
+    make_certs(&certs);
+    let broker = Broker::new(&certs);
+    Setup { _certs_dir: certs_dir, certs, broker }
+}
+
+fn site_filter() -> Vec<String> {
+    vec![format!("diemcau/v1/{SITE}/#")]
+}
+
+fn status_msg(noc: &Noc, status: &'static str, not_boot: Option<String>) -> Msg {
+    let topic = format!("diemcau/v1/{SITE}/status");
+    noc.wait_for(&format!("status {status}"), Duration::from_secs(15), move |m| {
+        m.topic == topic && m.payload["status"] == status && not_boot.as_ref().is_none_or(|b| m.payload["boot_id"] != *b)
+    })
+}
+
+#[test]
+fn tls_presence_state_commands_and_last_will() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-1", false, &site_filter());
+    let mut d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+
+    let online = status_msg(&noc, "online", None);
+    let boot1 = online.payload["boot_id"].as_str().unwrap().to_owned();
+    assert_eq!(online.payload["site"], SITE);
+    let state_topic = format!("diemcau/v1/{SITE}/state");
+    noc.wait_for("state idle", Duration::from_secs(10), |m| m.topic == state_topic && m.payload["phase"] == "idle");
+
+    // A late NOC gets the retained status and state at once.
+    let late = Noc::connect(&s.certs, s.broker.port, "noc-late", false, &site_filter());
+    let st = late.wait_for("retained state", Duration::from_secs(5), |m| m.topic == state_topic);
+    assert!(st.retain, "state is retained");
+
+    // session.start over MQTT 5: accepted, then done, with the correlation data.
+    noc.send(SITE, "session.start", cmd("start-1", json!({"metadata": {"case": "HS-2026-7"}})), "corr-1");
+    noc.wait_reply("start-1", "accepted", Duration::from_secs(5));
+    let done = noc.wait_reply("start-1", "done", Duration::from_secs(20));
+    assert_eq!(done["site"], SITE);
+    assert_eq!(done["result"]["session"]["metadata"]["case"], "HS-2026-7");
+    let corr = noc
+        .msgs()
+        .into_iter()
+        .find(|m| m.topic == noc.reply_topic && m.payload["status"] == "done")
+        .and_then(|m| m.correlation)
+        .expect("correlation data echoed");
+    assert_eq!(&corr[..], b"corr-1");
+    // ... and on .../reply for clients without MQTT 5.
+    let reply_topic = format!("diemcau/v1/{SITE}/cmd/session.start/reply");
+    noc.wait_for("reply topic", Duration::from_secs(5), |m| m.topic == reply_topic && m.payload["status"] == "done");
+    let live = noc.wait_for("state live", Duration::from_secs(10), |m| m.topic == state_topic && m.payload["phase"] == "live");
+    assert_eq!(live.payload["metadata"]["case"], "HS-2026-7");
+    assert_eq!(d.phase(), "live");
+
+    // Health: flat numbers only.
+    let health_topic = format!("diemcau/v1/{SITE}/health");
+    let h = noc.wait_for("health", Duration::from_secs(10), |m| m.topic == health_topic && m.payload["session_live"] == 1);
+    let obj = h.payload.as_object().unwrap();
+    assert!(obj.values().all(Value::is_number), "health is flat numeric: {}", h.payload);
+    assert!(obj.contains_key("cpu_percent") && obj.contains_key("srt_rtt_ms") && obj.contains_key("event_backlog"));
+
+    // kill -9: the broker publishes the last will `lost`.
+    let t0 = Instant::now();
+    d.kill9();
+    let lost = status_msg(&noc, "lost", None);
+    assert_eq!(lost.payload["boot_id"], boot1.as_str());
+    eprintln!("lost seen {:?} after kill -9", t0.elapsed());
+
+    // Restart: `online` with a new boot id, and the interrupted session as an event.
+    d.spawn();
+    status_msg(&noc, "online", Some(boot1.clone()));
+    let event_topic = format!("diemcau/v1/{SITE}/event");
+    noc.wait_for("session_interrupted", Duration::from_secs(10), |m| {
+        m.topic == event_topic && m.payload["type"] == "session_interrupted"
+    });
+
+    // A clean stop says `offline`.
+    let (st, _) = d.terminate();
+    assert!(st.success());
+    status_msg(&noc, "offline", None);
+}
+
+#[test]
+fn duplicates_expired_malformed_and_fleet_commands() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-2", false, &[format!("diemcau/v1/+/cmd/+/reply")]);
+    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    std::thread::sleep(Duration::from_millis(500));
+    noc.send(SITE, "diagnostics", cmd("warmup", json!({})), "w");
+    noc.wait_reply("warmup", "done", Duration::from_secs(15));
+
+    // The same id twice: executed once, then `duplicate`.
+    noc.send(SITE, "session.start", cmd("dup-1", json!({})), "a");
+    noc.wait_reply("dup-1", "done", Duration::from_secs(20));
+    let first = d.status()["session"]["id"].as_str().unwrap().to_owned();
+    noc.send(SITE, "session.start", cmd("dup-1", json!({})), "b");
+    let dup = noc.wait_reply("dup-1", "duplicate", Duration::from_secs(5));
+    assert_eq!(dup["result"]["first_status"], "done");
+    assert_eq!(d.status()["session"]["id"], first.as_str(), "not executed twice");
+    // A stop replayed after the session ended is a duplicate too, not a rejection.
+    noc.send(SITE, "session.stop", cmd("stop-1", json!({})), "c");
+    noc.wait_reply("stop-1", "done", Duration::from_secs(15));
+    noc.send(SITE, "session.stop", cmd("stop-1", json!({})), "d");
+    noc.wait_reply("stop-1", "duplicate", Duration::from_secs(5));
+
+    // Expired: not executed.
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+    noc.send(SITE, "session.start", json!({"id": "old-1", "expires_at": past}), "e");
+    let r = noc.wait_reply("old-1", "expired", Duration::from_secs(5));
+    assert!(r["error"].as_str().unwrap().contains("expired"));
+    assert_eq!(d.phase(), "idle");
+
+    // Malformed: rejected with a reason, nothing changes, daemon unharmed.
+    noc.send(SITE, "session.start", cmd("bad-1", json!({"metadata": "HS-1"})), "f");
+    let r = noc.wait_reply("bad-1", "rejected", Duration::from_secs(5));
+    assert!(r["error"].as_str().unwrap().contains("bad args for session.start"), "{r}");
+    noc.send(SITE, "self.destruct", cmd("bad-2", json!({})), "g");
+    let r = noc.wait_reply("bad-2", "rejected", Duration::from_secs(5));
+    assert!(r["error"].as_str().unwrap().contains("unknown command"), "{r}");
+    noc.send(SITE, "diagnostics", json!({"id": "bad-3"}), "h");
+    let r = noc.wait_reply("bad-3", "rejected", Duration::from_secs(5));
+    assert!(r["error"].as_str().unwrap().contains("expires_at"), "{r}");
+
+    // Not JSON, from a client without MQTT 5 (mosquitto_pub, MQTT 3.1.1):
+    // the rejection goes to .../reply.
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &s.broker.port.to_string(), "-V", "mqttv311"])
+        .arg("--cafile").arg(s.certs.join("ca.crt"))
+        .arg("--cert").arg(s.certs.join("noc.crt"))
+        .arg("--key").arg(s.certs.join("noc.key"))
+        .args(["-t", &format!("diemcau/v1/{SITE}/cmd/rebirth"), "-q", "1", "-m", "not json {"])
+        .output()
+        .expect("mosquitto_pub");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let topic = format!("diemcau/v1/{SITE}/cmd/rebirth/reply");
+    let r = noc.wait_for("rejection of non-JSON", Duration::from_secs(5), |m| m.topic == topic && m.payload["status"] == "rejected");
+    assert!(r.payload["id"].is_null());
+    assert!(r.payload["error"].as_str().unwrap().contains("not JSON"));
+
+    // Fleet-wide: every box answers.
+    let t = format!("diemcau/v1/all/cmd/diagnostics");
+    let body = serde_json::to_vec(&cmd("fleet-1", json!({}))).unwrap();
+    let props = PublishProperties { response_topic: Some(noc.reply_topic.clone()), ..Default::default() };
+    noc.rt.block_on(noc.client.publish_with_properties(t, QoS::AtLeastOnce, false, body, props)).unwrap();
+    let r = noc.wait_reply("fleet-1", "done", Duration::from_secs(10));
+    assert_eq!(r["site"], SITE);
+    assert_eq!(r["result"]["status"]["phase"], "idle");
+
+    // recordings.list and config.get (secrets redacted), rebirth.
+    noc.send(SITE, "recordings.list", cmd("rec-1", json!({"limit": 5})), "i");
+    let r = noc.wait_reply("rec-1", "done", Duration::from_secs(5));
+    assert_eq!(r["result"]["sessions"][0]["id"], first.as_str());
+    noc.send(SITE, "config.get", cmd("cfg-1", json!({})), "j");
+    let r = noc.wait_reply("cfg-1", "done", Duration::from_secs(5));
+    assert_eq!(r["result"]["config"]["site"]["id"], SITE);
+    noc.send(SITE, "rebirth", cmd("reb-1", json!({})), "k");
+    noc.wait_reply("reb-1", "done", Duration::from_secs(5));
+
+    // Still healthy after all that.
+    assert_eq!(d.phase(), "idle");
+    assert!(noc.replies("dup-1").len() >= 3);
+}
+
+#[test]
+fn broker_restarts_lose_no_event() {
+    let _g = serial();
+    let mut s = setup();
+    let event_topic = format!("diemcau/v1/{SITE}/event");
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-events", true, &[event_topic.clone()]);
+    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    d.start_session();
+
+    let session_events = |noc: &Noc| -> Vec<Value> {
+        let mut seen = std::collections::HashSet::new();
+        noc.msgs()
+            .into_iter()
+            .filter(|m| m.topic == event_topic)
+            .map(|m| m.payload)
+            .filter(|p| p["type"].as_str().is_some_and(|t| t.starts_with("session_")))
+            .filter(|p| seen.insert(p["id"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    };
+    let wait_events = |noc: &Noc, n: usize| {
+        let t0 = Instant::now();
+        while session_events(noc).len() < n {
+            assert!(t0.elapsed() < Duration::from_secs(20), "events missing: {:#?}\n{}", session_events(noc), d.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_events(&noc, 2); // starting, started
+    let mut expected = 2;
+    let mut recoveries = Vec::new();
+    for round in 0..3 {
+        // Let the broker autosave the NOC's session, then kill it hard.
+        std::thread::sleep(Duration::from_millis(1500));
+        s.broker.kill9();
+        // Events while the broker is away go to the outbox.
+        let out = d.cli(&["stop"]);
+        assert!(out.status.success(), "stop in round {round}");
+        d.start_session();
+        expected += 3; // stopped, starting, started
+        std::thread::sleep(Duration::from_millis(500));
+        s.broker.start();
+        let back = Instant::now();
+        // Commands work again within 5 s of the broker's return.
+        let mut n = 0;
+        let ok = loop {
+            n += 1;
+            let id = format!("ping-{round}-{n}");
+            noc.send(SITE, "diagnostics", cmd(&id, json!({})), "p");
+            if noc.try_wait_for(Duration::from_millis(300), |m| m.payload["id"] == id.as_str() && m.payload["status"] == "done").is_some() {
+                break back.elapsed();
+            }
+            if back.elapsed() > Duration::from_secs(10) {
+                panic!("no command reply 10 s after the broker returned\n{}", d.log_text());
+            }
+        };
+        recoveries.push(ok);
+        wait_events(&noc, expected);
+    }
+    let out = d.cli(&["stop"]);
+    assert!(out.status.success());
+    expected += 1;
+    wait_events(&noc, expected);
+    eprintln!("command replies after broker restarts: {recoveries:?}");
+    for r in &recoveries {
+        assert!(*r < Duration::from_secs(5), "commands took {r:?} after the broker returned");
+    }
+
+    let evs = session_events(&noc);
+    assert_eq!(evs.len(), expected, "every event exactly once: {evs:#?}");
+    let seqs: Vec<u64> = evs.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let mut want = vec!["session_starting", "session_started"];
+    for _ in 0..3 {
+        want.extend(["session_stopped", "session_starting", "session_started"]);
+    }
+    want.push("session_stopped");
+    assert_eq!(types, want);
+    let raw = noc.msgs().iter().filter(|m| m.topic == event_topic).count();
+    eprintln!("events: {} unique, {} received (duplicates from at-least-once: {})", evs.len(), raw, raw - evs.len());
+}
