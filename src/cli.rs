@@ -1,6 +1,8 @@
 //! Command-line interface: argument definitions and dispatch. Each
 //! subcommand is a few lines over the library.
 
+mod recordings;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,6 +61,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The recording buffer: list, show, verify, export, delete.
+    Recordings {
+        #[command(subcommand)]
+        command: recordings::RecordingsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +84,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     match args.command {
+        Command::Recordings { command } => {
+            let cfg = config::load(&config_path).ok();
+            let (socket, _) = locate(&args.socket, &config_path);
+            recordings::run(command, &socket, cfg.as_ref())
+        }
         Command::Run => {
             let config = config::load(&config_path)?;
             crate::daemon::run(config)?;

@@ -5,7 +5,9 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::{api, mqtt, button, display, events, led, media, store, supervisor, systemd};
+use crate::{
+    api, button, display, events, led, media, mqtt, recorder, store, supervisor, systemd,
+};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -22,7 +24,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let store = store::Store::open(state_dir)?;
     let outbox = events::Outbox::open(store.db(), &config.site.id)?;
-    let (media, media_events) = media::spawn(config.clone())?;
+    media::init()?;
+    // Media and the recorder report to the supervisor on one channel.
+    let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
+    let rec_store = recorder::store::RecStore::open(store.db())?;
+    let device_key = recorder::keys::load_or_create(state_dir)?;
+    let found = recorder::recover(&rec_store, &outbox, chrono::Utc::now())?;
+    if !found.closed.is_empty() || !found.quarantined.is_empty() {
+        tracing::warn!(
+            interrupted = ?found.closed,
+            partial_segments = found.partial_segments,
+            quarantined = ?found.quarantined,
+            "recording buffer checked after an unclean stop"
+        );
+    }
+    let rec = if config.recording.enabled {
+        Some(recorder::spawn(
+            config.recording.clone(),
+            state_dir.clone(),
+            config.site.id.clone(),
+            rec_store.clone(),
+            outbox.clone(),
+            media_tx.clone(),
+        )?)
+    } else {
+        tracing::warn!("recording is disabled in the configuration: sessions are not recorded");
+        None
+    };
+    let media = media::spawn(config.clone(), media_tx, rec)?;
     let sup = supervisor::spawn(
         config.clone(),
         store.clone(),
@@ -62,7 +91,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
-    let server = tokio::spawn(api::server::serve(listener, sup.handle.clone()));
+    let server = tokio::spawn(api::server::serve(
+        listener,
+        sup.handle.clone(),
+        api::server::Recordings {
+            store: rec_store.clone(),
+            key: device_key.clone(),
+        },
+    ));
 
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

@@ -61,6 +61,12 @@ pub enum EventKind {
         level: String,
         used_percent: f64,
     },
+    /// A stored segment no longer matches its hash; set aside, not deleted.
+    SegmentQuarantined {
+        session: String,
+        segment: u32,
+        reason: String,
+    },
     UploadCompleted {
         session: String,
         segments: u64,

@@ -207,13 +207,11 @@ impl LedDriver for GpioLed {
         } else {
             gpiocdev::line::Value::Inactive
         };
-        self.req
-            .set_lone_value(v)
-            .map_err(|source| LedError::Gpio {
-                chip: self.line.chip.display().to_string(),
-                line: self.line.line,
-                source,
-            })
+        self.req.set_lone_value(v).map_err(|source| LedError::Gpio {
+            chip: self.line.chip.display().to_string(),
+            line: self.line.line,
+            source,
+        })
     }
 
     fn blink(&mut self, _on: Duration, _off: Duration) -> Result<bool, LedError> {
@@ -292,10 +290,7 @@ struct Reopening<D, F> {
 
 impl<D: LedDriver, F: FnMut() -> Result<D, LedError> + Send + 'static> Reopening<D, F> {
     fn new(open: F) -> Self {
-        Self {
-            open,
-            driver: None,
-        }
+        Self { open, driver: None }
     }
 
     fn with<T>(&mut self, f: impl FnOnce(&mut D) -> Result<T, LedError>) -> Result<T, LedError> {

@@ -16,6 +16,7 @@ pub mod i18n;
 pub mod led;
 pub mod logging;
 pub mod media;
+pub mod recorder;
 pub mod mqtt;
 pub mod session;
 pub mod store;

@@ -332,8 +332,13 @@ impl Supervisor {
                     });
                     self.last_session = Some(rec);
                 }
-                Action::StartMedia { session_id } => self.media.start(session_id),
-                Action::StopMedia => self.media.stop(),
+                Action::StartMedia { session_id } => match self.machine.session() {
+                    Some(s) if s.id == session_id => self.media.start(s.clone()),
+                    _ => tracing::error!("no session record for {session_id}"),
+                },
+                Action::StopMedia => self
+                    .media
+                    .stop(self.machine.session().and_then(|s| s.stopped_by.clone())),
                 Action::Changed(phase) => self.changed(phase),
             }
         }

@@ -68,7 +68,11 @@ fn the_tally_light_follows_the_session_and_a_missing_button_is_harmless() {
         is("none", "1")
     });
     let out = d.cli(&["stop"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for("light off after stop", &d, Duration::from_secs(5), || {
         is("none", "0")
     });
@@ -108,15 +112,49 @@ fn button_and_led_mistakes_are_located() {
     let lines: Vec<&str> = example.lines().collect();
     let line_after = |section: &str, prefix: &str| {
         let s = lines.iter().position(|l| *l == section).unwrap();
-        s + lines[s..].iter().position(|l| l.starts_with(prefix)).unwrap() + 1
+        s + lines[s..]
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap()
+            + 1
     };
     let cases = [
-        ("[button]", "kind = \"none\"", "kind = \"usb\"", "'kind' in [button]"),
-        ("[button]", "key = \"KEY_ENTER\"", "key = \"ENTER\"", "not a Linux key name"),
-        ("[button]", "long_press_ms = 2000", "long_press_ms = 100", "'long_press_ms' in [button]"),
-        ("[button]", "bias = \"pull-up\"", "bias = \"up\"", "'bias' in [button]"),
-        ("[led]", "kind = \"none\"", "kind = \"rgb\"", "'kind' in [led]"),
-        ("[led]", "line = 27", "lin = 27", "unknown key 'lin' in [led]"),
+        (
+            "[button]",
+            "kind = \"none\"",
+            "kind = \"usb\"",
+            "'kind' in [button]",
+        ),
+        (
+            "[button]",
+            "key = \"KEY_ENTER\"",
+            "key = \"ENTER\"",
+            "not a Linux key name",
+        ),
+        (
+            "[button]",
+            "long_press_ms = 2000",
+            "long_press_ms = 100",
+            "'long_press_ms' in [button]",
+        ),
+        (
+            "[button]",
+            "bias = \"pull-up\"",
+            "bias = \"up\"",
+            "'bias' in [button]",
+        ),
+        (
+            "[led]",
+            "kind = \"none\"",
+            "kind = \"rgb\"",
+            "'kind' in [led]",
+        ),
+        (
+            "[led]",
+            "line = 27",
+            "lin = 27",
+            "unknown key 'lin' in [led]",
+        ),
     ];
     for (section, from, to, want) in cases {
         let line = line_after(section, from);
@@ -166,8 +204,12 @@ fn usb_button_through_uinput_end_to_end() {
         }
     };
     let mut key = |v: i32| {
-        dev.emit(&[InputEvent::new(EventType::KEY.0, KeyCode::KEY_F13.code(), v)])
-            .expect("uinput emit");
+        dev.emit(&[InputEvent::new(
+            EventType::KEY.0,
+            KeyCode::KEY_F13.code(),
+            v,
+        )])
+        .expect("uinput emit");
     };
     let d = Daemon::start(&test_config(&format!(
         "[button]\nkind = \"evdev\"\ndevice = \"{name}\"\nkey = \"KEY_F13\"\nlong_press_ms = 1000\n"
@@ -183,7 +225,7 @@ fn usb_button_through_uinput_end_to_end() {
     wait_phase(&d, "live", Duration::from_secs(10));
     println!("press to live: {:?}", t0.elapsed());
     std::thread::sleep(Duration::from_millis(1200)); // past the repeat guard
-    // A short press while live does not stop.
+                                                     // A short press while live does not stop.
     key(1);
     std::thread::sleep(Duration::from_millis(150));
     key(0);
@@ -200,13 +242,17 @@ fn usb_button_through_uinput_end_to_end() {
 fn gpio_button_through_gpio_sim_end_to_end() {
     let root = Path::new("/sys/kernel/config/gpio-sim");
     if !root.is_dir() {
-        println!("SKIP gpio_button_through_gpio_sim_end_to_end: no gpio-sim (configfs) in this kernel");
+        println!(
+            "SKIP gpio_button_through_gpio_sim_end_to_end: no gpio-sim (configfs) in this kernel"
+        );
         return;
     }
     let sim = match GpioSim::new(root) {
         Ok(s) => s,
         Err(e) => {
-            println!("SKIP gpio_button_through_gpio_sim_end_to_end: cannot create a gpio-sim chip ({e})");
+            println!(
+                "SKIP gpio_button_through_gpio_sim_end_to_end: cannot create a gpio-sim chip ({e})"
+            );
             return;
         }
     };

@@ -28,21 +28,52 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA, a server certificate for localhost, and client certificates for
 /// the box and the NOC.
 fn make_certs(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let mut a = vec!["req", "-x509"];
     a.extend(ec);
-    a.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=diemcau test CA"]);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=diemcau test CA",
+    ]);
     openssl(dir, &a);
-    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, cn, ext) in [("server", "localhost", "server.ext"), ("box", SITE, "client.ext"), ("noc", "noc", "client.ext")] {
+    for (name, cn, ext) in [
+        ("server", "localhost", "server.ext"),
+        ("box", SITE, "client.ext"),
+        ("noc", "noc", "client.ext"),
+    ] {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
         let crt = format!("{name}.crt");
@@ -53,13 +84,40 @@ fn make_certs(dir: &Path) {
         openssl(dir, &a);
         openssl(
             dir,
-            &["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", ext],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
         );
     }
 }
 
+/// Mosquitto started as root drops to the `mosquitto` user, which cannot
+/// read our temporary files; tell it to stay who we are.
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Mosquitto broker on its own port, config and persistence directory.
@@ -77,11 +135,16 @@ impl Broker {
              cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
              require_certificate true\nuse_identity_as_username true\nallow_anonymous true\n\
              persistence true\npersistence_location {d}/\nautosave_interval 1\n\
-             log_dest file {d}/mosquitto.log\nlog_type all\n",
-            d = dir.display()
+             log_dest file {d}/mosquitto.log\nlog_type all\nuser {user}\n",
+            d = dir.display(),
+            user = current_user(),
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-        let mut b = Broker { dir: dir.to_owned(), port, child: None };
+        let mut b = Broker {
+            dir: dir.to_owned(),
+            port,
+            child: None,
+        };
         b.start();
         b
     }
@@ -98,7 +161,10 @@ impl Broker {
         self.child = Some(child);
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "mosquitto did not listen");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mosquitto did not listen"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -138,7 +204,11 @@ impl Noc {
     /// `persistent`: a broker session that outlives disconnections, so
     /// nothing published while the NOC reconnects is missed.
     fn connect(certs: &Path, port: u16, id: &str, persistent: bool, filters: &[String]) -> Noc {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let tls = diemcau::mqtt::tls::client_config(
             Some(&certs.join("ca.crt")),
             Some((&certs.join("noc.crt"), &certs.join("noc.key"))),
@@ -167,8 +237,9 @@ impl Noc {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let payload = serde_json::from_slice(&p.payload)
-                            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p.payload).into()));
+                        let payload = serde_json::from_slice(&p.payload).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&p.payload).into())
+                        });
                         m.lock().unwrap().push(Msg {
                             topic: String::from_utf8_lossy(&p.topic).into(),
                             payload,
@@ -181,7 +252,12 @@ impl Noc {
                 }
             }
         });
-        let noc = Noc { rt, client, msgs, reply_topic };
+        let noc = Noc {
+            rt,
+            client,
+            msgs,
+            reply_topic,
+        };
         std::thread::sleep(Duration::from_millis(300));
         noc
     }
@@ -265,7 +341,11 @@ fn setup() -> Setup {
     let certs = certs_dir.path().to_owned();
     make_certs(&certs);
     let broker = Broker::new(&certs);
-    Setup { _certs_dir: certs_dir, certs, broker }
+    Setup {
+        _certs_dir: certs_dir,
+        certs,
+        broker,
+    }
 }
 
 fn site_filter() -> Vec<String> {
@@ -274,9 +354,15 @@ fn site_filter() -> Vec<String> {
 
 fn status_msg(noc: &Noc, status: &'static str, not_boot: Option<String>) -> Msg {
     let topic = format!("diemcau/v1/{SITE}/status");
-    noc.wait_for(&format!("status {status}"), Duration::from_secs(15), move |m| {
-        m.topic == topic && m.payload["status"] == status && not_boot.as_ref().is_none_or(|b| m.payload["boot_id"] != *b)
-    })
+    noc.wait_for(
+        &format!("status {status}"),
+        Duration::from_secs(15),
+        move |m| {
+            m.topic == topic
+                && m.payload["status"] == status
+                && not_boot.as_ref().is_none_or(|b| m.payload["boot_id"] != *b)
+        },
+    )
 }
 
 #[test]
@@ -290,15 +376,24 @@ fn tls_presence_state_commands_and_last_will() {
     let boot1 = online.payload["boot_id"].as_str().unwrap().to_owned();
     assert_eq!(online.payload["site"], SITE);
     let state_topic = format!("diemcau/v1/{SITE}/state");
-    noc.wait_for("state idle", Duration::from_secs(10), |m| m.topic == state_topic && m.payload["phase"] == "idle");
+    noc.wait_for("state idle", Duration::from_secs(10), |m| {
+        m.topic == state_topic && m.payload["phase"] == "idle"
+    });
 
     // A late NOC gets the retained status and state at once.
     let late = Noc::connect(&s.certs, s.broker.port, "noc-late", false, &site_filter());
-    let st = late.wait_for("retained state", Duration::from_secs(5), |m| m.topic == state_topic);
+    let st = late.wait_for("retained state", Duration::from_secs(5), |m| {
+        m.topic == state_topic
+    });
     assert!(st.retain, "state is retained");
 
     // session.start over MQTT 5: accepted, then done, with the correlation data.
-    noc.send(SITE, "session.start", cmd("start-1", json!({"metadata": {"case": "HS-2026-7"}})), "corr-1");
+    noc.send(
+        SITE,
+        "session.start",
+        cmd("start-1", json!({"metadata": {"case": "HS-2026-7"}})),
+        "corr-1",
+    );
     noc.wait_reply("start-1", "accepted", Duration::from_secs(5));
     let done = noc.wait_reply("start-1", "done", Duration::from_secs(20));
     assert_eq!(done["site"], SITE);
@@ -312,17 +407,31 @@ fn tls_presence_state_commands_and_last_will() {
     assert_eq!(&corr[..], b"corr-1");
     // ... and on .../reply for clients without MQTT 5.
     let reply_topic = format!("diemcau/v1/{SITE}/cmd/session.start/reply");
-    noc.wait_for("reply topic", Duration::from_secs(5), |m| m.topic == reply_topic && m.payload["status"] == "done");
-    let live = noc.wait_for("state live", Duration::from_secs(10), |m| m.topic == state_topic && m.payload["phase"] == "live");
+    noc.wait_for("reply topic", Duration::from_secs(5), |m| {
+        m.topic == reply_topic && m.payload["status"] == "done"
+    });
+    let live = noc.wait_for("state live", Duration::from_secs(10), |m| {
+        m.topic == state_topic && m.payload["phase"] == "live"
+    });
     assert_eq!(live.payload["metadata"]["case"], "HS-2026-7");
     assert_eq!(d.phase(), "live");
 
     // Health: flat numbers only.
     let health_topic = format!("diemcau/v1/{SITE}/health");
-    let h = noc.wait_for("health", Duration::from_secs(10), |m| m.topic == health_topic && m.payload["session_live"] == 1);
+    let h = noc.wait_for("health", Duration::from_secs(10), |m| {
+        m.topic == health_topic && m.payload["session_live"] == 1
+    });
     let obj = h.payload.as_object().unwrap();
-    assert!(obj.values().all(Value::is_number), "health is flat numeric: {}", h.payload);
-    assert!(obj.contains_key("cpu_percent") && obj.contains_key("srt_rtt_ms") && obj.contains_key("event_backlog"));
+    assert!(
+        obj.values().all(Value::is_number),
+        "health is flat numeric: {}",
+        h.payload
+    );
+    assert!(
+        obj.contains_key("cpu_percent")
+            && obj.contains_key("srt_rtt_ms")
+            && obj.contains_key("event_backlog")
+    );
 
     // kill -9: the broker publishes the last will `lost`.
     let t0 = Instant::now();
@@ -349,7 +458,13 @@ fn tls_presence_state_commands_and_last_will() {
 fn duplicates_expired_malformed_and_fleet_commands() {
     let _g = serial();
     let s = setup();
-    let noc = Noc::connect(&s.certs, s.broker.port, "noc-2", false, &[format!("diemcau/v1/+/cmd/+/reply")]);
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-2",
+        false,
+        &["diemcau/v1/+/cmd/+/reply".to_string()],
+    );
     let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
     std::thread::sleep(Duration::from_millis(500));
     noc.send(SITE, "diagnostics", cmd("warmup", json!({})), "w");
@@ -362,7 +477,11 @@ fn duplicates_expired_malformed_and_fleet_commands() {
     noc.send(SITE, "session.start", cmd("dup-1", json!({})), "b");
     let dup = noc.wait_reply("dup-1", "duplicate", Duration::from_secs(5));
     assert_eq!(dup["result"]["first_status"], "done");
-    assert_eq!(d.status()["session"]["id"], first.as_str(), "not executed twice");
+    assert_eq!(
+        d.status()["session"]["id"],
+        first.as_str(),
+        "not executed twice"
+    );
     // A stop replayed after the session ended is a duplicate too, not a rejection.
     noc.send(SITE, "session.stop", cmd("stop-1", json!({})), "c");
     noc.wait_reply("stop-1", "done", Duration::from_secs(15));
@@ -371,18 +490,37 @@ fn duplicates_expired_malformed_and_fleet_commands() {
 
     // Expired: not executed.
     let past = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
-    noc.send(SITE, "session.start", json!({"id": "old-1", "expires_at": past}), "e");
+    noc.send(
+        SITE,
+        "session.start",
+        json!({"id": "old-1", "expires_at": past}),
+        "e",
+    );
     let r = noc.wait_reply("old-1", "expired", Duration::from_secs(5));
     assert!(r["error"].as_str().unwrap().contains("expired"));
     assert_eq!(d.phase(), "idle");
 
     // Malformed: rejected with a reason, nothing changes, daemon unharmed.
-    noc.send(SITE, "session.start", cmd("bad-1", json!({"metadata": "HS-1"})), "f");
+    noc.send(
+        SITE,
+        "session.start",
+        cmd("bad-1", json!({"metadata": "HS-1"})),
+        "f",
+    );
     let r = noc.wait_reply("bad-1", "rejected", Duration::from_secs(5));
-    assert!(r["error"].as_str().unwrap().contains("bad args for session.start"), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad args for session.start"),
+        "{r}"
+    );
     noc.send(SITE, "self.destruct", cmd("bad-2", json!({})), "g");
     let r = noc.wait_reply("bad-2", "rejected", Duration::from_secs(5));
-    assert!(r["error"].as_str().unwrap().contains("unknown command"), "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("unknown command"),
+        "{r}"
+    );
     noc.send(SITE, "diagnostics", json!({"id": "bad-3"}), "h");
     let r = noc.wait_reply("bad-3", "rejected", Duration::from_secs(5));
     assert!(r["error"].as_str().unwrap().contains("expires_at"), "{r}");
@@ -390,30 +528,66 @@ fn duplicates_expired_malformed_and_fleet_commands() {
     // Not JSON, from a client without MQTT 5 (mosquitto_pub, MQTT 3.1.1):
     // the rejection goes to .../reply.
     let out = Command::new("mosquitto_pub")
-        .args(["-h", "localhost", "-p", &s.broker.port.to_string(), "-V", "mqttv311"])
-        .arg("--cafile").arg(s.certs.join("ca.crt"))
-        .arg("--cert").arg(s.certs.join("noc.crt"))
-        .arg("--key").arg(s.certs.join("noc.key"))
-        .args(["-t", &format!("diemcau/v1/{SITE}/cmd/rebirth"), "-q", "1", "-m", "not json {"])
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &s.broker.port.to_string(),
+            "-V",
+            "mqttv311",
+        ])
+        .arg("--cafile")
+        .arg(s.certs.join("ca.crt"))
+        .arg("--cert")
+        .arg(s.certs.join("noc.crt"))
+        .arg("--key")
+        .arg(s.certs.join("noc.key"))
+        .args([
+            "-t",
+            &format!("diemcau/v1/{SITE}/cmd/rebirth"),
+            "-q",
+            "1",
+            "-m",
+            "not json {",
+        ])
         .output()
         .expect("mosquitto_pub");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let topic = format!("diemcau/v1/{SITE}/cmd/rebirth/reply");
-    let r = noc.wait_for("rejection of non-JSON", Duration::from_secs(5), |m| m.topic == topic && m.payload["status"] == "rejected");
+    let r = noc.wait_for("rejection of non-JSON", Duration::from_secs(5), |m| {
+        m.topic == topic && m.payload["status"] == "rejected"
+    });
     assert!(r.payload["id"].is_null());
     assert!(r.payload["error"].as_str().unwrap().contains("not JSON"));
 
     // Fleet-wide: every box answers.
-    let t = format!("diemcau/v1/all/cmd/diagnostics");
+    let t = "diemcau/v1/all/cmd/diagnostics".to_string();
     let body = serde_json::to_vec(&cmd("fleet-1", json!({}))).unwrap();
-    let props = PublishProperties { response_topic: Some(noc.reply_topic.clone()), ..Default::default() };
-    noc.rt.block_on(noc.client.publish_with_properties(t, QoS::AtLeastOnce, false, body, props)).unwrap();
+    let props = PublishProperties {
+        response_topic: Some(noc.reply_topic.clone()),
+        ..Default::default()
+    };
+    noc.rt
+        .block_on(
+            noc.client
+                .publish_with_properties(t, QoS::AtLeastOnce, false, body, props),
+        )
+        .unwrap();
     let r = noc.wait_reply("fleet-1", "done", Duration::from_secs(10));
     assert_eq!(r["site"], SITE);
     assert_eq!(r["result"]["status"]["phase"], "idle");
 
     // recordings.list and config.get (secrets redacted), rebirth.
-    noc.send(SITE, "recordings.list", cmd("rec-1", json!({"limit": 5})), "i");
+    noc.send(
+        SITE,
+        "recordings.list",
+        cmd("rec-1", json!({"limit": 5})),
+        "i",
+    );
     let r = noc.wait_reply("rec-1", "done", Duration::from_secs(5));
     assert_eq!(r["result"]["sessions"][0]["id"], first.as_str());
     noc.send(SITE, "config.get", cmd("cfg-1", json!({})), "j");
@@ -432,7 +606,13 @@ fn broker_restarts_lose_no_event() {
     let _g = serial();
     let mut s = setup();
     let event_topic = format!("diemcau/v1/{SITE}/event");
-    let noc = Noc::connect(&s.certs, s.broker.port, "noc-events", true, &[event_topic.clone()]);
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-events",
+        true,
+        std::slice::from_ref(&event_topic),
+    );
     let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
     d.start_session();
 
@@ -442,14 +622,23 @@ fn broker_restarts_lose_no_event() {
             .into_iter()
             .filter(|m| m.topic == event_topic)
             .map(|m| m.payload)
-            .filter(|p| p["type"].as_str().is_some_and(|t| t.starts_with("session_")))
+            .filter(|p| {
+                p["type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("session_"))
+            })
             .filter(|p| seen.insert(p["id"].as_str().unwrap_or_default().to_owned()))
             .collect()
     };
     let wait_events = |noc: &Noc, n: usize| {
         let t0 = Instant::now();
         while session_events(noc).len() < n {
-            assert!(t0.elapsed() < Duration::from_secs(20), "events missing: {:#?}\n{}", session_events(noc), d.log_text());
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "events missing: {:#?}\n{}",
+                session_events(noc),
+                d.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
@@ -474,11 +663,19 @@ fn broker_restarts_lose_no_event() {
             n += 1;
             let id = format!("ping-{round}-{n}");
             noc.send(SITE, "diagnostics", cmd(&id, json!({})), "p");
-            if noc.try_wait_for(Duration::from_millis(300), |m| m.payload["id"] == id.as_str() && m.payload["status"] == "done").is_some() {
+            if noc
+                .try_wait_for(Duration::from_millis(300), |m| {
+                    m.payload["id"] == id.as_str() && m.payload["status"] == "done"
+                })
+                .is_some()
+            {
                 break back.elapsed();
             }
             if back.elapsed() > Duration::from_secs(10) {
-                panic!("no command reply 10 s after the broker returned\n{}", d.log_text());
+                panic!(
+                    "no command reply 10 s after the broker returned\n{}",
+                    d.log_text()
+                );
             }
         };
         recoveries.push(ok);
@@ -490,7 +687,10 @@ fn broker_restarts_lose_no_event() {
     wait_events(&noc, expected);
     eprintln!("command replies after broker restarts: {recoveries:?}");
     for r in &recoveries {
-        assert!(*r < Duration::from_secs(5), "commands took {r:?} after the broker returned");
+        assert!(
+            *r < Duration::from_secs(5),
+            "commands took {r:?} after the broker returned"
+        );
     }
 
     let evs = session_events(&noc);
@@ -505,5 +705,47 @@ fn broker_restarts_lose_no_event() {
     want.push("session_stopped");
     assert_eq!(types, want);
     let raw = noc.msgs().iter().filter(|m| m.topic == event_topic).count();
-    eprintln!("events: {} unique, {} received (duplicates from at-least-once: {})", evs.len(), raw, raw - evs.len());
+    eprintln!(
+        "events: {} unique, {} received (duplicates from at-least-once: {})",
+        evs.len(),
+        raw,
+        raw - evs.len()
+    );
+}
+
+/// Benchmark (bench/mqtt_latency.sh): command-to-reply latency on
+/// loopback over TLS, 1,000 sequential `diagnostics` commands.
+#[test]
+#[ignore]
+fn bench_command_latency() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-bench", false, &[]);
+    let _d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    noc.send(SITE, "diagnostics", cmd("warm", json!({})), "w");
+    noc.wait_reply("warm", "done", Duration::from_secs(15));
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("b-{i}");
+        let t0 = Instant::now();
+        noc.send(SITE, "diagnostics", cmd(&id, json!({})), "b");
+        noc.wait_reply(&id, "done", Duration::from_secs(5));
+        lat.push(t0.elapsed());
+        if i % 100 == 99 {
+            noc.msgs.lock().unwrap().clear(); // keep the search short
+        }
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!(
+        "command-to-reply over TLS, {n} commands: p50 {:?} p99 {:?} max {:?}",
+        p(0.50),
+        p(0.99),
+        lat[lat.len() - 1]
+    );
+    assert!(p(0.99) < Duration::from_millis(50), "p99 {:?}", p(0.99));
 }

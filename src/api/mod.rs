@@ -30,6 +30,25 @@ pub enum Request {
         metadata: BTreeMap<String, String>,
     },
     Stop {},
+    RecordingsList {},
+    RecordingsShow {
+        id: String,
+    },
+    RecordingsVerify {
+        id: String,
+    },
+    RecordingsManifest {
+        id: String,
+    },
+    /// Replies with `{"bytes":N}`, then N raw bytes of MPEG-TS.
+    RecordingsExport {
+        id: String,
+    },
+    RecordingsDelete {
+        id: String,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +128,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8 text".to_owned())?;
     serde_json::from_str(text.trim()).map_err(|e| {
         format!(
-            "malformed request: {e}; expected one JSON object per line such as {{\"cmd\":\"status\"}} (commands: status, start, stop)"
+            "malformed request: {e}; expected one JSON object per line such as {{\"cmd\":\"status\"}} (commands: status, start, stop, recordings_list, recordings_show, recordings_verify, recordings_manifest, recordings_export, recordings_delete)"
         )
     })
 }

@@ -12,8 +12,16 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 use super::{parse_request, ErrorCode, Reply, Request, MAX_REQUEST};
+use crate::recorder::store::RecStore;
 use crate::session::Origin;
 use crate::supervisor::SupervisorHandle;
+
+/// Read access to the recording buffer, and the key manifests are signed with.
+#[derive(Clone)]
+pub struct Recordings {
+    pub store: RecStore,
+    pub key: ed25519_dalek::SigningKey,
+}
 
 /// Connections served at once; more wait for a slot.
 const MAX_CONNECTIONS: usize = 32;
@@ -65,7 +73,7 @@ pub async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
 }
 
 /// Accept connections until the task is dropped.
-pub async fn serve(listener: UnixListener, sup: SupervisorHandle) {
+pub async fn serve(listener: UnixListener, sup: SupervisorHandle, rec: Recordings) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = match listener.accept().await {
@@ -80,8 +88,9 @@ pub async fn serve(listener: UnixListener, sup: SupervisorHandle) {
             return;
         };
         let sup = sup.clone();
+        let rec = rec.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, sup).await {
+            if let Err(e) = connection(stream, sup, rec).await {
                 tracing::debug!("api connection ended: {e}");
             }
             drop(permit);
@@ -89,7 +98,7 @@ pub async fn serve(listener: UnixListener, sup: SupervisorHandle) {
     }
 }
 
-async fn connection(stream: UnixStream, sup: SupervisorHandle) -> std::io::Result<()> {
+async fn connection(stream: UnixStream, sup: SupervisorHandle, rec: Recordings) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     // Read at most one byte past the limit, so an endless line cannot grow
     // memory without bound.
@@ -112,7 +121,11 @@ async fn connection(stream: UnixStream, sup: SupervisorHandle) -> std::io::Resul
             continue;
         }
         let reply = match parse_request(&line) {
-            Ok(req) => handle(req, &sup).await,
+            Ok(Request::RecordingsExport { id }) => {
+                export(&mut write, &rec, id).await?;
+                continue;
+            }
+            Ok(req) => handle(req, &sup, &rec).await,
             Err(msg) => Reply::err(ErrorCode::BadRequest, msg),
         };
         let mut out = serde_json::to_vec(&reply).expect("replies always serialise");
@@ -125,8 +138,90 @@ async fn connection(stream: UnixStream, sup: SupervisorHandle) -> std::io::Resul
     }
 }
 
-async fn handle(req: Request, sup: &SupervisorHandle) -> Reply {
+/// Run blocking store work off the runtime and turn it into a reply.
+async fn blocking<T: serde::Serialize + Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::recorder::store::RecError> + Send + 'static,
+) -> Reply {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Reply::ok(v),
+        Ok(Err(e @ crate::recorder::store::RecError::NotFound(_))) => Reply::err(ErrorCode::Rejected, e.to_string()),
+        Ok(Err(e @ (crate::recorder::store::RecError::Live(_) | crate::recorder::store::RecError::Unconfirmed(_)))) => {
+            Reply::err(ErrorCode::Rejected, e.to_string())
+        }
+        Ok(Err(e)) => Reply::err(ErrorCode::Failed, e.to_string()),
+        Err(e) => Reply::err(ErrorCode::Failed, e.to_string()),
+    }
+}
+
+/// Stream a recording: a JSON header line with the size, then the bytes,
+/// one segment at a time (a session can be gigabytes).
+async fn export(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    rec: &Recordings,
+    id: String,
+) -> std::io::Result<()> {
+    let store = rec.store.clone();
+    let sid = id.clone();
+    let plan = tokio::task::spawn_blocking(move || {
+        let segs = store.segments(&sid)?;
+        store.session(&sid)?;
+        Ok::<_, crate::recorder::store::RecError>(
+            segs.into_iter()
+                .filter(|m| m.quarantined.is_none() && !m.pruned)
+                .map(|m| (m.seq, m.bytes))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            let code = if matches!(e, crate::recorder::store::RecError::NotFound(_)) {
+                ErrorCode::Rejected
+            } else {
+                ErrorCode::Failed
+            };
+            let mut out = serde_json::to_vec(&Reply::err(code, e.to_string())).expect("replies serialise");
+            out.push(b'\n');
+            return write.write_all(&out).await;
+        }
+    };
+    let total: u64 = plan.iter().map(|(_, b)| b).sum();
+    let mut out = serde_json::to_vec(&Reply::ok(serde_json::json!({ "bytes": total }))).expect("replies serialise");
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    for (seq, _) in plan {
+        let store = rec.store.clone();
+        let sid = id.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.segment_bytes(&sid, seq))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+        write.write_all(&bytes).await?;
+    }
+    write.flush().await
+}
+
+async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply {
+    let store = rec.store.clone();
+    let key = rec.key.clone();
     match req {
+        Request::RecordingsList {} => blocking(move || store.sessions()).await,
+        Request::RecordingsShow { id } => {
+            blocking(move || {
+                let session = store.session(&id)?;
+                let segments = store.segments(&id)?;
+                Ok(serde_json::json!({ "session": session, "segments": segments }))
+            })
+            .await
+        }
+        Request::RecordingsVerify { id } => blocking(move || store.verify(&id, &key)).await,
+        Request::RecordingsManifest { id } => blocking(move || store.manifest(&id, &key)).await,
+        Request::RecordingsDelete { id, force } => {
+            blocking(move || store.delete(&id, force).map(|freed| serde_json::json!({ "freed_bytes": freed }))).await
+        }
+        Request::RecordingsExport { .. } => Reply::err(ErrorCode::BadRequest, "export is streamed"),
         Request::Status {} => match sup.status().await {
             Ok(s) => Reply::ok(s),
             Err(e) => Reply::err(ErrorCode::Unavailable, e.to_string()),

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use evdev::{Device, EventSummary, EventStream, KeyCode};
+use evdev::{Device, EventStream, EventSummary, KeyCode};
 use futures::future::BoxFuture;
 
 use super::{ButtonError, Edge, LineSource};
@@ -40,12 +40,14 @@ impl EvdevButton {
 
     fn find(&self) -> Result<(PathBuf, Device), ButtonError> {
         match &self.device {
-            EvdevDevice::Path(p) => Device::open(p)
-                .map(|d| (p.clone(), d))
-                .map_err(|source| ButtonError::Device {
-                    path: p.display().to_string(),
-                    source,
-                }),
+            EvdevDevice::Path(p) => {
+                Device::open(p)
+                    .map(|d| (p.clone(), d))
+                    .map_err(|source| ButtonError::Device {
+                        path: p.display().to_string(),
+                        source,
+                    })
+            }
             EvdevDevice::Name(name) => {
                 let mut found = Vec::new();
                 for (path, dev) in evdev::enumerate() {

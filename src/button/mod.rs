@@ -84,7 +84,9 @@ pub trait LineSource: Send + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEvent {
     /// The device was opened; its current level.
-    Opened { pressed: bool },
+    Opened {
+        pressed: bool,
+    },
     Edge(Edge),
     /// The device was lost; it will be looked for again.
     Lost(String),

@@ -138,7 +138,13 @@ fn rig(initial_level: bool) -> Rig {
         phase: Arc::new(phase_tx),
         calls: Arc::default(),
     };
-    let spawned = spawn_with(line, TIMING, sessions.clone(), phase.clone(), outbox.clone());
+    let spawned = spawn_with(
+        line,
+        TIMING,
+        sessions.clone(),
+        phase.clone(),
+        outbox.clone(),
+    );
     Rig {
         steps,
         present,
@@ -216,7 +222,11 @@ async fn press_starts_hint_then_long_press_stops() {
     assert_eq!(r.calls(), vec!["start", "stop"]);
     assert_eq!(
         r.events(),
-        vec![ev("short", "start"), ev("short", "hint"), ev("long", "stop")]
+        vec![
+            ev("short", "start"),
+            ev("short", "hint"),
+            ev("long", "stop")
+        ]
     );
 }
 
@@ -233,7 +243,10 @@ async fn presses_while_starting_are_ignored_events() {
     r.wait_phase(Phase::Live).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(r.calls(), vec!["start"], "one session, not two");
-    assert_eq!(r.events(), vec![ev("short", "start"), ev("short", "ignored")]);
+    assert_eq!(
+        r.events(),
+        vec![ev("short", "start"), ev("short", "ignored")]
+    );
 }
 
 #[tokio::test]
@@ -248,7 +261,11 @@ async fn an_unplugged_button_is_found_again() {
     r.wait_phase(Phase::Live).await;
     r.steps.send(Step::Unplug).unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(*r.phase.borrow(), Phase::Live, "unplugging mid-hold must not stop");
+    assert_eq!(
+        *r.phase.borrow(),
+        Phase::Live,
+        "unplugging mid-hold must not stop"
+    );
     // Plugged back: opened again within the reopen interval, and works.
     *r.present.lock().unwrap() = true;
     let t0 = Instant::now();

@@ -103,6 +103,9 @@ pub enum VideoSource {
     Synthetic(Option<u32>),
     /// A V4L2 camera at this path.
     V4l2(PathBuf),
+    /// A video file played as the camera, paced in real time (demos,
+    /// benchmarks on a fixed clip).
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +291,21 @@ pub struct Config {
     pub led: Led,
     /// The NOC control plane; `None` when `[mqtt] url` is empty.
     pub mqtt: Option<Mqtt>,
+    pub recording: Recording,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    pub enabled: bool,
+    /// Target segment length; segments are cut at the next keyframe after it.
+    pub segment: Duration,
+    /// Size of the pieces a segment is stored in.
+    pub chunk_bytes: usize,
+    /// Longest time recorded bytes stay unflushed (the most a power cut loses).
+    pub flush_interval: Duration,
+    /// Quota in bytes (0: none) and in percent of the state filesystem (0: none).
+    pub quota_bytes: u64,
+    pub quota_percent: u32,
 }
 
 /// Read, parse and validate the file at `path`.
@@ -385,7 +403,9 @@ impl Config {
         let button = validate_button(raw.button)?;
         let led = validate_led(raw.led)?;
         let mqtt = validate_mqtt(path, raw.mqtt)?;
+        let recording = validate_recording(raw.recording)?;
         Ok(Config {
+            recording,
             path: path.to_owned(),
             site,
             daemon,
@@ -543,11 +563,17 @@ fn validate_video(raw: raw::RawVideo) -> Result<Video, Problem> {
             }
             VideoSource::V4l2(raw.device.into())
         }
+        "file" => {
+            if raw.device.is_empty() {
+                return Err(problem("video", "device", "source = \"file\" needs the file's path in device"));
+            }
+            VideoSource::File(raw.device.into())
+        }
         other => {
             return Err(problem(
                 "video",
                 "source",
-                format!("'{other}' is not a video source; expected \"v4l2\" or \"synthetic\""),
+                format!("'{other}' is not a video source; expected \"v4l2\", \"synthetic\" or \"file\""),
             ))
         }
     };
@@ -678,6 +704,34 @@ fn validate_audio(raw: raw::RawAudio) -> Result<Audio, Problem> {
         codec,
         bitrate_kbps: raw.bitrate_kbps,
         echo_cancel: raw.echo_cancel,
+    })
+}
+
+fn validate_recording(raw: raw::RawRecording) -> Result<Recording, Problem> {
+    if !(0.5..=30.0).contains(&raw.segment_s) {
+        return Err(problem(
+            "recording",
+            "segment_s",
+            format!("{} is out of range; expected 0.5 to 30 seconds", raw.segment_s),
+        ));
+    }
+    range("recording", "chunk_kib", raw.chunk_kib, 4, 4096)?;
+    range("recording", "flush_interval_ms", raw.flush_interval_ms, 50, 1000)?;
+    range("recording", "quota_percent", raw.quota_percent, 0, 95)?;
+    if raw.quota_bytes > 0 && raw.quota_bytes < 64 << 20 {
+        return Err(problem(
+            "recording",
+            "quota_bytes",
+            format!("{} bytes is too small to hold a session; expected 0 (none) or at least 67108864 (64 MiB)", raw.quota_bytes),
+        ));
+    }
+    Ok(Recording {
+        enabled: raw.enabled,
+        segment: Duration::from_secs_f64(raw.segment_s),
+        chunk_bytes: raw.chunk_kib as usize * 1024,
+        flush_interval: Duration::from_millis(raw.flush_interval_ms),
+        quota_bytes: raw.quota_bytes,
+        quota_percent: raw.quota_percent,
     })
 }
 

@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub speaker: RawSpeaker,
     #[serde(default)]
+    pub recording: RawRecording,
+    #[serde(default)]
     pub button: RawButton,
     #[serde(default)]
     pub led: RawLed,
@@ -308,6 +310,30 @@ impl Default for RawMqtt {
             reconnect_max_s: 60.0,
             command_max_ttl_s: 86_400,
             allow_reboot: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecording {
+    pub enabled: bool,
+    pub segment_s: f64,
+    pub chunk_kib: u32,
+    pub flush_interval_ms: u64,
+    pub quota_bytes: u64,
+    pub quota_percent: u32,
+}
+
+impl Default for RawRecording {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            segment_s: 2.0,
+            chunk_kib: 64,
+            flush_interval_ms: 1000,
+            quota_bytes: 0,
+            quota_percent: 80,
         }
     }
 }

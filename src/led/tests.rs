@@ -31,9 +31,16 @@ fn pattern_for_every_phase() {
 fn a_broken_record_calls_for_a_technician_a_down_link_does_not() {
     use Degradation::*;
     for d in [CameraLost, MicrophoneLost, RecordingHalted] {
-        assert_eq!(pattern(Phase::Live, &[d], false), Pattern::FastBlink, "{d:?}");
+        assert_eq!(
+            pattern(Phase::Live, &[d], false),
+            Pattern::FastBlink,
+            "{d:?}"
+        );
         // ... and beats the hint flicker.
-        assert_eq!(pattern(Phase::Live, &[UplinkDown, d], true), Pattern::FastBlink);
+        assert_eq!(
+            pattern(Phase::Live, &[UplinkDown, d], true),
+            Pattern::FastBlink
+        );
     }
     for d in [UplinkDown, ReturnFeedLost] {
         assert_eq!(pattern(Phase::Live, &[d], false), Pattern::Steady, "{d:?}");
@@ -202,7 +209,12 @@ async fn software_blinking_for_lines_that_cannot_blink() {
     let led = spawn_with(rec.clone(), FakeStatus::default(), phase, hint);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        rec.0.lock().unwrap().iter().map(|x| x.1).collect::<Vec<_>>(),
+        rec.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|x| x.1)
+            .collect::<Vec<_>>(),
         vec![true],
         "steady: one write, no toggling"
     );

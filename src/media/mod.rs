@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, VideoSource};
-use crate::session::Degradation;
+use crate::recorder::{RecorderHandle, RecorderStats, SessionStart};
+use crate::session::{Degradation, Origin, SessionRecord};
 use pipeline::Channels;
 use return_feed::{ReturnStats, ReturnTask};
 use uplink::{UplinkStats, UplinkTask};
@@ -58,6 +59,8 @@ pub struct MediaStats {
     pub mic_rms_dbfs: f64,
     pub uplink: UplinkStats,
     pub return_feed: ReturnStats,
+    pub recording: RecorderStats,
+    pub recorder_dropped_buffers: u64,
     /// Microphone quieter than -60 dBFS for 10 s (unplugged, muted, broken).
     pub mic_silent: bool,
     /// Microphone peaks at full scale in the last second.
@@ -68,8 +71,8 @@ pub struct MediaStats {
 }
 
 enum Command {
-    Start(String),
-    Stop,
+    Start(SessionRecord),
+    Stop(Option<Origin>),
 }
 
 /// Handle to the engine. Commands are rare (start, stop) and must never
@@ -81,12 +84,13 @@ pub struct MediaHandle {
 }
 
 impl MediaHandle {
-    pub fn start(&self, session_id: String) {
-        let _ = self.tx.send(Command::Start(session_id));
+    pub fn start(&self, session: SessionRecord) {
+        let _ = self.tx.send(Command::Start(session));
     }
 
-    pub fn stop(&self) {
-        let _ = self.tx.send(Command::Stop);
+    /// Stop the session's media; `by` is recorded with the recording.
+    pub fn stop(&self, by: Option<Origin>) {
+        let _ = self.tx.send(Command::Stop(by));
     }
 
     pub fn stats(&self) -> MediaStats {
@@ -100,22 +104,31 @@ pub enum MediaError {
     Init(#[from] gst::glib::Error),
 }
 
-/// Initialise GStreamer and start the engine actor.
+/// Initialise GStreamer (idempotent); call before building any pipeline.
+pub fn init() -> Result<(), MediaError> {
+    gst::init()?;
+    Ok(())
+}
+
+/// Start the engine actor. It reports on `events`; the encoded stream also
+/// goes to `recorder` when there is one.
 pub fn spawn(
     config: Config,
-) -> Result<(MediaHandle, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
+    events: mpsc::UnboundedSender<MediaEvent>,
+    recorder: Option<RecorderHandle>,
+) -> Result<MediaHandle, MediaError> {
     gst::init()?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (stats_tx, stats) = watch::channel(MediaStats::default());
     let engine = Engine {
         config,
-        events: events_tx,
+        events,
         stats: stats_tx,
         seq: 0,
+        recorder,
     };
     tokio::spawn(engine.run(rx));
-    Ok((MediaHandle { tx, stats }, events_rx))
+    Ok(MediaHandle { tx, stats })
 }
 
 /// Which pipeline a bus message came from.
@@ -187,6 +200,10 @@ struct Session {
     uplink_stats: watch::Receiver<UplinkStats>,
     return_stop: Option<oneshot::Sender<()>>,
     return_stats: watch::Receiver<ReturnStats>,
+    /// Buffers the recorder could not take.
+    rec_dropped: Arc<AtomicU64>,
+    rec_drop_reported: bool,
+    stopped_by: Option<String>,
     /// When the microphone was last louder than the silence threshold.
     mic_loud_at: Instant,
     encoded_frames: Arc<AtomicU64>,
@@ -201,6 +218,7 @@ struct Engine {
     events: mpsc::UnboundedSender<MediaEvent>,
     stats: watch::Sender<MediaStats>,
     seq: u64,
+    recorder: Option<RecorderHandle>,
 }
 
 /// RMS below this is silence.
@@ -256,12 +274,13 @@ impl Engine {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Start(id)) => {
+                    Some(Command::Start(rec)) => {
+                        let id = rec.id.clone();
                         if session.is_some() {
                             tracing::warn!("media start while a session runs; ignored");
                             continue;
                         }
-                        match self.start(&id, &bus_tx) {
+                        match self.start(&rec, &bus_tx) {
                             Ok(s) => session = Some(s),
                             Err(e) => {
                                 tracing::error!("media cannot start session {id}: {e}");
@@ -269,8 +288,9 @@ impl Engine {
                             }
                         }
                     }
-                    Some(Command::Stop) => match session.as_mut() {
+                    Some(Command::Stop(by)) => match session.as_mut() {
                         Some(s) if s.stopping_since.is_none() => {
+                            s.stopped_by = by.as_ref().map(|o| crate::supervisor::origin_name(Some(o)));
                             s.stopping_since = Some(Instant::now());
                             // EOS lets the muxer and the recorder finish the last segment.
                             s.encode.pipeline.send_event(gst::event::Eos::new());
@@ -307,7 +327,8 @@ impl Engine {
         }
     }
 
-    fn start(&mut self, id: &str, bus_tx: &BusTx) -> Result<Session, String> {
+    fn start(&mut self, rec: &SessionRecord, bus_tx: &BusTx) -> Result<Session, String> {
+        let id = rec.id.as_str();
         self.seq += 1;
         let ch = Channels {
             video: format!("diemcau-v{}", self.seq),
@@ -341,12 +362,23 @@ impl Engine {
         let ts_bytes = Arc::new(AtomicU64::new(0));
         let counter = ts_bytes.clone();
         let uplink_on = cfg.uplink.peer.is_some();
+        let recorder = self.recorder.clone();
+        let rec_dropped = Arc::new(AtomicU64::new(0));
+        let dropped = rec_dropped.clone();
         appsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     if let Some(buf) = sample.buffer_owned() {
                         counter.fetch_add(buf.size() as u64, Ordering::Relaxed);
+                        // The recorder gets the same bytes as the hub (a
+                        // reference, not a copy). It must never miss one;
+                        // if it ever cannot keep up, that is counted and raised.
+                        if let Some(r) = &recorder {
+                            if !r.offer(buf.clone()) {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         if uplink_on {
                             let _ = up_tx.try_send(buf);
                         }
@@ -357,6 +389,15 @@ impl Engine {
         );
 
         let forward = forward_bus(&encode, Branch::Encode, 0, bus_tx.clone());
+        // The recorder learns of the session before the first byte arrives
+        // (same channel, so in order).
+        if let Some(r) = &self.recorder {
+            r.start(SessionStart {
+                id: rec.id.clone(),
+                started_by: crate::supervisor::origin_name(Some(&rec.started_by)),
+                metadata: rec.metadata.clone(),
+            });
+        }
         encode
             .set_state(gst::State::Playing)
             .map_err(|e| format!("encode pipeline does not start: {e}"))?;
@@ -423,6 +464,9 @@ impl Engine {
             uplink_stats,
             return_stop,
             return_stats,
+            rec_dropped,
+            rec_drop_reported: false,
+            stopped_by: None,
             mic_loud_at: Instant::now(),
             encoded_frames,
             rate: (Instant::now(), 0, 0.0),
@@ -488,6 +532,11 @@ impl Engine {
                 slate.set_property("text", text);
             }
         }
+        if !s.rec_drop_reported && s.rec_dropped.load(Ordering::Relaxed) > 0 {
+            s.rec_drop_reported = true;
+            tracing::error!(session = %s.id, "the recorder fell behind and missed buffers: the recording has a gap");
+            let _ = self.events.send(MediaEvent::Degraded(Degradation::RecordingHalted));
+        }
         if !s.started_reported && s.ts_bytes.load(Ordering::Relaxed) > 0 {
             s.started_reported = true;
             let _ = self.events.send(MediaEvent::Started);
@@ -508,7 +557,8 @@ impl Engine {
                         return Err(format!("camera {} is not connected", dev.display()));
                     }
                 }
-                pipeline::camera(&self.config.video, ch)
+                let self_view = self.config.display.sink != crate::config::DisplaySink::None;
+                pipeline::camera(&self.config.video, ch, self_view)
             }
             _ => pipeline::microphone(&self.config.audio, ch, echo_cancel),
         };
@@ -624,6 +674,11 @@ impl Engine {
             if let Some(stop) = s.return_stop.take() {
                 let _ = stop.send(());
             }
+            // After EOS: every byte the encoder produced is in the recorder's
+            // queue ahead of this.
+            if let Some(r) = &self.recorder {
+                r.stop(s.stopped_by.take());
+            }
             tracing::info!(session = %s.id, bytes = s.ts_bytes.load(Ordering::Relaxed), "media session stopped");
             drop(s);
             let _ = self.events.send(MediaEvent::Stopped);
@@ -633,6 +688,7 @@ impl Engine {
     fn publish(&self, s: Option<&mut Session>) {
         let stats = match s {
             None => MediaStats {
+                recording: self.recorder.as_ref().map(|r| r.stats()).unwrap_or_default(),
                 mic_peak_dbfs: -100.0,
                 mic_rms_dbfs: -100.0,
                 ..Default::default()
@@ -660,6 +716,8 @@ impl Engine {
                     mic_rms_dbfs: s.mic_level.1,
                     uplink: s.uplink_stats.borrow().clone(),
                     return_feed: s.return_stats.borrow().clone(),
+                recording: self.recorder.as_ref().map(|r| r.stats()).unwrap_or_default(),
+                recorder_dropped_buffers: s.rec_dropped.load(Ordering::Relaxed),
                     mic_silent: s.mic.running.is_none() || s.mic_loud_at.elapsed() > SILENCE_AFTER,
                     mic_clipping: s.mic_level.0 >= CLIP_DBFS,
                     video_frames_encoded: s.encoded_frames.load(Ordering::Relaxed),

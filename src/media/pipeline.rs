@@ -70,24 +70,34 @@ fn raw_audio_caps(a: &Audio) -> String {
 }
 
 /// The camera pipeline: source to `intervideosink`.
-pub fn camera(v: &Video, ch: &Channels) -> String {
+/// With `self_view`, a small copy goes to the display's corner.
+pub fn camera(v: &Video, ch: &Channels, self_view: bool) -> String {
     let src = match &v.source {
         // `ball` is cheap to draw, and moving, so a frozen picture shows.
         VideoSource::Synthetic(frames) => format!(
             "videotestsrc is-live=true pattern=ball num-buffers={} ! timeoverlay",
             frames.map_or(-1, i64::from)
         ),
+        VideoSource::File(path) => format!(
+            "filesrc location=\"{}\" ! decodebin ! identity sync=true",
+            path.display().to_string().replace('"', "")
+        ),
         VideoSource::V4l2(dev) => format!(
             "v4l2src device=\"{}\" ! decodebin",
             dev.display().to_string().replace('"', "")
         ),
     };
+    let caps = raw_video_caps(v);
+    let ch = &ch.video;
+    if !self_view {
+        return format!(
+            "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! intervideosink channel={ch}"
+        );
+    }
     format!(
         "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! tee name=t \
          t. ! queue max-size-buffers=2 leaky=downstream ! intervideosink channel={ch} \
          t. ! queue max-size-buffers=1 leaky=downstream ! videoscale ! {self_caps} ! intervideosink channel={SELF_VIEW_CH}",
-        caps = raw_video_caps(v),
-        ch = ch.video,
         self_caps = self_view_caps(v.framerate),
     )
 }
@@ -314,7 +324,7 @@ mod tests {
     fn device_paths_cannot_break_out_of_quotes() {
         let mut c = cfg();
         c.video.source = VideoSource::V4l2("/dev/x\" ! fakesink".into());
-        let d = camera(&c.video, &ch());
+        let d = camera(&c.video, &ch(), true);
         assert!(d.contains("device=\"/dev/x ! fakesink\""), "{d}");
     }
 

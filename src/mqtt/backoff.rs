@@ -36,7 +36,11 @@ impl Backoff {
     pub fn next_delay(&mut self, unit: f64) -> Duration {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let span = ceiling.saturating_sub(self.min);
         self.min + span.mul_f64(unit)
     }
@@ -76,7 +80,10 @@ mod tests {
                 c
             })
             .collect();
-        assert_eq!(ceilings, [MS(500), MS(1000), MS(2000), MS(4000), MS(4000), MS(4000)]);
+        assert_eq!(
+            ceilings,
+            [MS(500), MS(1000), MS(2000), MS(4000), MS(4000), MS(4000)]
+        );
         b.reset();
         assert_eq!(b.ceiling(), MS(500));
     }

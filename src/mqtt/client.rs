@@ -111,7 +111,9 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
     let tls = if cfg.brokers.iter().any(|b| b.tls) {
         Some(super::tls::client_config(
             cfg.ca.as_deref(),
-            cfg.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            cfg.client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
         )?)
     } else {
         None
@@ -243,7 +245,12 @@ impl Actor {
         serde_json::to_vec(&msg).expect("status always serialises")
     }
 
-    async fn run(&mut self, client: AsyncClient, mut eventloop: EventLoop, mut ctl: mpsc::Receiver<Ctl>) {
+    async fn run(
+        &mut self,
+        client: AsyncClient,
+        mut eventloop: EventLoop,
+        mut ctl: mpsc::Receiver<Ctl>,
+    ) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         self.done_tx = done_tx;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -365,7 +372,13 @@ impl Actor {
                 tracing::error!("cannot subscribe to {f}: {e}");
             }
         }
-        self.publish(client, &self.topics.status(), true, self.status_json(Presence::Online), None);
+        self.publish(
+            client,
+            &self.topics.status(),
+            true,
+            self.status_json(Presence::Online),
+            None,
+        );
         self.republish_state(client);
         self.pump_events(client);
     }
@@ -379,7 +392,15 @@ impl Actor {
         payload: Vec<u8>,
         props: Option<PublishProperties>,
     ) -> bool {
-        self.publish_as(client, topic, QoS::AtLeastOnce, retain, payload, props, Sent::Other)
+        self.publish_as(
+            client,
+            topic,
+            QoS::AtLeastOnce,
+            retain,
+            payload,
+            props,
+            Sent::Other,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -433,7 +454,15 @@ impl Actor {
                 continue;
             }
             let payload = serde_json::to_vec(&ev).expect("events always serialise");
-            if !self.publish_as(client, &topic, QoS::AtLeastOnce, false, payload, None, Sent::Event(ev.seq)) {
+            if !self.publish_as(
+                client,
+                &topic,
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                None,
+                Sent::Event(ev.seq),
+            ) {
                 break;
             }
             self.sent.insert(ev.seq);
@@ -442,7 +471,11 @@ impl Actor {
 
     async fn current_state(&self) -> Option<StateMsg> {
         match tokio::time::timeout(Duration::from_secs(2), self.sup.status()).await {
-            Ok(Ok(s)) => Some(StateMsg::from_status(&s, &self.boot_id, &self.config_version)),
+            Ok(Ok(s)) => Some(StateMsg::from_status(
+                &s,
+                &self.boot_id,
+                &self.config_version,
+            )),
             _ => None,
         }
     }
@@ -452,7 +485,11 @@ impl Actor {
         let Some(new) = self.current_state().await else {
             return;
         };
-        if self.last_state.as_ref().is_some_and(|old| old.same_as(&new)) {
+        if self
+            .last_state
+            .as_ref()
+            .is_some_and(|old| old.same_as(&new))
+        {
             return;
         }
         self.state_seq += 1;
@@ -476,18 +513,37 @@ impl Actor {
         if !self.connected {
             return; // telemetry is not queued: the next sample is fresher
         }
-        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), self.sup.status()).await else {
+        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), self.sup.status()).await
+        else {
             return;
         };
-        let h = self
-            .sampler
-            .sample(&status, &self.state_dir, self.outbox.len() as u64, self.connects);
+        let h = self.sampler.sample(
+            &status,
+            &self.state_dir,
+            self.outbox.len() as u64,
+            self.connects,
+        );
         let payload = serde_json::to_vec(&h).expect("health always serialises");
         let topic = self.topics.health();
-        self.publish_as(client, &topic, QoS::AtMostOnce, false, payload, None, Sent::Other);
+        self.publish_as(
+            client,
+            &topic,
+            QoS::AtMostOnce,
+            false,
+            payload,
+            None,
+            Sent::Other,
+        );
     }
 
-    fn reply(&self, id: Option<String>, name: &str, status: ReplyStatus, error: Option<String>, result: Option<Value>) -> CommandReply {
+    fn reply(
+        &self,
+        id: Option<String>,
+        name: &str,
+        status: ReplyStatus,
+        error: Option<String>,
+        result: Option<Value>,
+    ) -> CommandReply {
         CommandReply {
             id,
             site: self.site.clone(),
@@ -531,7 +587,9 @@ impl Actor {
         let props = p.properties.unwrap_or_default();
         let mut to = ReplyTo {
             name: String::new(),
-            response_topic: props.response_topic.filter(|t| !t.is_empty() && !t.contains(['+', '#'])),
+            response_topic: props
+                .response_topic
+                .filter(|t| !t.is_empty() && !t.contains(['+', '#'])),
             correlation: props.correlation_data,
         };
         let name = match self.topics.parse_command(&topic) {
@@ -575,7 +633,13 @@ impl Actor {
             }
             Err(e) => {
                 // Without a durable record the command could run twice.
-                let r = self.reply(Some(env.id), &name, ReplyStatus::Failed, Some(e.to_string()), None);
+                let r = self.reply(
+                    Some(env.id),
+                    &name,
+                    ReplyStatus::Failed,
+                    Some(e.to_string()),
+                    None,
+                );
                 self.publish_reply(client, &to, &r);
                 return;
             }
@@ -593,9 +657,20 @@ impl Actor {
         };
         match env.command {
             Command::Rebirth => {
-                self.publish(client, &self.topics.status(), true, self.status_json(Presence::Online), None);
+                self.publish(
+                    client,
+                    &self.topics.status(),
+                    true,
+                    self.status_json(Presence::Online),
+                    None,
+                );
                 self.republish_state(client);
-                reply_now(self, ReplyStatus::Done, None, Some(json!({"boot_id": self.boot_id})));
+                reply_now(
+                    self,
+                    ReplyStatus::Done,
+                    None,
+                    Some(json!({"boot_id": self.boot_id})),
+                );
             }
             Command::ConfigGet => {
                 let result = config_document(&self.config_path, &self.config_version);
@@ -609,7 +684,9 @@ impl Actor {
                     self,
                     ReplyStatus::Done,
                     None,
-                    Some(json!({"sessions": h, "note": "session history; segment-level recordings come with the recorder"})),
+                    Some(
+                        json!({"sessions": h, "note": "session history; segment-level recordings come with the recorder"}),
+                    ),
                 ),
                 Err(e) => reply_now(self, ReplyStatus::Failed, Some(e.to_string()), None),
             },
@@ -660,26 +737,52 @@ impl Actor {
                 });
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
                     match sup.status().await {
-                        Ok(s) => (ReplyStatus::Done, None, Some(json!({"status": s, "mqtt": mqtt}))),
+                        Ok(s) => (
+                            ReplyStatus::Done,
+                            None,
+                            Some(json!({"status": s, "mqtt": mqtt})),
+                        ),
                         Err(e) => (ReplyStatus::Failed, Some(e.to_string()), None),
                     }
                 });
             }
             Command::Reboot => {
                 if !self.cfg.allow_reboot {
-                    reply_now(self, ReplyStatus::Rejected, Some("reboot is disabled on this box ([mqtt] allow_reboot = false)".into()), None);
+                    reply_now(
+                        self,
+                        ReplyStatus::Rejected,
+                        Some("reboot is disabled on this box ([mqtt] allow_reboot = false)".into()),
+                        None,
+                    );
                     return;
                 }
                 if *self.phase.borrow() != Phase::Idle && *self.phase.borrow() != Phase::Fault {
-                    reply_now(self, ReplyStatus::Rejected, Some("a session is in progress; stop it first".into()), None);
+                    reply_now(
+                        self,
+                        ReplyStatus::Rejected,
+                        Some("a session is in progress; stop it first".into()),
+                        None,
+                    );
                     return;
                 }
                 reply_now(self, ReplyStatus::Accepted, None, None);
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
-                    match tokio::process::Command::new("systemctl").arg("reboot").status().await {
+                    match tokio::process::Command::new("systemctl")
+                        .arg("reboot")
+                        .status()
+                        .await
+                    {
                         Ok(st) if st.success() => (ReplyStatus::Done, None, None),
-                        Ok(st) => (ReplyStatus::Failed, Some(format!("systemctl reboot: {st}")), None),
-                        Err(e) => (ReplyStatus::Failed, Some(format!("systemctl reboot: {e}")), None),
+                        Ok(st) => (
+                            ReplyStatus::Failed,
+                            Some(format!("systemctl reboot: {st}")),
+                            None,
+                        ),
+                        Err(e) => (
+                            ReplyStatus::Failed,
+                            Some(format!("systemctl reboot: {e}")),
+                            None,
+                        ),
                     }
                 });
             }
@@ -689,7 +792,9 @@ impl Actor {
     /// Run `work` off the actor and publish its outcome as the final reply.
     fn spawn_reply<F>(&self, to: ReplyTo, id: String, name: String, work: F)
     where
-        F: std::future::Future<Output = (ReplyStatus, Option<String>, Option<Value>)> + Send + 'static,
+        F: std::future::Future<Output = (ReplyStatus, Option<String>, Option<Value>)>
+            + Send
+            + 'static,
     {
         let tx = self.done_tx.clone();
         let site = self.site.clone();
@@ -722,7 +827,13 @@ impl Actor {
             }
         }
         let topic = self.topics.status();
-        self.publish(client, &topic, true, self.status_json(Presence::Offline), None);
+        self.publish(
+            client,
+            &topic,
+            true,
+            self.status_json(Presence::Offline),
+            None,
+        );
         let _ = client.try_disconnect();
         // Drive the event loop until the DISCONNECT is written.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -737,12 +848,16 @@ impl Actor {
     }
 }
 
-fn session_result(r: Result<crate::session::SessionRecord, SessionError>) -> (ReplyStatus, Option<String>, Option<Value>) {
+fn session_result(
+    r: Result<crate::session::SessionRecord, SessionError>,
+) -> (ReplyStatus, Option<String>, Option<Value>) {
     match r {
         Ok(rec) => (ReplyStatus::Done, None, Some(json!({"session": rec}))),
         Err(e) => {
             let status = match e.code() {
-                crate::api::ErrorCode::Rejected | crate::api::ErrorCode::BadRequest => ReplyStatus::Rejected,
+                crate::api::ErrorCode::Rejected | crate::api::ErrorCode::BadRequest => {
+                    ReplyStatus::Rejected
+                }
                 _ => ReplyStatus::Failed,
             };
             (status, Some(e.to_string()), None)
@@ -752,8 +867,10 @@ fn session_result(r: Result<crate::session::SessionRecord, SessionError>) -> (Re
 
 /// The configuration file as JSON, with secrets replaced by `"***"`.
 fn config_document(path: &std::path::Path, version: &str) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let toml: toml::Value = toml::from_str(&text).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let toml: toml::Value =
+        toml::from_str(&text).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
     let mut v = serde_json::to_value(toml).map_err(|e| e.to_string())?;
     redact(&mut v);
     Ok(json!({"version": version, "path": path, "config": v}))
@@ -762,7 +879,9 @@ fn config_document(path: &std::path::Path, version: &str) -> Result<Value, Strin
 fn redact(v: &mut Value) {
     if let Value::Object(m) = v {
         for (k, x) in m.iter_mut() {
-            if (k.contains("passphrase") || k.contains("password")) && x.as_str().is_some_and(|s| !s.is_empty()) {
+            if (k.contains("passphrase") || k.contains("password"))
+                && x.as_str().is_some_and(|s| !s.is_empty())
+            {
                 *x = Value::String("***".into());
             } else {
                 redact(x);

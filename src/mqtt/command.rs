@@ -181,7 +181,10 @@ pub fn parse(
     if payload.len() > MAX_PAYLOAD {
         return Err(Rejection::new(
             None,
-            format!("payload too large ({} bytes; at most {MAX_PAYLOAD})", payload.len()),
+            format!(
+                "payload too large ({} bytes; at most {MAX_PAYLOAD})",
+                payload.len()
+            ),
         ));
     }
     let text = std::str::from_utf8(payload)
@@ -217,7 +220,11 @@ pub fn parse(
         return Err(Rejection {
             id: Some(raw.id),
             status: ReplyStatus::Expired,
-            reason: format!("expired at {} (now {})", raw.expires_at.to_rfc3339(), now.to_rfc3339()),
+            reason: format!(
+                "expired at {} (now {})",
+                raw.expires_at.to_rfc3339(),
+                now.to_rfc3339()
+            ),
         });
     }
     let horizon = chrono::Duration::from_std(max_ttl).unwrap_or(chrono::Duration::days(7));
@@ -256,13 +263,17 @@ fn parse_args(name: &str, v: Value) -> Result<Command, String> {
             let a: StartArgs = args(name, v)?;
             let (n, k, l) = MAX_META;
             if a.metadata.len() > n
-                || a.metadata.iter().any(|(key, val)| key.is_empty() || key.len() > k || val.len() > l)
+                || a.metadata
+                    .iter()
+                    .any(|(key, val)| key.is_empty() || key.len() > k || val.len() > l)
             {
                 return Err(format!(
                     "bad args for {name}: metadata takes at most {n} entries, keys 1 to {k} bytes, values up to {l} bytes"
                 ));
             }
-            Command::SessionStart { metadata: a.metadata }
+            Command::SessionStart {
+                metadata: a.metadata,
+            }
         }
         "session.stop" => args::<NoArgs>(name, v).map(|_| Command::SessionStop)?,
         "camera.preset" => Command::CameraPreset {
@@ -276,7 +287,9 @@ fn parse_args(name: &str, v: Value) -> Result<Command, String> {
             let a: ListArgs = args(name, v)?;
             let limit = a.limit.unwrap_or(50);
             if !(1..=1000).contains(&limit) {
-                return Err(format!("bad args for {name}: limit {limit} is out of range; expected 1 to 1000"));
+                return Err(format!(
+                    "bad args for {name}: limit {limit} is out of range; expected 1 to 1000"
+                ));
             }
             Command::RecordingsList { limit }
         }
@@ -288,7 +301,10 @@ fn parse_args(name: &str, v: Value) -> Result<Command, String> {
         "rebirth" => args::<NoArgs>(name, v).map(|_| Command::Rebirth)?,
         other => {
             let shown: String = other.chars().take(64).collect();
-            return Err(format!("unknown command '{shown}'; expected one of: {}", NAMES.join(", ")));
+            return Err(format!(
+                "unknown command '{shown}'; expected one of: {}",
+                NAMES.join(", ")
+            ));
         }
     })
 }
@@ -322,16 +338,30 @@ mod tests {
                 metadata: [("case".into(), "HS-1".into())].into()
             }
         );
-        let e = cmd("rebirth", r#"{"id":"c2","expires_at":"2026-03-01T08:01:00+07:00"}"#);
-        assert_eq!(e.unwrap_err().status, ReplyStatus::Expired, "+07:00 is 01:01Z");
-        let e = cmd("recordings.list", r#"{"id":"c3","expires_at":"2026-03-01T08:01:00Z","args":{}}"#).unwrap();
+        let e = cmd(
+            "rebirth",
+            r#"{"id":"c2","expires_at":"2026-03-01T08:01:00+07:00"}"#,
+        );
+        assert_eq!(
+            e.unwrap_err().status,
+            ReplyStatus::Expired,
+            "+07:00 is 01:01Z"
+        );
+        let e = cmd(
+            "recordings.list",
+            r#"{"id":"c3","expires_at":"2026-03-01T08:01:00Z","args":{}}"#,
+        )
+        .unwrap();
         assert_eq!(e.command, Command::RecordingsList { limit: 50 });
     }
 
     #[test]
     fn rejections_say_why_and_keep_the_id() {
-        let r = cmd("session.stop", r#"{"id":"c1","expires_at":"2026-03-01T08:01:00Z","args":{"force":true}}"#)
-            .unwrap_err();
+        let r = cmd(
+            "session.stop",
+            r#"{"id":"c1","expires_at":"2026-03-01T08:01:00Z","args":{"force":true}}"#,
+        )
+        .unwrap_err();
         assert_eq!(r.status, ReplyStatus::Rejected);
         assert_eq!(r.id.as_deref(), Some("c1"));
         assert!(r.reason.contains("force"), "{}", r.reason);
@@ -343,30 +373,59 @@ mod tests {
         assert!(r.reason.contains("expires_at"), "{}", r.reason);
         assert_eq!(r.id.as_deref(), Some("c1"));
 
-        let r = cmd("rebirth", r#"{"id":"c1","expires_at":"2027-03-01T08:01:00Z"}"#).unwrap_err();
+        let r = cmd(
+            "rebirth",
+            r#"{"id":"c1","expires_at":"2027-03-01T08:01:00Z"}"#,
+        )
+        .unwrap_err();
         assert!(r.reason.contains("ahead"), "{}", r.reason);
 
         let r = cmd("rebirth", "not json").unwrap_err();
         assert_eq!(r.id, None);
         assert!(r.reason.contains("not JSON"));
 
-        let r = cmd("rebirth", r#"{"id":"has space","expires_at":"2026-03-01T08:01:00Z"}"#).unwrap_err();
+        let r = cmd(
+            "rebirth",
+            r#"{"id":"has space","expires_at":"2026-03-01T08:01:00Z"}"#,
+        )
+        .unwrap_err();
         assert!(r.reason.contains("printable"));
 
-        let big = format!(r#"{{"id":"x","expires_at":"2026-03-01T08:01:00Z","pad":"{}"}}"#, "a".repeat(MAX_PAYLOAD));
-        assert!(cmd("rebirth", &big).unwrap_err().reason.contains("too large"));
+        let big = format!(
+            r#"{{"id":"x","expires_at":"2026-03-01T08:01:00Z","pad":"{}"}}"#,
+            "a".repeat(MAX_PAYLOAD)
+        );
+        assert!(cmd("rebirth", &big)
+            .unwrap_err()
+            .reason
+            .contains("too large"));
 
-        let r = cmd("camera.preset", r#"{"id":"c","expires_at":"2026-03-01T08:01:00Z","args":{"preset":"one"}}"#)
-            .unwrap_err();
-        assert!(r.reason.contains("bad args for camera.preset"), "{}", r.reason);
+        let r = cmd(
+            "camera.preset",
+            r#"{"id":"c","expires_at":"2026-03-01T08:01:00Z","args":{"preset":"one"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            r.reason.contains("bad args for camera.preset"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]
     fn expired_beats_nothing_else() {
         // A malformed and expired command is rejected for being malformed.
-        let r = cmd("session.stop", r#"{"id":"c","expires_at":"2020-01-01T00:00:00Z","args":{"x":1}}"#).unwrap_err();
+        let r = cmd(
+            "session.stop",
+            r#"{"id":"c","expires_at":"2020-01-01T00:00:00Z","args":{"x":1}}"#,
+        )
+        .unwrap_err();
         assert_eq!(r.status, ReplyStatus::Rejected);
-        let r = cmd("session.stop", r#"{"id":"c","expires_at":"2020-01-01T00:00:00Z"}"#).unwrap_err();
+        let r = cmd(
+            "session.stop",
+            r#"{"id":"c","expires_at":"2020-01-01T00:00:00Z"}"#,
+        )
+        .unwrap_err();
         assert_eq!(r.status, ReplyStatus::Expired);
     }
 

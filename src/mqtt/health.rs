@@ -77,7 +77,11 @@ impl Sampler {
 fn cpu_counters() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let line = text.lines().next()?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal
     let idle = v.get(3)? + v.get(4).unwrap_or(&0);
     Some((idle, v.iter().take(8).sum()))
@@ -94,7 +98,10 @@ fn meminfo_kb(text: &str, key: &str) -> Option<u64> {
 
 fn memory() -> (f64, u64) {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    match (meminfo_kb(&text, "MemTotal:"), meminfo_kb(&text, "MemAvailable:")) {
+    match (
+        meminfo_kb(&text, "MemTotal:"),
+        meminfo_kb(&text, "MemAvailable:"),
+    ) {
         (Some(t), Some(a)) if t > 0 => (100.0 * (t.saturating_sub(a)) as f64 / t as f64, a / 1024),
         _ => (0.0, 0),
     }
@@ -171,6 +178,9 @@ mod tests {
         assert_eq!(h.event_backlog, 2);
         // Flat: every value is a number.
         let v = serde_json::to_value(&h).unwrap();
-        assert!(v.as_object().unwrap().values().all(|x| x.is_number()), "{v}");
+        assert!(
+            v.as_object().unwrap().values().all(|x| x.is_number()),
+            "{v}"
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! The pure parts live beside it: [`command`] (parsing and validation),
 //! [`seen`] (idempotency), [`backoff`], [`topics`], [`payload`] and
 //! [`health`]; [`asyncapi`] generates `docs/mqtt-api.asyncapi.yaml` from the
-//! payload types; [`fleet`] is the NOC side used by `diemcau fleet`.
+//! payload types.
 //!
 //! Nothing here can block the media path: the supervisor is only asked for
 //! its status, events are pushed to sled by their producers and read here,
@@ -26,7 +26,6 @@ pub mod asyncapi;
 pub mod backoff;
 pub mod client;
 pub mod command;
-pub mod fleet;
 pub mod health;
 pub mod payload;
 pub mod seen;

@@ -115,7 +115,8 @@ impl StateMsg {
                 connected: s.media.uplink.connected,
             },
             recording: RecordingState {
-                active: s.phase == Phase::Live && !s.degraded.contains(&Degradation::RecordingHalted),
+                active: s.phase == Phase::Live
+                    && !s.degraded.contains(&Degradation::RecordingHalted),
             },
             upload: UploadState {
                 backlog_segments: 0,

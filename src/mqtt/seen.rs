@@ -139,7 +139,10 @@ mod tests {
         }
         let db = sled::open(dir.path()).unwrap();
         let s = Seen::open(&db, w).unwrap();
-        let prev = s.mark("a", "rebirth", t0 + chrono::Duration::seconds(30)).unwrap().unwrap();
+        let prev = s
+            .mark("a", "rebirth", t0 + chrono::Duration::seconds(30))
+            .unwrap()
+            .unwrap();
         assert_eq!(prev.status, ReplyStatus::Done);
         // Past the window the id is new again (a replay would be expired).
         let later = t0 + chrono::Duration::seconds(61);

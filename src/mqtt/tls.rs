@@ -34,9 +34,10 @@ pub fn client_config(
     if added == 0 {
         return Err(MqttError::NoRoots(ca_path.to_owned()));
     }
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
     let config = match client_cert {
         Some((cert, key)) => {
             let chain = certs("client certificate", cert)?;

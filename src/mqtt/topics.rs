@@ -114,7 +114,10 @@ mod tests {
     fn tree() {
         let t = Topics::new("diemcau/v1/", "xa-01");
         assert_eq!(t.status(), "diemcau/v1/xa-01/status");
-        assert_eq!(t.reply("diagnostics"), "diemcau/v1/xa-01/cmd/diagnostics/reply");
+        assert_eq!(
+            t.reply("diagnostics"),
+            "diemcau/v1/xa-01/cmd/diagnostics/reply"
+        );
         assert_eq!(t.command_filters()[1], "diemcau/v1/all/cmd/+");
     }
 

@@ -95,10 +95,20 @@ fn short_press_when_idle_starts_at_once() {
         vec![
             // Recognised after the debounce, not at release.
             (130, Start),
-            (280, Pressed { press: Short, effect: E::Start })
+            (
+                280,
+                Pressed {
+                    press: Short,
+                    effect: E::Start
+                }
+            )
         ]
     );
-    assert_eq!(s.m.phase(), Phase::Starting, "assumed until the supervisor says");
+    assert_eq!(
+        s.m.phase(),
+        Phase::Starting,
+        "assumed until the supervisor says"
+    );
 }
 
 #[test]
@@ -108,7 +118,16 @@ fn long_press_when_idle_starts_too() {
     s.advance(6000);
     assert_eq!(
         s.take(),
-        vec![(30, Start), (2000, Pressed { press: Long, effect: E::Start })]
+        vec![
+            (30, Start),
+            (
+                2000,
+                Pressed {
+                    press: Long,
+                    effect: E::Start
+                }
+            )
+        ]
     );
 }
 
@@ -119,7 +138,16 @@ fn long_press_when_live_stops_at_the_threshold_not_at_release() {
     s.advance(9000);
     assert_eq!(
         s.take(),
-        vec![(3000, Stop), (3000, Pressed { press: Long, effect: E::Stop })]
+        vec![
+            (3000, Stop),
+            (
+                3000,
+                Pressed {
+                    press: Long,
+                    effect: E::Stop
+                }
+            )
+        ]
     );
     assert_eq!(s.m.phase(), Phase::Stopping);
 }
@@ -131,7 +159,16 @@ fn short_press_when_live_only_hints() {
     s.advance(5000);
     assert_eq!(
         s.take(),
-        vec![(430, Hint), (430, Pressed { press: Short, effect: E::Hint })]
+        vec![
+            (430, Hint),
+            (
+                430,
+                Pressed {
+                    press: Short,
+                    effect: E::Hint
+                }
+            )
+        ]
     );
     assert_eq!(s.m.phase(), Phase::Live);
 }
@@ -144,7 +181,13 @@ fn the_long_threshold_is_exact() {
     s.advance(5000);
     assert_eq!(
         s.outputs(),
-        vec![Hint, Pressed { press: Short, effect: E::Hint }]
+        vec![
+            Hint,
+            Pressed {
+                press: Short,
+                effect: E::Hint
+            }
+        ]
     );
 
     let mut s = Sim::new(Phase::Live);
@@ -152,7 +195,13 @@ fn the_long_threshold_is_exact() {
     s.advance(5000);
     assert_eq!(
         s.outputs(),
-        vec![Stop, Pressed { press: Long, effect: E::Stop }]
+        vec![
+            Stop,
+            Pressed {
+                press: Long,
+                effect: E::Stop
+            }
+        ]
     );
 }
 
@@ -168,7 +217,13 @@ fn a_late_poll_still_sees_a_release_before_the_threshold_as_short() {
     assert!(m.level(false, ms(1990)).is_empty());
     assert_eq!(
         m.poll(ms(2500)),
-        vec![Hint, Pressed { press: Short, effect: E::Hint }]
+        vec![
+            Hint,
+            Pressed {
+                press: Short,
+                effect: E::Hint
+            }
+        ]
     );
 }
 
@@ -186,16 +241,46 @@ fn presses_in_every_session_state() {
         // A compile error here when a phase is added: decide its row.
         let (short, long): (Vec<Output>, Vec<Output>) = match phase {
             Phase::Idle | Phase::Fault => (
-                vec![Start, Pressed { press: Short, effect: E::Start }],
-                vec![Start, Pressed { press: Long, effect: E::Start }],
+                vec![
+                    Start,
+                    Pressed {
+                        press: Short,
+                        effect: E::Start,
+                    },
+                ],
+                vec![
+                    Start,
+                    Pressed {
+                        press: Long,
+                        effect: E::Start,
+                    },
+                ],
             ),
             Phase::Live => (
-                vec![Hint, Pressed { press: Short, effect: E::Hint }],
-                vec![Stop, Pressed { press: Long, effect: E::Stop }],
+                vec![
+                    Hint,
+                    Pressed {
+                        press: Short,
+                        effect: E::Hint,
+                    },
+                ],
+                vec![
+                    Stop,
+                    Pressed {
+                        press: Long,
+                        effect: E::Stop,
+                    },
+                ],
             ),
             Phase::Starting | Phase::Stopping => (
-                vec![Pressed { press: Short, effect: E::Ignored }],
-                vec![Pressed { press: Long, effect: E::Ignored }],
+                vec![Pressed {
+                    press: Short,
+                    effect: E::Ignored,
+                }],
+                vec![Pressed {
+                    press: Long,
+                    effect: E::Ignored,
+                }],
             ),
         };
         let mut s = Sim::new(phase);
@@ -230,7 +315,16 @@ fn bounce_makes_one_press() {
     s.advance(5000);
     assert_eq!(
         s.take(),
-        vec![(141, Start), (442, Pressed { press: Short, effect: E::Start })]
+        vec![
+            (141, Start),
+            (
+                442,
+                Pressed {
+                    press: Short,
+                    effect: E::Start
+                }
+            )
+        ]
     );
 }
 
@@ -256,7 +350,16 @@ fn a_bounce_during_a_long_hold_does_not_restart_it() {
     s.advance(5000);
     assert_eq!(
         s.take(),
-        vec![(2000, Stop), (2000, Pressed { press: Long, effect: E::Stop })]
+        vec![
+            (2000, Stop),
+            (
+                2000,
+                Pressed {
+                    press: Long,
+                    effect: E::Stop
+                }
+            )
+        ]
     );
 }
 
@@ -272,7 +375,16 @@ fn key_repeat_does_not_restart_the_hold_or_add_presses() {
     s.advance(6000);
     assert_eq!(
         s.take(),
-        vec![(2000, Stop), (2000, Pressed { press: Long, effect: E::Stop })]
+        vec![
+            (2000, Stop),
+            (
+                2000,
+                Pressed {
+                    press: Long,
+                    effect: E::Stop
+                }
+            )
+        ]
     );
 }
 
@@ -292,9 +404,18 @@ fn a_double_press_does_not_stop_or_hint_what_it_started() {
         s.outputs(),
         vec![
             Start,
-            Pressed { press: Short, effect: E::Start },
-            Pressed { press: Short, effect: E::Ignored },
-            Pressed { press: Long, effect: E::Ignored },
+            Pressed {
+                press: Short,
+                effect: E::Start
+            },
+            Pressed {
+                press: Short,
+                effect: E::Ignored
+            },
+            Pressed {
+                press: Long,
+                effect: E::Ignored
+            },
         ]
     );
     // After the guard, presses count again.
@@ -302,7 +423,13 @@ fn a_double_press_does_not_stop_or_hint_what_it_started() {
     s.advance(6000);
     assert_eq!(
         s.outputs(),
-        vec![Hint, Pressed { press: Short, effect: E::Hint }]
+        vec![
+            Hint,
+            Pressed {
+                press: Short,
+                effect: E::Hint
+            }
+        ]
     );
 }
 
@@ -316,14 +443,26 @@ fn holding_on_after_a_stop_never_starts_a_new_session() {
     s.advance(8000);
     assert_eq!(
         s.outputs(),
-        vec![Stop, Pressed { press: Long, effect: E::Stop }]
+        vec![
+            Stop,
+            Pressed {
+                press: Long,
+                effect: E::Stop
+            }
+        ]
     );
     // A fresh press after the guard starts the next session.
     s.press(8000, 100);
     s.advance(9000);
     assert_eq!(
         s.outputs(),
-        vec![Start, Pressed { press: Short, effect: E::Start }]
+        vec![
+            Start,
+            Pressed {
+                press: Short,
+                effect: E::Start
+            }
+        ]
     );
 }
 
@@ -337,7 +476,13 @@ fn a_stop_from_elsewhere_during_a_hold_makes_the_hold_meaningless() {
     s.m.set_phase(Phase::Idle);
     s.set(2500, false);
     s.advance(5000);
-    assert_eq!(s.outputs(), vec![Pressed { press: Long, effect: E::Ignored }]);
+    assert_eq!(
+        s.outputs(),
+        vec![Pressed {
+            press: Long,
+            effect: E::Ignored
+        }]
+    );
 }
 
 #[test]
@@ -352,7 +497,13 @@ fn a_button_held_at_start_up_is_not_a_press() {
     s.advance(9000);
     assert_eq!(
         s.outputs(),
-        vec![Start, Pressed { press: Short, effect: E::Start }]
+        vec![
+            Start,
+            Pressed {
+                press: Short,
+                effect: E::Start
+            }
+        ]
     );
 }
 
@@ -377,7 +528,16 @@ fn zero_debounce_acts_on_the_edge() {
     s.press(10, 50);
     assert_eq!(
         s.take(),
-        vec![(10, Start), (60, Pressed { press: Short, effect: E::Start })]
+        vec![
+            (10, Start),
+            (
+                60,
+                Pressed {
+                    press: Short,
+                    effect: E::Start
+                }
+            )
+        ]
     );
 }
 
@@ -390,7 +550,11 @@ fn deadline_is_quiet_when_nothing_is_pending() {
     s.advance(30);
     assert_eq!(s.m.deadline(), Some(s.at(2000)));
     s.advance(2000);
-    assert_eq!(s.m.deadline(), None, "a reported press waits only for release");
+    assert_eq!(
+        s.m.deadline(),
+        None,
+        "a reported press waits only for release"
+    );
 }
 
 proptest! {

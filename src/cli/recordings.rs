@@ -1,0 +1,352 @@
+//! `diemcau recordings ...`: the technician's view of the recording buffer.
+//!
+//! Through the daemon's socket when it runs; straight from the state store
+//! when it does not (sled lets one process open it, so never both).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+
+use crate::api::{client, Reply, Request};
+use crate::config::Config;
+use crate::recorder::store::{self, Manifest, RecSession, RecStore, SegmentMeta, VerifyReport};
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// List recordings, newest first.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One recording: its session, segments, and upload state.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a recording: hash chain, signature, gaps. Exit 0 when intact.
+    /// With --dir, check a copy downloaded from the archive instead.
+    Verify {
+        id: Option<String>,
+        /// A folder with manifest.json and the segment objects.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the signed manifest (JSON).
+    Manifest { id: String },
+    /// Write the recording as one file any player opens: .ts, .mp4, or - (TS to stdout).
+    Export {
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Delete a recording. Refused if the archive has not confirmed all of it, unless --force.
+    Delete {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Where recordings are read from.
+enum Backend {
+    Daemon(PathBuf),
+    Local(RecStore, ed25519_dalek::SigningKey),
+}
+
+fn backend(socket: &Path, config: Option<&Config>) -> anyhow::Result<Backend> {
+    if UnixStream::connect(socket).is_ok() {
+        return Ok(Backend::Daemon(socket.to_owned()));
+    }
+    let Some(config) = config else {
+        bail!(
+            "the daemon is not running at {} and no configuration was found to open the store directly (use --config)",
+            socket.display()
+        );
+    };
+    let st = crate::store::Store::open(&config.daemon.state_dir)?;
+    let key = crate::recorder::keys::load_or_create(&config.daemon.state_dir)?;
+    Ok(Backend::Local(RecStore::open(st.db())?, key))
+}
+
+fn call(socket: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
+    let reply: Reply = client::request(socket, req, Duration::from_secs(120))?;
+    match (reply.ok, reply.result, reply.error) {
+        (true, Some(r), _) => Ok(r),
+        (_, _, Some(e)) => bail!("{}", e.message),
+        _ => bail!("the daemon sent an empty reply"),
+    }
+}
+
+impl Backend {
+    fn list(&self) -> anyhow::Result<Vec<RecSession>> {
+        match self {
+            Backend::Daemon(s) => Ok(serde_json::from_value(call(s, &Request::RecordingsList {})?)?),
+            Backend::Local(st, _) => Ok(st.sessions()?),
+        }
+    }
+
+    fn show(&self, id: &str) -> anyhow::Result<(RecSession, Vec<SegmentMeta>)> {
+        match self {
+            Backend::Daemon(s) => {
+                let v = call(s, &Request::RecordingsShow { id: id.into() })?;
+                Ok((
+                    serde_json::from_value(v["session"].clone())?,
+                    serde_json::from_value(v["segments"].clone())?,
+                ))
+            }
+            Backend::Local(st, _) => Ok((st.session(id)?, st.segments(id)?)),
+        }
+    }
+
+    fn verify(&self, id: &str) -> anyhow::Result<VerifyReport> {
+        match self {
+            Backend::Daemon(s) => Ok(serde_json::from_value(call(s, &Request::RecordingsVerify { id: id.into() })?)?),
+            Backend::Local(st, k) => Ok(st.verify(id, k)?),
+        }
+    }
+
+    fn manifest(&self, id: &str) -> anyhow::Result<Manifest> {
+        match self {
+            Backend::Daemon(s) => Ok(serde_json::from_value(call(s, &Request::RecordingsManifest { id: id.into() })?)?),
+            Backend::Local(st, k) => Ok(st.manifest(id, k)?),
+        }
+    }
+
+    fn delete(&self, id: &str, force: bool) -> anyhow::Result<u64> {
+        match self {
+            Backend::Daemon(s) => {
+                let v = call(s, &Request::RecordingsDelete { id: id.into(), force })?;
+                Ok(v["freed_bytes"].as_u64().unwrap_or(0))
+            }
+            Backend::Local(st, _) => Ok(st.delete(id, force)?),
+        }
+    }
+
+    fn export(&self, id: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
+        match self {
+            Backend::Local(st, _) => {
+                let mut w = out;
+                Ok(st.export(id, &mut w)?)
+            }
+            Backend::Daemon(socket) => {
+                let mut stream = UnixStream::connect(socket)
+                    .with_context(|| format!("cannot reach the daemon at {}", socket.display()))?;
+                let mut line = serde_json::to_vec(&Request::RecordingsExport { id: id.into() })?;
+                line.push(b'\n');
+                stream.write_all(&line)?;
+                let mut reader = BufReader::new(stream);
+                let mut header = String::new();
+                reader.read_line(&mut header)?;
+                let reply: Reply = serde_json::from_str(&header).context("export reply")?;
+                if !reply.ok {
+                    bail!("{}", reply.error.map(|e| e.message).unwrap_or_default());
+                }
+                let total = reply.result.and_then(|r| r["bytes"].as_u64()).unwrap_or(0);
+                let copied = std::io::copy(&mut reader.take(total), out)?;
+                if copied != total {
+                    bail!("the daemon sent {copied} of {total} bytes; the export is incomplete");
+                }
+                Ok(copied)
+            }
+        }
+    }
+}
+
+fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local).format("%d/%m/%Y %H:%M:%S").to_string()
+}
+
+fn print_report(r: &VerifyReport, json: bool) -> i32 {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).expect("reports serialise"));
+    } else {
+        println!(
+            "{}: {} — {} segments, {} bytes checked; signature {}, hash chain {}",
+            r.session,
+            if r.ok { "INTACT" } else { "NOT INTACT" },
+            r.segments,
+            r.bytes_checked,
+            if r.signature_ok { "ok" } else { "BAD" },
+            if r.chain_ok { "ok" } else { "BROKEN" },
+        );
+        for n in &r.notes {
+            println!("  note: {n}");
+        }
+        for p in &r.problems {
+            println!("  PROBLEM: {p}");
+        }
+    }
+    if r.ok {
+        0
+    } else {
+        3
+    }
+}
+
+/// Verify an archive copy: `dir/manifest.json` and the objects it names.
+pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
+    let path = dir.join("manifest.json");
+    let m: Manifest = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a manifest", path.display()))?;
+    Ok(store::verify(&m, |s| std::fs::read(dir.join(&s.object)).ok()))
+}
+
+pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> anyhow::Result<i32> {
+    if let RecordingsCommand::Verify { dir: Some(dir), json, .. } = &cmd {
+        return Ok(print_report(&verify_dir(dir)?, *json));
+    }
+    let b = backend(socket, config)?;
+    match cmd {
+        RecordingsCommand::Ls { json } => {
+            let list = b.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no recordings");
+            } else {
+                println!("{:<24} {:<20} {:>8} {:>12}  {:<12} metadata", "ID", "STARTED", "SEGMENTS", "BYTES", "STATE");
+                for s in list {
+                    let state = if !s.closed {
+                        "recording".to_owned()
+                    } else if s.manifest_confirmed_at.is_some() {
+                        "archived".to_owned()
+                    } else {
+                        s.outcome.clone()
+                    };
+                    let meta: Vec<String> = s.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "{:<24} {:<20} {:>8} {:>12}  {:<12} {}",
+                        s.id,
+                        when(&s.started_at),
+                        s.segments,
+                        s.bytes,
+                        state,
+                        meta.join(" ")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        RecordingsCommand::Show { id, json } => {
+            let (s, segs) = b.show(&id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"session": s, "segments": segs}))?);
+                return Ok(0);
+            }
+            println!("recording {}  (site {})", s.id, s.site);
+            println!("  started   {} by {}  (clock synchronised: {})", when(&s.started_at), s.started_by, if s.time_synced { "yes" } else { "NO" });
+            if let Some(e) = &s.ended_at {
+                println!("  ended     {} by {} — {}", when(e), s.stopped_by.as_deref().unwrap_or("?"), s.outcome);
+            } else {
+                println!("  still recording");
+            }
+            for (k, v) in &s.metadata {
+                println!("  {k:<9} {v}");
+            }
+            for g in &s.gaps {
+                println!("  GAP       {g}");
+            }
+            let confirmed = segs.iter().filter(|m| m.confirmed_at.is_some()).count();
+            println!("  segments  {} ({} bytes), {} confirmed by the archive", segs.len(), s.bytes, confirmed);
+            for m in segs.iter().filter(|m| m.partial || m.quarantined.is_some()) {
+                if m.partial {
+                    println!("  segment {} is partial (cut short by an interruption)", m.seq);
+                }
+                if let Some(q) = &m.quarantined {
+                    println!("  segment {} QUARANTINED: {q}", m.seq);
+                }
+            }
+            println!("  chain head {}", s.chain_head);
+            Ok(0)
+        }
+        RecordingsCommand::Verify { id, json, .. } => {
+            let Some(id) = id else {
+                bail!("give a recording id, or --dir DIR for an archive copy");
+            };
+            Ok(print_report(&b.verify(&id)?, json))
+        }
+        RecordingsCommand::Manifest { id } => {
+            println!("{}", serde_json::to_string_pretty(&b.manifest(&id)?)?);
+            Ok(0)
+        }
+        RecordingsCommand::Delete { id, force } => {
+            let freed = b.delete(&id, force)?;
+            println!("deleted recording {id} ({freed} bytes freed)");
+            Ok(0)
+        }
+        RecordingsCommand::Export { id, out } => {
+            if out.as_os_str() == "-" {
+                let stdout = std::io::stdout();
+                let mut lock = stdout.lock();
+                b.export(&id, &mut lock)?;
+                lock.flush()?;
+                return Ok(0);
+            }
+            let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            match ext.as_str() {
+                "ts" => {
+                    let tmp = out.with_extension("ts.part");
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+                    let n = b.export(&id, &mut f)?;
+                    f.flush()?;
+                    drop(f);
+                    std::fs::rename(&tmp, &out)?;
+                    eprintln!("wrote {} ({n} bytes)", out.display());
+                }
+                "mp4" => {
+                    let tmp = out.with_extension("export.ts");
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                    b.export(&id, &mut f)?;
+                    f.flush()?;
+                    drop(f);
+                    let r = remux_mp4(&tmp, &out);
+                    let _ = std::fs::remove_file(&tmp);
+                    r?;
+                    eprintln!("wrote {}", out.display());
+                }
+                _ => bail!("'{}': the output must end in .ts or .mp4, or be - for stdout", out.display()),
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Rewrap the TS (H.264 + Opus) as MP4 without re-encoding.
+fn remux_mp4(ts: &Path, mp4: &Path) -> anyhow::Result<()> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init()?;
+    let clean = |p: &Path| p.display().to_string().replace('"', "");
+    let desc = format!(
+        "filesrc location=\"{}\" ! tsdemux name=d d. ! queue ! h264parse ! mux. d. ! queue ! opusparse ! mux. \
+         mp4mux name=mux faststart=true ! filesink location=\"{}\"",
+        clean(ts),
+        clean(mp4)
+    );
+    let p = gst::parse::launch(&desc)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    p.set_state(gst::State::Playing)?;
+    let bus = p.bus().context("no bus")?;
+    let result = loop {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(600)) else {
+            break Err(anyhow::anyhow!("remuxing to MP4 timed out"));
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break Ok(()),
+            gst::MessageView::Error(e) => break Err(anyhow::anyhow!("remuxing to MP4: {}", e.error())),
+            _ => {}
+        }
+    };
+    let _ = p.set_state(gst::State::Null);
+    result
+}

@@ -1,1 +1,0 @@
-//! The NOC side: fleet commands and views.

@@ -1,0 +1,580 @@
+//! The recorder: the encoded uplink's bytes, cut into segments at keyframes
+//! and kept in sled until the central archive holds them.
+//!
+//! It is an actor on its own OS thread (its work is blocking disk I/O): the
+//! encode pipeline's appsink hands it every TS buffer through a bounded
+//! channel, the media engine tells it when a session starts and stops. It
+//! writes chunks as they fill and flushes at least every
+//! `flush_interval`, so a power cut loses at most that much. It watches the
+//! disk quota: confirmed segments are pruned oldest first; unconfirmed ones
+//! never, and at the hard floor it stops adding to the recording (the
+//! session itself goes on) and says so.
+//!
+//! [`recover`] runs before the daemon starts anything: it closes recordings a
+//! crash left open (keeping the flushed tail of the interrupted segment as a
+//! partial segment) and quarantines segments whose bytes no longer match
+//! their hash.
+
+pub mod keys;
+pub mod segment;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use gstreamer as gst;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::config::Recording as RecordingConfig;
+use crate::events::{EventKind, Outbox};
+use crate::media::MediaEvent;
+use crate::session::Degradation;
+use segment::{Piece, Segmenter};
+use store::{RecError, RecSession, RecStore, SegmentMeta};
+
+/// What the recorder is told.
+pub enum Msg {
+    /// One buffer of the encoded TS stream.
+    Data(gst::Buffer),
+    Start(SessionStart),
+    Stop { stopped_by: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    pub id: String,
+    pub started_by: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecorderStats {
+    pub enabled: bool,
+    pub recording: bool,
+    pub session: Option<String>,
+    pub segments: u32,
+    pub bytes: u64,
+    /// The recording is halted (disk quota): the session goes on unrecorded.
+    pub halted: bool,
+    pub quota_bytes: u64,
+    /// Segment bytes held on the box.
+    pub held_bytes: u64,
+    pub used_percent: f64,
+    /// Buffers the recorder could not take (never expected; counted).
+    pub dropped_buffers: u64,
+}
+
+/// Handle to the recorder thread.
+#[derive(Clone)]
+pub struct RecorderHandle {
+    tx: SyncSender<Msg>,
+    stats: watch::Receiver<RecorderStats>,
+}
+
+impl RecorderHandle {
+    /// For the appsink callback: never blocks; a full queue is counted.
+    pub fn offer(&self, buf: gst::Buffer) -> bool {
+        match self.tx.try_send(Msg::Data(buf)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    pub fn start(&self, s: SessionStart) {
+        // Control messages wait for room: they must not be lost.
+        let _ = self.tx.send(Msg::Start(s));
+    }
+
+    pub fn stop(&self, stopped_by: Option<String>) {
+        let _ = self.tx.send(Msg::Stop { stopped_by });
+    }
+
+    pub fn stats(&self) -> RecorderStats {
+        self.stats.borrow().clone()
+    }
+}
+
+/// Whether the system clock is synchronised (kernel NTP state).
+pub fn time_synced() -> bool {
+    // SAFETY: adjtimex with modes = 0 only reads the kernel's clock state
+    // into the zeroed struct we own.
+    unsafe {
+        let mut t: libc::timex = std::mem::zeroed();
+        let state = libc::adjtimex(&mut t);
+        state != libc::TIME_ERROR && state >= 0 && (t.status & libc::STA_UNSYNC) == 0
+    }
+}
+
+/// What recovery found, for the log and the NOC.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub closed: Vec<String>,
+    pub partial_segments: u32,
+    pub quarantined: Vec<(String, u32)>,
+}
+
+/// Close recordings left open by a crash and check every unconfirmed
+/// segment against its hash. Runs before any new recording starts.
+pub fn recover(store: &RecStore, outbox: &Outbox, now: DateTime<Utc>) -> Result<Recovered, RecError> {
+    let mut out = Recovered::default();
+    for s in store.sessions()? {
+        let metas = store.segments(&s.id)?;
+        if !s.closed {
+            // The tail: chunks of the segment after the last complete one.
+            let next = metas.last().map_or(0, |m| m.seq + 1);
+            let chunks = store.chunk_numbers(&s.id, next)?;
+            let mut head = s.chain_head.clone();
+            let (mut segs, mut bytes) = (s.segments, s.bytes);
+            if !chunks.is_empty() {
+                let data = store.segment_bytes(&s.id, next)?;
+                let sha = segment::sha256(&data);
+                let chain = store::link(&head, &s.id, next, &sha, data.len() as u64);
+                head = segment::hex(&chain);
+                store.put_segment(
+                    &s.id,
+                    &SegmentMeta {
+                        seq: next,
+                        bytes: data.len() as u64,
+                        chunks: chunks.len() as u32,
+                        started_at: now,
+                        duration_ms: 0,
+                        sha256: segment::hex(&sha),
+                        chain: head.clone(),
+                        partial: true,
+                        confirmed_at: None,
+                        quarantined: None,
+                        pruned: false,
+                    },
+                )?;
+                segs += 1;
+                bytes += data.len() as u64;
+                out.partial_segments += 1;
+                tracing::warn!(session = %s.id, segment = next, bytes = data.len(), "kept the interrupted segment's flushed tail as a partial segment");
+            }
+            store.update_session(&s.id, |r| {
+                r.closed = true;
+                r.outcome = "interrupted".into();
+                r.ended_at = Some(now);
+                r.segments = segs;
+                r.bytes = bytes;
+                r.chain_head = head.clone();
+            })?;
+            out.closed.push(s.id.clone());
+        }
+        for m in store.segments(&s.id)? {
+            if m.confirmed_at.is_some() || m.quarantined.is_some() || m.pruned {
+                continue;
+            }
+            if !store::segment_intact(store, &s.id, &m)? {
+                let why = format!("bytes do not match sha256 {} (found on start-up {now})", m.sha256);
+                store.update_segment(&s.id, m.seq, |x| x.quarantined = Some(why.clone()))?;
+                tracing::error!(session = %s.id, segment = m.seq, "damaged segment quarantined: {why}");
+                outbox.emit(EventKind::SegmentQuarantined {
+                    session: s.id.clone(),
+                    segment: m.seq,
+                    reason: why,
+                });
+                out.quarantined.push((s.id.clone(), m.seq));
+            }
+        }
+    }
+    store.flush()?;
+    Ok(out)
+}
+
+/// Start the recorder thread.
+pub fn spawn(
+    config: RecordingConfig,
+    state_dir: PathBuf,
+    site: String,
+    store: RecStore,
+    outbox: Outbox,
+    events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+) -> std::io::Result<RecorderHandle> {
+    // About 16 s of a 2.5 Mbit/s stream in 1316-byte buffers: far more than a
+    // healthy store ever lags.
+    let (tx, rx) = mpsc::sync_channel(4096);
+    let (stats_tx, stats) = watch::channel(RecorderStats {
+        enabled: true,
+        ..Default::default()
+    });
+    let held = store.usage().map(|(h, _)| h).unwrap_or(0);
+    let rec = Recorder {
+        config,
+        state_dir,
+        site,
+        store,
+        outbox,
+        events,
+        stats: stats_tx,
+        active: None,
+        held,
+        alarm_level: 0,
+        halted: false,
+        dropped: 0,
+    };
+    std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || rec.run(rx))?;
+    Ok(RecorderHandle { tx, stats })
+}
+
+struct OpenSegment {
+    seq: u32,
+    chunk: u32,
+    pending: Vec<u8>,
+    hasher: Sha256,
+    bytes: u64,
+    started_at: DateTime<Utc>,
+    started: Instant,
+}
+
+struct Active {
+    session: RecSession,
+    segmenter: Segmenter,
+    open: Option<OpenSegment>,
+    origin: Instant,
+}
+
+struct Recorder {
+    config: RecordingConfig,
+    state_dir: PathBuf,
+    site: String,
+    store: RecStore,
+    outbox: Outbox,
+    events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+    stats: watch::Sender<RecorderStats>,
+    active: Option<Active>,
+    /// Segment bytes on the box (kept incrementally; recomputed at start).
+    held: u64,
+    /// 0 none, 1 at 80%, 2 at 95%, 3 at the hard floor.
+    alarm_level: u8,
+    halted: bool,
+    dropped: u64,
+}
+
+impl Recorder {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut last_flush = Instant::now();
+        let mut last_check = Instant::now() - Duration::from_secs(10);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Msg::Data(buf)) => {
+                    if let Err(e) = self.data(&buf) {
+                        self.fail(e);
+                    }
+                }
+                Ok(Msg::Start(s)) => {
+                    if let Err(e) = self.start(s) {
+                        self.fail(e);
+                    }
+                }
+                Ok(Msg::Stop { stopped_by }) => {
+                    if let Err(e) = self.stop(stopped_by) {
+                        self.fail(e);
+                    }
+                    last_flush = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.stop(Some("daemon:shutdown".into()));
+                    return;
+                }
+            }
+            if last_flush.elapsed() >= self.config.flush_interval {
+                last_flush = Instant::now();
+                if let Err(e) = self.flush() {
+                    self.fail(e);
+                }
+            }
+            if last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                self.check_quota();
+                self.publish();
+            }
+        }
+    }
+
+    fn fail(&mut self, e: RecError) {
+        tracing::error!("recording store error: {e}");
+        if !self.halted {
+            self.halted = true;
+            let _ = self.events.send(MediaEvent::Degraded(Degradation::RecordingHalted));
+        }
+    }
+
+    fn start(&mut self, s: SessionStart) -> Result<(), RecError> {
+        if self.active.is_some() {
+            self.stop(Some("daemon:new session".into()))?;
+        }
+        let session = RecSession {
+            id: s.id.clone(),
+            site: self.site.clone(),
+            started_at: Utc::now(),
+            ended_at: None,
+            time_synced: time_synced(),
+            started_by: s.started_by,
+            stopped_by: None,
+            metadata: s.metadata,
+            outcome: String::new(),
+            segments: 0,
+            bytes: 0,
+            chain_head: String::new(),
+            closed: false,
+            gaps: Vec::new(),
+            manifest_confirmed_at: None,
+        };
+        self.store.put_session(&session)?;
+        self.store.flush()?;
+        tracing::info!(session = %s.id, "recording started");
+        self.active = Some(Active {
+            session,
+            segmenter: Segmenter::new(self.config.segment.as_millis() as u64),
+            open: None,
+            origin: Instant::now(),
+        });
+        Ok(())
+    }
+
+    fn data(&mut self, buf: &gst::Buffer) -> Result<(), RecError> {
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let Ok(map) = buf.map_readable() else {
+            return Ok(());
+        };
+        let now_ms = active.origin.elapsed().as_millis() as u64;
+        let pieces = active.segmenter.push(&map, now_ms);
+        for p in pieces {
+            match p {
+                Piece::Open(psi) => {
+                    self.close_segment(false)?;
+                    if self.halted {
+                        continue;
+                    }
+                    let Some(active) = self.active.as_mut() else { break };
+                    let seq = active.session.segments;
+                    active.open = Some(OpenSegment {
+                        seq,
+                        chunk: 0,
+                        pending: Vec::with_capacity(self.config.chunk_bytes),
+                        hasher: Sha256::new(),
+                        bytes: 0,
+                        started_at: Utc::now(),
+                        started: Instant::now(),
+                    });
+                    self.append(&psi)?;
+                }
+                Piece::Data(d) => self.append(&d)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, d: &[u8]) -> Result<(), RecError> {
+        let chunk_bytes = self.config.chunk_bytes;
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let Some(open) = active.open.as_mut() else {
+            return Ok(());
+        };
+        open.hasher.update(d);
+        open.bytes += d.len() as u64;
+        open.pending.extend_from_slice(d);
+        if open.pending.len() >= chunk_bytes {
+            self.store
+                .write_chunk(&active.session.id, open.seq, open.chunk, &open.pending)?;
+            open.chunk += 1;
+            open.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Write what is pending and make it durable.
+    fn flush(&mut self) -> Result<(), RecError> {
+        if let Some(active) = self.active.as_mut() {
+            if let Some(open) = active.open.as_mut() {
+                if !open.pending.is_empty() {
+                    self.store
+                        .write_chunk(&active.session.id, open.seq, open.chunk, &open.pending)?;
+                    open.chunk += 1;
+                    open.pending.clear();
+                }
+            }
+        }
+        self.store.flush()
+    }
+
+    /// Finish the open segment: last chunk, hash, chain link, metadata.
+    fn close_segment(&mut self, partial: bool) -> Result<(), RecError> {
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let Some(open) = active.open.take() else {
+            return Ok(());
+        };
+        let id = active.session.id.clone();
+        if !open.pending.is_empty() {
+            self.store.write_chunk(&id, open.seq, open.chunk, &open.pending)?;
+        }
+        let sha: segment::Hash = open.hasher.finalize().into();
+        let chain = store::link(&active.session.chain_head, &id, open.seq, &sha, open.bytes);
+        let meta = SegmentMeta {
+            seq: open.seq,
+            bytes: open.bytes,
+            chunks: open.chunk + u32::from(!open.pending.is_empty()),
+            started_at: open.started_at,
+            duration_ms: open.started.elapsed().as_millis() as u64,
+            sha256: segment::hex(&sha),
+            chain: segment::hex(&chain),
+            partial,
+            confirmed_at: None,
+            quarantined: None,
+            pruned: false,
+        };
+        self.store.put_segment(&id, &meta)?;
+        active.session.segments += 1;
+        active.session.bytes += open.bytes;
+        active.session.chain_head = meta.chain.clone();
+        let (segments, bytes, head) = (
+            active.session.segments,
+            active.session.bytes,
+            active.session.chain_head.clone(),
+        );
+        self.store.update_session(&id, |s| {
+            s.segments = segments;
+            s.bytes = bytes;
+            s.chain_head = head.clone();
+        })?;
+        self.held += open.bytes;
+        Ok(())
+    }
+
+    fn stop(&mut self, stopped_by: Option<String>) -> Result<(), RecError> {
+        self.close_segment(false)?;
+        let Some(active) = self.active.take() else {
+            return Ok(());
+        };
+        let gaps = active.session.gaps.clone();
+        let s = self.store.update_session(&active.session.id, |s| {
+            s.closed = true;
+            s.outcome = "ended".into();
+            s.ended_at = Some(Utc::now());
+            s.stopped_by = stopped_by.clone();
+            s.gaps = gaps.clone();
+        })?;
+        self.store.flush()?;
+        tracing::info!(session = %s.id, segments = s.segments, bytes = s.bytes, "recording closed");
+        Ok(())
+    }
+
+    fn quota(&self) -> (u64, u64, u64) {
+        let (total, free) = fs_space(&self.state_dir).unwrap_or((u64::MAX, u64::MAX));
+        let mut limit = u64::MAX;
+        if self.config.quota_bytes > 0 {
+            limit = limit.min(self.config.quota_bytes);
+        }
+        if self.config.quota_percent > 0 && total != u64::MAX {
+            limit = limit.min(total / 100 * u64::from(self.config.quota_percent));
+        }
+        (limit, total, free)
+    }
+
+    fn check_quota(&mut self) {
+        let (limit, total, free) = self.quota();
+        if limit == u64::MAX {
+            return;
+        }
+        // Make room early: prune confirmed segments above 90% down to 80%.
+        if self.held > limit / 10 * 9 {
+            let need = self.held - limit / 10 * 8;
+            match self.store.prune_confirmed(need) {
+                Ok(freed) if freed > 0 => {
+                    self.held = self.held.saturating_sub(freed);
+                    tracing::info!("pruned {freed} bytes of archived segments for space");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("pruning failed: {e}"),
+            }
+        }
+        let pct = self.held as f64 * 100.0 / limit.max(1) as f64;
+        // The filesystem's own floor: keep 1% (at least 64 MB) free.
+        let floor = (total / 100).max(64 << 20);
+        let level = if self.held >= limit || free < floor {
+            3
+        } else if pct >= 95.0 {
+            2
+        } else if pct >= 80.0 {
+            1
+        } else {
+            0
+        };
+        if level > self.alarm_level {
+            let name = ["", "warning", "high", "critical"][level as usize];
+            tracing::warn!("recording buffer at {pct:.1}% of its quota: {name} alarm");
+            self.outbox.emit(EventKind::DiskAlarm {
+                level: name.into(),
+                used_percent: pct,
+            });
+        }
+        self.alarm_level = level;
+        if level == 3 && !self.halted {
+            // Keep what is recorded; stop adding. The session goes on.
+            let _ = self.close_segment(false);
+            let _ = self.flush();
+            self.halted = true;
+            if let Some(a) = self.active.as_mut() {
+                a.session.gaps.push(format!("recording halted at {}: disk quota reached", Utc::now()));
+            }
+            tracing::error!("recording halted: the quota is full of segments the archive has not confirmed");
+            let _ = self.events.send(MediaEvent::Degraded(Degradation::RecordingHalted));
+        } else if level < 2 && self.halted {
+            self.halted = false;
+            if let Some(a) = self.active.as_mut() {
+                a.segmenter = Segmenter::new(self.config.segment.as_millis() as u64);
+                a.session.gaps.push(format!("recording resumed at {}", Utc::now()));
+            }
+            tracing::info!("recording resumed: space is available again");
+            let _ = self.events.send(MediaEvent::Restored(Degradation::RecordingHalted));
+        }
+    }
+
+    fn publish(&mut self) {
+        let (limit, _, _) = self.quota();
+        let a = self.active.as_ref();
+        self.stats.send_replace(RecorderStats {
+            enabled: true,
+            recording: a.is_some() && !self.halted,
+            session: a.map(|a| a.session.id.clone()),
+            segments: a.map_or(0, |a| a.session.segments),
+            bytes: a.map_or(0, |a| a.session.bytes),
+            halted: self.halted,
+            quota_bytes: if limit == u64::MAX { 0 } else { limit },
+            held_bytes: self.held,
+            used_percent: if limit == u64::MAX { 0.0 } else { self.held as f64 * 100.0 / limit.max(1) as f64 },
+            dropped_buffers: self.dropped,
+        });
+    }
+}
+
+/// Total and free bytes of the filesystem holding `dir`.
+fn fs_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is a
+    // valid NUL-terminated string.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
+            return None;
+        }
+        let f = s.f_frsize as u64;
+        Some((s.f_blocks as u64 * f, s.f_bavail as u64 * f))
+    }
+}

@@ -1,0 +1,610 @@
+//! The recording buffer in sled: sessions, segment metadata and the segment
+//! bytes in chunks, plus verification, export, manifests and pruning.
+//!
+//! Layout (all in the daemon's sled database):
+//! - `rec_sessions`: session id → [`RecSession`] (JSON)
+//! - `rec_segments`: session id ‖ 0 ‖ seq (u32 BE) → [`SegmentMeta`] (JSON)
+//! - `rec_chunks`: session id ‖ 0 ‖ seq (u32 BE) ‖ chunk (u32 BE) → bytes
+//!
+//! A segment's bytes are its chunks in key order. A segment has metadata
+//! only once it is complete (or was closed as partial after a crash), so
+//! chunks without metadata are the tail of an interrupted segment.
+//! Read-modify-write of a record goes through sled's compare-and-swap
+//! (`update_and_fetch`), so the recorder and the uploader never lose each
+//! other's updates.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::segment::{self, Hash};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecError {
+    #[error("recording store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("recording {0} not found; `diemcau recordings ls` lists them")]
+    NotFound(String),
+    #[error("recording {id}: record {what} is unreadable: {source}")]
+    Decode {
+        id: String,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("recording {0} is still being recorded; stop the session first")]
+    Live(String),
+    #[error("recording {0} has segments the archive has not confirmed; add --force to delete them anyway")]
+    Unconfirmed(String),
+}
+
+/// One segment's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    pub seq: u32,
+    pub bytes: u64,
+    pub chunks: u32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub sha256: String,
+    /// This segment's link of the session's hash chain.
+    pub chain: String,
+    /// The tail of a segment cut short by a crash or power cut: complete up
+    /// to the last flushed chunk.
+    pub partial: bool,
+    /// When the archive confirmed it (never set before the store's ack).
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// Why the segment was set aside (its bytes no longer match its hash).
+    pub quarantined: Option<String>,
+    /// Its bytes were removed from the box after confirmation, for space.
+    #[serde(default)]
+    pub pruned: bool,
+}
+
+/// One session's recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecSession {
+    pub id: String,
+    pub site: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The clock was synchronised (NTP) when the session started.
+    pub time_synced: bool,
+    pub started_by: String,
+    pub stopped_by: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// "ended", "interrupted", or empty while recording.
+    pub outcome: String,
+    pub segments: u32,
+    pub bytes: u64,
+    pub chain_head: String,
+    pub closed: bool,
+    /// Times the recording was halted (disk full) and why, for the record.
+    #[serde(default)]
+    pub gaps: Vec<String>,
+    pub manifest_confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// A segment as listed in the signed manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestSegment {
+    pub seq: u32,
+    pub object: String,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub sha256: String,
+    pub chain: String,
+    pub partial: bool,
+    pub quarantined: bool,
+}
+
+/// The session manifest the archive keeps beside the segments. Signed with
+/// the box's Ed25519 key over the canonical JSON with `signature` empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub site: String,
+    pub session: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub time_synced_at_start: bool,
+    pub started_by: String,
+    pub stopped_by: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub outcome: String,
+    pub gaps: Vec<String>,
+    pub segments: Vec<ManifestSegment>,
+    pub chain_head: String,
+    pub public_key: String,
+    pub signature: String,
+}
+
+pub const MANIFEST_FORMAT: &str = "diemcau-recording-manifest/1";
+
+impl Manifest {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut m = self.clone();
+        m.signature = String::new();
+        serde_json::to_vec(&m).expect("manifests always serialise")
+    }
+
+    pub fn sign(&mut self, key: &SigningKey) {
+        self.public_key = hex::encode(key.verifying_key().as_bytes());
+        self.signature = hex::encode(key.sign(&self.signed_bytes()).to_bytes());
+    }
+
+    /// Check the signature against the key in the manifest.
+    pub fn signature_ok(&self) -> bool {
+        let (Ok(pk), Ok(sig)) = (hex::decode(&self.public_key), hex::decode(&self.signature)) else {
+            return false;
+        };
+        let (Ok(pk), Ok(sig)) = (<[u8; 32]>::try_from(pk), <[u8; 64]>::try_from(sig)) else {
+            return false;
+        };
+        let Ok(vk) = VerifyingKey::from_bytes(&pk) else {
+            return false;
+        };
+        vk.verify(&self.signed_bytes(), &ed25519_dalek::Signature::from_bytes(&sig))
+            .is_ok()
+    }
+}
+
+/// The result of checking a recording.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub session: String,
+    pub ok: bool,
+    pub segments: u32,
+    pub bytes_checked: u64,
+    pub signature_ok: bool,
+    pub chain_ok: bool,
+    /// Segments that are partial, quarantined or missing (for the record).
+    pub notes: Vec<String>,
+    /// Anything that makes the recording untrustworthy.
+    pub problems: Vec<String>,
+}
+
+/// Verify a manifest and the segments' bytes (`None`: bytes not available,
+/// e.g. pruned after archiving or quarantined).
+pub fn verify(manifest: &Manifest, mut bytes_of: impl FnMut(&ManifestSegment) -> Option<Vec<u8>>) -> VerifyReport {
+    let mut r = VerifyReport {
+        session: manifest.session.clone(),
+        signature_ok: manifest.signature_ok(),
+        chain_ok: true,
+        ..Default::default()
+    };
+    if !r.signature_ok {
+        r.problems.push("the manifest's signature does not verify".into());
+    }
+    let mut chain = segment::chain_start(&manifest.session);
+    for (i, s) in manifest.segments.iter().enumerate() {
+        r.segments += 1;
+        if s.seq as usize != i {
+            r.problems.push(format!("segment {} is out of place (expected {i}): a gap or reordering", s.seq));
+        }
+        let Some(sha) = segment::unhex(&s.sha256) else {
+            r.problems.push(format!("segment {}: unreadable sha256", s.seq));
+            r.chain_ok = false;
+            continue;
+        };
+        chain = segment::chain_next(&chain, u64::from(s.seq), &sha, s.bytes);
+        if segment::hex(&chain) != s.chain {
+            r.chain_ok = false;
+            r.problems.push(format!("segment {}: hash chain broken", s.seq));
+        }
+        if s.partial {
+            r.notes.push(format!("segment {} is partial (cut short by an interruption)", s.seq));
+        }
+        if s.quarantined {
+            r.notes.push(format!("segment {} was quarantined on the box (damaged)", s.seq));
+            continue;
+        }
+        match bytes_of(s) {
+            None => r.notes.push(format!("segment {}: bytes not available here", s.seq)),
+            Some(b) => {
+                r.bytes_checked += b.len() as u64;
+                if b.len() as u64 != s.bytes || segment::hex(&segment::sha256(&b)) != s.sha256 {
+                    r.problems.push(format!("segment {}: content does not match its hash", s.seq));
+                }
+            }
+        }
+    }
+    if segment::hex(&chain) != manifest.chain_head {
+        r.chain_ok = false;
+        r.problems.push("the chain head does not match the segments".into());
+    }
+    r.ok = r.problems.is_empty();
+    r
+}
+
+fn seg_key(id: &str, seq: u32) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(0);
+    k.extend(seq.to_be_bytes());
+    k
+}
+
+fn chunk_key(id: &str, seq: u32, chunk: u32) -> Vec<u8> {
+    let mut k = seg_key(id, seq);
+    k.extend(chunk.to_be_bytes());
+    k
+}
+
+fn prefix(id: &str) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// The object name of a segment inside the session's archive folder.
+pub fn object_name(seq: u32) -> String {
+    format!("{seq:06}.ts")
+}
+
+#[derive(Clone)]
+pub struct RecStore {
+    db: sled::Db,
+    sessions: sled::Tree,
+    segments: sled::Tree,
+    chunks: sled::Tree,
+}
+
+impl RecStore {
+    pub fn open(db: &sled::Db) -> Result<Self, RecError> {
+        Ok(Self {
+            db: db.clone(),
+            sessions: db.open_tree("rec_sessions")?,
+            segments: db.open_tree("rec_segments")?,
+            chunks: db.open_tree("rec_chunks")?,
+        })
+    }
+
+    pub fn flush(&self) -> Result<(), RecError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn put_session(&self, s: &RecSession) -> Result<(), RecError> {
+        self.sessions
+            .insert(s.id.as_bytes(), serde_json::to_vec(s).expect("sessions serialise"))?;
+        Ok(())
+    }
+
+    /// Atomically change a session record.
+    pub fn update_session(&self, id: &str, f: impl Fn(&mut RecSession)) -> Result<RecSession, RecError> {
+        let mut decode_err = None;
+        let out = self.sessions.update_and_fetch(id.as_bytes(), |old| {
+            let old = old?;
+            match serde_json::from_slice::<RecSession>(old) {
+                Ok(mut s) => {
+                    f(&mut s);
+                    Some(serde_json::to_vec(&s).expect("sessions serialise"))
+                }
+                Err(e) => {
+                    decode_err = Some(e);
+                    Some(old.to_vec())
+                }
+            }
+        })?;
+        if let Some(source) = decode_err {
+            return Err(RecError::Decode {
+                id: id.into(),
+                what: "session".into(),
+                source,
+            });
+        }
+        let bytes = out.ok_or_else(|| RecError::NotFound(id.into()))?;
+        serde_json::from_slice(&bytes).map_err(|source| RecError::Decode {
+            id: id.into(),
+            what: "session".into(),
+            source,
+        })
+    }
+
+    pub fn session(&self, id: &str) -> Result<RecSession, RecError> {
+        let v = self.sessions.get(id.as_bytes())?.ok_or_else(|| RecError::NotFound(id.into()))?;
+        serde_json::from_slice(&v).map_err(|source| RecError::Decode {
+            id: id.into(),
+            what: "session".into(),
+            source,
+        })
+    }
+
+    /// All recordings, newest first.
+    pub fn sessions(&self) -> Result<Vec<RecSession>, RecError> {
+        let mut out = Vec::new();
+        for kv in self.sessions.iter().rev() {
+            let (k, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(|source| RecError::Decode {
+                id: String::from_utf8_lossy(&k).into(),
+                what: "session".into(),
+                source,
+            })?);
+        }
+        Ok(out)
+    }
+
+    pub fn write_chunk(&self, id: &str, seq: u32, chunk: u32, bytes: &[u8]) -> Result<(), RecError> {
+        self.chunks.insert(chunk_key(id, seq, chunk), bytes)?;
+        Ok(())
+    }
+
+    pub fn put_segment(&self, id: &str, m: &SegmentMeta) -> Result<(), RecError> {
+        self.segments
+            .insert(seg_key(id, m.seq), serde_json::to_vec(m).expect("segments serialise"))?;
+        Ok(())
+    }
+
+    pub fn update_segment(&self, id: &str, seq: u32, f: impl Fn(&mut SegmentMeta)) -> Result<(), RecError> {
+        self.segments.update_and_fetch(seg_key(id, seq), |old| {
+            let old = old?;
+            match serde_json::from_slice::<SegmentMeta>(old) {
+                Ok(mut m) => {
+                    f(&mut m);
+                    Some(serde_json::to_vec(&m).expect("segments serialise"))
+                }
+                Err(_) => Some(old.to_vec()),
+            }
+        })?;
+        Ok(())
+    }
+
+    pub fn segments(&self, id: &str) -> Result<Vec<SegmentMeta>, RecError> {
+        self.segments
+            .scan_prefix(prefix(id))
+            .map(|kv| {
+                let (_, v) = kv?;
+                serde_json::from_slice(&v).map_err(|source| RecError::Decode {
+                    id: id.into(),
+                    what: "segment".into(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// The bytes of one segment (its chunks in order).
+    pub fn segment_bytes(&self, id: &str, seq: u32) -> Result<Vec<u8>, RecError> {
+        let mut out = Vec::new();
+        for kv in self.chunks.scan_prefix(seg_key(id, seq)) {
+            out.extend_from_slice(&kv?.1);
+        }
+        Ok(out)
+    }
+
+    /// Chunks stored for `seq` (count, bytes): for recovering a partial tail.
+    pub fn chunk_numbers(&self, id: &str, seq: u32) -> Result<Vec<u32>, RecError> {
+        let p = seg_key(id, seq);
+        self.chunks
+            .scan_prefix(&p)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                Ok(u32::from_be_bytes(k[p.len()..p.len() + 4].try_into().unwrap_or([0; 4])))
+            })
+            .collect()
+    }
+
+    /// Overwrite one chunk's bytes (for tests that simulate damage).
+    pub fn damage_chunk(&self, id: &str, seq: u32) -> Result<bool, RecError> {
+        let Some(k) = self.chunks.scan_prefix(seg_key(id, seq)).keys().next() else {
+            return Ok(false);
+        };
+        let k = k?;
+        let mut v = self.chunks.get(&k)?.map(|v| v.to_vec()).unwrap_or_default();
+        let mid = v.len() / 2;
+        if let Some(b) = v.get_mut(mid) {
+            *b ^= 0xff;
+        }
+        self.chunks.insert(k, v)?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn remove_chunks(&self, id: &str, seq: Option<u32>) -> Result<u64, RecError> {
+        let p = match seq {
+            Some(s) => seg_key(id, s),
+            None => prefix(id),
+        };
+        let mut freed = 0;
+        for kv in self.chunks.scan_prefix(&p) {
+            let (k, v) = kv?;
+            freed += v.len() as u64;
+            self.chunks.remove(k)?;
+        }
+        Ok(freed)
+    }
+
+    /// Write the recording (all segments that are on the box, in order,
+    /// quarantined ones left out) to `out`. The same bytes as the archive's
+    /// objects concatenated.
+    pub fn export(&self, id: &str, out: &mut impl Write) -> Result<u64, RecError> {
+        self.session(id)?;
+        let mut n = 0;
+        for m in self.segments(id)? {
+            if m.quarantined.is_some() || m.pruned {
+                continue;
+            }
+            let b = self.segment_bytes(id, m.seq)?;
+            out.write_all(&b)?;
+            n += b.len() as u64;
+        }
+        Ok(n)
+    }
+
+    pub fn manifest(&self, id: &str, key: &SigningKey) -> Result<Manifest, RecError> {
+        let s = self.session(id)?;
+        let mut m = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            site: s.site.clone(),
+            session: s.id.clone(),
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            time_synced_at_start: s.time_synced,
+            started_by: s.started_by.clone(),
+            stopped_by: s.stopped_by.clone(),
+            metadata: s.metadata.clone(),
+            outcome: s.outcome.clone(),
+            gaps: s.gaps.clone(),
+            segments: self
+                .segments(id)?
+                .into_iter()
+                .map(|m| ManifestSegment {
+                    seq: m.seq,
+                    object: object_name(m.seq),
+                    bytes: m.bytes,
+                    duration_ms: m.duration_ms,
+                    sha256: m.sha256,
+                    chain: m.chain,
+                    partial: m.partial,
+                    quarantined: m.quarantined.is_some(),
+                })
+                .collect(),
+            chain_head: s.chain_head.clone(),
+            public_key: String::new(),
+            signature: String::new(),
+        };
+        m.sign(key);
+        Ok(m)
+    }
+
+    /// Verify a recording on the box.
+    pub fn verify(&self, id: &str, key: &SigningKey) -> Result<VerifyReport, RecError> {
+        let m = self.manifest(id, key)?;
+        let metas: BTreeMap<u32, SegmentMeta> = self.segments(id)?.into_iter().map(|m| (m.seq, m)).collect();
+        let mut report = verify(&m, |s| {
+            if metas.get(&s.seq).is_some_and(|m| m.pruned) {
+                return None;
+            }
+            self.segment_bytes(id, s.seq).ok()
+        });
+        if !self.session(id)?.closed {
+            report.notes.push("the session is still being recorded".into());
+        }
+        Ok(report)
+    }
+
+    /// Delete a recording. Refuses a live one, and one with unconfirmed
+    /// segments unless `force` (an explicit operator decision).
+    pub fn delete(&self, id: &str, force: bool) -> Result<u64, RecError> {
+        let s = self.session(id)?;
+        if !s.closed {
+            return Err(RecError::Live(id.into()));
+        }
+        let unconfirmed = self
+            .segments(id)?
+            .iter()
+            .any(|m| m.confirmed_at.is_none() && m.quarantined.is_none());
+        if unconfirmed && !force {
+            return Err(RecError::Unconfirmed(id.into()));
+        }
+        let freed = self.remove_chunks(id, None)?;
+        for kv in self.segments.scan_prefix(prefix(id)).keys() {
+            self.segments.remove(kv?)?;
+        }
+        self.sessions.remove(id.as_bytes())?;
+        self.flush()?;
+        Ok(freed)
+    }
+
+    /// Bytes of segment data held on the box, and of it not yet confirmed.
+    pub fn usage(&self) -> Result<(u64, u64), RecError> {
+        let (mut held, mut unconfirmed) = (0, 0);
+        for kv in self.segments.iter() {
+            let (_, v) = kv?;
+            if let Ok(m) = serde_json::from_slice::<SegmentMeta>(&v) {
+                if !m.pruned {
+                    held += m.bytes;
+                    if m.confirmed_at.is_none() {
+                        unconfirmed += m.bytes;
+                    }
+                }
+            }
+        }
+        Ok((held, unconfirmed))
+    }
+
+    /// Remove confirmed segments' bytes, oldest session first, until `need`
+    /// bytes are freed. Never touches an unconfirmed segment.
+    pub fn prune_confirmed(&self, need: u64) -> Result<u64, RecError> {
+        let mut freed = 0;
+        let mut sessions = self.sessions()?;
+        sessions.reverse(); // oldest first
+        for s in sessions {
+            for m in self.segments(&s.id)? {
+                if freed >= need {
+                    return Ok(freed);
+                }
+                if m.confirmed_at.is_some() && !m.pruned {
+                    freed += self.remove_chunks(&s.id, Some(m.seq))?;
+                    self.update_segment(&s.id, m.seq, |m| m.pruned = true)?;
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// The first segment not yet confirmed by the archive, oldest session first.
+    pub fn next_unconfirmed(&self) -> Result<Option<(RecSession, SegmentMeta)>, RecError> {
+        let mut sessions = self.sessions()?;
+        sessions.reverse();
+        for s in sessions {
+            for m in self.segments(&s.id)? {
+                if m.confirmed_at.is_none() && m.quarantined.is_none() {
+                    return Ok(Some((s, m)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Closed sessions whose segments are all confirmed but whose manifest is not.
+    pub fn manifests_due(&self) -> Result<Vec<RecSession>, RecError> {
+        let mut out = Vec::new();
+        for s in self.sessions()?.into_iter().rev() {
+            if s.closed && s.manifest_confirmed_at.is_none() {
+                let done = self
+                    .segments(&s.id)?
+                    .iter()
+                    .all(|m| m.confirmed_at.is_some() || m.quarantined.is_some());
+                if done {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Upload backlog: segments, bytes, oldest unconfirmed segment's start.
+    pub fn backlog(&self) -> Result<(u64, u64, Option<DateTime<Utc>>), RecError> {
+        let (mut n, mut bytes, mut oldest) = (0, 0, None::<DateTime<Utc>>);
+        for kv in self.segments.iter() {
+            let (_, v) = kv?;
+            if let Ok(m) = serde_json::from_slice::<SegmentMeta>(&v) {
+                if m.confirmed_at.is_none() && m.quarantined.is_none() {
+                    n += 1;
+                    bytes += m.bytes;
+                    oldest = Some(oldest.map_or(m.started_at, |o| o.min(m.started_at)));
+                }
+            }
+        }
+        Ok((n, bytes, oldest))
+    }
+}
+
+/// Check a segment's stored bytes against its hash.
+pub fn segment_intact(store: &RecStore, id: &str, m: &SegmentMeta) -> Result<bool, RecError> {
+    let b = store.segment_bytes(id, m.seq)?;
+    Ok(b.len() as u64 == m.bytes && segment::hex(&segment::sha256(&b)) == m.sha256)
+}
+
+/// Compute the chain link for a segment given the previous link (hex).
+pub fn link(prev_hex: &str, session: &str, seq: u32, sha: &Hash, bytes: u64) -> Hash {
+    let prev = segment::unhex(prev_hex).unwrap_or_else(|| segment::chain_start(session));
+    segment::chain_next(&prev, u64::from(seq), sha, bytes)
+}
