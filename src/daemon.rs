@@ -5,9 +5,7 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::{
-    api, button, display, events, led, media, mqtt, recorder, store, supervisor, systemd,
-};
+use crate::{api, button, display, events, led, media, mqtt, recorder, store, supervisor, systemd};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()

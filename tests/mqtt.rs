@@ -720,8 +720,11 @@ fn broker_restarts_lose_no_event() {
 fn bench_command_latency() {
     let _g = serial();
     let s = setup();
-    let noc = Noc::connect(&s.certs, s.broker.port, "noc-bench", false, &[]);
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-bench", false, &site_filter());
     let _d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    // Commands are not retained: send only once the box is subscribed.
+    status_msg(&noc, "online", None);
+    std::thread::sleep(Duration::from_millis(300));
     noc.send(SITE, "diagnostics", cmd("warm", json!({})), "w");
     noc.wait_reply("warm", "done", Duration::from_secs(15));
     let n: usize = std::env::var("BENCH_N")

@@ -98,7 +98,11 @@ pub async fn serve(listener: UnixListener, sup: SupervisorHandle, rec: Recording
     }
 }
 
-async fn connection(stream: UnixStream, sup: SupervisorHandle, rec: Recordings) -> std::io::Result<()> {
+async fn connection(
+    stream: UnixStream,
+    sup: SupervisorHandle,
+    rec: Recordings,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     // Read at most one byte past the limit, so an endless line cannot grow
     // memory without bound.
@@ -144,10 +148,13 @@ async fn blocking<T: serde::Serialize + Send + 'static>(
 ) -> Reply {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Reply::ok(v),
-        Ok(Err(e @ crate::recorder::store::RecError::NotFound(_))) => Reply::err(ErrorCode::Rejected, e.to_string()),
-        Ok(Err(e @ (crate::recorder::store::RecError::Live(_) | crate::recorder::store::RecError::Unconfirmed(_)))) => {
+        Ok(Err(e @ crate::recorder::store::RecError::NotFound(_))) => {
             Reply::err(ErrorCode::Rejected, e.to_string())
         }
+        Ok(Err(
+            e @ (crate::recorder::store::RecError::Live(_)
+            | crate::recorder::store::RecError::Unconfirmed(_)),
+        )) => Reply::err(ErrorCode::Rejected, e.to_string()),
         Ok(Err(e)) => Reply::err(ErrorCode::Failed, e.to_string()),
         Err(e) => Reply::err(ErrorCode::Failed, e.to_string()),
     }
@@ -182,13 +189,15 @@ async fn export(
             } else {
                 ErrorCode::Failed
             };
-            let mut out = serde_json::to_vec(&Reply::err(code, e.to_string())).expect("replies serialise");
+            let mut out =
+                serde_json::to_vec(&Reply::err(code, e.to_string())).expect("replies serialise");
             out.push(b'\n');
             return write.write_all(&out).await;
         }
     };
     let total: u64 = plan.iter().map(|(_, b)| b).sum();
-    let mut out = serde_json::to_vec(&Reply::ok(serde_json::json!({ "bytes": total }))).expect("replies serialise");
+    let mut out = serde_json::to_vec(&Reply::ok(serde_json::json!({ "bytes": total })))
+        .expect("replies serialise");
     out.push(b'\n');
     write.write_all(&out).await?;
     for (seq, _) in plan {
@@ -219,7 +228,12 @@ async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply
         Request::RecordingsVerify { id } => blocking(move || store.verify(&id, &key)).await,
         Request::RecordingsManifest { id } => blocking(move || store.manifest(&id, &key)).await,
         Request::RecordingsDelete { id, force } => {
-            blocking(move || store.delete(&id, force).map(|freed| serde_json::json!({ "freed_bytes": freed }))).await
+            blocking(move || {
+                store
+                    .delete(&id, force)
+                    .map(|freed| serde_json::json!({ "freed_bytes": freed }))
+            })
+            .await
         }
         Request::RecordingsExport { .. } => Reply::err(ErrorCode::BadRequest, "export is streamed"),
         Request::Status {} => match sup.status().await {

@@ -87,7 +87,10 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
 impl Backend {
     fn list(&self) -> anyhow::Result<Vec<RecSession>> {
         match self {
-            Backend::Daemon(s) => Ok(serde_json::from_value(call(s, &Request::RecordingsList {})?)?),
+            Backend::Daemon(s) => Ok(serde_json::from_value(call(
+                s,
+                &Request::RecordingsList {},
+            )?)?),
             Backend::Local(st, _) => Ok(st.sessions()?),
         }
     }
@@ -107,14 +110,20 @@ impl Backend {
 
     fn verify(&self, id: &str) -> anyhow::Result<VerifyReport> {
         match self {
-            Backend::Daemon(s) => Ok(serde_json::from_value(call(s, &Request::RecordingsVerify { id: id.into() })?)?),
+            Backend::Daemon(s) => Ok(serde_json::from_value(call(
+                s,
+                &Request::RecordingsVerify { id: id.into() },
+            )?)?),
             Backend::Local(st, k) => Ok(st.verify(id, k)?),
         }
     }
 
     fn manifest(&self, id: &str) -> anyhow::Result<Manifest> {
         match self {
-            Backend::Daemon(s) => Ok(serde_json::from_value(call(s, &Request::RecordingsManifest { id: id.into() })?)?),
+            Backend::Daemon(s) => Ok(serde_json::from_value(call(
+                s,
+                &Request::RecordingsManifest { id: id.into() },
+            )?)?),
             Backend::Local(st, k) => Ok(st.manifest(id, k)?),
         }
     }
@@ -122,7 +131,13 @@ impl Backend {
     fn delete(&self, id: &str, force: bool) -> anyhow::Result<u64> {
         match self {
             Backend::Daemon(s) => {
-                let v = call(s, &Request::RecordingsDelete { id: id.into(), force })?;
+                let v = call(
+                    s,
+                    &Request::RecordingsDelete {
+                        id: id.into(),
+                        force,
+                    },
+                )?;
                 Ok(v["freed_bytes"].as_u64().unwrap_or(0))
             }
             Backend::Local(st, _) => Ok(st.delete(id, force)?),
@@ -160,12 +175,17 @@ impl Backend {
 }
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.with_timezone(&chrono::Local).format("%d/%m/%Y %H:%M:%S").to_string()
+    t.with_timezone(&chrono::Local)
+        .format("%d/%m/%Y %H:%M:%S")
+        .to_string()
 }
 
 fn print_report(r: &VerifyReport, json: bool) -> i32 {
     if json {
-        println!("{}", serde_json::to_string_pretty(r).expect("reports serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(r).expect("reports serialise")
+        );
     } else {
         println!(
             "{}: {} — {} segments, {} bytes checked; signature {}, hash chain {}",
@@ -197,11 +217,18 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
         &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
     )
     .with_context(|| format!("{} is not a manifest", path.display()))?;
-    Ok(store::verify(&m, |s| std::fs::read(dir.join(&s.object)).ok()))
+    Ok(store::verify(&m, |s| {
+        std::fs::read(dir.join(&s.object)).ok()
+    }))
 }
 
 pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> anyhow::Result<i32> {
-    if let RecordingsCommand::Verify { dir: Some(dir), json, .. } = &cmd {
+    if let RecordingsCommand::Verify {
+        dir: Some(dir),
+        json,
+        ..
+    } = &cmd
+    {
         return Ok(print_report(&verify_dir(dir)?, *json));
     }
     let b = backend(socket, config)?;
@@ -213,7 +240,10 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
             } else if list.is_empty() {
                 println!("no recordings");
             } else {
-                println!("{:<24} {:<20} {:>8} {:>12}  {:<12} metadata", "ID", "STARTED", "SEGMENTS", "BYTES", "STATE");
+                println!(
+                    "{:<24} {:<20} {:>8} {:>12}  {:<12} metadata",
+                    "ID", "STARTED", "SEGMENTS", "BYTES", "STATE"
+                );
                 for s in list {
                     let state = if !s.closed {
                         "recording".to_owned()
@@ -222,7 +252,8 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                     } else {
                         s.outcome.clone()
                     };
-                    let meta: Vec<String> = s.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let meta: Vec<String> =
+                        s.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     println!(
                         "{:<24} {:<20} {:>8} {:>12}  {:<12} {}",
                         s.id,
@@ -239,13 +270,28 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
         RecordingsCommand::Show { id, json } => {
             let (s, segs) = b.show(&id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"session": s, "segments": segs}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"session": s, "segments": segs})
+                    )?
+                );
                 return Ok(0);
             }
             println!("recording {}  (site {})", s.id, s.site);
-            println!("  started   {} by {}  (clock synchronised: {})", when(&s.started_at), s.started_by, if s.time_synced { "yes" } else { "NO" });
+            println!(
+                "  started   {} by {}  (clock synchronised: {})",
+                when(&s.started_at),
+                s.started_by,
+                if s.time_synced { "yes" } else { "NO" }
+            );
             if let Some(e) = &s.ended_at {
-                println!("  ended     {} by {} — {}", when(e), s.stopped_by.as_deref().unwrap_or("?"), s.outcome);
+                println!(
+                    "  ended     {} by {} — {}",
+                    when(e),
+                    s.stopped_by.as_deref().unwrap_or("?"),
+                    s.outcome
+                );
             } else {
                 println!("  still recording");
             }
@@ -256,10 +302,18 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                 println!("  GAP       {g}");
             }
             let confirmed = segs.iter().filter(|m| m.confirmed_at.is_some()).count();
-            println!("  segments  {} ({} bytes), {} confirmed by the archive", segs.len(), s.bytes, confirmed);
+            println!(
+                "  segments  {} ({} bytes), {} confirmed by the archive",
+                segs.len(),
+                s.bytes,
+                confirmed
+            );
             for m in segs.iter().filter(|m| m.partial || m.quarantined.is_some()) {
                 if m.partial {
-                    println!("  segment {} is partial (cut short by an interruption)", m.seq);
+                    println!(
+                        "  segment {} is partial (cut short by an interruption)",
+                        m.seq
+                    );
                 }
                 if let Some(q) = &m.quarantined {
                     println!("  segment {} QUARANTINED: {q}", m.seq);
@@ -291,11 +345,18 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                 lock.flush()?;
                 return Ok(0);
             }
-            let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            let ext = out
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
             match ext.as_str() {
                 "ts" => {
                     let tmp = out.with_extension("ts.part");
-                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+                    let mut f = std::io::BufWriter::new(
+                        std::fs::File::create(&tmp)
+                            .with_context(|| format!("cannot create {}", tmp.display()))?,
+                    );
                     let n = b.export(&id, &mut f)?;
                     f.flush()?;
                     drop(f);
@@ -313,7 +374,10 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                     r?;
                     eprintln!("wrote {}", out.display());
                 }
-                _ => bail!("'{}': the output must end in .ts or .mp4, or be - for stdout", out.display()),
+                _ => bail!(
+                    "'{}': the output must end in .ts or .mp4, or be - for stdout",
+                    out.display()
+                ),
             }
             Ok(0)
         }
@@ -343,7 +407,9 @@ fn remux_mp4(ts: &Path, mp4: &Path) -> anyhow::Result<()> {
         };
         match msg.view() {
             gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => break Err(anyhow::anyhow!("remuxing to MP4: {}", e.error())),
+            gst::MessageView::Error(e) => {
+                break Err(anyhow::anyhow!("remuxing to MP4: {}", e.error()))
+            }
             _ => {}
         }
     };

@@ -387,19 +387,20 @@ impl Config {
             },
         };
         let display = validate_display(raw.display)?;
-        let speaker =
-            match raw.speaker.sink.as_str() {
-                "alsa" => SpeakerSink::Alsa(raw.speaker.device),
-                "fake" => SpeakerSink::Fake,
-                "none" => SpeakerSink::None,
-                other => return Err(problem(
+        let speaker = match raw.speaker.sink.as_str() {
+            "alsa" => SpeakerSink::Alsa(raw.speaker.device),
+            "fake" => SpeakerSink::Fake,
+            "none" => SpeakerSink::None,
+            other => {
+                return Err(problem(
                     "speaker",
                     "sink",
                     format!(
                         "'{other}' is not a speaker sink; expected \"alsa\", \"fake\" or \"none\""
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let button = validate_button(raw.button)?;
         let led = validate_led(raw.led)?;
         let mqtt = validate_mqtt(path, raw.mqtt)?;
@@ -565,7 +566,11 @@ fn validate_video(raw: raw::RawVideo) -> Result<Video, Problem> {
         }
         "file" => {
             if raw.device.is_empty() {
-                return Err(problem("video", "device", "source = \"file\" needs the file's path in device"));
+                return Err(problem(
+                    "video",
+                    "device",
+                    "source = \"file\" needs the file's path in device",
+                ));
             }
             VideoSource::File(raw.device.into())
         }
@@ -573,7 +578,9 @@ fn validate_video(raw: raw::RawVideo) -> Result<Video, Problem> {
             return Err(problem(
                 "video",
                 "source",
-                format!("'{other}' is not a video source; expected \"v4l2\", \"synthetic\" or \"file\""),
+                format!(
+                    "'{other}' is not a video source; expected \"v4l2\", \"synthetic\" or \"file\""
+                ),
             ))
         }
     };
@@ -712,17 +719,26 @@ fn validate_recording(raw: raw::RawRecording) -> Result<Recording, Problem> {
         return Err(problem(
             "recording",
             "segment_s",
-            format!("{} is out of range; expected 0.5 to 30 seconds", raw.segment_s),
+            format!(
+                "{} is out of range; expected 0.5 to 30 seconds",
+                raw.segment_s
+            ),
         ));
     }
     range("recording", "chunk_kib", raw.chunk_kib, 4, 4096)?;
-    range("recording", "flush_interval_ms", raw.flush_interval_ms, 50, 1000)?;
+    range(
+        "recording",
+        "flush_interval_ms",
+        raw.flush_interval_ms,
+        50,
+        1000,
+    )?;
     range("recording", "quota_percent", raw.quota_percent, 0, 95)?;
-    if raw.quota_bytes > 0 && raw.quota_bytes < 64 << 20 {
+    if raw.quota_bytes > 0 && raw.quota_bytes < 1 << 20 {
         return Err(problem(
             "recording",
             "quota_bytes",
-            format!("{} bytes is too small to hold a session; expected 0 (none) or at least 67108864 (64 MiB)", raw.quota_bytes),
+            format!("{} bytes is too small to hold a session; expected 0 (none) or at least 1048576 (1 MiB)", raw.quota_bytes),
         ));
     }
     Ok(Recording {

@@ -331,7 +331,7 @@ impl Default for RawRecording {
             enabled: true,
             segment_s: 2.0,
             chunk_kib: 64,
-            flush_interval_ms: 1000,
+            flush_interval_ms: 500,
             quota_bytes: 0,
             quota_percent: 80,
         }

@@ -535,7 +535,9 @@ impl Engine {
         if !s.rec_drop_reported && s.rec_dropped.load(Ordering::Relaxed) > 0 {
             s.rec_drop_reported = true;
             tracing::error!(session = %s.id, "the recorder fell behind and missed buffers: the recording has a gap");
-            let _ = self.events.send(MediaEvent::Degraded(Degradation::RecordingHalted));
+            let _ = self
+                .events
+                .send(MediaEvent::Degraded(Degradation::RecordingHalted));
         }
         if !s.started_reported && s.ts_bytes.load(Ordering::Relaxed) > 0 {
             s.started_reported = true;
@@ -688,7 +690,11 @@ impl Engine {
     fn publish(&self, s: Option<&mut Session>) {
         let stats = match s {
             None => MediaStats {
-                recording: self.recorder.as_ref().map(|r| r.stats()).unwrap_or_default(),
+                recording: self
+                    .recorder
+                    .as_ref()
+                    .map(|r| r.stats())
+                    .unwrap_or_default(),
                 mic_peak_dbfs: -100.0,
                 mic_rms_dbfs: -100.0,
                 ..Default::default()
@@ -716,8 +722,12 @@ impl Engine {
                     mic_rms_dbfs: s.mic_level.1,
                     uplink: s.uplink_stats.borrow().clone(),
                     return_feed: s.return_stats.borrow().clone(),
-                recording: self.recorder.as_ref().map(|r| r.stats()).unwrap_or_default(),
-                recorder_dropped_buffers: s.rec_dropped.load(Ordering::Relaxed),
+                    recording: self
+                        .recorder
+                        .as_ref()
+                        .map(|r| r.stats())
+                        .unwrap_or_default(),
+                    recorder_dropped_buffers: s.rec_dropped.load(Ordering::Relaxed),
                     mic_silent: s.mic.running.is_none() || s.mic_loud_at.elapsed() > SILENCE_AFTER,
                     mic_clipping: s.mic_level.0 >= CLIP_DBFS,
                     video_frames_encoded: s.encoded_frames.load(Ordering::Relaxed),

@@ -71,7 +71,10 @@ mod tests {
         let b = load_or_create(dir.path()).unwrap();
         assert_eq!(a.to_bytes(), b.to_bytes());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
         assert!(load_or_create(dir.path()).is_err());

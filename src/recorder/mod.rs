@@ -42,7 +42,9 @@ pub enum Msg {
     /// One buffer of the encoded TS stream.
     Data(gst::Buffer),
     Start(SessionStart),
-    Stop { stopped_by: Option<String> },
+    Stop {
+        stopped_by: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +122,11 @@ pub struct Recovered {
 
 /// Close recordings left open by a crash and check every unconfirmed
 /// segment against its hash. Runs before any new recording starts.
-pub fn recover(store: &RecStore, outbox: &Outbox, now: DateTime<Utc>) -> Result<Recovered, RecError> {
+pub fn recover(
+    store: &RecStore,
+    outbox: &Outbox,
+    now: DateTime<Utc>,
+) -> Result<Recovered, RecError> {
     let mut out = Recovered::default();
     for s in store.sessions()? {
         let metas = store.segments(&s.id)?;
@@ -171,7 +177,10 @@ pub fn recover(store: &RecStore, outbox: &Outbox, now: DateTime<Utc>) -> Result<
                 continue;
             }
             if !store::segment_intact(store, &s.id, &m)? {
-                let why = format!("bytes do not match sha256 {} (found on start-up {now})", m.sha256);
+                let why = format!(
+                    "bytes do not match sha256 {} (found on start-up {now})",
+                    m.sha256
+                );
                 store.update_segment(&s.id, m.seq, |x| x.quarantined = Some(why.clone()))?;
                 tracing::error!(session = %s.id, segment = m.seq, "damaged segment quarantined: {why}");
                 outbox.emit(EventKind::SegmentQuarantined {
@@ -304,7 +313,9 @@ impl Recorder {
         tracing::error!("recording store error: {e}");
         if !self.halted {
             self.halted = true;
-            let _ = self.events.send(MediaEvent::Degraded(Degradation::RecordingHalted));
+            let _ = self
+                .events
+                .send(MediaEvent::Degraded(Degradation::RecordingHalted));
         }
     }
 
@@ -357,7 +368,9 @@ impl Recorder {
                     if self.halted {
                         continue;
                     }
-                    let Some(active) = self.active.as_mut() else { break };
+                    let Some(active) = self.active.as_mut() else {
+                        break;
+                    };
                     let seq = active.session.segments;
                     active.open = Some(OpenSegment {
                         seq,
@@ -401,8 +414,12 @@ impl Recorder {
         if let Some(active) = self.active.as_mut() {
             if let Some(open) = active.open.as_mut() {
                 if !open.pending.is_empty() {
-                    self.store
-                        .write_chunk(&active.session.id, open.seq, open.chunk, &open.pending)?;
+                    self.store.write_chunk(
+                        &active.session.id,
+                        open.seq,
+                        open.chunk,
+                        &open.pending,
+                    )?;
                     open.chunk += 1;
                     open.pending.clear();
                 }
@@ -421,7 +438,8 @@ impl Recorder {
         };
         let id = active.session.id.clone();
         if !open.pending.is_empty() {
-            self.store.write_chunk(&id, open.seq, open.chunk, &open.pending)?;
+            self.store
+                .write_chunk(&id, open.seq, open.chunk, &open.pending)?;
         }
         let sha: segment::Hash = open.hasher.finalize().into();
         let chain = store::link(&active.session.chain_head, &id, open.seq, &sha, open.bytes);
@@ -515,8 +533,10 @@ impl Recorder {
         } else {
             0
         };
-        if level > self.alarm_level {
-            let name = ["", "warning", "high", "critical"][level as usize];
+        // Every level passed is announced, in order, even when the buffer
+        // jumped over one between two checks.
+        for l in self.alarm_level + 1..=level {
+            let name = ["", "warning", "high", "critical"][l as usize];
             tracing::warn!("recording buffer at {pct:.1}% of its quota: {name} alarm");
             self.outbox.emit(EventKind::DiskAlarm {
                 level: name.into(),
@@ -530,18 +550,29 @@ impl Recorder {
             let _ = self.flush();
             self.halted = true;
             if let Some(a) = self.active.as_mut() {
-                a.session.gaps.push(format!("recording halted at {}: disk quota reached", Utc::now()));
+                a.session.gaps.push(format!(
+                    "recording halted at {}: disk quota reached",
+                    Utc::now()
+                ));
             }
-            tracing::error!("recording halted: the quota is full of segments the archive has not confirmed");
-            let _ = self.events.send(MediaEvent::Degraded(Degradation::RecordingHalted));
+            tracing::error!(
+                "recording halted: the quota is full of segments the archive has not confirmed"
+            );
+            let _ = self
+                .events
+                .send(MediaEvent::Degraded(Degradation::RecordingHalted));
         } else if level < 2 && self.halted {
             self.halted = false;
             if let Some(a) = self.active.as_mut() {
                 a.segmenter = Segmenter::new(self.config.segment.as_millis() as u64);
-                a.session.gaps.push(format!("recording resumed at {}", Utc::now()));
+                a.session
+                    .gaps
+                    .push(format!("recording resumed at {}", Utc::now()));
             }
             tracing::info!("recording resumed: space is available again");
-            let _ = self.events.send(MediaEvent::Restored(Degradation::RecordingHalted));
+            let _ = self
+                .events
+                .send(MediaEvent::Restored(Degradation::RecordingHalted));
         }
     }
 
@@ -557,7 +588,11 @@ impl Recorder {
             halted: self.halted,
             quota_bytes: if limit == u64::MAX { 0 } else { limit },
             held_bytes: self.held,
-            used_percent: if limit == u64::MAX { 0.0 } else { self.held as f64 * 100.0 / limit.max(1) as f64 },
+            used_percent: if limit == u64::MAX {
+                0.0
+            } else {
+                self.held as f64 * 100.0 / limit.max(1) as f64
+            },
             dropped_buffers: self.dropped,
         });
     }

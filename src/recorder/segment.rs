@@ -158,7 +158,11 @@ mod tests {
         let mut input = Vec::new();
         let mut recorded = Vec::new();
         for i in 0..50u64 {
-            let buf = if i % 7 == 3 { [delta(), key()].concat() } else { [delta(), delta()].concat() };
+            let buf = if i % 7 == 3 {
+                [delta(), key()].concat()
+            } else {
+                [delta(), delta()].concat()
+            };
             input.push(buf.clone());
             for p in s.push(&buf, i * 40) {
                 if let Piece::Data(d) = p {

@@ -140,7 +140,8 @@ impl Manifest {
 
     /// Check the signature against the key in the manifest.
     pub fn signature_ok(&self) -> bool {
-        let (Ok(pk), Ok(sig)) = (hex::decode(&self.public_key), hex::decode(&self.signature)) else {
+        let (Ok(pk), Ok(sig)) = (hex::decode(&self.public_key), hex::decode(&self.signature))
+        else {
             return false;
         };
         let (Ok(pk), Ok(sig)) = (<[u8; 32]>::try_from(pk), <[u8; 64]>::try_from(sig)) else {
@@ -149,8 +150,11 @@ impl Manifest {
         let Ok(vk) = VerifyingKey::from_bytes(&pk) else {
             return false;
         };
-        vk.verify(&self.signed_bytes(), &ed25519_dalek::Signature::from_bytes(&sig))
-            .is_ok()
+        vk.verify(
+            &self.signed_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&sig),
+        )
+        .is_ok()
     }
 }
 
@@ -171,7 +175,10 @@ pub struct VerifyReport {
 
 /// Verify a manifest and the segments' bytes (`None`: bytes not available,
 /// e.g. pruned after archiving or quarantined).
-pub fn verify(manifest: &Manifest, mut bytes_of: impl FnMut(&ManifestSegment) -> Option<Vec<u8>>) -> VerifyReport {
+pub fn verify(
+    manifest: &Manifest,
+    mut bytes_of: impl FnMut(&ManifestSegment) -> Option<Vec<u8>>,
+) -> VerifyReport {
     let mut r = VerifyReport {
         session: manifest.session.clone(),
         signature_ok: manifest.signature_ok(),
@@ -179,44 +186,62 @@ pub fn verify(manifest: &Manifest, mut bytes_of: impl FnMut(&ManifestSegment) ->
         ..Default::default()
     };
     if !r.signature_ok {
-        r.problems.push("the manifest's signature does not verify".into());
+        r.problems
+            .push("the manifest's signature does not verify".into());
     }
     let mut chain = segment::chain_start(&manifest.session);
     for (i, s) in manifest.segments.iter().enumerate() {
         r.segments += 1;
         if s.seq as usize != i {
-            r.problems.push(format!("segment {} is out of place (expected {i}): a gap or reordering", s.seq));
+            r.problems.push(format!(
+                "segment {} is out of place (expected {i}): a gap or reordering",
+                s.seq
+            ));
         }
         let Some(sha) = segment::unhex(&s.sha256) else {
-            r.problems.push(format!("segment {}: unreadable sha256", s.seq));
+            r.problems
+                .push(format!("segment {}: unreadable sha256", s.seq));
             r.chain_ok = false;
             continue;
         };
         chain = segment::chain_next(&chain, u64::from(s.seq), &sha, s.bytes);
         if segment::hex(&chain) != s.chain {
             r.chain_ok = false;
-            r.problems.push(format!("segment {}: hash chain broken", s.seq));
+            r.problems
+                .push(format!("segment {}: hash chain broken", s.seq));
         }
         if s.partial {
-            r.notes.push(format!("segment {} is partial (cut short by an interruption)", s.seq));
+            r.notes.push(format!(
+                "segment {} is partial (cut short by an interruption)",
+                s.seq
+            ));
         }
         if s.quarantined {
-            r.notes.push(format!("segment {} was quarantined on the box (damaged)", s.seq));
+            r.notes.push(format!(
+                "segment {} was quarantined on the box (damaged)",
+                s.seq
+            ));
             continue;
         }
         match bytes_of(s) {
-            None => r.notes.push(format!("segment {}: bytes not available here", s.seq)),
+            None => r
+                .notes
+                .push(format!("segment {}: bytes not available here", s.seq)),
             Some(b) => {
                 r.bytes_checked += b.len() as u64;
                 if b.len() as u64 != s.bytes || segment::hex(&segment::sha256(&b)) != s.sha256 {
-                    r.problems.push(format!("segment {}: content does not match its hash", s.seq));
+                    r.problems.push(format!(
+                        "segment {}: content does not match its hash",
+                        s.seq
+                    ));
                 }
             }
         }
     }
     if segment::hex(&chain) != manifest.chain_head {
         r.chain_ok = false;
-        r.problems.push("the chain head does not match the segments".into());
+        r.problems
+            .push("the chain head does not match the segments".into());
     }
     r.ok = r.problems.is_empty();
     r
@@ -270,13 +295,19 @@ impl RecStore {
     }
 
     pub fn put_session(&self, s: &RecSession) -> Result<(), RecError> {
-        self.sessions
-            .insert(s.id.as_bytes(), serde_json::to_vec(s).expect("sessions serialise"))?;
+        self.sessions.insert(
+            s.id.as_bytes(),
+            serde_json::to_vec(s).expect("sessions serialise"),
+        )?;
         Ok(())
     }
 
     /// Atomically change a session record.
-    pub fn update_session(&self, id: &str, f: impl Fn(&mut RecSession)) -> Result<RecSession, RecError> {
+    pub fn update_session(
+        &self,
+        id: &str,
+        f: impl Fn(&mut RecSession),
+    ) -> Result<RecSession, RecError> {
         let mut decode_err = None;
         let out = self.sessions.update_and_fetch(id.as_bytes(), |old| {
             let old = old?;
@@ -307,7 +338,10 @@ impl RecStore {
     }
 
     pub fn session(&self, id: &str) -> Result<RecSession, RecError> {
-        let v = self.sessions.get(id.as_bytes())?.ok_or_else(|| RecError::NotFound(id.into()))?;
+        let v = self
+            .sessions
+            .get(id.as_bytes())?
+            .ok_or_else(|| RecError::NotFound(id.into()))?;
         serde_json::from_slice(&v).map_err(|source| RecError::Decode {
             id: id.into(),
             what: "session".into(),
@@ -320,27 +354,42 @@ impl RecStore {
         let mut out = Vec::new();
         for kv in self.sessions.iter().rev() {
             let (k, v) = kv?;
-            out.push(serde_json::from_slice(&v).map_err(|source| RecError::Decode {
-                id: String::from_utf8_lossy(&k).into(),
-                what: "session".into(),
-                source,
-            })?);
+            out.push(
+                serde_json::from_slice(&v).map_err(|source| RecError::Decode {
+                    id: String::from_utf8_lossy(&k).into(),
+                    what: "session".into(),
+                    source,
+                })?,
+            );
         }
         Ok(out)
     }
 
-    pub fn write_chunk(&self, id: &str, seq: u32, chunk: u32, bytes: &[u8]) -> Result<(), RecError> {
+    pub fn write_chunk(
+        &self,
+        id: &str,
+        seq: u32,
+        chunk: u32,
+        bytes: &[u8],
+    ) -> Result<(), RecError> {
         self.chunks.insert(chunk_key(id, seq, chunk), bytes)?;
         Ok(())
     }
 
     pub fn put_segment(&self, id: &str, m: &SegmentMeta) -> Result<(), RecError> {
-        self.segments
-            .insert(seg_key(id, m.seq), serde_json::to_vec(m).expect("segments serialise"))?;
+        self.segments.insert(
+            seg_key(id, m.seq),
+            serde_json::to_vec(m).expect("segments serialise"),
+        )?;
         Ok(())
     }
 
-    pub fn update_segment(&self, id: &str, seq: u32, f: impl Fn(&mut SegmentMeta)) -> Result<(), RecError> {
+    pub fn update_segment(
+        &self,
+        id: &str,
+        seq: u32,
+        f: impl Fn(&mut SegmentMeta),
+    ) -> Result<(), RecError> {
         self.segments.update_and_fetch(seg_key(id, seq), |old| {
             let old = old?;
             match serde_json::from_slice::<SegmentMeta>(old) {
@@ -385,7 +434,9 @@ impl RecStore {
             .keys()
             .map(|k| {
                 let k = k?;
-                Ok(u32::from_be_bytes(k[p.len()..p.len() + 4].try_into().unwrap_or([0; 4])))
+                Ok(u32::from_be_bytes(
+                    k[p.len()..p.len() + 4].try_into().unwrap_or([0; 4]),
+                ))
             })
             .collect()
     }
@@ -476,7 +527,8 @@ impl RecStore {
     /// Verify a recording on the box.
     pub fn verify(&self, id: &str, key: &SigningKey) -> Result<VerifyReport, RecError> {
         let m = self.manifest(id, key)?;
-        let metas: BTreeMap<u32, SegmentMeta> = self.segments(id)?.into_iter().map(|m| (m.seq, m)).collect();
+        let metas: BTreeMap<u32, SegmentMeta> =
+            self.segments(id)?.into_iter().map(|m| (m.seq, m)).collect();
         let mut report = verify(&m, |s| {
             if metas.get(&s.seq).is_some_and(|m| m.pruned) {
                 return None;
@@ -484,7 +536,9 @@ impl RecStore {
             self.segment_bytes(id, s.seq).ok()
         });
         if !self.session(id)?.closed {
-            report.notes.push("the session is still being recorded".into());
+            report
+                .notes
+                .push("the session is still being recorded".into());
         }
         Ok(report)
     }
