@@ -280,6 +280,7 @@ mod tests {
             last_session: None,
             uptime_s: 1,
             media: Default::default(),
+            upload: Default::default(),
         };
         let v = render_status(&s, Language::Vi);
         assert!(v.contains("Trạng thái: Sẵn sàng"), "{v}");

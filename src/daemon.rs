@@ -5,7 +5,9 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::{api, button, display, events, led, media, mqtt, recorder, store, supervisor, systemd};
+use crate::{
+    api, button, display, events, led, media, mqtt, recorder, store, supervisor, systemd, upload,
+};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -50,13 +52,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
     let media = media::spawn(config.clone(), media_tx, rec)?;
+    let (upload_tx, upload_stats) = tokio::sync::watch::channel(upload::UploadStats::default());
     let sup = supervisor::spawn(
         config.clone(),
         store.clone(),
         outbox.clone(),
-        media,
+        media.clone(),
         media_events,
+        upload_stats,
     )?;
+    // The archive upload drains the recording buffer, live stream first.
+    if let Some(archive) = config.archive.clone() {
+        upload::spawn(upload::Deps {
+            archive,
+            site: config.site.id.clone(),
+            store: rec_store.clone(),
+            key: device_key.clone(),
+            outbox: outbox.clone(),
+            media,
+            phase: sup.phase.clone(),
+            stats: upload_tx,
+        });
+    }
     // The NOC control plane (None when [mqtt] url is empty).
     let mqtt = mqtt::spawn(mqtt::Deps {
         config: config.clone(),

@@ -305,6 +305,7 @@ mod tests {
             last_session: None,
             uptime_s: 0,
             media: MediaStats::default(),
+            upload: Default::default(),
         }
     }
 

@@ -22,3 +22,4 @@ pub mod session;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;
+pub mod upload;

@@ -124,6 +124,7 @@ struct Supervisor {
     started: Instant,
     /// The session whose going live was announced.
     announced_live: Option<String>,
+    upload: watch::Receiver<crate::upload::UploadStats>,
     fault: Option<String>,
     last_session: Option<SessionRecord>,
     /// Callers of `start` waiting for Live (or failure).
@@ -148,6 +149,7 @@ pub fn spawn(
     outbox: Outbox,
     media: MediaHandle,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    upload: watch::Receiver<crate::upload::UploadStats>,
 ) -> Result<Spawned, StoreError> {
     let now = Utc::now();
     let recovered = store.recover(now)?;
@@ -194,6 +196,7 @@ pub fn spawn(
         media,
         started: Instant::now(),
         announced_live: None,
+        upload,
         fault: None,
         last_session,
         start_waiters: Vec::new(),
@@ -412,6 +415,7 @@ impl Supervisor {
             last_session: self.last_session.clone(),
             uptime_s: self.started.elapsed().as_secs(),
             media: self.media.stats(),
+            upload: self.upload.borrow().clone(),
         }
     }
 

@@ -280,7 +280,7 @@ impl Noc {
             if t0.elapsed() > timeout {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

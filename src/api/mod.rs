@@ -115,6 +115,9 @@ pub struct Status {
     pub last_session: Option<SessionRecord>,
     pub uptime_s: u64,
     pub media: MediaStats,
+    /// The archive upload: backlog and progress.
+    #[serde(default)]
+    pub upload: crate::upload::UploadStats,
 }
 
 /// Parse one request line. The error text is what the client is told.

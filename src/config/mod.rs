@@ -292,6 +292,26 @@ pub struct Config {
     /// The NOC control plane; `None` when `[mqtt] url` is empty.
     pub mqtt: Option<Mqtt>,
     pub recording: Recording,
+    /// The central archive; `None` when `[archive] endpoint` is empty.
+    pub archive: Option<Archive>,
+}
+
+/// An S3-compatible object store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archive {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub path_style: bool,
+    /// While live, at most this share of the uplink's measured bandwidth.
+    pub live_share: f64,
+    /// While live, at most this rate (kbit/s; 0: no cap).
+    pub live_max_kbps: u64,
+    /// Otherwise at most this rate (kbit/s; 0: no cap).
+    pub idle_max_kbps: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -405,8 +425,10 @@ impl Config {
         let led = validate_led(raw.led)?;
         let mqtt = validate_mqtt(path, raw.mqtt)?;
         let recording = validate_recording(raw.recording)?;
+        let archive = validate_archive(raw.archive)?;
         Ok(Config {
             recording,
+            archive,
             path: path.to_owned(),
             site,
             daemon,
@@ -712,6 +734,68 @@ fn validate_audio(raw: raw::RawAudio) -> Result<Audio, Problem> {
         bitrate_kbps: raw.bitrate_kbps,
         echo_cancel: raw.echo_cancel,
     })
+}
+
+fn validate_archive(raw: raw::RawArchive) -> Result<Option<Archive>, Problem> {
+    if raw.endpoint.is_empty() {
+        return Ok(None);
+    }
+    if !(raw.endpoint.starts_with("http://") || raw.endpoint.starts_with("https://")) {
+        return Err(problem(
+            "archive",
+            "endpoint",
+            format!("'{}' is not an http(s) URL; expected e.g. \"https://s3.example.vn\"", raw.endpoint),
+        ));
+    }
+    if raw.bucket.is_empty() {
+        return Err(problem("archive", "bucket", "missing; expected the bucket name"));
+    }
+    if !(0.0..=1.0).contains(&raw.live_share) {
+        return Err(problem(
+            "archive",
+            "live_share",
+            format!("{} is out of range; expected 0.0 to 1.0", raw.live_share),
+        ));
+    }
+    let (mut key, mut secret) = (raw.access_key_id, raw.secret_access_key);
+    if !raw.credentials_file.is_empty() {
+        let text = std::fs::read_to_string(&raw.credentials_file).map_err(|e| {
+            problem(
+                "archive",
+                "credentials_file",
+                format!("cannot read '{}': {e}", raw.credentials_file),
+            )
+        })?;
+        // The AWS credentials format: key = value lines, sections ignored.
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                match k.trim() {
+                    "aws_access_key_id" | "access_key_id" => key = v.trim().to_owned(),
+                    "aws_secret_access_key" | "secret_access_key" => secret = v.trim().to_owned(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if key.is_empty() || secret.is_empty() {
+        return Err(problem(
+            "archive",
+            "access_key_id",
+            "the archive needs credentials: access_key_id and secret_access_key, or a credentials_file",
+        ));
+    }
+    Ok(Some(Archive {
+        endpoint: raw.endpoint,
+        region: raw.region,
+        bucket: raw.bucket,
+        prefix: raw.prefix,
+        access_key_id: key,
+        secret_access_key: secret,
+        path_style: raw.path_style,
+        live_share: raw.live_share,
+        live_max_kbps: raw.live_max_kbps,
+        idle_max_kbps: raw.idle_max_kbps,
+    }))
 }
 
 fn validate_recording(raw: raw::RawRecording) -> Result<Recording, Problem> {

@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub recording: RawRecording,
     #[serde(default)]
+    pub archive: RawArchive,
+    #[serde(default)]
     pub button: RawButton,
     #[serde(default)]
     pub led: RawLed,
@@ -334,6 +336,40 @@ impl Default for RawRecording {
             flush_interval_ms: 500,
             quota_bytes: 0,
             quota_percent: 80,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawArchive {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub credentials_file: String,
+    pub path_style: bool,
+    pub live_share: f64,
+    pub live_max_kbps: u64,
+    pub idle_max_kbps: u64,
+}
+
+impl Default for RawArchive {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            prefix: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            credentials_file: String::new(),
+            path_style: true,
+            live_share: 0.3,
+            live_max_kbps: 1000,
+            idle_max_kbps: 0,
         }
     }
 }

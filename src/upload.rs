@@ -1,0 +1,320 @@
+//! Upload to the central archive: an S3-compatible object store.
+//!
+//! One object per segment, then the signed manifest, under
+//! `PREFIX/SITE/YYYY/MM/DD/SESSION/`. Each PUT carries `Content-MD5`, so the
+//! store refuses a damaged body, and the returned ETag is checked against
+//! the same digest; only then is the segment marked confirmed. A segment is
+//! never marked confirmed on anything less, and re-sending an unconfirmed
+//! segment (after a crash between the store's ack and our mark) writes the
+//! identical bytes again, so nothing can change.
+//!
+//! The live stream has priority: while a session is live the upload uses at
+//! most a share of the uplink's measured bandwidth (and a configured cap);
+//! otherwise up to the idle cap. Failures back off up to a minute and the
+//! queue drains by itself when the store is back.
+//!
+//! The actor is a tokio task; the blocking HTTP and store reads run on the
+//! blocking pool.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Datelike, Utc};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::config::Archive;
+use crate::events::{EventKind, Outbox};
+use crate::media::MediaHandle;
+use crate::recorder::store::{object_name, RecSession, RecStore};
+use crate::session::Phase;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UploadStats {
+    pub configured: bool,
+    pub backlog_segments: u64,
+    pub backlog_bytes: u64,
+    /// Age of the oldest segment the archive has not confirmed, seconds.
+    pub oldest_unconfirmed_age_s: u64,
+    pub uploaded_segments: u64,
+    pub uploaded_bytes: u64,
+    pub last_error: Option<String>,
+    /// The rate limit in force, kbit/s (0: none).
+    pub rate_limit_kbps: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("archive endpoint {0} is not a usable URL")]
+    Endpoint(String),
+    #[error("PUT {key}: {message}")]
+    Put { key: String, message: String },
+    #[error("recording store: {0}")]
+    Store(#[from] crate::recorder::store::RecError),
+}
+
+/// The folder of a session in the archive.
+pub fn session_prefix(a: &Archive, site: &str, s: &RecSession) -> String {
+    let d = s.started_at;
+    let mut p = String::new();
+    if !a.prefix.is_empty() {
+        p.push_str(a.prefix.trim_matches('/'));
+        p.push('/');
+    }
+    p.push_str(&format!("{site}/{:04}/{:02}/{:02}/{}/", d.year(), d.month(), d.day(), s.id));
+    p
+}
+
+/// The archive client: signs and sends one PUT.
+pub struct Client {
+    bucket: rusty_s3::Bucket,
+    creds: rusty_s3::Credentials,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(a: &Archive) -> Result<Self, UploadError> {
+        let url: url::Url = a.endpoint.parse().map_err(|_| UploadError::Endpoint(a.endpoint.clone()))?;
+        let style = if a.path_style {
+            rusty_s3::UrlStyle::Path
+        } else {
+            rusty_s3::UrlStyle::VirtualHost
+        };
+        let bucket = rusty_s3::Bucket::new(url, style, a.bucket.clone(), a.region.clone())
+            .map_err(|_| UploadError::Endpoint(a.endpoint.clone()))?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build();
+        Ok(Self {
+            bucket,
+            creds: rusty_s3::Credentials::new(a.access_key_id.clone(), a.secret_access_key.clone()),
+            agent,
+        })
+    }
+
+    /// PUT `body` at `key`; Ok only when the store confirmed these exact bytes.
+    pub fn put(&self, key: &str, body: &[u8], content_type: &str) -> Result<(), UploadError> {
+        use rusty_s3::S3Action;
+        let md5 = Md5::digest(body);
+        let md5_b64 = base64::engine::general_purpose::STANDARD.encode(md5);
+        let mut action = self.bucket.put_object(Some(&self.creds), key);
+        action.headers_mut().insert("content-md5", md5_b64.clone());
+        let url = action.sign(Duration::from_secs(900));
+        let err = |message: String| UploadError::Put {
+            key: key.to_owned(),
+            message,
+        };
+        let resp = match self
+            .agent
+            .put(url.as_str())
+            .set("Content-MD5", &md5_b64)
+            .set("Content-Type", content_type)
+            .send_bytes(body)
+        {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let body = r.into_string().unwrap_or_default();
+                return Err(err(format!("the store answered {code}: {}", body.chars().take(300).collect::<String>())));
+            }
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let etag = resp.header("etag").unwrap_or("").trim_matches('"').to_ascii_lowercase();
+        if etag != hex::encode(md5) {
+            return Err(err(format!(
+                "the store's ETag {etag:?} does not match the MD5 we sent; not marking it confirmed"
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub struct Deps {
+    pub archive: Archive,
+    pub site: String,
+    pub store: RecStore,
+    pub key: ed25519_dalek::SigningKey,
+    pub outbox: Outbox,
+    pub media: MediaHandle,
+    pub phase: watch::Receiver<Phase>,
+    pub stats: watch::Sender<UploadStats>,
+}
+
+/// Token-bucket-free pacing: after sending `bytes`, wait so the average
+/// stays at `kbps`.
+fn pace(bytes: usize, kbps: u64, took: Duration) -> Duration {
+    if kbps == 0 {
+        return Duration::ZERO;
+    }
+    let should = Duration::from_secs_f64(bytes as f64 * 8.0 / 1000.0 / kbps as f64);
+    should.saturating_sub(took)
+}
+
+pub fn spawn(d: Deps) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(d))
+}
+
+async fn run(d: Deps) {
+    let client = match Client::new(&d.archive) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => {
+            tracing::error!("archive upload disabled: {e}");
+            return;
+        }
+    };
+    let mut stats = UploadStats {
+        configured: true,
+        ..Default::default()
+    };
+    let mut backoff = Duration::from_secs(1);
+    let mut last_backlog = std::time::Instant::now() - Duration::from_secs(60);
+    loop {
+        if last_backlog.elapsed() >= Duration::from_secs(2) {
+            last_backlog = std::time::Instant::now();
+            let store = d.store.clone();
+            if let Ok(Ok((n, bytes, oldest))) = tokio::task::spawn_blocking(move || store.backlog()).await {
+                stats.backlog_segments = n;
+                stats.backlog_bytes = bytes;
+                stats.oldest_unconfirmed_age_s = oldest.map_or(0, |o: DateTime<Utc>| (Utc::now() - o).num_seconds().max(0) as u64);
+            }
+            d.stats.send_replace(stats.clone());
+        }
+        let live = *d.phase.borrow() == Phase::Live;
+        let limit = if live {
+            let bw = d.media.stats().uplink.bandwidth_mbps * 1000.0;
+            let share = if bw > 0.0 { (bw * d.archive.live_share) as u64 } else { u64::MAX };
+            let cap = if d.archive.live_max_kbps > 0 { d.archive.live_max_kbps } else { u64::MAX };
+            share.min(cap)
+        } else {
+            d.archive.idle_max_kbps
+        };
+        stats.rate_limit_kbps = if limit == u64::MAX { 0 } else { limit };
+        match step(&d, &client, limit, &mut stats).await {
+            Ok(true) => {
+                backoff = Duration::from_secs(1);
+                if stats.last_error.take().is_some() {
+                    tracing::info!("archive reachable again; upload resumes");
+                }
+            }
+            Ok(false) => {
+                // Nothing to do: look again soon (new segments close every few seconds).
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                if stats.last_error.as_deref() != Some(&e.to_string()) {
+                    tracing::warn!("archive upload failed: {e}; retrying in {backoff:?}");
+                }
+                stats.last_error = Some(e.to_string());
+                d.stats.send_replace(stats.clone());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// Upload one thing (a segment, or a manifest when all segments are in).
+/// Ok(false) when there was nothing to upload.
+async fn step(d: &Deps, client: &std::sync::Arc<Client>, limit_kbps: u64, stats: &mut UploadStats) -> Result<bool, UploadError> {
+    let store = d.store.clone();
+    let next = tokio::task::spawn_blocking(move || store.next_unconfirmed())
+        .await
+        .map_err(|e| UploadError::Put { key: String::new(), message: e.to_string() })??;
+    if let Some((session, seg)) = next {
+        let key = format!("{}{}", session_prefix(&d.archive, &d.site, &session), object_name(seg.seq));
+        let (store, client2, key2, id) = (d.store.clone(), client.clone(), key.clone(), session.id.clone());
+        let t0 = std::time::Instant::now();
+        let sent = tokio::task::spawn_blocking(move || -> Result<usize, UploadError> {
+            let body = store.segment_bytes(&id, seg.seq)?;
+            client2.put(&key2, &body, "video/mp2t")?;
+            // Confirmed by the store: only now is it marked, durably.
+            store.update_segment(&id, seg.seq, |m| m.confirmed_at = Some(Utc::now()))?;
+            store.flush()?;
+            Ok(body.len())
+        })
+        .await
+        .map_err(|e| UploadError::Put { key: key.clone(), message: e.to_string() })??;
+        stats.uploaded_segments += 1;
+        stats.uploaded_bytes += sent as u64;
+        tracing::debug!(key, bytes = sent, "segment archived");
+        let wait = pace(sent, limit_kbps, t0.elapsed());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        return Ok(true);
+    }
+    let store = d.store.clone();
+    let due = tokio::task::spawn_blocking(move || store.manifests_due())
+        .await
+        .map_err(|e| UploadError::Put { key: String::new(), message: e.to_string() })??;
+    let Some(session) = due.into_iter().next() else {
+        return Ok(false);
+    };
+    let key = format!("{}manifest.json", session_prefix(&d.archive, &d.site, &session));
+    let (store, client2, key2, sk) = (d.store.clone(), client.clone(), key.clone(), d.key.clone());
+    let id = session.id.clone();
+    let m = tokio::task::spawn_blocking(move || -> Result<crate::recorder::store::Manifest, UploadError> {
+        let m = store.manifest(&id, &sk)?;
+        let body = serde_json::to_vec_pretty(&m).expect("manifests serialise");
+        client2.put(&key2, &body, "application/json")?;
+        store.update_session(&id, |s| s.manifest_confirmed_at = Some(Utc::now()))?;
+        store.flush()?;
+        Ok(m)
+    })
+    .await
+    .map_err(|e| UploadError::Put { key: key.clone(), message: e.to_string() })??;
+    tracing::info!(session = %session.id, segments = m.segments.len(), "recording archived with its manifest");
+    d.outbox.emit(EventKind::UploadCompleted {
+        session: session.id.clone(),
+        segments: m.segments.len() as u64,
+        bytes: m.segments.iter().map(|s| s.bytes).sum(),
+    });
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_layout_is_prefix_site_date_session() {
+        let a = Archive {
+            endpoint: "http://127.0.0.1:3900".into(),
+            region: "garage".into(),
+            bucket: "b".into(),
+            prefix: "/recordings/".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            path_style: true,
+            live_share: 0.3,
+            live_max_kbps: 0,
+            idle_max_kbps: 0,
+        };
+        let s = RecSession {
+            id: "20260102T030405Z-abcd".into(),
+            site: "xa".into(),
+            started_at: "2026-01-02T03:04:05Z".parse().unwrap(),
+            ended_at: None,
+            time_synced: true,
+            started_by: "cli".into(),
+            stopped_by: None,
+            metadata: Default::default(),
+            outcome: String::new(),
+            segments: 0,
+            bytes: 0,
+            chain_head: String::new(),
+            closed: false,
+            gaps: vec![],
+            manifest_confirmed_at: None,
+        };
+        assert_eq!(session_prefix(&a, "xa", &s), "recordings/xa/2026/01/02/20260102T030405Z-abcd/");
+    }
+
+    #[test]
+    fn pacing_keeps_the_average_rate() {
+        assert_eq!(pace(125_000, 1000, Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(pace(125_000, 1000, Duration::from_secs(2)), Duration::ZERO);
+        assert_eq!(pace(125_000, 0, Duration::ZERO), Duration::ZERO);
+    }
+}
