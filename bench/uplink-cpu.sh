@@ -17,7 +17,7 @@ port=${PORT:-7311}
 work=$(mktemp -d)
 srt-live-transmit -a:yes -q "srt://:$port?mode=listener" "udp://127.0.0.1:$((port+1))" >/dev/null 2>&1 &
 listener=$!
-trap 'kill $listener 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $listener 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 sleep 1
 
 cat >"$work/bench.toml" <<TOML
