@@ -69,7 +69,8 @@ daemon() {
   "$bin" start --config "$work/bench.toml" >/dev/null
   sleep 10
   "$bin" stop --config "$work/bench.toml" >/dev/null
-  pkill -TERM -f "$bin run --config $work/bench.toml" || true
+  # Signal the daemon itself, not the time(1) wrapper around it.
+  pkill -TERM -f "^$bin run --config $work/bench.toml" || true
   wait "$pid" || true
 }
 

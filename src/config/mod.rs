@@ -843,12 +843,13 @@ fn validate_display(raw: raw::RawDisplay) -> Result<Display, Problem> {
         },
         "window" => DisplaySink::Window,
         "fake" => DisplaySink::Fake,
+        "none" => DisplaySink::None,
         other => {
             return Err(problem(
                 "display",
                 "sink",
                 format!(
-                    "'{other}' is not a display sink; expected \"kms\", \"window\" or \"fake\""
+                    "'{other}' is not a display sink; expected \"kms\", \"window\", \"fake\" or \"none\""
                 ),
             ))
         }

@@ -699,7 +699,7 @@ impl Actor {
             Command::UploadRetry { .. } => reply_now(
                 self,
                 ReplyStatus::Rejected,
-                Some("archive upload is not part of this software version".into()),
+                Some("the upload retries by itself with backoff (at most a minute); nothing to do".into()),
                 None,
             ),
             Command::ConfigSet { toml } => {

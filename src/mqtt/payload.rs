@@ -119,8 +119,9 @@ impl StateMsg {
                     && !s.degraded.contains(&Degradation::RecordingHalted),
             },
             upload: UploadState {
-                backlog_segments: 0,
-                oldest_unconfirmed_s: 0,
+                backlog_segments: s.upload.backlog_segments,
+                // Whole minutes, so the retained state does not change every second.
+                oldest_unconfirmed_s: s.upload.oldest_unconfirmed_age_s / 60 * 60,
             },
             last_session: s.last_session.as_ref().map(|r| LastSession {
                 id: r.id.clone(),
