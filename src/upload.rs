@@ -62,7 +62,13 @@ pub fn session_prefix(a: &Archive, site: &str, s: &RecSession) -> String {
         p.push_str(a.prefix.trim_matches('/'));
         p.push('/');
     }
-    p.push_str(&format!("{site}/{:04}/{:02}/{:02}/{}/", d.year(), d.month(), d.day(), s.id));
+    p.push_str(&format!(
+        "{site}/{:04}/{:02}/{:02}/{}/",
+        d.year(),
+        d.month(),
+        d.day(),
+        s.id
+    ));
     p
 }
 
@@ -75,7 +81,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(a: &Archive) -> Result<Self, UploadError> {
-        let url: url::Url = a.endpoint.parse().map_err(|_| UploadError::Endpoint(a.endpoint.clone()))?;
+        let url: url::Url = a
+            .endpoint
+            .parse()
+            .map_err(|_| UploadError::Endpoint(a.endpoint.clone()))?;
         let style = if a.path_style {
             rusty_s3::UrlStyle::Path
         } else {
@@ -116,11 +125,18 @@ impl Client {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
                 let body = r.into_string().unwrap_or_default();
-                return Err(err(format!("the store answered {code}: {}", body.chars().take(300).collect::<String>())));
+                return Err(err(format!(
+                    "the store answered {code}: {}",
+                    body.chars().take(300).collect::<String>()
+                )));
             }
             Err(e) => return Err(err(e.to_string())),
         };
-        let etag = resp.header("etag").unwrap_or("").trim_matches('"').to_ascii_lowercase();
+        let etag = resp
+            .header("etag")
+            .unwrap_or("")
+            .trim_matches('"')
+            .to_ascii_lowercase();
         if etag != hex::encode(md5) {
             return Err(err(format!(
                 "the store's ETag {etag:?} does not match the MD5 we sent; not marking it confirmed"
@@ -173,18 +189,30 @@ async fn run(d: Deps) {
         if last_backlog.elapsed() >= Duration::from_secs(2) {
             last_backlog = std::time::Instant::now();
             let store = d.store.clone();
-            if let Ok(Ok((n, bytes, oldest))) = tokio::task::spawn_blocking(move || store.backlog()).await {
+            if let Ok(Ok((n, bytes, oldest))) =
+                tokio::task::spawn_blocking(move || store.backlog()).await
+            {
                 stats.backlog_segments = n;
                 stats.backlog_bytes = bytes;
-                stats.oldest_unconfirmed_age_s = oldest.map_or(0, |o: DateTime<Utc>| (Utc::now() - o).num_seconds().max(0) as u64);
+                stats.oldest_unconfirmed_age_s = oldest.map_or(0, |o: DateTime<Utc>| {
+                    (Utc::now() - o).num_seconds().max(0) as u64
+                });
             }
             d.stats.send_replace(stats.clone());
         }
         let live = *d.phase.borrow() == Phase::Live;
         let limit = if live {
             let bw = d.media.stats().uplink.bandwidth_mbps * 1000.0;
-            let share = if bw > 0.0 { (bw * d.archive.live_share) as u64 } else { u64::MAX };
-            let cap = if d.archive.live_max_kbps > 0 { d.archive.live_max_kbps } else { u64::MAX };
+            let share = if bw > 0.0 {
+                (bw * d.archive.live_share) as u64
+            } else {
+                u64::MAX
+            };
+            let cap = if d.archive.live_max_kbps > 0 {
+                d.archive.live_max_kbps
+            } else {
+                u64::MAX
+            };
             share.min(cap)
         } else {
             d.archive.idle_max_kbps
@@ -216,14 +244,31 @@ async fn run(d: Deps) {
 
 /// Upload one thing (a segment, or a manifest when all segments are in).
 /// Ok(false) when there was nothing to upload.
-async fn step(d: &Deps, client: &std::sync::Arc<Client>, limit_kbps: u64, stats: &mut UploadStats) -> Result<bool, UploadError> {
+async fn step(
+    d: &Deps,
+    client: &std::sync::Arc<Client>,
+    limit_kbps: u64,
+    stats: &mut UploadStats,
+) -> Result<bool, UploadError> {
     let store = d.store.clone();
     let next = tokio::task::spawn_blocking(move || store.next_unconfirmed())
         .await
-        .map_err(|e| UploadError::Put { key: String::new(), message: e.to_string() })??;
+        .map_err(|e| UploadError::Put {
+            key: String::new(),
+            message: e.to_string(),
+        })??;
     if let Some((session, seg)) = next {
-        let key = format!("{}{}", session_prefix(&d.archive, &d.site, &session), object_name(seg.seq));
-        let (store, client2, key2, id) = (d.store.clone(), client.clone(), key.clone(), session.id.clone());
+        let key = format!(
+            "{}{}",
+            session_prefix(&d.archive, &d.site, &session),
+            object_name(seg.seq)
+        );
+        let (store, client2, key2, id) = (
+            d.store.clone(),
+            client.clone(),
+            key.clone(),
+            session.id.clone(),
+        );
         let t0 = std::time::Instant::now();
         let sent = tokio::task::spawn_blocking(move || -> Result<usize, UploadError> {
             let body = store.segment_bytes(&id, seg.seq)?;
@@ -234,7 +279,10 @@ async fn step(d: &Deps, client: &std::sync::Arc<Client>, limit_kbps: u64, stats:
             Ok(body.len())
         })
         .await
-        .map_err(|e| UploadError::Put { key: key.clone(), message: e.to_string() })??;
+        .map_err(|e| UploadError::Put {
+            key: key.clone(),
+            message: e.to_string(),
+        })??;
         stats.uploaded_segments += 1;
         stats.uploaded_bytes += sent as u64;
         tracing::debug!(key, bytes = sent, "segment archived");
@@ -247,23 +295,34 @@ async fn step(d: &Deps, client: &std::sync::Arc<Client>, limit_kbps: u64, stats:
     let store = d.store.clone();
     let due = tokio::task::spawn_blocking(move || store.manifests_due())
         .await
-        .map_err(|e| UploadError::Put { key: String::new(), message: e.to_string() })??;
+        .map_err(|e| UploadError::Put {
+            key: String::new(),
+            message: e.to_string(),
+        })??;
     let Some(session) = due.into_iter().next() else {
         return Ok(false);
     };
-    let key = format!("{}manifest.json", session_prefix(&d.archive, &d.site, &session));
+    let key = format!(
+        "{}manifest.json",
+        session_prefix(&d.archive, &d.site, &session)
+    );
     let (store, client2, key2, sk) = (d.store.clone(), client.clone(), key.clone(), d.key.clone());
     let id = session.id.clone();
-    let m = tokio::task::spawn_blocking(move || -> Result<crate::recorder::store::Manifest, UploadError> {
-        let m = store.manifest(&id, &sk)?;
-        let body = serde_json::to_vec_pretty(&m).expect("manifests serialise");
-        client2.put(&key2, &body, "application/json")?;
-        store.update_session(&id, |s| s.manifest_confirmed_at = Some(Utc::now()))?;
-        store.flush()?;
-        Ok(m)
-    })
+    let m = tokio::task::spawn_blocking(
+        move || -> Result<crate::recorder::store::Manifest, UploadError> {
+            let m = store.manifest(&id, &sk)?;
+            let body = serde_json::to_vec_pretty(&m).expect("manifests serialise");
+            client2.put(&key2, &body, "application/json")?;
+            store.update_session(&id, |s| s.manifest_confirmed_at = Some(Utc::now()))?;
+            store.flush()?;
+            Ok(m)
+        },
+    )
     .await
-    .map_err(|e| UploadError::Put { key: key.clone(), message: e.to_string() })??;
+    .map_err(|e| UploadError::Put {
+        key: key.clone(),
+        message: e.to_string(),
+    })??;
     tracing::info!(session = %session.id, segments = m.segments.len(), "recording archived with its manifest");
     d.outbox.emit(EventKind::UploadCompleted {
         session: session.id.clone(),
@@ -308,7 +367,10 @@ mod tests {
             gaps: vec![],
             manifest_confirmed_at: None,
         };
-        assert_eq!(session_prefix(&a, "xa", &s), "recordings/xa/2026/01/02/20260102T030405Z-abcd/");
+        assert_eq!(
+            session_prefix(&a, "xa", &s),
+            "recordings/xa/2026/01/02/20260102T030405Z-abcd/"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub enum RecordingsCommand {
 /// Where recordings are read from.
 enum Backend {
     Daemon(PathBuf),
-    Local(RecStore, ed25519_dalek::SigningKey),
+    Local(Box<(RecStore, ed25519_dalek::SigningKey)>),
 }
 
 fn backend(socket: &Path, config: Option<&Config>) -> anyhow::Result<Backend> {
@@ -72,7 +72,7 @@ fn backend(socket: &Path, config: Option<&Config>) -> anyhow::Result<Backend> {
     };
     let st = crate::store::Store::open(&config.daemon.state_dir)?;
     let key = crate::recorder::keys::load_or_create(&config.daemon.state_dir)?;
-    Ok(Backend::Local(RecStore::open(st.db())?, key))
+    Ok(Backend::Local(Box::new((RecStore::open(st.db())?, key))))
 }
 
 fn call(socket: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
@@ -91,7 +91,7 @@ impl Backend {
                 s,
                 &Request::RecordingsList {},
             )?)?),
-            Backend::Local(st, _) => Ok(st.sessions()?),
+            Backend::Local(local) => Ok(local.0.sessions()?),
         }
     }
 
@@ -104,7 +104,7 @@ impl Backend {
                     serde_json::from_value(v["segments"].clone())?,
                 ))
             }
-            Backend::Local(st, _) => Ok((st.session(id)?, st.segments(id)?)),
+            Backend::Local(local) => Ok((local.0.session(id)?, local.0.segments(id)?)),
         }
     }
 
@@ -114,7 +114,7 @@ impl Backend {
                 s,
                 &Request::RecordingsVerify { id: id.into() },
             )?)?),
-            Backend::Local(st, k) => Ok(st.verify(id, k)?),
+            Backend::Local(local) => Ok(local.0.verify(id, &local.1)?),
         }
     }
 
@@ -124,7 +124,7 @@ impl Backend {
                 s,
                 &Request::RecordingsManifest { id: id.into() },
             )?)?),
-            Backend::Local(st, k) => Ok(st.manifest(id, k)?),
+            Backend::Local(local) => Ok(local.0.manifest(id, &local.1)?),
         }
     }
 
@@ -140,15 +140,15 @@ impl Backend {
                 )?;
                 Ok(v["freed_bytes"].as_u64().unwrap_or(0))
             }
-            Backend::Local(st, _) => Ok(st.delete(id, force)?),
+            Backend::Local(local) => Ok(local.0.delete(id, force)?),
         }
     }
 
     fn export(&self, id: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
         match self {
-            Backend::Local(st, _) => {
+            Backend::Local(local) => {
                 let mut w = out;
-                Ok(st.export(id, &mut w)?)
+                Ok(local.0.export(id, &mut w)?)
             }
             Backend::Daemon(socket) => {
                 let mut stream = UnixStream::connect(socket)

@@ -744,11 +744,18 @@ fn validate_archive(raw: raw::RawArchive) -> Result<Option<Archive>, Problem> {
         return Err(problem(
             "archive",
             "endpoint",
-            format!("'{}' is not an http(s) URL; expected e.g. \"https://s3.example.vn\"", raw.endpoint),
+            format!(
+                "'{}' is not an http(s) URL; expected e.g. \"https://s3.example.vn\"",
+                raw.endpoint
+            ),
         ));
     }
     if raw.bucket.is_empty() {
-        return Err(problem("archive", "bucket", "missing; expected the bucket name"));
+        return Err(problem(
+            "archive",
+            "bucket",
+            "missing; expected the bucket name",
+        ));
     }
     if !(0.0..=1.0).contains(&raw.live_share) {
         return Err(problem(

@@ -699,7 +699,10 @@ impl Actor {
             Command::UploadRetry { .. } => reply_now(
                 self,
                 ReplyStatus::Rejected,
-                Some("the upload retries by itself with backoff (at most a minute); nothing to do".into()),
+                Some(
+                    "the upload retries by itself with backoff (at most a minute); nothing to do"
+                        .into(),
+                ),
                 None,
             ),
             Command::ConfigSet { toml } => {

@@ -347,3 +347,226 @@ pub fn decode_errors(file: &Path) -> Vec<String> {
         .filter(|l| !l.trim().is_empty())
         .collect()
 }
+
+/// Garage, the S3-compatible object store (installed from crates.io by
+/// tests/quickstart.sh), as the central archive: a real server process.
+pub struct Garage {
+    pub dir: tempfile::TempDir,
+    pub s3_port: u16,
+    pub key_id: String,
+    pub secret: String,
+    pub bucket: String,
+    child: Option<Child>,
+}
+
+/// The garage binary: $DIEMCAU_GARAGE, or `garage` on the PATH.
+pub fn garage_bin() -> Option<String> {
+    if let Ok(p) = std::env::var("DIEMCAU_GARAGE") {
+        return Some(p);
+    }
+    have("garage").then(|| "garage".to_owned())
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Garage {
+    /// Prepare (config, ports, credentials) without starting the server.
+    pub fn new() -> Garage {
+        let dir = tempfile::tempdir().unwrap();
+        let s3_port = free_tcp_port();
+        let rpc_port = free_tcp_port();
+        let admin_port = free_tcp_port();
+        let config = format!(
+            r#"metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc_port}"
+rpc_public_addr = "127.0.0.1:{rpc_port}"
+rpc_secret = "c3ea8cb80333d04e208d136698b1a01ae370d463f0d435ab2177510b3478bf44"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3_port}"
+root_domain = ".s3.garage"
+[admin]
+api_bind_addr = "127.0.0.1:{admin_port}"
+admin_token = "0123456789abcdef0123456789abcdef"
+"#,
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("garage.toml"), config).unwrap();
+        Garage {
+            dir,
+            s3_port,
+            key_id: "GK0123456789abcdef01234567".into(),
+            secret: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
+            bucket: "recordings".into(),
+            child: None,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(garage_bin().expect("garage is installed"));
+        c.arg("-c").arg(self.dir.path().join("garage.toml"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("garage cli");
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start the server; the first time, also lay out the node and create
+    /// the bucket and key.
+    pub fn start(&mut self) {
+        let first = !self.dir.path().join("meta").exists();
+        let log = std::fs::File::create(self.dir.path().join("garage.log")).unwrap();
+        self.child = Some(
+            self.cmd()
+                .arg("server")
+                .env("RUST_LOG", "warn")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start garage"),
+        );
+        let t0 = Instant::now();
+        while !self
+            .cmd()
+            .arg("status")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "garage did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if first {
+            let id = self.run(&["node", "id", "-q"]);
+            let id = id.trim().split('@').next().unwrap().to_owned();
+            self.run(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+            self.run(&["layout", "apply", "--version", "1"]);
+            self.run(&[
+                "key",
+                "import",
+                "--yes",
+                "-n",
+                "diemcau",
+                &self.key_id.clone(),
+                &self.secret.clone(),
+            ]);
+            self.run(&["bucket", "create", &self.bucket.clone()]);
+            self.run(&[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                &self.bucket.clone(),
+                "--key",
+                &self.key_id.clone(),
+            ]);
+        }
+        // The S3 port answers once the layout is in force.
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "garage S3 port closed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The `[archive]` section pointing at this store.
+    pub fn archive_toml(&self) -> String {
+        format!(
+            "\n[archive]\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"garage\"\nbucket = \"{}\"\nprefix = \"archive\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\npath_style = true\nidle_max_kbps = 0\n",
+            self.s3_port, self.bucket, self.key_id, self.secret
+        )
+    }
+
+    fn bucket(&self) -> rusty_s3::Bucket {
+        rusty_s3::Bucket::new(
+            format!("http://127.0.0.1:{}", self.s3_port)
+                .parse()
+                .unwrap(),
+            rusty_s3::UrlStyle::Path,
+            self.bucket.clone(),
+            "garage",
+        )
+        .unwrap()
+    }
+
+    /// Every object key in the bucket, sorted.
+    pub fn list(&self) -> Vec<String> {
+        use rusty_s3::S3Action;
+        let creds = rusty_s3::Credentials::new(self.key_id.clone(), self.secret.clone());
+        let bucket = self.bucket();
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = bucket.list_objects_v2(Some(&creds));
+            if let Some(t) = &token {
+                action.with_continuation_token(t.clone());
+            }
+            let url = action.sign(Duration::from_secs(60));
+            let body = ureq::get(url.as_str())
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap();
+            let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&body).unwrap();
+            keys.extend(parsed.contents.iter().map(|o| o.key.clone()));
+            match parsed.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        use rusty_s3::S3Action;
+        let creds = rusty_s3::Credentials::new(self.key_id.clone(), self.secret.clone());
+        let bucket = self.bucket();
+        let url = bucket
+            .get_object(Some(&creds), key)
+            .sign(Duration::from_secs(60));
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut ureq::get(url.as_str()).call().unwrap().into_reader(),
+            &mut out,
+        )
+        .unwrap();
+        out
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
