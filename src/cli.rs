@@ -66,6 +66,23 @@ pub enum Command {
         #[command(subcommand)]
         command: recordings::RecordingsCommand,
     },
+    /// Camera PTZ presets: the positions the camera can be sent to by name.
+    Camera {
+        #[command(subcommand)]
+        command: CameraCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CameraCommand {
+    /// List the stored presets.
+    Presets,
+    /// Store the camera's current pan/tilt/zoom under NAME.
+    Save { name: String },
+    /// Move the camera to the preset NAME.
+    Recall { name: String },
+    /// Forget the preset NAME.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +101,36 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     match args.command {
+        Command::Camera { command } => {
+            let (socket, _) = locate(&args.socket, &config_path);
+            let req = match &command {
+                CameraCommand::Presets => Request::CameraPresets {},
+                CameraCommand::Save { name } => Request::CameraPresetSave { name: name.clone() },
+                CameraCommand::Recall { name } => {
+                    Request::CameraPresetRecall { name: name.clone() }
+                }
+                CameraCommand::Delete { name } => {
+                    Request::CameraPresetDelete { name: name.clone() }
+                }
+            };
+            let result = call(&socket, &req, Duration::from_secs(10))?;
+            match command {
+                CameraCommand::Presets => {
+                    let list: Vec<(String, crate::camera::Ptz)> = serde_json::from_value(result)?;
+                    if list.is_empty() {
+                        println!("no presets (save one with: diemcau camera save NAME)");
+                    }
+                    for (name, p) in list {
+                        println!(
+                            "{name:<20} pan {:?} tilt {:?} zoom {:?}",
+                            p.pan, p.tilt, p.zoom
+                        );
+                    }
+                }
+                _ => println!("{result}"),
+            }
+            Ok(0)
+        }
         Command::Recordings { command } => {
             let cfg = config::load(&config_path).ok();
             let (socket, _) = locate(&args.socket, &config_path);

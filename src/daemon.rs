@@ -6,7 +6,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
 use crate::{
-    api, button, display, events, led, media, mqtt, recorder, store, supervisor, systemd, upload,
+    api, button, camera, display, events, led, media, mqtt, recorder, store, supervisor, systemd,
+    upload,
 };
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -51,7 +52,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("recording is disabled in the configuration: sessions are not recorded");
         None
     };
-    let media = media::spawn(config.clone(), media_tx, rec)?;
+    let presets = camera::Presets::open(store.db())?;
+    let media = media::spawn(config.clone(), media_tx, rec, Some(presets.clone()))?;
     let (upload_tx, upload_stats) = tokio::sync::watch::channel(upload::UploadStats::default());
     let sup = supervisor::spawn(
         config.clone(),
@@ -112,6 +114,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         api::server::Recordings {
             store: rec_store.clone(),
             key: device_key.clone(),
+            presets,
+            camera: config.video.source.clone(),
         },
     ));
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod button;
+pub mod camera;
 pub mod cli;
 pub mod config;
 pub mod daemon;

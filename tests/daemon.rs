@@ -229,3 +229,20 @@ fn status_is_vietnamese_by_default() {
     let out = d.cli(&["status", "--lang", "en"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("State: Ready"));
 }
+
+#[test]
+fn camera_presets_need_a_v4l2_camera_and_say_so() {
+    let d = Daemon::start(&test_config(""));
+    let out = d.cli(&["camera", "save", "ban-tiep"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a V4L2 device"), "{err}");
+    let out = d.cli(&["camera", "presets"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no presets"));
+    let r = d
+        .request(r#"{"cmd":"camera_preset_recall","name":"bad name"}"#)
+        .unwrap();
+    assert_eq!(r["ok"], false);
+    assert_eq!(d.phase(), "idle");
+}

@@ -12,9 +12,20 @@ packages=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x
   fonts-dejavu-core
-  srt-tools ffmpeg mosquitto mosquitto-clients
+  srt-tools ffmpeg mosquitto mosquitto-clients openssl time
   systemd
 )
+
+# Garage, the S3-compatible object store the archive tests run against. It is
+# on crates.io, not in Debian: built once (about 15 minutes on two cores).
+GARAGE_VERSION=2.5.0
+install_garage() {
+  if command -v garage >/dev/null && garage --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+    return
+  fi
+  echo "== building garage $GARAGE_VERSION from crates.io (once)"
+  cargo install garage --locked --version "$GARAGE_VERSION" --root /usr/local
+}
 
 install() {
   local missing=()
@@ -72,7 +83,7 @@ run_tests() {
 
 case "${1:-}" in
   demo) install; demo ;;
-  test) install; run_tests ;;
+  test) install; install_garage; run_tests ;;
   install) install ;;
   *) echo "usage: $0 demo|test|install" >&2; exit 2 ;;
 esac

@@ -49,6 +49,16 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    CameraPresets {},
+    CameraPresetSave {
+        name: String,
+    },
+    CameraPresetRecall {
+        name: String,
+    },
+    CameraPresetDelete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,6 +21,9 @@ use crate::supervisor::SupervisorHandle;
 pub struct Recordings {
     pub store: RecStore,
     pub key: ed25519_dalek::SigningKey,
+    /// Camera presets and the camera they apply to.
+    pub presets: crate::camera::Presets,
+    pub camera: crate::config::VideoSource,
 }
 
 /// Connections served at once; more wait for a slot.
@@ -236,6 +239,38 @@ async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply
             .await
         }
         Request::RecordingsExport { .. } => Reply::err(ErrorCode::BadRequest, "export is streamed"),
+        Request::CameraPresets {} => match rec.presets.list() {
+            Ok(l) => Reply::ok(l),
+            Err(e) => Reply::err(ErrorCode::Failed, e.to_string()),
+        },
+        Request::CameraPresetDelete { name } => match rec.presets.delete(&name) {
+            Ok(true) => Reply::ok(serde_json::json!({ "deleted": name })),
+            Ok(false) => Reply::err(ErrorCode::Rejected, format!("no preset named '{name}'")),
+            Err(e) => Reply::err(ErrorCode::Failed, e.to_string()),
+        },
+        r @ (Request::CameraPresetSave { .. } | Request::CameraPresetRecall { .. }) => {
+            let (presets, source) = (rec.presets.clone(), rec.camera.clone());
+            let res = tokio::task::spawn_blocking(move || {
+                let mut c = crate::camera::open_controls(&source)?;
+                match r {
+                    Request::CameraPresetSave { name } => presets.save(&name, &mut c),
+                    Request::CameraPresetRecall { name } => presets.recall(&name, &mut c),
+                    _ => unreachable!("matched above"),
+                }
+            })
+            .await;
+            match res {
+                Ok(Ok(p)) => Reply::ok(p),
+                Ok(Err(
+                    e @ (crate::camera::PresetError::Unknown(_)
+                    | crate::camera::PresetError::BadName(_)
+                    | crate::camera::PresetError::NotV4l2
+                    | crate::camera::PresetError::NoPtz),
+                )) => Reply::err(ErrorCode::Rejected, e.to_string()),
+                Ok(Err(e)) => Reply::err(ErrorCode::Failed, e.to_string()),
+                Err(e) => Reply::err(ErrorCode::Failed, e.to_string()),
+            }
+        }
         Request::Status {} => match sup.status().await {
             Ok(s) => Reply::ok(s),
             Err(e) => Reply::err(ErrorCode::Unavailable, e.to_string()),

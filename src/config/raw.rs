@@ -86,6 +86,7 @@ pub struct RawVideo {
     pub keyframe_interval_s: u32,
     pub stall_timeout_s: u32,
     pub synthetic_frames: u32,
+    pub default_preset: String,
 }
 
 impl Default for RawVideo {
@@ -103,6 +104,7 @@ impl Default for RawVideo {
             keyframe_interval_s: 2,
             stall_timeout_s: 3,
             synthetic_frames: 0,
+            default_preset: String::new(),
         }
     }
 }

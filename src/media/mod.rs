@@ -116,6 +116,7 @@ pub fn spawn(
     config: Config,
     events: mpsc::UnboundedSender<MediaEvent>,
     recorder: Option<RecorderHandle>,
+    presets: Option<crate::camera::Presets>,
 ) -> Result<MediaHandle, MediaError> {
     gst::init()?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -126,6 +127,7 @@ pub fn spawn(
         stats: stats_tx,
         seq: 0,
         recorder,
+        presets,
     };
     tokio::spawn(engine.run(rx));
     Ok(MediaHandle { tx, stats })
@@ -219,6 +221,7 @@ struct Engine {
     stats: watch::Sender<MediaStats>,
     seq: u64,
     recorder: Option<RecorderHandle>,
+    presets: Option<crate::camera::Presets>,
 }
 
 /// RMS below this is silence.
@@ -389,6 +392,22 @@ impl Engine {
         );
 
         let forward = forward_bus(&encode, Branch::Encode, 0, bus_tx.clone());
+        // Point the camera at the default preset (off the runtime: ioctls).
+        if let (Some(name), Some(presets)) =
+            (cfg.video.default_preset.clone(), self.presets.clone())
+        {
+            let source = cfg.video.source.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = crate::camera::open_controls(&source)
+                    .and_then(|mut c| presets.recall(&name, &mut c));
+                match r {
+                    Ok(p) => {
+                        tracing::info!(preset = %name, ?p, "camera moved to the default preset")
+                    }
+                    Err(e) => tracing::warn!(preset = %name, "default preset not recalled: {e}"),
+                }
+            });
+        }
         // The recorder learns of the session before the first byte arrives
         // (same channel, so in order).
         if let Some(r) = &self.recorder {
@@ -560,7 +579,30 @@ impl Engine {
                     }
                 }
                 let self_view = self.config.display.sink != crate::config::DisplaySink::None;
-                pipeline::camera(&self.config.video, ch, self_view)
+                // The camera's best mode for the configured size and rate.
+                let caps = match &self.config.video.source {
+                    VideoSource::V4l2(dev) => {
+                        let v = &self.config.video;
+                        match crate::camera::probe_modes(dev) {
+                            Ok(modes) => {
+                                let m = crate::camera::choose_mode(
+                                    &modes,
+                                    v.width,
+                                    v.height,
+                                    v.framerate,
+                                );
+                                tracing::info!(camera = %dev.display(), mode = ?m, "camera mode chosen");
+                                m.and_then(|m| m.gst_caps())
+                            }
+                            Err(e) => {
+                                tracing::warn!("cannot read the camera's modes ({e}); letting GStreamer choose");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                pipeline::camera(&self.config.video, ch, self_view, caps.as_deref())
             }
             _ => pipeline::microphone(&self.config.audio, ch, echo_cancel),
         };

@@ -71,7 +71,8 @@ fn raw_audio_caps(a: &Audio) -> String {
 
 /// The camera pipeline: source to `intervideosink`.
 /// With `self_view`, a small copy goes to the display's corner.
-pub fn camera(v: &Video, ch: &Channels, self_view: bool) -> String {
+/// `v4l_caps` is the chosen camera mode's caps (and decoder), when known.
+pub fn camera(v: &Video, ch: &Channels, self_view: bool, v4l_caps: Option<&str>) -> String {
     let src = match &v.source {
         // `ball` is cheap to draw, and moving, so a frozen picture shows.
         VideoSource::Synthetic(frames) => format!(
@@ -83,8 +84,9 @@ pub fn camera(v: &Video, ch: &Channels, self_view: bool) -> String {
             path.display().to_string().replace('"', "")
         ),
         VideoSource::V4l2(dev) => format!(
-            "v4l2src device=\"{}\" ! decodebin",
-            dev.display().to_string().replace('"', "")
+            "v4l2src device=\"{}\" ! {}",
+            dev.display().to_string().replace('"', ""),
+            v4l_caps.unwrap_or("decodebin")
         ),
     };
     let caps = raw_video_caps(v);
@@ -324,7 +326,7 @@ mod tests {
     fn device_paths_cannot_break_out_of_quotes() {
         let mut c = cfg();
         c.video.source = VideoSource::V4l2("/dev/x\" ! fakesink".into());
-        let d = camera(&c.video, &ch(), true);
+        let d = camera(&c.video, &ch(), true, None);
         assert!(d.contains("device=\"/dev/x ! fakesink\""), "{d}");
     }
 
