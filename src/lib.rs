@@ -6,6 +6,7 @@
 //! serves the local Unix socket the [`cli`] talks to.
 
 pub mod api;
+pub mod audio_devices;
 pub mod button;
 pub mod camera;
 pub mod cli;

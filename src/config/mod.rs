@@ -153,6 +153,8 @@ pub struct Audio {
     pub codec: AudioCodec,
     pub bitrate_kbps: u32,
     pub echo_cancel: bool,
+    /// Microphone capture gain set at session start, percent (None: leave it).
+    pub gain_percent: Option<u8>,
 }
 
 /// An SRT peer the box dials (it never listens).
@@ -729,6 +731,7 @@ fn validate_audio(raw: raw::RawAudio) -> Result<Audio, Problem> {
         ));
     }
     range("audio", "bitrate_kbps", raw.bitrate_kbps, 16, 320)?;
+    range("audio", "gain_percent", raw.gain_percent, -1, 100)?;
     Ok(Audio {
         source,
         rate: raw.rate,
@@ -736,6 +739,7 @@ fn validate_audio(raw: raw::RawAudio) -> Result<Audio, Problem> {
         codec,
         bitrate_kbps: raw.bitrate_kbps,
         echo_cancel: raw.echo_cancel,
+        gain_percent: u8::try_from(raw.gain_percent).ok(),
     })
 }
 

@@ -119,6 +119,7 @@ pub struct RawAudio {
     pub codec: String,
     pub bitrate_kbps: u32,
     pub echo_cancel: bool,
+    pub gain_percent: i32,
 }
 
 impl Default for RawAudio {
@@ -131,6 +132,7 @@ impl Default for RawAudio {
             codec: "opus".into(),
             bitrate_kbps: 64,
             echo_cancel: true,
+            gain_percent: -1,
         }
     }
 }

@@ -392,6 +392,20 @@ impl Engine {
         );
 
         let forward = forward_bus(&encode, Branch::Encode, 0, bus_tx.clone());
+        // The microphone's gain, as configured.
+        if let (crate::config::AudioSource::Alsa(dev), Some(pct)) =
+            (&cfg.audio.source, cfg.audio.gain_percent)
+        {
+            let dev = dev.clone();
+            tokio::task::spawn_blocking(move || {
+                match crate::audio_devices::set_capture_gain(&dev, pct) {
+                    Ok(c) => {
+                        tracing::info!(device = %dev, controls = ?c, "microphone gain set to {pct}%")
+                    }
+                    Err(e) => tracing::warn!(device = %dev, "microphone gain not set: {e}"),
+                }
+            });
+        }
         // Point the camera at the default preset (off the runtime: ioctls).
         if let (Some(name), Some(presets)) =
             (cfg.video.default_preset.clone(), self.presets.clone())
