@@ -690,12 +690,36 @@ impl Actor {
                 ),
                 Err(e) => reply_now(self, ReplyStatus::Failed, Some(e.to_string()), None),
             },
-            Command::CameraPreset { .. } => reply_now(
-                self,
-                ReplyStatus::Rejected,
-                Some("camera presets are not supported by this software version".into()),
-                None,
-            ),
+            Command::CameraPreset { name, save } => {
+                // The camera is the one in the daemon's configuration file.
+                let result = crate::config::load(&self.config_path)
+                    .map_err(|e| crate::camera::PresetError::Camera {
+                        path: self.config_path.display().to_string(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                    .and_then(|cfg| {
+                        let presets = crate::camera::Presets::open(self.store.db())?;
+                        let mut c = crate::camera::open_controls(&cfg.video.source)?;
+                        // A few ioctls: microseconds, but not on an async worker unannounced.
+                        tokio::task::block_in_place(|| {
+                            if save {
+                                presets.save(&name, &mut c)
+                            } else {
+                                presets.recall(&name, &mut c)
+                            }
+                        })
+                    });
+                match result {
+                    Ok(p) => reply_now(self, ReplyStatus::Done, None, Some(json!(p))),
+                    Err(
+                        e @ (crate::camera::PresetError::Unknown(_)
+                        | crate::camera::PresetError::BadName(_)
+                        | crate::camera::PresetError::NotV4l2
+                        | crate::camera::PresetError::NoPtz),
+                    ) => reply_now(self, ReplyStatus::Rejected, Some(e.to_string()), None),
+                    Err(e) => reply_now(self, ReplyStatus::Failed, Some(e.to_string()), None),
+                }
+            }
             Command::UploadRetry { .. } => reply_now(
                 self,
                 ReplyStatus::Rejected,

@@ -84,7 +84,7 @@ pub struct CommandReply {
 pub enum Command {
     SessionStart { metadata: BTreeMap<String, String> },
     SessionStop,
-    CameraPreset { preset: u8 },
+    CameraPreset { name: String, save: bool },
     ConfigGet,
     ConfigSet { toml: String },
     RecordingsList { limit: usize },
@@ -144,7 +144,11 @@ struct StartArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PresetArgs {
-    preset: u8,
+    /// The preset's name.
+    name: String,
+    /// "recall" (default) or "save" (store the current position).
+    #[serde(default)]
+    action: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -276,9 +280,17 @@ fn parse_args(name: &str, v: Value) -> Result<Command, String> {
             }
         }
         "session.stop" => args::<NoArgs>(name, v).map(|_| Command::SessionStop)?,
-        "camera.preset" => Command::CameraPreset {
-            preset: required::<PresetArgs>(name, v)?.preset,
-        },
+        "camera.preset" => {
+            let a = required::<PresetArgs>(name, v)?;
+            let save = match a.action.as_deref() {
+                None | Some("recall") => false,
+                Some("save") => true,
+                Some(other) => return Err(format!(
+                    "bad args for camera.preset: action '{other}'; expected \"recall\" or \"save\""
+                )),
+            };
+            Command::CameraPreset { name: a.name, save }
+        }
         "config.get" => args::<NoArgs>(name, v).map(|_| Command::ConfigGet)?,
         "config.set" => Command::ConfigSet {
             toml: required::<ConfigSetArgs>(name, v)?.toml,
