@@ -133,7 +133,7 @@ impl Broker {
         let conf = format!(
             "listener {port} 127.0.0.1\n\
              cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
-             require_certificate true\nuse_identity_as_username true\nallow_anonymous true\n\
+             require_certificate true\nuse_identity_as_username true\nallow_anonymous true\nset_tcp_nodelay true\n\
              persistence true\npersistence_location {d}/\nautosave_interval 1\n\
              log_dest file {d}/mosquitto.log\nlog_type all\nuser {user}\n",
             d = dir.display(),
@@ -218,6 +218,9 @@ impl Noc {
         o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
         o.set_keep_alive(Duration::from_secs(5));
         o.set_clean_start(!persistent);
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        o.set_network_options(net);
         if persistent {
             o.set_session_expiry_interval(Some(600));
         }

@@ -285,9 +285,11 @@ fn parse_args(name: &str, v: Value) -> Result<Command, String> {
             let save = match a.action.as_deref() {
                 None | Some("recall") => false,
                 Some("save") => true,
-                Some(other) => return Err(format!(
+                Some(other) => {
+                    return Err(format!(
                     "bad args for camera.preset: action '{other}'; expected \"recall\" or \"save\""
-                )),
+                ))
+                }
             };
             Command::CameraPreset { name: a.name, save }
         }
