@@ -66,6 +66,14 @@ pub enum Command {
         #[command(subcommand)]
         command: recordings::RecordingsCommand,
     },
+    /// Check every part of the room and every service; PASS/FAIL/SKIP with hints.
+    Doctor {
+        /// Language: vi (default) or en.
+        #[arg(long)]
+        lang: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Camera PTZ presets: the positions the camera can be sent to by name.
     Camera {
         #[command(subcommand)]
@@ -101,6 +109,20 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     match args.command {
+        Command::Doctor { lang, json } => {
+            let lang = match lang {
+                Some(l) => Language::parse(&l)
+                    .with_context(|| format!("unknown language '{l}'; expected vi or en"))?,
+                None => Language::Vi,
+            };
+            let report = crate::doctor::run(&config_path, lang);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", crate::doctor::render(&report, lang));
+            }
+            Ok(if report.failed == 0 { 0 } else { 1 })
+        }
         Command::Camera { command } => {
             let (socket, _) = locate(&args.socket, &config_path);
             let req = match &command {

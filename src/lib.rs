@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod display;
+pub mod doctor;
 pub mod events;
 pub mod i18n;
 pub mod led;
