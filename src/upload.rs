@@ -167,6 +167,21 @@ fn pace(bytes: usize, kbps: u64, took: Duration) -> Duration {
     should.saturating_sub(took)
 }
 
+/// Longest wait between attempts while the archive is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+async fn refresh_backlog(d: &Deps, stats: &mut UploadStats) {
+    let store = d.store.clone();
+    if let Ok(Ok((n, bytes, oldest))) = tokio::task::spawn_blocking(move || store.backlog()).await {
+        stats.backlog_segments = n;
+        stats.backlog_bytes = bytes;
+        stats.oldest_unconfirmed_age_s = oldest.map_or(0, |o: DateTime<Utc>| {
+            (Utc::now() - o).num_seconds().max(0) as u64
+        });
+    }
+    d.stats.send_replace(stats.clone());
+}
+
 pub fn spawn(d: Deps) -> tokio::task::JoinHandle<()> {
     tokio::spawn(run(d))
 }
@@ -188,17 +203,7 @@ async fn run(d: Deps) {
     loop {
         if last_backlog.elapsed() >= Duration::from_secs(2) {
             last_backlog = std::time::Instant::now();
-            let store = d.store.clone();
-            if let Ok(Ok((n, bytes, oldest))) =
-                tokio::task::spawn_blocking(move || store.backlog()).await
-            {
-                stats.backlog_segments = n;
-                stats.backlog_bytes = bytes;
-                stats.oldest_unconfirmed_age_s = oldest.map_or(0, |o: DateTime<Utc>| {
-                    (Utc::now() - o).num_seconds().max(0) as u64
-                });
-            }
-            d.stats.send_replace(stats.clone());
+            refresh_backlog(&d, &mut stats).await;
         }
         let live = *d.phase.borrow() == Phase::Live;
         let limit = if live {
@@ -224,6 +229,7 @@ async fn run(d: Deps) {
                 if stats.last_error.take().is_some() {
                     tracing::info!("archive reachable again; upload resumes");
                 }
+                d.stats.send_replace(stats.clone());
             }
             Ok(false) => {
                 // Nothing to do: look again soon (new segments close every few seconds).
@@ -234,9 +240,16 @@ async fn run(d: Deps) {
                     tracing::warn!("archive upload failed: {e}; retrying in {backoff:?}");
                 }
                 stats.last_error = Some(e.to_string());
-                d.stats.send_replace(stats.clone());
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
+                // Wait out the backoff, keeping the backlog figures current.
+                let until = tokio::time::Instant::now() + backoff;
+                while tokio::time::Instant::now() < until {
+                    refresh_backlog(&d, &mut stats).await;
+                    tokio::time::sleep_until(
+                        until.min(tokio::time::Instant::now() + Duration::from_secs(2)),
+                    )
+                    .await;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

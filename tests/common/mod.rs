@@ -538,7 +538,8 @@ admin_token = "0123456789abcdef0123456789abcdef"
                 .into_string()
                 .unwrap();
             let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&body).unwrap();
-            keys.extend(parsed.contents.iter().map(|o| o.key.clone()));
+            // ListObjectsV2 asks for URL-encoded keys (encoding-type=url).
+            keys.extend(parsed.contents.iter().map(|o| percent_decode(&o.key)));
             match parsed.next_continuation_token {
                 Some(t) => token = Some(t),
                 None => break,
@@ -563,6 +564,24 @@ admin_token = "0123456789abcdef0123456789abcdef"
         .unwrap();
         out
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Drop for Garage {
