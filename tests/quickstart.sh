@@ -46,16 +46,17 @@ install() {
 
 demo() {
   cargo build --release --locked
-  local bin=target/release/diemcau dir=/tmp/diemcau-demo
+  bin=target/release/diemcau
+  dir=/tmp/diemcau-demo
   rm -rf "$dir"; mkdir -p "$dir"
   # Stand-ins: an SRT listener (srt-tools) as the provincial hub, writing
-  # what it receives; a Mosquitto broker for the NOC (used from the MQTT issue on).
+  # what it receives; a Mosquitto broker as the NOC's.
   srt-live-transmit -q "srt://:8890?mode=listener" "file://con" >"$dir/hub.ts" 2>/dev/null &
-  local hub=$!
+  hub=$!
   mosquitto -p 18830 >/dev/null 2>&1 &
-  local broker=$!
+  broker=$!
   "$bin" run --config config/demo.toml 2>"$dir/daemon.log" &
-  local daemon=$!
+  daemon=$!
   trap 'kill $daemon $hub $broker 2>/dev/null; wait 2>/dev/null' EXIT
   for _ in $(seq 50); do "$bin" status --config config/demo.toml >/dev/null 2>&1 && break; sleep 0.1; done
   "$bin" status --config config/demo.toml
@@ -65,8 +66,14 @@ demo() {
     sleep 2; echo; echo "== status after $((i * 2)) s"
     "$bin" status --config config/demo.toml
   done
+  echo; echo "== what the NOC sees on MQTT (retained status and state)"
+  timeout 2 mosquitto_sub -p 18830 -t 'diemcau/v1/demo-xa-01/status' -t 'diemcau/v1/demo-xa-01/state' -v 2>/dev/null | cut -c1-200 || true
   echo; echo "== diemcau stop"
   "$bin" stop --config config/demo.toml
+  echo; echo "== the recording"
+  "$bin" recordings ls --config config/demo.toml
+  id=$("$bin" recordings ls --json --config config/demo.toml | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | head -1)
+  "$bin" recordings verify "$id" --config config/demo.toml || true
   kill -TERM "$daemon"; wait "$daemon" || true
   echo; echo "== what the hub received ($dir/hub.ts):"
   ffprobe -v error -show_entries stream=codec_name,width,height -of compact "$dir/hub.ts" || true
