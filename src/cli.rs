@@ -74,10 +74,51 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The NOC's view: commands to one box or the whole fleet over MQTT.
+    Fleet {
+        /// The broker: mqtts://HOST:PORT (or mqtt:// for tests).
+        #[arg(long)]
+        broker: String,
+        /// CA certificate (PEM) the broker's certificate chains to.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The NOC's client certificate and key (PEM), for mutual TLS.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Topic prefix of the fleet.
+        #[arg(long, default_value = "diemcau/v1")]
+        prefix: String,
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// Camera PTZ presets: the positions the camera can be sent to by name.
     Camera {
         #[command(subcommand)]
         command: CameraCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Every box's retained status (online, offline, lost).
+    Ls {
+        /// Seconds to collect.
+        #[arg(long, default_value_t = 2)]
+        wait: u64,
+    },
+    /// Send a command to a site id or to `all`; prints each box's replies.
+    Cmd {
+        target: String,
+        /// e.g. session.start, session.stop, diagnostics, camera.preset, rebirth.
+        name: String,
+        /// The command's args as JSON, e.g. '{"metadata":{"case":"HS-1"}}'.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Seconds to wait for replies.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
     },
 }
 
@@ -122,6 +163,80 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 print!("{}", crate::doctor::render(&report, lang));
             }
             Ok(if report.failed == 0 { 0 } else { 1 })
+        }
+        Command::Fleet {
+            broker,
+            ca,
+            cert,
+            key,
+            prefix,
+            command,
+        } => {
+            let noc = crate::mqtt::fleet::Noc {
+                url: broker,
+                ca,
+                cert,
+                key,
+                prefix,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            match command {
+                FleetCommand::Ls { wait } => {
+                    let st = rt.block_on(crate::mqtt::fleet::statuses(
+                        &noc,
+                        Duration::from_secs(wait),
+                    ))?;
+                    println!("{} boxes", st.len());
+                    for (site, v) in st {
+                        println!(
+                            "{site:<28} {:<8} {:<10} {}",
+                            v["status"].as_str().unwrap_or("?"),
+                            v["version"].as_str().unwrap_or(""),
+                            v["at"].as_str().unwrap_or("")
+                        );
+                    }
+                    Ok(0)
+                }
+                FleetCommand::Cmd {
+                    target,
+                    name,
+                    args,
+                    wait,
+                } => {
+                    let args: serde_json::Value = serde_json::from_str(&args)
+                        .with_context(|| format!("--args is not JSON: {args}"))?;
+                    let replies = rt.block_on(crate::mqtt::fleet::command(
+                        &noc,
+                        &target,
+                        &name,
+                        args,
+                        Duration::from_secs(wait),
+                    ))?;
+                    let mut failed = 0;
+                    for (site, rs) in &replies {
+                        for r in rs {
+                            let status = r["status"].as_str().unwrap_or("?");
+                            if !matches!(status, "accepted" | "done") {
+                                failed += 1;
+                            }
+                            let extra = r["error"]
+                                .as_str()
+                                .map(|e| format!(" — {e}"))
+                                .unwrap_or_default();
+                            println!("{site:<28} {status}{extra}");
+                        }
+                    }
+                    println!("{} boxes answered", replies.len());
+                    Ok(if replies.is_empty() || failed > 0 {
+                        1
+                    } else {
+                        0
+                    })
+                }
+            }
         }
         Command::Camera { command } => {
             let (socket, _) = locate(&args.socket, &config_path);

@@ -26,6 +26,7 @@ pub mod asyncapi;
 pub mod backoff;
 pub mod client;
 pub mod command;
+pub mod fleet;
 pub mod health;
 pub mod payload;
 pub mod seen;
