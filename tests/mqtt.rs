@@ -755,3 +755,54 @@ fn bench_command_latency() {
     );
     assert!(p(0.99) < Duration::from_millis(50), "p99 {:?}", p(0.99));
 }
+
+/// The NOC's CLI over mutual TLS: the fleet list shows the box online, and
+/// a fleet-wide command comes back from it.
+#[test]
+fn fleet_cli_lists_and_commands_over_tls() {
+    let _g = serial();
+    let s = setup();
+    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    let fleet = |args: &[&str]| {
+        let out = Command::new(common::BIN)
+            .args([
+                "fleet",
+                "--broker",
+                &format!("mqtts://localhost:{}", s.broker.port),
+            ])
+            .arg("--ca")
+            .arg(s.certs.join("ca.crt"))
+            .arg("--cert")
+            .arg(s.certs.join("noc.crt"))
+            .arg("--key")
+            .arg(s.certs.join("noc.key"))
+            .args(args)
+            .output()
+            .expect("diemcau fleet");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let t0 = Instant::now();
+    loop {
+        let (ok, out) = fleet(&["ls", "--wait", "1"]);
+        if ok && out.contains(SITE) && out.contains("online") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "box never listed online: {out}"
+        );
+    }
+    let (ok, out) = fleet(&["cmd", "all", "diagnostics", "--wait", "3"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("{SITE}")) && out.contains("done"),
+        "{out}"
+    );
+    let (ok, out) = fleet(&["cmd", SITE, "no.such.command", "--wait", "5"]);
+    assert!(!ok);
+    assert!(out.contains("rejected"), "{out}");
+    drop(d);
+}
