@@ -797,10 +797,7 @@ fn fleet_cli_lists_and_commands_over_tls() {
     }
     let (ok, out) = fleet(&["cmd", "all", "diagnostics", "--wait", "3"]);
     assert!(ok, "{out}");
-    assert!(
-        out.contains(&format!("{SITE}")) && out.contains("done"),
-        "{out}"
-    );
+    assert!(out.contains(SITE) && out.contains("done"), "{out}");
     let (ok, out) = fleet(&["cmd", SITE, "no.such.command", "--wait", "5"]);
     assert!(!ok);
     assert!(out.contains("rejected"), "{out}");
