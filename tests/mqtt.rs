@@ -128,6 +128,10 @@ struct Broker {
 }
 
 impl Broker {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     fn new(dir: &Path) -> Broker {
         let port = free_tcp_port();
         let conf = format!(
@@ -802,4 +806,136 @@ fn fleet_cli_lists_and_commands_over_tls() {
     assert!(!ok);
     assert!(out.contains("rejected"), "{out}");
     drop(d);
+}
+
+/// Resident memory of a process, kB.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Benchmark (bench/mqtt_fleet.sh): the control planes of FLEET_N boxes
+/// (default 500) in this process (the daemon's real MQTT, supervisor and
+/// store code; the media engines are idle), against one local Mosquitto with
+/// mutual TLS. One fleet-wide `diagnostics` command: every box must answer.
+#[test]
+#[ignore]
+fn bench_fleet_broadcast() {
+    let _g = serial();
+    let s = setup();
+    let n: usize = std::env::var("FLEET_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-fleet",
+        false,
+        &["diemcau/v1/+/status".to_owned()],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let t_start = Instant::now();
+    let mut keep = Vec::new();
+    rt.block_on(async {
+        diemcau::media::init().unwrap();
+        for i in 0..n {
+            let site = format!("box-{i:04}");
+            let dir = root.path().join(&site);
+            let text = mqtt_config(&s.certs, s.broker.port)
+                .replace("id = \"test-xa-01\"", &format!("id = \"{site}\""))
+                .replace(
+                    "[daemon]\n",
+                    &format!("[daemon]\nstate_dir = \"{}\"\n", dir.display()),
+                )
+                .replace("health_interval_s = 1", "health_interval_s = 60");
+            let config = diemcau::config::Config::parse(Path::new("fleet.toml"), &text).unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+            let store = diemcau::store::Store::open(&dir).unwrap();
+            let outbox = diemcau::events::Outbox::open(store.db(), &site).unwrap();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let media = diemcau::media::spawn(config.clone(), tx, None, None).unwrap();
+            let (_up_tx, up_rx) = tokio::sync::watch::channel(Default::default());
+            let sup = diemcau::supervisor::spawn(
+                config.clone(),
+                store.clone(),
+                outbox.clone(),
+                media,
+                rx,
+                up_rx,
+            )
+            .unwrap();
+            let m = diemcau::mqtt::spawn(diemcau::mqtt::Deps {
+                config,
+                supervisor: sup.handle.clone(),
+                phase: sup.phase.clone(),
+                outbox,
+                store,
+            })
+            .unwrap();
+            keep.push((sup, m, _up_tx));
+        }
+    });
+    // All online (retained status seen by the NOC).
+    let t0 = Instant::now();
+    loop {
+        let online = noc
+            .msgs()
+            .iter()
+            .filter(|m| m.topic.ends_with("/status") && m.payload["status"] == "online")
+            .map(|m| m.topic.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if online >= n {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "only {online} of {n} boxes online"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let up = t_start.elapsed();
+    noc.msgs.lock().unwrap().clear();
+    let t_send = Instant::now();
+    noc.send("all", "diagnostics", cmd("fleet-1", json!({})), "fleet");
+    let mut arrived: std::collections::BTreeMap<String, Duration> = Default::default();
+    while arrived.len() < n && t_send.elapsed() < Duration::from_secs(120) {
+        for m in noc.msgs() {
+            if m.payload["id"] == "fleet-1" && m.payload["status"] == "done" {
+                let site = m.payload["site"].as_str().unwrap_or("?").to_owned();
+                arrived.entry(site).or_insert_with(|| t_send.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut lat: Vec<Duration> = arrived.values().copied().collect();
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!(
+        "fleet of {n}: all online after {up:?}; broadcast diagnostics answered by {} boxes; reply latency p50 {:?} p99 {:?} max {:?}",
+        lat.len(),
+        p(0.5),
+        p(0.99),
+        lat[lat.len() - 1]
+    );
+    println!(
+        "memory: broker RSS {} MB, simulator RSS {} MB ({} kB per box)",
+        rss_kb(s.broker.pid()) / 1024,
+        rss_kb(std::process::id()) / 1024,
+        rss_kb(std::process::id()) / n as u64
+    );
+    assert_eq!(lat.len(), n, "every box answers");
+    drop(keep);
 }

@@ -30,7 +30,7 @@ fn stream_reaches_an_independent_receiver() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hub.ts");
     let mut hub = SrtReceiver::new(port, &out);
-    hub.start();
+    hub.start_once();
     std::thread::sleep(Duration::from_millis(300));
     let d = Daemon::start(&uplink_config(port));
     d.start_session();
@@ -41,8 +41,12 @@ fn stream_reaches_an_independent_receiver() {
     let stop = d.cli(&["stop"]);
     assert!(stop.status.success());
     let elapsed = live.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(500));
-    hub.kill();
+    // The uplink drains and disconnects after the stop; the receiver then
+    // writes out what it holds and exits.
+    assert!(
+        hub.wait_exit(Duration::from_secs(10)),
+        "the receiver did not see the box disconnect"
+    );
 
     let (codecs, duration) = probe(&out);
     assert!(codecs.iter().any(|c| c == "h264"), "{codecs:?}");
@@ -53,6 +57,11 @@ fn stream_reaches_an_independent_receiver() {
         "received {duration} s, live for {elapsed} s"
     );
     let errors = decode_errors(&out);
+    if !errors.is_empty() {
+        let keep = std::env::temp_dir().join("diemcau-uplink-failure.ts");
+        let _ = std::fs::copy(&out, &keep);
+        eprintln!("kept the received stream at {}", keep.display());
+    }
     assert!(errors.is_empty(), "decode errors: {errors:#?}");
 }
 

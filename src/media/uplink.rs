@@ -165,7 +165,7 @@ impl UplinkTask {
                         feed(link.as_mut(), &mut scanner, &mut stats, buf);
                     }
                     if let Some(l) = link.take() {
-                        drain(l, &mut bus_rx, gen).await;
+                        drain(l, &mut bus_rx, gen, self.peer.latency_ms).await;
                     }
                     break;
                 }
@@ -379,7 +379,12 @@ fn feed(link: Option<&mut Link>, scanner: &mut Scanner, stats: &mut UplinkStats,
 
 /// Let a connected link send what it has queued (the end of the session)
 /// before it is closed; gives up after a second.
-async fn drain(l: Link, bus_rx: &mut mpsc::UnboundedReceiver<(u64, gst::Message)>, gen: u64) {
+async fn drain(
+    l: Link,
+    bus_rx: &mut mpsc::UnboundedReceiver<(u64, gst::Message)>,
+    gen: u64,
+    latency_ms: u32,
+) {
     if !l.connected {
         return;
     }
@@ -397,6 +402,13 @@ async fn drain(l: Link, bus_rx: &mut mpsc::UnboundedReceiver<(u64, gst::Message)
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    // The hub holds what it received for the SRT latency before it passes it
+    // on, and a live-mode socket drops that on close: keep the link open
+    // until the last bytes are through.
+    tokio::time::sleep(
+        Duration::from_millis(u64::from(latency_ms) + 100).min(Duration::from_secs(2)),
+    )
+    .await;
 }
 
 /// SRT statistics exist for a socket only once its handshake completed.

@@ -253,15 +253,43 @@ impl SrtReceiver {
         }
     }
 
-    /// Start listening, appending to the output file.
+    /// Start listening, appending to the output file; it accepts the box
+    /// again after a disconnect.
     pub fn start(&mut self) {
+        self.spawn(true);
+    }
+
+    /// Start listening for one connection only: the receiver exits by itself
+    /// when the box disconnects, writing out everything it buffered (a
+    /// killed srt-live-transmit loses its unflushed output).
+    pub fn start_once(&mut self) {
+        self.spawn(false);
+    }
+
+    /// Wait for a `start_once` receiver to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let t0 = Instant::now();
+        while let Some(c) = self.child.as_mut() {
+            if c.try_wait().ok().flatten().is_some() {
+                self.child = None;
+                return true;
+            }
+            if t0.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    fn spawn(&mut self, again: bool) {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.out)
             .unwrap();
         let child = Command::new("srt-live-transmit")
-            .args(["-q"])
+            .args(["-q", if again { "-a:yes" } else { "-a:no" }])
             .arg(format!("srt://127.0.0.1:{}?mode=listener", self.port))
             .arg("file://con")
             .stdin(Stdio::null())
