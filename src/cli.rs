@@ -274,8 +274,33 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             recordings::run(command, &socket, cfg.as_ref())
         }
         Command::Run => {
-            let config = config::load(&config_path)?;
-            crate::daemon::run(config)?;
+            use crate::config::apply;
+            let config = match config::load(&config_path) {
+                Ok(c) => c,
+                // A remote change that does not even load: back to the last
+                // known good file.
+                Err(e) if apply::rollback(&config_path, &e.to_string())? => {
+                    config::load(&config_path)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let exit = match crate::daemon::run(config) {
+                Ok(exit) => exit,
+                Err(e) if apply::rollback(&config_path, &format!("{e:#}"))? => {
+                    crate::daemon::Exit::Restart
+                }
+                Err(e) => return Err(e),
+            };
+            if exit == crate::daemon::Exit::Restart {
+                // Start again in place (same PID, so systemd keeps tracking it).
+                use std::os::unix::process::CommandExt;
+                let exe =
+                    std::env::current_exe().context("cannot find the daemon's own executable")?;
+                let err = std::process::Command::new(exe)
+                    .args(std::env::args_os().skip(1))
+                    .exec();
+                return Err(anyhow::anyhow!("cannot restart: {err}"));
+            }
             Ok(0)
         }
         Command::Config {

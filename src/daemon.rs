@@ -10,7 +10,24 @@ use crate::{
     upload,
 };
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM/SIGINT: stop.
+    Stopped,
+    /// A new configuration was written: start again with it.
+    Restart,
+}
+
+static RESTART: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+
+/// Ask the daemon to shut down cleanly and start again (to apply a new
+/// configuration).
+pub fn request_restart() {
+    RESTART.get_or_init(tokio::sync::Notify::new).notify_one();
+}
+
+pub fn run(config: Config) -> anyhow::Result<Exit> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -19,7 +36,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     rt.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<Exit> {
     let state_dir = &config.daemon.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
@@ -134,10 +151,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(systemd::watchdog(interval, sup.healthy.clone()));
     }
 
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    // Up with this configuration: a pending change is applied.
+    let restart = RESTART.get_or_init(tokio::sync::Notify::new);
+    let exit = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Exit::Stopped }
+        _ = int.recv() => { tracing::info!("SIGINT: shutting down"); Exit::Stopped }
+        _ = restart.notified() => { tracing::info!("restarting to apply a new configuration"); Exit::Restart }
+    };
     systemd::stopping();
     sup.handle.shutdown().await;
     // After the session closed, so its last events can still go out; then
@@ -151,5 +171,5 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.abort();
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
-    Ok(())
+    Ok(exit)
 }

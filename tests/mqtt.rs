@@ -939,3 +939,78 @@ fn bench_fleet_broadcast() {
     assert_eq!(lat.len(), n, "every box answers");
     drop(keep);
 }
+
+/// `config.set`: a valid file is written and applied by a restart in place
+/// (`done`); a malformed one is `rejected` with its line; one the daemon
+/// cannot start with is rolled back to the last known good file (`failed`).
+#[test]
+fn config_set_applies_or_rolls_back() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-cfg", false, &site_filter());
+    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    status_msg(&noc, "online", None);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = d.pid();
+    let original = std::fs::read_to_string(&d.config).unwrap();
+
+    // Applied: a new bitrate; the same process restarts with it.
+    let changed = original.replace("bitrate_kbps = 600", "bitrate_kbps = 700");
+    noc.send(
+        SITE,
+        "config.set",
+        cmd("cfg-1", json!({"toml": changed})),
+        "c1",
+    );
+    let r = noc.wait_reply("cfg-1", "done", Duration::from_secs(30));
+    assert!(r["result"]["config_version"].is_string(), "{r}");
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), changed);
+    assert_eq!(d.pid(), pid, "restarted in place");
+    assert_eq!(d.phase(), "idle");
+
+    // Rejected: a typo, with its line; nothing written.
+    let typo = changed.replace("bitrate_kbps = 700", "bitrat = 700");
+    noc.send(
+        SITE,
+        "config.set",
+        cmd("cfg-2", json!({"toml": typo})),
+        "c2",
+    );
+    let r = noc.wait_reply("cfg-2", "rejected", Duration::from_secs(10));
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown key 'bitrat' in [video]"),
+        "{r}"
+    );
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), changed);
+
+    // Failed and rolled back: valid, but the daemon cannot serve its socket there.
+    let socket_line = changed
+        .lines()
+        .find(|l| l.starts_with("socket = "))
+        .unwrap()
+        .to_owned();
+    let broken = changed.replace(&socket_line, "socket = \"/proc/diemcau/api.sock\"");
+    noc.send(
+        SITE,
+        "config.set",
+        cmd("cfg-3", json!({"toml": broken})),
+        "c3",
+    );
+    let r = noc.wait_reply("cfg-3", "failed", Duration::from_secs(40));
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("previous configuration is back"),
+        "{r}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&d.config).unwrap(),
+        changed,
+        "last known good restored"
+    );
+    assert_eq!(d.phase(), "idle");
+}

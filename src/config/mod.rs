@@ -5,6 +5,7 @@
 //! and column, the key, and what was expected, in the form an editor jumps to:
 //! `config.toml:12:1: unknown key 'bitrat' in [video]; did you mean 'bitrate_kbps'?`
 
+pub mod apply;
 mod locate;
 pub mod raw;
 

@@ -386,6 +386,43 @@ impl Actor {
         );
         self.republish_state(client);
         self.pump_events(client);
+        self.answer_pending_config(client);
+    }
+
+    /// After a restart for `config.set`: say how it went.
+    fn answer_pending_config(&mut self, client: &AsyncClient) {
+        let Some(p) = crate::config::apply::take_pending(&self.config_path) else {
+            return;
+        };
+        let to = ReplyTo {
+            name: p.name.clone(),
+            response_topic: p.response_topic.clone(),
+            correlation: p
+                .correlation
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+                .map(Bytes::from),
+        };
+        let r = match &p.failed {
+            None => self.reply(
+                Some(p.id.clone()),
+                &p.name,
+                ReplyStatus::Done,
+                None,
+                Some(json!({"config_version": self.config_version})),
+            ),
+            Some(why) => self.reply(
+                Some(p.id.clone()),
+                &p.name,
+                ReplyStatus::Failed,
+                Some(format!(
+                    "could not be applied, the previous configuration is back: {why}"
+                )),
+                None,
+            ),
+        };
+        self.finish(&r);
+        self.publish_reply(client, &to, &r);
     }
 
     /// Queue a QoS 1 publish; never waits. Returns whether it was queued.
@@ -735,13 +772,68 @@ impl Actor {
                 None,
             ),
             Command::ConfigSet { toml } => {
-                // Validated like the file; applying a new file at run time is
-                // not supported yet, so nothing is written.
-                let why = match Config::parse(&self.config_path, &toml) {
-                    Ok(_) => "the configuration is valid, but changing it remotely is not supported by this software version; nothing was changed".to_owned(),
-                    Err(e) => format!("invalid configuration: {e}"),
+                // Validated like the file; then written atomically beside the
+                // last known good one, and applied by restarting in place.
+                // The answer (`done`, or `failed` after a rollback) comes from
+                // the restarted daemon (see `answer_pending_config`).
+                let new = match Config::parse(&self.config_path, &toml) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        reply_now(
+                            self,
+                            ReplyStatus::Rejected,
+                            Some(format!("invalid configuration: {e}")),
+                            None,
+                        );
+                        return;
+                    }
                 };
-                reply_now(self, ReplyStatus::Rejected, Some(why), None);
+                if new.site.id != self.site {
+                    reply_now(
+                        self,
+                        ReplyStatus::Rejected,
+                        Some(format!(
+                            "the new configuration is for site '{}', not '{}'",
+                            new.site.id, self.site
+                        )),
+                        None,
+                    );
+                    return;
+                }
+                if !matches!(*self.phase.borrow(), Phase::Idle | Phase::Fault) {
+                    reply_now(
+                        self,
+                        ReplyStatus::Rejected,
+                        Some("a session is in progress; the configuration changes only between sessions".into()),
+                        None,
+                    );
+                    return;
+                }
+                let pending = crate::config::apply::Pending {
+                    id: id.clone(),
+                    name: name.clone(),
+                    response_topic: to.response_topic.clone(),
+                    correlation: to.correlation.as_ref().map(hex::encode),
+                    failed: None,
+                };
+                if let Err(e) = crate::config::apply::persist(&self.config_path, &toml, &pending) {
+                    reply_now(
+                        self,
+                        ReplyStatus::Failed,
+                        Some(format!("cannot write {}: {e}", self.config_path.display())),
+                        None,
+                    );
+                    return;
+                }
+                let r = self.reply(
+                    Some(id.clone()),
+                    &name,
+                    ReplyStatus::Accepted,
+                    None,
+                    Some(json!({"applying": "restarting with the new configuration"})),
+                );
+                self.publish_reply(client, &to, &r);
+                crate::daemon::request_restart();
             }
             Command::SessionStart { metadata } => {
                 reply_now(self, ReplyStatus::Accepted, None, None);
