@@ -391,18 +391,13 @@ fn button(cfg: &Config, w: &W) -> Check {
         config::ButtonInput::Evdev {
             device: config::EvdevDevice::Path(p),
             ..
-        } => {
-            if p.exists() {
-                check(name, Verdict::Pass, p.display().to_string(), "")
-            } else {
-                check(
-                    name,
-                    Verdict::Fail,
-                    format!("{} {}", w.t("không thấy", "not found:"), p.display()),
-                    w.t("Cắm lại nút bấm USB", "Re-plug the USB button"),
-                )
-            }
-        }
+        } => present(
+            name,
+            w,
+            p,
+            p.display().to_string(),
+            w.t("Cắm lại nút bấm USB", "Re-plug the USB button"),
+        ),
         config::ButtonInput::Evdev {
             device: config::EvdevDevice::Name(n),
             ..
@@ -423,26 +418,30 @@ fn button(cfg: &Config, w: &W) -> Check {
                 )
             }
         }
-        config::ButtonInput::Gpio(g) => {
-            if g.chip.exists() {
-                check(
-                    name,
-                    Verdict::Pass,
-                    format!("{} line {}", g.chip.display(), g.line),
-                    "",
-                )
-            } else {
-                check(
-                    name,
-                    Verdict::Fail,
-                    format!("{} {}", w.t("không thấy", "not found:"), g.chip.display()),
-                    w.t(
-                        "Kiểm tra chip GPIO trong cấu hình (xem hw/WIRING.md)",
-                        "Check the GPIO chip in the configuration (see hw/WIRING.md)",
-                    ),
-                )
-            }
-        }
+        config::ButtonInput::Gpio(g) => present(
+            name,
+            w,
+            &g.chip,
+            format!("{} line {}", g.chip.display(), g.line),
+            w.t(
+                "Kiểm tra chip GPIO trong cấu hình (xem hw/WIRING.md)",
+                "Check the GPIO chip in the configuration (see hw/WIRING.md)",
+            ),
+        ),
+    }
+}
+
+/// PASS with `detail` when `path` exists, else FAIL with `hint`.
+fn present(name: &str, w: &W, path: &Path, detail: String, hint: &str) -> Check {
+    if path.exists() {
+        check(name, Verdict::Pass, detail, "")
+    } else {
+        check(
+            name,
+            Verdict::Fail,
+            format!("{} {}", w.t("không thấy", "not found:"), path.display()),
+            hint,
+        )
     }
 }
 
@@ -455,38 +454,23 @@ fn led(cfg: &Config, w: &W) -> Check {
             w.t("không cấu hình", "not configured"),
             "",
         ),
-        config::Led::Sysfs(p) => {
-            if p.join("brightness").exists() {
-                check(name, Verdict::Pass, p.display().to_string(), "")
-            } else {
-                check(
-                    name,
-                    Verdict::Fail,
-                    format!("{} {}", w.t("không thấy", "not found:"), p.display()),
-                    w.t(
-                        "Tên đèn trong /sys/class/leds không đúng",
-                        "Wrong LED name under /sys/class/leds",
-                    ),
-                )
-            }
-        }
-        config::Led::Gpio(g) => {
-            if g.chip.exists() {
-                check(
-                    name,
-                    Verdict::Pass,
-                    format!("{} line {}", g.chip.display(), g.line),
-                    "",
-                )
-            } else {
-                check(
-                    name,
-                    Verdict::Fail,
-                    g.chip.display().to_string(),
-                    w.t("Kiểm tra chip GPIO của đèn", "Check the LED's GPIO chip"),
-                )
-            }
-        }
+        config::Led::Sysfs(p) => present(
+            name,
+            w,
+            &p.join("brightness"),
+            p.display().to_string(),
+            w.t(
+                "Tên đèn trong /sys/class/leds không đúng",
+                "Wrong LED name under /sys/class/leds",
+            ),
+        ),
+        config::Led::Gpio(g) => present(
+            name,
+            w,
+            &g.chip,
+            format!("{} line {}", g.chip.display(), g.line),
+            w.t("Kiểm tra chip GPIO của đèn", "Check the LED's GPIO chip"),
+        ),
     }
 }
 

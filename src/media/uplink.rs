@@ -209,15 +209,17 @@ impl UplinkTask {
                     if l.connected && polls % 10 != 0 {
                         continue;
                     }
-                    let now = read_counters(&l.sink);
+                    // One copy of srtsink's statistics per poll.
+                    let srt = SrtStats::read(&l.sink);
+                    let now = srt.counters;
                     let sample = LinkSample {
                         sent: now.sent.saturating_sub(l.last.sent),
                         lost: now.lost.saturating_sub(l.last.lost),
                         retransmitted: now.retrans.saturating_sub(l.last.retrans),
-                        rtt_ms: field_f64(&l.sink, "rtt-ms"),
-                        bandwidth_mbps: field_f64(&l.sink, "bandwidth-mbps"),
+                        rtt_ms: srt.rtt_ms,
+                        bandwidth_mbps: srt.bandwidth_mbps,
                     };
-                    if !l.connected && is_connected(&l.sink) {
+                    if !l.connected && srt.connected {
                         l.connected = true;
                         stats.connected = true;
                         stats.connects += 1;
@@ -234,7 +236,7 @@ impl UplinkTask {
                     stats.packets_retransmitted += sample.retransmitted;
                     stats.rtt_ms = sample.rtt_ms;
                     stats.bandwidth_mbps = sample.bandwidth_mbps;
-                    stats.send_rate_mbps = field_f64(&l.sink, "send-rate-mbps");
+                    stats.send_rate_mbps = srt.send_rate_mbps;
                     l.last = now;
                     if self.cfg.adaptive_bitrate && l.connected {
                         if let Some(kbps) = abr.sample(sample) {
@@ -411,16 +413,37 @@ async fn drain(
     .await;
 }
 
-/// SRT statistics exist for a socket only once its handshake completed.
-fn is_connected(sink: &gst::Element) -> bool {
-    stats_struct(sink).is_some_and(|s| {
-        tracing::trace!("srt stats: {s}");
-        s.has_field("rtt-ms") || s.has_field("packets-sent")
-    })
+/// What one read of `srtsink`'s `stats` property says.
+#[derive(Debug, Default)]
+struct SrtStats {
+    /// Statistics exist for a socket only once its handshake completed.
+    connected: bool,
+    counters: Counters,
+    rtt_ms: f64,
+    bandwidth_mbps: f64,
+    send_rate_mbps: f64,
 }
 
-fn stats_struct(sink: &gst::Element) -> Option<gst::Structure> {
-    sink.property::<Option<gst::Structure>>("stats")
+impl SrtStats {
+    fn read(sink: &gst::Element) -> Self {
+        let Some(s) = sink.property::<Option<gst::Structure>>("stats") else {
+            return Self::default();
+        };
+        tracing::trace!("srt stats: {s}");
+        let f = |name: &str| s.get::<f64>(name).unwrap_or(0.0);
+        Self {
+            connected: s.has_field("rtt-ms") || s.has_field("packets-sent"),
+            counters: Counters {
+                sent: field_u64(&s, "packets-sent"),
+                lost: field_u64(&s, "packets-sent-lost"),
+                retrans: field_u64(&s, "packets-retransmitted"),
+                bytes: field_u64(&s, "bytes-sent").max(field_u64(&s, "bytes-sent-total")),
+            },
+            rtt_ms: f("rtt-ms"),
+            bandwidth_mbps: f("bandwidth-mbps"),
+            send_rate_mbps: f("send-rate-mbps"),
+        }
+    }
 }
 
 fn field_u64(s: &gst::StructureRef, name: &str) -> u64 {
@@ -434,24 +457,6 @@ fn field_u64(s: &gst::StructureRef, name: &str) -> u64 {
         return v.max(0) as u64;
     }
     s.get::<u32>(name).map(u64::from).unwrap_or(0)
-}
-
-fn field_f64(sink: &gst::Element, name: &str) -> f64 {
-    stats_struct(sink)
-        .and_then(|s| s.get::<f64>(name).ok())
-        .unwrap_or(0.0)
-}
-
-fn read_counters(sink: &gst::Element) -> Counters {
-    let Some(s) = stats_struct(sink) else {
-        return Counters::default();
-    };
-    Counters {
-        sent: field_u64(&s, "packets-sent"),
-        lost: field_u64(&s, "packets-sent-lost"),
-        retrans: field_u64(&s, "packets-retransmitted"),
-        bytes: field_u64(&s, "bytes-sent").max(field_u64(&s, "bytes-sent-total")),
-    }
 }
 
 #[cfg(test)]

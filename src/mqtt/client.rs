@@ -377,6 +377,14 @@ impl Actor {
                 tracing::error!("cannot subscribe to {f}: {e}");
             }
         }
+        self.republish_presence(client);
+        self.pump_events(client);
+        self.answer_pending_config(client);
+    }
+
+    /// The retained `online` status and the retained state (on every
+    /// connect, and on `rebirth`).
+    fn republish_presence(&mut self, client: &AsyncClient) {
         self.publish(
             client,
             &self.topics.status(),
@@ -385,8 +393,6 @@ impl Actor {
             None,
         );
         self.republish_state(client);
-        self.pump_events(client);
-        self.answer_pending_config(client);
     }
 
     /// After a restart for `config.set`: say how it went.
@@ -699,14 +705,7 @@ impl Actor {
         };
         match env.command {
             Command::Rebirth => {
-                self.publish(
-                    client,
-                    &self.topics.status(),
-                    true,
-                    self.status_json(Presence::Online),
-                    None,
-                );
-                self.republish_state(client);
+                self.republish_presence(client);
                 reply_now(
                     self,
                     ReplyStatus::Done,
