@@ -4,6 +4,9 @@
 # (SOURCE_DATE_EPOCH) and owners are root.
 # Usage: image/build-deb.sh [BINARY] [OUTDIR]   (default: a release build, target/deb)
 set -euo pipefail
+# The package's modes must not depend on the builder's umask (dpkg-deb
+# refuses a 0700 control directory, and the box wants 0755 directories).
+umask 022
 cd "$(dirname "$0")/.."
 bin=${1:-}
 out=${2:-target/deb}
@@ -16,6 +19,7 @@ arch=$(dpkg --print-architecture)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+chmod 0755 "$root"
 
 install -D -m 0755 "$bin" "$root/usr/bin/diemcau"
 # Debug info stays in the build tree; the box gets the lean binary.
