@@ -93,6 +93,13 @@ pub enum Command {
         #[command(subcommand)]
         command: FleetCommand,
     },
+    /// Take in site.toml and certificates from the OS image's setup
+    /// partition (run at boot by diemcau-provision.service).
+    Provision {
+        /// Where the setup partition is mounted.
+        #[arg(long, value_name = "DIR")]
+        setup: PathBuf,
+    },
     /// Camera PTZ presets: the positions the camera can be sent to by name.
     Camera {
         #[command(subcommand)]
@@ -302,6 +309,24 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 return Err(anyhow::anyhow!("cannot restart: {err}"));
             }
             Ok(0)
+        }
+        Command::Provision { setup } => {
+            let now = chrono::Utc::now().timestamp();
+            match crate::provision::run(&setup, &config_path, now)? {
+                crate::provision::Outcome::Unchanged => {
+                    println!("site.toml: unchanged since the last boot");
+                    Ok(0)
+                }
+                crate::provision::Outcome::Applied => {
+                    let s = crate::provision::read_status(&config_path);
+                    println!("{}", s.map(|s| s.message_en).unwrap_or_default());
+                    Ok(0)
+                }
+                crate::provision::Outcome::Rejected(s) => {
+                    println!("{}\n{}", s.message_vi, s.message_en);
+                    Ok(1)
+                }
+            }
         }
         Command::Config {
             command: ConfigCommand::Check { file },

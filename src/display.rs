@@ -65,7 +65,15 @@ pub fn link_quality(s: &Status, configured_kbps: u32) -> LinkQuality {
 }
 
 /// The screen for a status. Pure: the words live here, not in the actor.
-pub fn screen(lang: Language, s: &Status, configured_kbps: u32, hint: Option<&str>) -> Screen {
+/// `notice` is a standing message for the technician (a refused site file);
+/// it is shown under the idle and fault screens.
+pub fn screen(
+    lang: Language,
+    s: &Status,
+    configured_kbps: u32,
+    hint: Option<&str>,
+    notice: Option<&str>,
+) -> Screen {
     let vi = lang == Language::Vi;
     let name = &s.site_name;
     let mut out = Screen::default();
@@ -142,6 +150,9 @@ pub fn screen(lang: Language, s: &Status, configured_kbps: u32, hint: Option<&st
             }
         }
     }
+    if let (Some(n), Phase::Idle | Phase::Fault) = (notice, s.phase) {
+        out.center = format!("{}\n\n⚠ {n}", out.center);
+    }
     if let Some(h) = hint {
         out.center = h.to_owned();
     }
@@ -186,6 +197,10 @@ async fn run(config: Config, sup: SupervisorHandle, hints: Option<watch::Receive
         center: "\u{0}".into(),
         ..Default::default()
     };
+    // A site file the box refused at boot stays on the screen until fixed.
+    let notice = crate::provision::read_status(&config.path)
+        .filter(|s| !s.ok)
+        .map(|s| s.message(config.daemon.language).to_owned());
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -230,7 +245,13 @@ async fn run(config: Config, sup: SupervisorHandle, hints: Option<watch::Receive
                 let hint = hints.as_ref().and_then(|h| {
                     h.borrow().as_ref().filter(|h| h.until > std::time::Instant::now()).map(|h| h.text.clone())
                 });
-                let next = screen(config.daemon.language, &status, config.video.bitrate_kbps, hint.as_deref());
+                let next = screen(
+                    config.daemon.language,
+                    &status,
+                    config.video.bitrate_kbps,
+                    hint.as_deref(),
+                    notice.as_deref(),
+                );
                 if next != shown {
                     apply(&d.pipeline, &next, &config);
                     shown = next;
@@ -311,11 +332,11 @@ mod tests {
 
     #[test]
     fn idle_shows_commune_and_instruction_in_vietnamese() {
-        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None);
+        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None, None);
         assert!(s.center.starts_with("UBND xã Nghi Lộc\n"), "{}", s.center);
         assert!(s.center.contains("nhấn nút để bắt đầu"));
         assert!(!s.self_view);
-        let e = screen(Language::En, &status(Phase::Idle), 2500, None);
+        let e = screen(Language::En, &status(Phase::Idle), 2500, None, None);
         assert!(e.center.contains("press the button"));
     }
 
@@ -327,7 +348,7 @@ mod tests {
         st.media.uplink.bitrate_kbps = 2500;
         st.media.return_feed.configured = true;
         st.media.return_feed.live = true;
-        let s = screen(Language::Vi, &st, 2500, None);
+        let s = screen(Language::Vi, &st, 2500, None, None);
         assert!(s.self_view);
         assert!(
             s.banner.contains("ĐANG GHI HÌNH") && s.banner.contains("tốt"),
@@ -337,11 +358,11 @@ mod tests {
         assert_eq!(s.center, "", "the hub's picture is unobstructed");
 
         st.media.uplink.bitrate_kbps = 1000;
-        assert!(screen(Language::Vi, &st, 2500, None).banner.contains("yếu"));
+        assert!(screen(Language::Vi, &st, 2500, None, None).banner.contains("yếu"));
 
         st.media.return_feed.live = false;
         st.degraded = vec![Degradation::ReturnFeedLost, Degradation::CameraLost];
-        let s = screen(Language::Vi, &st, 2500, None);
+        let s = screen(Language::Vi, &st, 2500, None, None);
         assert!(s.center.starts_with("MẤT KẾT NỐI"), "{}", s.center);
         assert!(s.banner.contains("mất tín hiệu camera"), "{}", s.banner);
     }
@@ -350,7 +371,7 @@ mod tests {
     fn uplink_lost_is_marked() {
         let mut st = status(Phase::Live);
         st.media.uplink.configured = true;
-        let s = screen(Language::Vi, &st, 2500, None);
+        let s = screen(Language::Vi, &st, 2500, None, None);
         assert!(s.banner.contains("Tín hiệu: mất"), "{}", s.banner);
     }
 
@@ -361,6 +382,7 @@ mod tests {
             &status(Phase::Live),
             2500,
             Some("Giữ nút 2 giây để kết thúc"),
+            None,
         );
         assert_eq!(s.center, "Giữ nút 2 giây để kết thúc");
     }
@@ -369,7 +391,16 @@ mod tests {
     fn fault_asks_for_a_technician() {
         let mut st = status(Phase::Fault);
         st.fault = Some("no encoder".into());
-        let s = screen(Language::Vi, &st, 2500, None);
+        let s = screen(Language::Vi, &st, 2500, None, None);
         assert!(s.center.contains("gọi kỹ thuật viên") && s.center.contains("no encoder"));
+    }
+
+    #[test]
+    fn a_refused_site_file_is_shown_while_idle() {
+        let n = "site.toml, dòng 7 (video.sourse): …";
+        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None, Some(n));
+        assert!(s.center.contains("Sẵn sàng") && s.center.ends_with(n), "{}", s.center);
+        let live = screen(Language::Vi, &status(Phase::Live), 2500, None, Some(n));
+        assert!(!live.center.contains(n), "the hub's picture stays clear");
     }
 }

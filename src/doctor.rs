@@ -103,6 +103,25 @@ pub fn run(path: &Path, lang: Language) -> Report {
             return tally(String::new(), checks);
         }
     };
+    if let Some(p) = crate::provision::read_status(path) {
+        let when = chrono::DateTime::from_timestamp(p.at, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        let name = w.t("Tệp site.toml (ổ DIEMCAU)", "site.toml (DIEMCAU partition)");
+        checks.push(if p.ok {
+            check(name, Verdict::Pass, format!("{when}: {}", p.message(lang)), "")
+        } else {
+            check(
+                name,
+                Verdict::Fail,
+                format!("{when}: {}", p.message(lang)),
+                w.t(
+                    "Cắm ổ của hộp vào máy tính, mở ổ DIEMCAU, sửa site.toml theo KET-QUA.txt, rồi khởi động lại hộp",
+                    "Open the DIEMCAU partition on a laptop, fix site.toml as KET-QUA.txt says, and restart the box",
+                ),
+            )
+        });
+    }
     let status = daemon_status(&cfg);
     let live = status
         .as_ref()
@@ -137,7 +156,7 @@ pub fn run(path: &Path, lang: Language) -> Report {
     checks.push(network(&w));
     checks.push(time_sync(&w));
     checks.push(broker(&cfg, &w));
-    checks.push(hub(&cfg, &w));
+    checks.push(hub(&cfg, &w, status.as_ref()));
     checks.push(archive(&cfg, &w));
     checks.push(disk(&w, status.as_ref()));
     tally(cfg.site.id.clone(), checks)
@@ -355,14 +374,43 @@ fn display(cfg: &Config, w: &W) -> Check {
     if !matches!(cfg.display.sink, config::DisplaySink::Kms { .. }) {
         return check(name, Verdict::Skip, format!("{:?}", cfg.display.sink), "");
     }
-    let connected: Vec<String> = std::fs::read_dir("/sys/class/drm")
+    let connected: Vec<(String, String)> = std::fs::read_dir("/sys/class/drm")
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| {
             std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| s.trim() == "connected")
         })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            // The first mode listed is the screen's preferred one.
+            let mode = std::fs::read_to_string(e.path().join("modes"))
+                .ok()
+                .and_then(|m| m.lines().next().map(str::to_owned))
+                .unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), mode)
+        })
+        .collect();
+    let want = format!("{}x{}", cfg.display.width, cfg.display.height);
+    if let Some((c, mode)) = connected
+        .iter()
+        .find(|(_, m)| !m.is_empty() && *m != want)
+        .filter(|_| !connected.iter().any(|(_, m)| *m == want))
+    {
+        return check(
+            name,
+            Verdict::Fail,
+            format!("{c}: {mode}; {} {want}", w.t("cấu hình là", "configured")),
+            &format!(
+                "{} [display] width = {}, height = {}",
+                w.t("Đặt trong site.toml:", "Set in site.toml:"),
+                mode.split('x').next().unwrap_or(""),
+                mode.split('x').nth(1).unwrap_or("")
+            ),
+        );
+    }
+    let connected: Vec<String> = connected
+        .into_iter()
+        .map(|(c, m)| format!("{c} {m}"))
         .collect();
     if connected.is_empty() {
         check(
@@ -579,7 +627,7 @@ fn broker(cfg: &Config, w: &W) -> Check {
     }
 }
 
-fn hub(cfg: &Config, w: &W) -> Check {
+fn hub(cfg: &Config, w: &W, status: Option<&crate::api::Status>) -> Check {
     let name = w.t("Điểm cầu tỉnh (SRT)", "Provincial hub (SRT)");
     let Some(p) = &cfg.uplink.peer else {
         return check(
@@ -589,9 +637,54 @@ fn hub(cfg: &Config, w: &W) -> Check {
             "",
         );
     };
-    match (p.host.as_str(), p.port).to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => check(name, Verdict::Pass, format!("{}:{} → {a} ({})", p.host, p.port, w.t("tên miền phân giải được; kết nối thực tế xem trong diemcau status khi có phiên", "name resolves; the live link shows in diemcau status during a session")), ""),
-        _ => check(name, Verdict::Fail, format!("{}: DNS", p.host), w.t("Tên máy điểm cầu tỉnh không phân giải được: kiểm tra DNS và [uplink] url", "The hub's name does not resolve: check DNS and [uplink] url")),
+    let at = format!("{}:{}", p.host, p.port);
+    if let Some(s) = status.filter(|s| s.phase != crate::session::Phase::Idle) {
+        // The session's own link says more than a test connection would,
+        // and a second caller must not disturb the hub.
+        let up = &s.media.uplink;
+        return if up.connected {
+            check(
+                name,
+                Verdict::Pass,
+                format!("{at}: {} {:.0} ms", w.t("đang truyền, RTT", "streaming, RTT"), up.rtt_ms),
+                "",
+            )
+        } else {
+            check(
+                name,
+                Verdict::Fail,
+                format!("{at}: {}", w.t("phiên đang chạy nhưng chưa kết nối được", "a session is running but the link is down")),
+                w.t("Kiểm tra mạng và báo điểm cầu tỉnh", "Check the network and call the provincial hub"),
+            )
+        };
+    }
+    if (p.host.as_str(), p.port).to_socket_addrs().map(|mut a| a.next()).ok().flatten().is_none() {
+        return check(
+            name,
+            Verdict::Fail,
+            format!("{}: DNS", p.host),
+            w.t(
+                "Tên máy điểm cầu tỉnh không phân giải được: kiểm tra DNS và [uplink] url",
+                "The hub's name does not resolve: check DNS and [uplink] url",
+            ),
+        );
+    }
+    match crate::media::uplink::handshake(p, Duration::from_secs(6)) {
+        Ok(rtt) => check(
+            name,
+            Verdict::Pass,
+            format!("{at}: {} {rtt:.0} ms", w.t("bắt tay SRT thành công, RTT", "SRT handshake OK, RTT")),
+            "",
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Fail,
+            format!("{at}: {e}"),
+            w.t(
+                "Không kết nối được điểm cầu tỉnh: kiểm tra mạng, địa chỉ và mật khẩu (passphrase) trong [uplink]",
+                "The hub does not answer: check the network, and the address and passphrase in [uplink]",
+            ),
+        ),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod led;
 pub mod logging;
 pub mod media;
 pub mod mqtt;
+pub mod provision;
 pub mod recorder;
 pub mod session;
 pub mod store;

@@ -240,7 +240,11 @@ pub fn display(d: &Display) -> Option<String> {
         DisplaySink::Fake => "fakesink sync=true".to_owned(),
         DisplaySink::Window => "autovideosink sync=true".to_owned(),
         DisplaySink::Kms { driver, connector } => {
-            let mut s = "kmssink skip-vsync=true force-modesetting=true".to_owned();
+            // The mode stays the one the console set (the screen's preferred
+            // mode); the picture is composed at that size (`display.width`,
+            // `height`, which `diemcau doctor` checks). Forcing a modeset
+            // leaves some drivers (bochs-drm) showing nothing.
+            let mut s = "kmssink skip-vsync=true".to_owned();
             if let Some(drv) = driver {
                 s += &format!(" driver-name={}", drv.replace([' ', '"', '!'], ""));
             }

@@ -284,21 +284,7 @@ impl UplinkTask {
         queue_bytes: u64,
         bus_tx: mpsc::UnboundedSender<(u64, gst::Message)>,
     ) -> Result<Link, String> {
-        let desc = pipeline::uplink(&self.peer, queue_bytes);
-        let pipeline = gst::parse::launch(&desc)
-            .map_err(|e| format!("{e} in `{desc}`"))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| "not a pipeline".to_owned())?;
-        let sink = pipeline
-            .by_name(pipeline::UPLINK_SINK)
-            .ok_or("no srtsink in the uplink pipeline")?;
-        if let Some(p) = &self.peer.passphrase {
-            sink.set_property("passphrase", p);
-            sink.set_property_from_str("pbkeylen", &self.peer.pbkeylen.to_string());
-        }
-        if let Some(s) = &self.peer.streamid {
-            sink.set_property("streamid", s);
-        }
+        let (pipeline, sink) = build(&self.peer, queue_bytes)?;
         let src = pipeline
             .by_name(pipeline::UPLINK_SRC)
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
@@ -411,6 +397,66 @@ async fn drain(
         Duration::from_millis(u64::from(latency_ms) + 100).min(Duration::from_secs(2)),
     )
     .await;
+}
+
+/// The uplink pipeline for `peer` and its `srtsink`, configured.
+fn build(peer: &SrtPeer, queue_bytes: u64) -> Result<(gst::Pipeline, gst::Element), String> {
+    let desc = pipeline::uplink(peer, queue_bytes);
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| format!("{e} in `{desc}`"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_owned())?;
+    let sink = pipeline
+        .by_name(pipeline::UPLINK_SINK)
+        .ok_or("no srtsink in the uplink pipeline")?;
+    if let Some(p) = &peer.passphrase {
+        sink.set_property("passphrase", p);
+        sink.set_property_from_str("pbkeylen", &peer.pbkeylen.to_string());
+    }
+    if let Some(s) = &peer.streamid {
+        sink.set_property("streamid", s);
+    }
+    Ok((pipeline, sink))
+}
+
+/// Check that the hub answers an SRT handshake with this box's settings
+/// (address, passphrase, stream id), sending no media: the pipeline is the
+/// uplink's own, closed as soon as the handshake completes. Returns the RTT
+/// in milliseconds. For `diemcau doctor`.
+pub fn handshake(peer: &SrtPeer, timeout: Duration) -> Result<f64, String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let (pipeline, sink) = build(peer, 1 << 20)?;
+    let bus = pipeline.bus().ok_or("pipeline without a bus")?;
+    // Closes the socket whatever happens below.
+    struct Null(gst::Pipeline);
+    impl Drop for Null {
+        fn drop(&mut self) {
+            let _ = self.0.set_state(gst::State::Null);
+        }
+    }
+    let pipeline = Null(pipeline);
+    pipeline
+        .0
+        .set_state(gst::State::Playing)
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let s = SrtStats::read(&sink);
+        if s.connected {
+            return Ok(s.rtt_ms);
+        }
+        if let Some(m) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Error],
+        ) {
+            if let gst::MessageView::Error(e) = m.view() {
+                return Err(e.error().to_string());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("no SRT handshake within {} s", timeout.as_secs()));
+        }
+    }
 }
 
 /// What one read of `srtsink`'s `stats` property says.

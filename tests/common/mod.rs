@@ -3,6 +3,8 @@
 //! socket, and run real peers (an SRT listener from srt-tools, ffprobe).
 #![allow(dead_code)]
 
+pub mod mqtt;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -241,6 +243,8 @@ pub fn have(tool: &str) -> bool {
 pub struct SrtReceiver {
     pub port: u16,
     pub out: PathBuf,
+    /// AES passphrase the box must use (none: unencrypted).
+    pub passphrase: Option<String>,
     child: Option<Child>,
 }
 
@@ -249,6 +253,7 @@ impl SrtReceiver {
         Self {
             port,
             out: out.to_owned(),
+            passphrase: None,
             child: None,
         }
     }
@@ -290,7 +295,14 @@ impl SrtReceiver {
             .unwrap();
         let child = Command::new("srt-live-transmit")
             .args(["-q", if again { "-a:yes" } else { "-a:no" }])
-            .arg(format!("srt://127.0.0.1:{}?mode=listener", self.port))
+            .arg(format!(
+                "srt://127.0.0.1:{}?mode=listener{}",
+                self.port,
+                self.passphrase
+                    .as_ref()
+                    .map(|p| format!("&passphrase={p}"))
+                    .unwrap_or_default()
+            ))
             .arg("file://con")
             .stdin(Stdio::null())
             .stdout(file)
@@ -395,7 +407,7 @@ pub fn garage_bin() -> Option<String> {
     have("garage").then(|| "garage".to_owned())
 }
 
-fn free_tcp_port() -> u16 {
+pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,0 +1,714 @@
+//! Provisioning from the setup partition: the small FAT partition of the OS
+//! image (drive "DIEMCAU" on a laptop) where a technician writes `site.toml`
+//! and the box's certificates.
+//!
+//! On every boot, before the daemon starts, `diemcau provision` compares the
+//! partition with what it last took in. When it changed, the site file is
+//! validated with the same code as `diemcau config check`, against the
+//! certificates it names, in a staging directory beside the live config:
+//! - valid: the config and certificates replace the live ones (written,
+//!   synced, renamed), private keys are deleted from the FAT partition and
+//!   secret values in `site.toml` are replaced by [`SECRET_MARKER`], which
+//!   the next ingest fills back from the protected copy;
+//! - invalid: nothing live changes; the error, in Vietnamese and English with
+//!   the line, goes to `provision.json` beside the config (the display and
+//!   `diemcau doctor` show it) and to `KET-QUA.txt` on the partition.
+//!
+//! A box that has never had a valid site file runs on [`UNPROVISIONED`], so
+//! the display can still say what is wrong.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, ConfigError};
+
+/// What a secret value in `site.toml` is replaced with once the box keeps it.
+/// ASCII, so that any laptop editor shows it unchanged.
+pub const SECRET_MARKER: &str = "(da luu tren hop / kept on the box)";
+
+/// The site file's keys whose values are secrets.
+const SECRET_KEYS: &[(&str, &str)] = &[
+    ("uplink", "passphrase"),
+    ("return_feed", "passphrase"),
+    ("mqtt", "password"),
+    ("archive", "secret_access_key"),
+];
+
+/// The config of a box that has not taken in a valid site file yet: the
+/// display and the local devices work, nothing is sent anywhere.
+pub const UNPROVISIONED: &str = r#"# Written by `diemcau provision`: this box has no valid site.toml yet.
+[site]
+id = "chua-cau-hinh"
+name = "Điểm cầu chưa được cấu hình"
+
+[video]
+source = "v4l2"
+device = "/dev/video0"
+
+[display]
+sink = "kms"
+"#;
+
+/// The site file on the setup partition.
+pub const SITE_FILE: &str = "site.toml";
+/// The result written back to the setup partition for the technician.
+pub const RESULT_FILE: &str = "KET-QUA.txt";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProvisionError + '_ {
+    move |source| ProvisionError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The outcome of the last ingest, kept beside the config as
+/// `provision.json`: what the display and `diemcau doctor` report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub ok: bool,
+    /// Unix seconds of the ingest.
+    pub at: i64,
+    /// Fingerprint of the setup partition's site file and certificates as
+    /// left after the ingest: unchanged means nothing to do.
+    pub fingerprint: String,
+    /// Line of the site file the error is on, when it has one.
+    pub line: Option<usize>,
+    pub message_vi: String,
+    pub message_en: String,
+}
+
+impl Status {
+    pub fn message(&self, lang: crate::config::Language) -> &str {
+        match lang {
+            crate::config::Language::Vi => &self.message_vi,
+            crate::config::Language::En => &self.message_en,
+        }
+    }
+}
+
+/// Where the ingest status of the config at `config` lives.
+pub fn status_path(config: &Path) -> PathBuf {
+    config.with_file_name("provision.json")
+}
+
+/// The last ingest's status, if this box is provisioned from a partition.
+pub fn read_status(config: &Path) -> Option<Status> {
+    let text = std::fs::read_to_string(status_path(config)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The partition is as it was after the last ingest.
+    Unchanged,
+    /// A new site file was taken in.
+    Applied,
+    /// The site file was refused; the live config did not change.
+    Rejected(Status),
+}
+
+/// Take in the setup partition mounted at `setup` into the config at
+/// `config` (its directory holds `certs/` and `provision.json`).
+pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionError> {
+    let dir = config.parent().unwrap_or(Path::new("/"));
+    let site_path = setup.join(SITE_FILE);
+    let fingerprint = fingerprint(setup)?;
+    let last = read_status(config);
+    if config.exists()
+        && last
+            .as_ref()
+            .is_some_and(|s| s.fingerprint == fingerprint && (s.ok || !site_path.exists()))
+    {
+        return Ok(Outcome::Unchanged);
+    }
+    let site = match std::fs::read_to_string(&site_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return reject(
+                setup,
+                config,
+                now,
+                fingerprint,
+                None,
+                "Không tìm thấy tệp site.toml trên ổ DIEMCAU. Chép tệp site.toml mẫu vào ổ đó, điền thông tin của xã rồi khởi động lại hộp.".into(),
+                "site.toml is not on the DIEMCAU partition. Copy the template site.toml onto it, fill in the site's details and restart the box.".into(),
+            );
+        }
+        Err(e) => {
+            return reject(
+                setup,
+                config,
+                now,
+                fingerprint,
+                None,
+                format!("Không đọc được site.toml ({e}). Lưu lại tệp dạng văn bản UTF-8 rồi khởi động lại hộp."),
+                format!("site.toml cannot be read ({e}). Save it as UTF-8 text and restart the box."),
+            );
+        }
+    };
+
+    // Secrets the technician left as the marker come from the live config.
+    let current: Option<toml::Table> = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| t.parse().ok());
+    let mut text = site.clone();
+    for (section, key) in SECRET_KEYS {
+        let kept = current
+            .as_ref()
+            .and_then(|c| c.get(*section)?.get(*key)?.as_str().map(str::to_owned));
+        match (find_value(&text, section, key), kept) {
+            (Some((line, v)), Some(kept)) if v == SECRET_MARKER => {
+                text = replace_value(&text, line, &kept);
+            }
+            (Some((line, v)), None) if v == SECRET_MARKER => {
+                return reject(
+                    setup,
+                    config,
+                    now,
+                    fingerprint,
+                    Some(line + 1),
+                    format!("site.toml, dòng {}: hộp không còn giữ {section}.{key}. Gõ lại giá trị này rồi khởi động lại hộp.", line + 1),
+                    format!("site.toml, line {}: the box no longer holds {section}.{key}. Type the value in again and restart the box.", line + 1),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    // Stage: the live certificates, overlaid by the partition's.
+    let staging = dir.join(".provision-new");
+    let _ = std::fs::remove_dir_all(&staging);
+    let certs = staging.join("certs");
+    std::fs::create_dir_all(&certs).map_err(io(&certs))?;
+    copy_files(&dir.join("certs"), &certs)?;
+    copy_files(&setup.join("certs"), &certs)?;
+    let staged = staging.join("config.toml");
+    write_synced(&staged, text.as_bytes())?;
+    match Config::parse(&staged, &text) {
+        Ok(_) => {}
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            let (line, vi, en) = explain(&e, &staging);
+            return reject(setup, config, now, fingerprint, line, vi, en);
+        }
+    }
+
+    // Install: certificates first, then the config by rename.
+    let group = std::fs::metadata(dir).map(|m| m.gid()).ok();
+    protect(&staging, group)?;
+    let live_certs = dir.join("certs");
+    let old = dir.join("certs.old");
+    let _ = std::fs::remove_dir_all(&old);
+    if live_certs.exists() {
+        std::fs::rename(&live_certs, &old).map_err(io(&live_certs))?;
+    }
+    std::fs::rename(&certs, &live_certs).map_err(io(&live_certs))?;
+    std::fs::rename(&staged, config).map_err(io(config))?;
+    sync_dir(dir);
+    let _ = std::fs::remove_dir_all(&old);
+    let _ = std::fs::remove_dir_all(&staging);
+
+    // Secrets off the FAT partition: private keys deleted, secret values
+    // replaced by the marker (only when the rewrite provably changes nothing
+    // else).
+    let mut moved = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(setup.join("certs")) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let private = std::fs::read(&p)
+                .map(|b| String::from_utf8_lossy(&b).contains("PRIVATE KEY"))
+                .unwrap_or(false);
+            if private && std::fs::remove_file(&p).is_ok() {
+                moved.push(format!("certs/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    if let Some(redacted) = redact(&site) {
+        if redacted != site {
+            write_synced(&site_path, redacted.as_bytes())?;
+            moved.push("site.toml: mật khẩu / secrets".into());
+        }
+    }
+    let status = Status {
+        ok: true,
+        at: now,
+        fingerprint: self::fingerprint(setup)?,
+        line: None,
+        message_vi: format!(
+            "Đã nhận cấu hình từ site.toml.{}",
+            if moved.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Đã cất vào hộp và xoá khỏi ổ DIEMCAU: {}.",
+                    moved.join(", ")
+                )
+            }
+        ),
+        message_en: format!(
+            "site.toml taken in.{}",
+            if moved.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Kept on the box and removed from DIEMCAU: {}.",
+                    moved.join(", ")
+                )
+            }
+        ),
+    };
+    finish(setup, config, &status)?;
+    Ok(Outcome::Applied)
+}
+
+fn reject(
+    setup: &Path,
+    config: &Path,
+    now: i64,
+    fingerprint: String,
+    line: Option<usize>,
+    vi: String,
+    en: String,
+) -> Result<Outcome, ProvisionError> {
+    let keep = if config.exists() {
+        (
+            " Hộp vẫn chạy với cấu hình cũ.",
+            " The box keeps running on its previous configuration.",
+        )
+    } else {
+        // Never configured: a config that starts the display, nothing else.
+        if let Some(dir) = config.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        write_synced(config, UNPROVISIONED.as_bytes())?;
+        let group = config
+            .parent()
+            .and_then(|d| std::fs::metadata(d).ok())
+            .map(|m| m.gid());
+        protect_file(config, group);
+        ("", "")
+    };
+    let status = Status {
+        ok: false,
+        at: now,
+        fingerprint,
+        line,
+        message_vi: format!("{vi}{}", keep.0),
+        message_en: format!("{en}{}", keep.1),
+    };
+    finish(setup, config, &status)?;
+    Ok(Outcome::Rejected(status))
+}
+
+/// Record the status beside the config and tell the technician on the
+/// partition.
+fn finish(setup: &Path, config: &Path, status: &Status) -> Result<(), ProvisionError> {
+    let json = serde_json::to_vec_pretty(status).unwrap_or_default();
+    let path = status_path(config);
+    write_synced(&path, &json)?;
+    let group = config
+        .parent()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .map(|m| m.gid());
+    protect_file(&path, group);
+    let when = chrono::DateTime::from_timestamp(status.at, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    let verdict = if status.ok {
+        ("ĐÃ NHẬN", "ACCEPTED")
+    } else {
+        ("CÓ LỖI", "ERROR")
+    };
+    let result = format!(
+        "diemcau: kết quả đọc site.toml / result of reading site.toml\r\n{when}\r\n\r\n{}: {}\r\n\r\n{}: {}\r\n",
+        verdict.0, status.message_vi, verdict.1, status.message_en
+    );
+    // The partition may be read-only or full; the status file is what counts.
+    if let Err(e) = write_synced(&setup.join(RESULT_FILE), result.as_bytes()) {
+        tracing::warn!("cannot write the result onto the setup partition: {e}");
+    }
+    Ok(())
+}
+
+/// A config error told to a technician: the line, in both languages, with
+/// the staging path shown as `site.toml`.
+fn explain(e: &ConfigError, staging: &Path) -> (Option<usize>, String, String) {
+    let strip = |m: &str| {
+        m.replace(&staging.join("certs").display().to_string(), "certs")
+            .replace(&staging.display().to_string(), "")
+    };
+    match e {
+        ConfigError::Invalid {
+            line, key, message, ..
+        } => {
+            let message = strip(message);
+            let what = if key.is_empty() {
+                String::new()
+            } else {
+                format!(" ({key})")
+            };
+            (
+                Some(*line),
+                format!(
+                    "site.toml, dòng {line}{what}: {message}. Sửa dòng {line} trên ổ DIEMCAU rồi khởi động lại hộp."
+                ),
+                format!(
+                    "site.toml, line {line}{what}: {message}. Fix line {line} on the DIEMCAU partition and restart the box."
+                ),
+            )
+        }
+        ConfigError::Read { source, .. } => (
+            None,
+            format!("Không đọc được site.toml: {source}"),
+            format!("site.toml cannot be read: {source}"),
+        ),
+    }
+}
+
+/// SHA-256 over the site file and the certificates, by name and content.
+fn fingerprint(setup: &Path) -> Result<String, ProvisionError> {
+    let mut h = Sha256::new();
+    let mut files = vec![setup.join(SITE_FILE)];
+    if let Ok(rd) = std::fs::read_dir(setup.join("certs")) {
+        let mut certs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        certs.sort();
+        files.extend(certs);
+    }
+    for f in files {
+        if let Ok(bytes) = std::fs::read(&f) {
+            h.update(f.strip_prefix(setup).unwrap_or(&f).to_string_lossy().as_bytes());
+            h.update([0]);
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn copy_files(from: &Path, to: &Path) -> Result<(), ProvisionError> {
+    let Ok(rd) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).map_err(io(&p))?;
+            write_synced(&to.join(e.file_name()), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Config and certificates: readable by root and the daemon's group only.
+fn protect(staging: &Path, group: Option<u32>) -> Result<(), ProvisionError> {
+    let certs = staging.join("certs");
+    let _ = std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o750));
+    if let Some(g) = group {
+        let _ = std::os::unix::fs::chown(&certs, Some(0), Some(g));
+    }
+    for e in std::fs::read_dir(&certs).map_err(io(&certs))?.flatten() {
+        protect_file(&e.path(), group);
+    }
+    protect_file(&staging.join("config.toml"), group);
+    Ok(())
+}
+
+fn protect_file(path: &Path, group: Option<u32>) {
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640));
+    if let Some(g) = group {
+        // Only root may give a file away; a test run as a user keeps its own.
+        let _ = std::os::unix::fs::chown(path, Some(0), Some(g));
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ProvisionError> {
+    let tmp = path.with_extension("tmp~");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(d) = path.parent() {
+        sync_dir(d);
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        // Best effort: FAT and some filesystems refuse to sync a directory.
+        let _ = d.sync_all();
+    }
+}
+
+/// The line index and string value of `key` in `[section]`, for a plain
+/// `key = "value"` line (what the template uses).
+fn find_value(text: &str, section: &str, key: &str) -> Option<(usize, String)> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h.split(']').next().unwrap_or("").trim().to_owned();
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            continue;
+        };
+        if k.trim() != key {
+            continue;
+        }
+        // Parse the value as TOML, comments and all.
+        let parsed: toml::Table = format!("v = {}", v.trim()).parse().ok()?;
+        return Some((i, parsed.get("v")?.as_str()?.to_owned()));
+    }
+    None
+}
+
+/// `text` with the value on line `line` replaced by `value` (a TOML basic
+/// string), keeping the key, indentation and any trailing comment.
+fn replace_value(text: &str, line: usize, value: &str) -> String {
+    let quoted = toml::Value::String(value.to_owned()).to_string();
+    let mut out = String::with_capacity(text.len() + quoted.len());
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i != line {
+            out.push_str(l);
+            continue;
+        }
+        let (head, rest) = l.split_once('=').unwrap_or((l, ""));
+        let comment = rest
+            .rfind('#')
+            .filter(|&at| {
+                // A '#' after the closing quote, not inside the value.
+                rest[..at].trim().ends_with(['"', '\''])
+            })
+            .map(|at| format!("  {}", rest[at..].trim_end()))
+            .unwrap_or_default();
+        let eol = if l.ends_with("\r\n") {
+            "\r\n"
+        } else if l.ends_with('\n') {
+            "\n"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{}= {quoted}{comment}{eol}", head));
+    }
+    out
+}
+
+/// The site file with every non-empty secret replaced by the marker, or
+/// `None` when the rewrite would change anything else (then the file is left
+/// as it is).
+fn redact(site: &str) -> Option<String> {
+    let mut text = site.to_owned();
+    for (section, key) in SECRET_KEYS {
+        if let Some((line, v)) = find_value(&text, section, key) {
+            if !v.is_empty() && v != SECRET_MARKER {
+                text = replace_value(&text, line, SECRET_MARKER);
+            }
+        }
+    }
+    let mut before: toml::Table = site.parse().ok()?;
+    let after: toml::Table = text.parse().ok()?;
+    for (section, key) in SECRET_KEYS {
+        if let Some(t) = before.get_mut(*section).and_then(|s| s.as_table_mut()) {
+            if let Some(v) = t.get_mut(*key) {
+                if v.as_str().is_some_and(|s| !s.is_empty()) {
+                    *v = toml::Value::String(SECRET_MARKER.into());
+                }
+            }
+        }
+    }
+    (before == after).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SITE: &str = r#"# comment
+[site]
+id = "ha-tinh-xa-a"
+name = "UBND xã A"
+
+[video]
+source = "synthetic"
+
+[audio]
+source = "synthetic"
+
+[display]
+sink = "none"
+
+[speaker]
+sink = "none"
+
+[uplink]
+url = "srt://hub.example:9000"
+passphrase = "mot-mat-khau-dai"   # << SRT
+
+[daemon]
+state_dir = "/tmp/x"
+"#;
+
+    struct Box {
+        _dir: tempfile::TempDir,
+        setup: PathBuf,
+        config: PathBuf,
+    }
+
+    fn new_box(site: Option<&str>) -> Box {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = dir.path().join("setup");
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(setup.join("certs")).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        if let Some(s) = site {
+            std::fs::write(setup.join(SITE_FILE), s).unwrap();
+        }
+        Box {
+            setup,
+            config: etc.join("config.toml"),
+            _dir: dir,
+        }
+    }
+
+    #[test]
+    fn a_valid_site_is_applied_once_and_its_secret_leaves_the_partition() {
+        let b = new_box(Some(SITE));
+        assert_eq!(run(&b.setup, &b.config, 1).unwrap(), Outcome::Applied);
+        let live = std::fs::read_to_string(&b.config).unwrap();
+        assert!(live.contains("mot-mat-khau-dai"));
+        let fat = std::fs::read_to_string(b.setup.join(SITE_FILE)).unwrap();
+        assert!(!fat.contains("mot-mat-khau-dai"), "{fat}");
+        assert!(fat.contains(SECRET_MARKER) && fat.contains("# << SRT"), "{fat}");
+        assert!(read_status(&b.config).unwrap().ok);
+        assert!(std::fs::read_to_string(b.setup.join(RESULT_FILE))
+            .unwrap()
+            .contains("ĐÃ NHẬN"));
+        // Next boot: nothing changed.
+        assert_eq!(run(&b.setup, &b.config, 2).unwrap(), Outcome::Unchanged);
+        // A later edit keeps the stored secret.
+        let edited = fat.replace("UBND xã A", "UBND xã B");
+        std::fs::write(b.setup.join(SITE_FILE), edited).unwrap();
+        assert_eq!(run(&b.setup, &b.config, 3).unwrap(), Outcome::Applied);
+        let live = std::fs::read_to_string(&b.config).unwrap();
+        assert!(live.contains("UBND xã B") && live.contains("mot-mat-khau-dai"));
+    }
+
+    #[test]
+    fn a_mistake_changes_nothing_and_names_the_line_in_vietnamese() {
+        let b = new_box(Some(SITE));
+        run(&b.setup, &b.config, 1).unwrap();
+        let before = std::fs::read_to_string(&b.config).unwrap();
+        let fat = std::fs::read_to_string(b.setup.join(SITE_FILE)).unwrap();
+        std::fs::write(
+            b.setup.join(SITE_FILE),
+            fat.replace("source = \"synthetic\"\n\n[audio]", "sourse = \"synthetic\"\n\n[audio]"),
+        )
+        .unwrap();
+        let Outcome::Rejected(s) = run(&b.setup, &b.config, 2).unwrap() else {
+            panic!("accepted a typo")
+        };
+        assert_eq!(s.line, Some(7));
+        assert!(s.message_vi.contains("dòng 7"), "{}", s.message_vi);
+        assert!(s.message_vi.contains("cấu hình cũ"), "{}", s.message_vi);
+        assert!(s.message_en.contains("sourse"), "{}", s.message_en);
+        assert_eq!(std::fs::read_to_string(&b.config).unwrap(), before);
+        assert_eq!(read_status(&b.config).unwrap(), s);
+        let result = std::fs::read_to_string(b.setup.join(RESULT_FILE)).unwrap();
+        assert!(result.contains("CÓ LỖI") && result.contains("dòng 7"));
+        // Rejected stays rejected (and reported) until the file changes.
+        assert!(matches!(
+            run(&b.setup, &b.config, 3).unwrap(),
+            Outcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn a_first_boot_mistake_leaves_a_config_that_starts_the_display() {
+        let b = new_box(Some("[site]\nid = \"Bad Id\"\n"));
+        assert!(matches!(
+            run(&b.setup, &b.config, 1).unwrap(),
+            Outcome::Rejected(_)
+        ));
+        let c = crate::config::load(&b.config).unwrap();
+        assert_eq!(c.site.id, "chua-cau-hinh");
+        let s = read_status(&b.config).unwrap();
+        assert_eq!(s.line, Some(2));
+    }
+
+    #[test]
+    fn no_site_file_is_reported() {
+        let b = new_box(None);
+        let Outcome::Rejected(s) = run(&b.setup, &b.config, 1).unwrap() else {
+            panic!()
+        };
+        assert!(s.message_vi.contains("Không tìm thấy tệp site.toml"));
+    }
+
+    #[test]
+    fn certificates_are_checked_moved_and_keys_deleted_from_the_partition() {
+        let site = SITE.replace(
+            "[daemon]",
+            "[mqtt]\nurl = \"mqtts://broker.example:8883\"\nca = \"certs/ca.pem\"\ncert = \"certs/box.pem\"\nkey = \"certs/box.key\"\n\n[daemon]",
+        );
+        let b = new_box(Some(&site));
+        std::fs::write(b.setup.join("certs/ca.pem"), "CA").unwrap();
+        std::fs::write(b.setup.join("certs/box.pem"), "CERT").unwrap();
+        // The key is missing: the error names the key's line.
+        let Outcome::Rejected(s) = run(&b.setup, &b.config, 1).unwrap() else {
+            panic!()
+        };
+        assert!(s.message_en.contains("certs/box.key"), "{}", s.message_en);
+        assert!(!s.message_en.contains(".provision-new"), "{}", s.message_en);
+        std::fs::write(
+            b.setup.join("certs/box.key"),
+            "-----BEGIN PRIVATE KEY-----\nx\n",
+        )
+        .unwrap();
+        assert_eq!(run(&b.setup, &b.config, 2).unwrap(), Outcome::Applied);
+        let etc = b.config.parent().unwrap();
+        assert!(etc.join("certs/box.key").is_file());
+        assert!(!b.setup.join("certs/box.key").exists());
+        assert!(b.setup.join("certs/ca.pem").exists());
+        let mode = std::fs::metadata(etc.join("certs/box.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // The next edit still validates: the key is taken from the box.
+        let fat = std::fs::read_to_string(b.setup.join(SITE_FILE)).unwrap();
+        std::fs::write(b.setup.join(SITE_FILE), fat.replace("xã A", "xã C")).unwrap();
+        assert_eq!(run(&b.setup, &b.config, 3).unwrap(), Outcome::Applied);
+    }
+
+    #[test]
+    fn redaction_keeps_everything_else() {
+        let r = redact(SITE).unwrap();
+        assert_eq!(r.lines().count(), SITE.lines().count());
+        assert!(r.contains(&format!("passphrase = \"{SECRET_MARKER}\"  # << SRT")));
+        // A value with a '#' inside is not mistaken for a comment.
+        let s = "[uplink]\npassphrase = \"abc#defghijk\"\n";
+        assert_eq!(
+            redact(s).unwrap(),
+            format!("[uplink]\npassphrase = \"{SECRET_MARKER}\"\n")
+        );
+    }
+}

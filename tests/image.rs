@@ -1,0 +1,821 @@
+//! The virtual bridge room: the OS image that `image/build.sh` built, booted
+//! in QEMU with virtual hardware standing in for the room, driven only from
+//! outside the guest, the way the province sees a real box.
+//!
+//! - camera: the kernel's `vivid` test driver; microphone: `snd-aloop`, fed by
+//!   the box's own speaker output (the hub's program feed carries a 440 Hz
+//!   tone, the box plays it into the loopback and hears it back);
+//! - HDMI screen: QEMU's standard VGA (bochs-drm), captured with QMP's
+//!   `screendump`; button: a key pressed on the emulated PS/2 keyboard (QMP
+//!   `send-key`), which the box reads through evdev like a USB button;
+//! - on the host, over QEMU's user network (the guest sees the host as
+//!   10.0.2.2): Mosquitto with mutual TLS as the NOC's broker, srt-live-transmit
+//!   as the hub (and ffmpeg with srt-live-transmit as its program feed), and
+//!   Garage as the central archive.
+//!
+//! The provisioning partition is written by the test, with mtools, as a
+//! technician would on a laptop. Nothing here is a mock. The test needs the
+//! built image: `$DIEMCAU_IMAGE`, or the newest `target/image/*.img`
+//! (`tests/quickstart.sh test` builds it first).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::mqtt::{cmd, make_certs, Broker, Noc};
+use common::{free_udp_port, have, probe, Garage, SrtReceiver, BIN};
+use serde_json::{json, Value};
+
+const SITE: &str = "vr-xa-01";
+const PASSPHRASE: &str = "phong-ao-mat-khau-srt";
+
+/// The image to boot, if one was built.
+fn image() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("DIEMCAU_IMAGE") {
+        return Some(PathBuf::from(p));
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image");
+    let mut imgs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "img"))
+        .collect();
+    imgs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    imgs.pop()
+}
+
+/// Each phase's duration, printed as it ends.
+struct Phases {
+    t0: Instant,
+    last: Instant,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            t0: Instant::now(),
+            last: Instant::now(),
+        }
+    }
+
+    fn done(&mut self, name: &str) {
+        eprintln!(
+            "== phase {name}: {:.1} s (total {:.1} s)",
+            self.last.elapsed().as_secs_f64(),
+            self.t0.elapsed().as_secs_f64()
+        );
+        self.last = Instant::now();
+    }
+}
+
+/// Byte offsets of the image's partitions, by GPT name.
+fn partitions(img: &Path) -> HashMap<String, u64> {
+    let out = Command::new("sfdisk").arg("-J").arg(img).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("").to_owned(),
+                p["start"].as_u64().unwrap() * 512,
+            )
+        })
+        .collect()
+}
+
+/// A FAT partition of the image, reached with mtools (no mount, no root).
+struct Fat {
+    spec: String,
+}
+
+impl Fat {
+    fn new(img: &Path, offset: u64) -> Fat {
+        Fat {
+            spec: format!("{}@@{offset}", img.display()),
+        }
+    }
+
+    fn put(&self, src: &Path, dst: &str) {
+        let ok = Command::new("mcopy")
+            .args(["-o", "-D", "o", "-i", &self.spec])
+            .arg(src)
+            .arg(format!("::{dst}"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mcopy {} ::{dst}", src.display());
+    }
+
+    fn mkdir(&self, dir: &str) {
+        let _ = Command::new("mmd")
+            .args(["-D", "s", "-i", &self.spec, &format!("::{dir}")])
+            .output();
+    }
+
+    fn read(&self, path: &str) -> Option<String> {
+        let out = Command::new("mtype")
+            .args(["-i", &self.spec, &format!("::{path}")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        Command::new("mdir")
+            .args(["-b", "-i", &self.spec, &format!("::{path}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+fn ovmf() -> (PathBuf, PathBuf) {
+    for (code, vars) in [
+        ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+        ("OVMF_CODE.fd", "OVMF_VARS.fd"),
+    ] {
+        let c = Path::new("/usr/share/OVMF").join(code);
+        if c.exists() {
+            return (c, Path::new("/usr/share/OVMF").join(vars));
+        }
+    }
+    panic!("OVMF is not installed (Debian package ovmf)");
+}
+
+/// The box, as a QEMU virtual machine.
+struct Vm {
+    child: Option<Child>,
+    dir: PathBuf,
+    disk: PathBuf,
+    accel: &'static str,
+    boots: u32,
+}
+
+impl Vm {
+    fn new(dir: &Path, disk: &Path) -> Vm {
+        let (_, vars) = ovmf();
+        std::fs::copy(vars, dir.join("vars.fd")).unwrap();
+        let mut vm = Vm {
+            child: None,
+            dir: dir.to_owned(),
+            disk: disk.to_owned(),
+            accel: "tcg",
+            boots: 0,
+        };
+        // KVM when it works; on some hosts a guest stops at once with an
+        // emulation failure, and then software emulation it is.
+        let want = std::env::var("DIEMCAU_QEMU_ACCEL").ok();
+        if want.as_deref() != Some("tcg") && Path::new("/dev/kvm").exists() {
+            vm.accel = "kvm";
+            vm.spawn();
+            std::thread::sleep(Duration::from_secs(6));
+            let err = std::fs::read_to_string(vm.dir.join("qemu.err")).unwrap_or_default();
+            let exited = vm
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || err.contains("KVM internal error") || err.contains("emulation failure") {
+                eprintln!("KVM does not run this guest here; software emulation (TCG)");
+                vm.kill();
+                vm.accel = "tcg";
+                vm.spawn();
+            }
+        } else {
+            vm.spawn();
+        }
+        eprintln!("QEMU accelerator: {}", vm.accel);
+        vm
+    }
+
+    fn spawn(&mut self) {
+        self.boots += 1;
+        let (code, _) = ovmf();
+        let (accel, cpu) = if self.accel == "kvm" {
+            ("kvm", "host")
+        } else {
+            ("tcg,thread=multi", "max")
+        };
+        let _ = std::fs::remove_file(self.dir.join("qmp.sock"));
+        let err = std::fs::File::create(self.dir.join("qemu.err")).unwrap();
+        let serial = self.dir.join(format!("serial-{}.log", self.boots));
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35", "-accel", accel, "-cpu", cpu])
+            .args(["-m", "2048", "-smp", "2", "-no-reboot"])
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,readonly=on,file={}",
+                code.display()
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,file={}",
+                self.dir.join("vars.fd").display()
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=virtio,cache=writeback",
+                self.disk.display()
+            ))
+            .args(["-vga", "std", "-display", "none"])
+            .args(["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("-qmp")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                self.dir.join("qmp.sock").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("qemu-system-x86_64");
+        self.child = Some(child);
+    }
+
+    /// One QMP command; its `return` value.
+    fn qmp(&self, command: &str, arguments: Value) -> Value {
+        let t0 = Instant::now();
+        let sock = loop {
+            match UnixStream::connect(self.dir.join("qmp.sock")) {
+                Ok(s) => break s,
+                Err(e) if t0.elapsed() < Duration::from_secs(10) => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("QMP: {e}"),
+            }
+        };
+        sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = sock.try_clone().unwrap();
+        let mut r = BufReader::new(sock);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap(); // greeting
+        for (c, a) in [("qmp_capabilities", json!({})), (command, arguments)] {
+            writeln!(w, "{}", json!({"execute": c, "arguments": a})).unwrap();
+            loop {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                if v.get("event").is_some() {
+                    continue;
+                }
+                assert!(v.get("error").is_none(), "QMP {c}: {v}");
+                if c == command {
+                    return v["return"].clone();
+                }
+                break;
+            }
+        }
+        unreachable!("the loop returns on the command's reply")
+    }
+
+    /// The screen, as (width, height, RGB bytes), saved as PPM under `name`.
+    fn screenshot(&self, name: &str) -> (usize, usize, Vec<u8>) {
+        let path = self.dir.join(format!("{name}.ppm"));
+        self.qmp("screendump", json!({"filename": path.to_str().unwrap()}));
+        let bytes = std::fs::read(&path).unwrap();
+        // P6\n<w> <h>\n255\n<rgb>
+        let mut fields = Vec::new();
+        let mut at = 0;
+        while fields.len() < 4 {
+            while bytes[at].is_ascii_whitespace() {
+                at += 1;
+            }
+            let start = at;
+            while !bytes[at].is_ascii_whitespace() {
+                at += 1;
+            }
+            fields.push(String::from_utf8_lossy(&bytes[start..at]).into_owned());
+        }
+        let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+        let rgb = bytes[at + 1..].to_vec();
+        assert_eq!(rgb.len(), w * h * 3, "{name}.ppm");
+        // Also as PNG beside it, for people reading the test's output.
+        if have("ffmpeg") {
+            let _ = Command::new("ffmpeg")
+                .args(["-v", "error", "-y", "-i"])
+                .arg(&path)
+                .arg(self.dir.join(format!("{name}.png")))
+                .status();
+        }
+        (w, h, rgb)
+    }
+
+    /// Press the room's button (F12 on the PS/2 keyboard) for `hold_ms`.
+    fn press(&self, hold_ms: u64) {
+        self.qmp(
+            "send-key",
+            json!({"keys": [{"type": "qcode", "data": "f12"}], "hold-time": hold_ms}),
+        );
+    }
+
+    /// A power cut: QEMU killed, the guest gets no chance to do anything.
+    fn power_cut(&mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A clean shutdown, as the power button would.
+    fn shutdown(&mut self, timeout: Duration) {
+        let _ = self.qmp("system_powerdown", json!({}));
+        let t0 = Instant::now();
+        while let Some(c) = self.child.as_mut() {
+            if c.try_wait().ok().flatten().is_some() {
+                self.child = None;
+                return;
+            }
+            if t0.elapsed() > timeout {
+                eprintln!("the guest did not power off in {timeout:?}; killing it");
+                self.kill();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn serial(&self) -> String {
+        let p = self.dir.join(format!("serial-{}.log", self.boots));
+        String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+    }
+
+    /// The guest's last console lines, for a failing assertion.
+    fn tail(&self) -> String {
+        let s = self.serial();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Distinct colours in a screenshot (sampled): a standby screen has a
+/// handful, moving video has thousands.
+fn colours(rgb: &[u8]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for px in rgb.chunks_exact(3).step_by(7) {
+        seen.insert((px[0] >> 2, px[1] >> 2, px[2] >> 2));
+    }
+    seen.len()
+}
+
+/// Pixels that are clearly red (the recording indicator).
+fn red_pixels(rgb: &[u8]) -> usize {
+    rgb.chunks_exact(3)
+        .filter(|p| p[0] > 180 && p[1] < 80 && p[2] < 80)
+        .count()
+}
+
+/// The hub's program feed: ffmpeg encodes a test picture and a 440 Hz tone
+/// into MPEG-TS over UDP; srt-live-transmit serves it to SRT callers and
+/// takes the box again after it reboots.
+struct ProgramFeed {
+    ffmpeg: Child,
+    relay: Child,
+}
+
+impl ProgramFeed {
+    fn start(port: u16) -> ProgramFeed {
+        let udp = free_udp_port();
+        let relay = Command::new("srt-live-transmit")
+            .args(["-q", "-a:yes"])
+            .arg(format!("udp://127.0.0.1:{udp}"))
+            .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("srt-live-transmit");
+        let ffmpeg = Command::new("ffmpeg")
+            .args(["-v", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
+            .args(["-g", "15", "-b:v", "300k", "-c:a", "libopus", "-b:a", "48k"])
+            .args(["-f", "mpegts"])
+            .arg(format!("udp://127.0.0.1:{udp}?pkt_size=1316"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg");
+        ProgramFeed { ffmpeg, relay }
+    }
+}
+
+impl Drop for ProgramFeed {
+    fn drop(&mut self) {
+        for c in [&mut self.ffmpeg, &mut self.relay] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The site file a technician would write for this room.
+fn site_toml(hub: u16, feed: u16, broker: u16, archive: &str) -> String {
+    format!(
+        r#"# site.toml for the virtual bridge room
+[site]
+id = "{SITE}"
+name = "UBND xã Phòng Ảo"
+province = "Tỉnh Thử Nghiệm"
+
+[daemon]
+language = "vi"
+# Software emulation is slow: give the pipelines time.
+start_timeout_s = 90
+stop_timeout_s = 60
+
+[video]
+source = "v4l2"
+device = "/dev/video0"
+width = 640
+height = 360
+framerate = 15
+encoder = "x264"
+bitrate_kbps = 600
+min_bitrate_kbps = 300
+max_bitrate_kbps = 1000
+stall_timeout_s = 15
+
+[audio]
+source = "alsa"
+device = "plughw:Loopback,1,0"
+echo_cancel = false
+
+[uplink]
+url = "srt://10.0.2.2:{hub}"
+passphrase = "{PASSPHRASE}"
+latency_ms = 500
+
+[return_feed]
+enabled = true
+url = "srt://10.0.2.2:{feed}"
+latency_ms = 500
+
+[display]
+sink = "kms"
+kms_driver = "bochs-drm"
+width = 1280
+height = 800
+
+[speaker]
+sink = "alsa"
+device = "plughw:Loopback,0,0"
+
+[button]
+kind = "evdev"
+device = "AT Translated Set 2 keyboard"
+key = "KEY_F12"
+
+[mqtt]
+url = "mqtts://10.0.2.2:{broker}"
+ca = "certs/ca.pem"
+cert = "certs/box.pem"
+key = "certs/box.key"
+keep_alive_s = 10
+health_interval_s = 10
+
+[recording]
+segment_s = 2.0
+flush_interval_ms = 500
+{archive}"#
+    )
+}
+
+/// Archive keys of one session.
+fn session_keys(garage: &Garage, id: &str) -> Vec<String> {
+    garage
+        .list()
+        .into_iter()
+        .filter(|k| k.contains(&format!("/{id}/")))
+        .collect()
+}
+
+/// Wait until the archive holds the session's manifest and every segment
+/// the box reports, then download it, verify it with the box's own code,
+/// and return its duration and codecs.
+fn archived(garage: &Garage, id: &str, timeout: Duration, work: &Path) -> (f64, Vec<String>) {
+    let t0 = Instant::now();
+    loop {
+        let keys = session_keys(garage, id);
+        if keys.iter().any(|k| k.ends_with("/manifest.json")) {
+            let dir = work.join(id);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut joined = Vec::new();
+            for k in &keys {
+                let body = garage.get(k);
+                let name = k.rsplit('/').next().unwrap();
+                std::fs::write(dir.join(name), &body).unwrap();
+                if name.ends_with(".ts") {
+                    joined.extend(body);
+                }
+            }
+            let out = Command::new(BIN)
+                .args(["recordings", "verify", "--json", "--dir"])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            if v["ok"] == true {
+                assert_eq!(v["signature_ok"], true, "{v}");
+                let ts = work.join(format!("{id}.ts"));
+                std::fs::write(&ts, joined).unwrap();
+                let (codecs, duration) = probe(&ts);
+                return (duration, codecs);
+            }
+            // Segments may still be arriving; the manifest names them all.
+            assert!(
+                t0.elapsed() < timeout,
+                "the archive copy of {id} does not verify: {v}"
+            );
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "session {id} did not arrive in the archive; keys: {:?}",
+            garage.list()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+#[test]
+fn virtual_bridge_room() {
+    let Some(img) = image() else {
+        eprintln!("SKIP: no OS image; build one with: bash image/build.sh");
+        return;
+    };
+    for tool in [
+        "qemu-system-x86_64",
+        "mcopy",
+        "sfdisk",
+        "srt-live-transmit",
+        "ffmpeg",
+    ] {
+        assert!(have(tool), "{tool} is not installed (tests/quickstart.sh installs it)");
+    }
+    let mut ph = Phases::new();
+    // A fixed place, kept after a failure: the guest's console logs
+    // (serial-N.log), the screenshots and the disk are there to read.
+    let keep = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image-test");
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::create_dir_all(&keep).unwrap();
+    let work = keep.as_path();
+    eprintln!("image: {} (work dir {})", img.display(), work.display());
+
+    // The host side of the room: broker, hub, program feed, archive.
+    let certs = work.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs, SITE);
+    let broker = Broker::new(&certs);
+    let mut garage = Garage::new();
+    garage.start();
+    let hub_port = free_udp_port();
+    let mut hub = SrtReceiver::new(hub_port, &work.join("hub-1.ts"));
+    hub.passphrase = Some(PASSPHRASE.into());
+    hub.start();
+    let feed_port = free_udp_port();
+    let _feed = ProgramFeed::start(feed_port);
+    let noc = Noc::connect(
+        &certs,
+        broker.port,
+        "noc-vr",
+        true,
+        &[format!("diemcau/v1/{SITE}/#")],
+    );
+
+    // The disk: a copy of the image, as if flashed onto a bigger SSD.
+    let disk = work.join("disk.img");
+    assert!(Command::new("cp")
+        .args(["--sparse=always"])
+        .arg(&img)
+        .arg(&disk)
+        .status()
+        .unwrap()
+        .success());
+    let parts = partitions(&disk);
+    // The technician's laptop: site.toml and the box's certificates onto
+    // the DIEMCAU partition.
+    let setup = Fat::new(&disk, parts["diemcau-setup"]);
+    let archive = garage.archive_toml().replace("127.0.0.1", "10.0.2.2");
+    let site = work.join("site.toml");
+    std::fs::write(
+        &site,
+        site_toml(hub_port, feed_port, broker.port, &archive),
+    )
+    .unwrap();
+    setup.put(&site, "/site.toml");
+    setup.mkdir("/certs");
+    for (from, to) in [("ca.crt", "ca.pem"), ("box.crt", "box.pem"), ("box.key", "box.key")] {
+        setup.put(&certs.join(from), &format!("/certs/{to}"));
+    }
+    // The virtual room's devices: load the test drivers, and send the
+    // journal to the serial console (the last console= is /dev/console) so
+    // a failure here can be read.
+    let esp = Fat::new(&disk, parts["diemcau-esp"]);
+    let entry = esp.read("/loader/entries/diemcau.conf").unwrap();
+    let entry = entry.replace(
+        "console=ttyS0,115200 console=tty1",
+        "console=tty1 console=ttyS0,115200",
+    );
+    let entry = entry.replace(
+        " quiet ",
+        // (the serial getty would hang up journald's console stream).
+        " modules-load=vivid,snd-aloop systemd.journald.forward_to_console=1 \
+         systemd.mask=serial-getty@ttyS0.service ",
+    );
+    let entry_file = work.join("diemcau.conf");
+    std::fs::write(&entry_file, entry).unwrap();
+    esp.put(&entry_file, "/loader/entries/diemcau.conf");
+    assert!(Command::new("truncate")
+        .args(["-s", "+1G"])
+        .arg(&disk)
+        .status()
+        .unwrap()
+        .success());
+    ph.done("prepare (certificates, broker, hub, archive, disk, site.toml)");
+
+    // 1. It boots, takes in site.toml, and reports online by itself.
+    let mut vm = Vm::new(work, &disk);
+    let online = |noc: &Noc, vm: &Vm, not_boot: Option<&str>| -> String {
+        let m = noc
+            .try_wait_for(Duration::from_secs(420), |m| {
+                m.topic == format!("diemcau/v1/{SITE}/status")
+                    && m.payload["status"] == "online"
+                    && not_boot.is_none_or(|b| m.payload["boot_id"] != b)
+            })
+            .unwrap_or_else(|| panic!("the box never came online; console:\n{}", vm.tail()));
+        m.payload["boot_id"].as_str().unwrap_or("").to_owned()
+    };
+    let boot1 = online(&noc, &vm, None);
+    ph.done("boot to online on MQTT");
+    let state = |pred: &dyn Fn(&Value) -> bool, what: &str, secs: u64, vm: &Vm| -> Value {
+        noc.try_wait_for(Duration::from_secs(secs), |m| {
+            m.topic == format!("diemcau/v1/{SITE}/state") && pred(&m.payload)
+        })
+        .unwrap_or_else(|| panic!("no state with {what}; console:\n{}", vm.tail()))
+        .payload
+    };
+    state(&|s| s["phase"] == "idle", "phase idle", 120, &vm);
+    // Let the return feed and the standby screen settle, then look.
+    std::thread::sleep(Duration::from_secs(10));
+    let (w, h, idle) = vm.screenshot("idle");
+    eprintln!("idle screen {w}x{h}: {} colours", colours(&idle));
+    ph.done("standby screen");
+
+    // 2. The NOC starts a session: the box goes live, the hub gets it.
+    let id = "vr-start-1";
+    noc.send(SITE, "session.start", cmd(id, json!({"metadata": {"case": "VR-001"}})), id);
+    let live = state(&|s| s["phase"] == "live", "phase live", 240, &vm);
+    let session1 = live["session"].as_str().unwrap().to_owned();
+    ph.done("session.start to live");
+    assert!(
+        hub.wait_growth(Duration::from_secs(90)).is_some(),
+        "the hub received nothing; console:\n{}",
+        vm.tail()
+    );
+    std::thread::sleep(Duration::from_secs(20));
+    let (_, _, shot) = vm.screenshot("live");
+    let (c_idle, c_live, red) = (colours(&idle), colours(&shot), red_pixels(&shot));
+    eprintln!("live screen: {c_live} colours (idle {c_idle}), {red} red pixels");
+    // The live layout: the hub's moving picture full screen (many colours
+    // where standby had a handful) and the red recording mark.
+    assert!(c_live > 4 * c_idle.max(50), "live layout not shown: {c_live} colours vs {c_idle}");
+    assert!(red > 200, "no recording indicator on screen ({red} red pixels)");
+    ph.done("live: hub receiving, screen inspected");
+
+    // 3. The NOC stops it.
+    let id = "vr-stop-1";
+    noc.send(SITE, "session.stop", cmd(id, json!({})), id);
+    state(
+        &|s| s["phase"] == "idle" && s["last_session"]["id"] == session1.as_str(),
+        "session 1 ended",
+        240,
+        &vm,
+    );
+    ph.done("session.stop to idle");
+
+    // 4. The button: a press starts a session, a 3 s hold ends it.
+    vm.press(200);
+    let live = state(
+        &|s| s["phase"] == "live" && s["session"] != session1.as_str(),
+        "live from the button",
+        240,
+        &vm,
+    );
+    let session2 = live["session"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_secs(8));
+    vm.press(3000);
+    state(
+        &|s| s["phase"] == "idle" && s["last_session"]["id"] == session2.as_str(),
+        "session 2 ended by the button",
+        240,
+        &vm,
+    );
+    ph.done("button: press to live, hold to end");
+
+    // 5. What the hub received is H.264 with audio.
+    std::thread::sleep(Duration::from_secs(3));
+    hub.kill();
+    let (codecs, hub_duration) = probe(&hub.out);
+    eprintln!("hub received {codecs:?}, {hub_duration:.1} s");
+    assert!(codecs.iter().any(|c| c == "h264"), "{codecs:?}");
+    assert!(codecs.iter().any(|c| c == "opus"), "{codecs:?}");
+
+    // 6. The recordings arrive in the archive and verify.
+    let (d1, c1) = archived(&garage, &session1, Duration::from_secs(300), work);
+    let (d2, _) = archived(&garage, &session2, Duration::from_secs(300), work);
+    eprintln!("archive: session 1 {d1:.1} s {c1:?}, session 2 {d2:.1} s");
+    assert!(c1.iter().any(|c| c == "h264") && c1.iter().any(|c| c == "opus"));
+    assert!(d1 > 20.0, "session 1 lasted {d1} s in the archive");
+    ph.done("recordings archived and verified");
+
+    // 7. A power cut during a session.
+    let mut hub3 = SrtReceiver::new(hub_port, &work.join("hub-3.ts"));
+    hub3.passphrase = Some(PASSPHRASE.into());
+    hub3.start_once();
+    vm.press(200);
+    let live = state(
+        &|s| {
+            s["phase"] == "live"
+                && s["session"] != session1.as_str()
+                && s["session"] != session2.as_str()
+        },
+        "live before the power cut",
+        240,
+        &vm,
+    );
+    let session3 = live["session"].as_str().unwrap().to_owned();
+    assert!(hub3.wait_growth(Duration::from_secs(90)).is_some());
+    std::thread::sleep(Duration::from_secs(20));
+    vm.power_cut();
+    // The hub notices the silence and writes out what it has.
+    assert!(hub3.wait_exit(Duration::from_secs(30)), "the hub did not see the box go");
+    let (_, hub3_duration) = probe(&hub3.out);
+    ph.done("power cut during a live session");
+
+    vm.spawn();
+    let boot2 = online(&noc, &vm, Some(&boot1));
+    assert_ne!(boot1, boot2);
+    state(
+        &|s| {
+            s["phase"] == "idle"
+                && s["last_session"]["id"] == session3.as_str()
+                && s["last_session"]["outcome"] == "interrupted"
+        },
+        "session 3 interrupted",
+        240,
+        &vm,
+    );
+    ph.done("clean boot after the power cut, session interrupted");
+    let (d3, _) = archived(&garage, &session3, Duration::from_secs(300), work);
+    eprintln!("power cut: the hub got {hub3_duration:.1} s, the archive holds {d3:.1} s");
+    // Nothing lost beyond the last second: the recording holds at least what
+    // had already reached the hub (which lags the box by its SRT latency).
+    assert!(
+        d3 + 1.0 >= hub3_duration,
+        "recording lost {:.1} s before the power cut",
+        hub3_duration - d3
+    );
+    ph.done("interrupted recording archived and verified");
+
+    // 8. The setup partition after the box took it in: the private key and
+    // the SRT passphrase are off it, and the result is written for the
+    // technician.
+    vm.shutdown(Duration::from_secs(120));
+    let setup_after = Fat::new(&disk, parts["diemcau-setup"]);
+    let site_after = setup_after.read("/site.toml").unwrap();
+    assert!(!site_after.contains(PASSPHRASE), "{site_after}");
+    assert!(site_after.contains(diemcau::provision::SECRET_MARKER));
+    assert!(!setup_after.exists("/certs/box.key"));
+    assert!(setup_after.exists("/certs/ca.pem"));
+    let result = setup_after.read("/KET-QUA.txt").unwrap_or_default();
+    assert!(result.contains("ĐÃ NHẬN"), "{result}");
+    ph.done("setup partition checked after shutdown");
+
+    // The screenshots and logs stay for people to look at; the disk goes.
+    let _ = std::fs::remove_file(&disk);
+    drop(broker);
+}
