@@ -167,6 +167,10 @@ phase "done"
 echo "image:    $img"
 echo "size:     $(du -h --apparent-size "$img" | cut -f1) ($(du -h "$img" | cut -f1) on disk, sparse)"
 echo "sha256:   $(sha256sum "$img" | cut -d' ' -f1)"
+# Per partition, so two builds can be compared part by part.
+for p in esp:"$esp" root:"$rootimg" setup:"$setup" state:"$state"; do
+  echo "  ${p%%:*}: $(sha256sum "${p#*:}" | cut -d' ' -f1)"
+done
 sfdisk -l "$img" | sed -n '/^Device/,$p'
 echo "contents: $(wc -l < "$out/diemcau-$version-amd64.packages") Debian $SUITE packages (list: $out/diemcau-$version-amd64.packages)"
 echo "largest installed packages (KiB):"

@@ -150,6 +150,7 @@ pub fn run(path: &Path, lang: Language) -> Report {
     });
     checks.push(camera(&cfg, &w, live));
     checks.push(microphone(&cfg, &w, live));
+    checks.push(speaker(&cfg, &w, live, status.is_some()));
     checks.push(display(&cfg, &w));
     checks.push(button(&cfg, &w));
     checks.push(led(&cfg, &w));
@@ -364,6 +365,61 @@ fn microphone(cfg: &Config, w: &W, live: bool) -> Check {
             w.t(
                 "Thiết bị ALSA sai hoặc đang bận; xem [audio] device, hoặc cắm lại micrô",
                 "Wrong or busy ALSA device; check [audio] device, or re-plug the microphone",
+            ),
+        ),
+    }
+}
+
+/// A 2-second test tone on the room's speaker.
+fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
+    let name = w.t("Loa", "Speaker");
+    let config::SpeakerSink::Alsa(dev) = &cfg.speaker else {
+        return check(name, Verdict::Skip, format!("{:?}", cfg.speaker), "");
+    };
+    if live {
+        return check(
+            name,
+            Verdict::Skip,
+            w.t("đang trong phiên: không phát tiếng thử", "a session is live: no test tone"),
+            "",
+        );
+    }
+    eprintln!(
+        "{}",
+        w.t("Loa: phát tiếng bíp 2 giây — hãy nghe…", "Speaker: a 2-second beep — listen…")
+    );
+    let desc = format!(
+        "audiotestsrc freq=880 volume=0.3 samplesperbuffer=960 num-buffers=100 \
+         ! audio/x-raw,rate=48000 ! audioconvert ! audioresample ! alsasink device=\"{}\"",
+        dev.replace('"', "")
+    );
+    match gst_run(&desc, Duration::from_secs(8)) {
+        Ok(_) => check(
+            name,
+            Verdict::Pass,
+            format!(
+                "{dev}: {}",
+                w.t(
+                    "đã phát tiếng bíp; không nghe thấy thì kiểm tra dây loa và âm lượng",
+                    "beep played; if nobody heard it, check the speaker cable and volume"
+                )
+            ),
+            "",
+        ),
+        // The daemon holds a hw: device for the hub's sound; that is not a fault.
+        Err(e) if daemon_running => check(
+            name,
+            Verdict::Skip,
+            format!("{dev}: {e} ({})", w.t("phần mềm đang dùng loa", "in use by the daemon")),
+            "",
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Fail,
+            format!("{dev}: {e}"),
+            w.t(
+                "Kiểm tra loa đã cắm và [speaker] device trong site.toml",
+                "Check that the speaker is plugged in and [speaker] device in site.toml",
             ),
         ),
     }
@@ -609,6 +665,41 @@ fn broker(cfg: &Config, w: &W) -> Check {
         }
     }
     match tcp(&b.host, b.port) {
+        Ok(()) if b.tls => {
+            let client = m.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+            let result = crate::mqtt::tls::client_config(m.ca.as_deref(), client)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    crate::mqtt::tls::handshake(c, &b.host, b.port, Duration::from_secs(5))
+                });
+            match result {
+                Ok(tls) => check(
+                    name,
+                    Verdict::Pass,
+                    format!(
+                        "{}:{} — {} ({tls}){}",
+                        b.host,
+                        b.port,
+                        w.t("chứng chỉ máy chủ hợp lệ", "broker certificate verified"),
+                        if client.is_some() {
+                            w.t(", hộp được chấp nhận bằng chứng chỉ riêng", ", this box accepted by its certificate")
+                        } else {
+                            ""
+                        }
+                    ),
+                    "",
+                ),
+                Err(e) => check(
+                    name,
+                    Verdict::Fail,
+                    format!("{}:{} TLS: {e}", b.host, b.port),
+                    w.t(
+                        "Chứng chỉ không khớp: chép đúng ca.pem, box.pem, box.key của tỉnh vào thư mục certs trên ổ DIEMCAU, kiểm tra giờ hệ thống",
+                        "Certificates do not match: copy the province's ca.pem, box.pem and box.key into certs on the DIEMCAU partition; check the clock",
+                    ),
+                ),
+            }
+        }
         Ok(()) => check(
             name,
             Verdict::Pass,

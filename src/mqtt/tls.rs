@@ -52,3 +52,49 @@ pub fn client_config(
     };
     Ok(Arc::new(config))
 }
+
+/// Check the broker's TLS identity the way the MQTT client will: a TLS
+/// handshake to `host:port` with `config` (the CA the broker must chain to,
+/// and the box's client certificate). Returns the protocol and cipher suite.
+/// For `diemcau doctor`; sends no MQTT.
+pub fn handshake(
+    config: Arc<ClientConfig>,
+    host: &str,
+    port: u16,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    use std::io::Read;
+    use std::net::ToSocketAddrs;
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}: no address"))?;
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    // With TLS 1.3 the broker judges the client certificate after the
+    // handshake: a refusal arrives as an alert on the first read.
+    tcp.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    match rustls::Stream::new(&mut conn, &mut tcp).read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        Err(e) => return Err(format!("the broker refused this box: {e}")),
+        Ok(_) => {}
+    }
+    Ok(format!(
+        "{:?}, {:?}",
+        conn.protocol_version().unwrap_or(rustls::ProtocolVersion::Unknown(0)),
+        conn.negotiated_cipher_suite().map(|s| s.suite()).unwrap_or(rustls::CipherSuite::Unknown(0))
+    ))
+}

@@ -425,7 +425,19 @@ impl Recorder {
                 }
             }
         }
-        self.store.flush()
+        let t0 = Instant::now();
+        let r = self.store.flush();
+        let took = t0.elapsed();
+        // What a power cut can lose is the flush interval plus this: slow
+        // storage (an SD card, a worn SSD) shows here first.
+        if took > Duration::from_millis(250) {
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                "making the recording durable took {} ms; the storage is slow",
+                took.as_millis()
+            );
+        }
+        r
     }
 
     /// Finish the open segment: last chunk, hash, chain link, metadata.
