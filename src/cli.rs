@@ -163,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     .with_context(|| format!("unknown language '{l}'; expected vi or en"))?,
                 None => Language::Vi,
             };
-            let report = crate::doctor::run(&config_path, lang);
+            let report = crate::doctor::run(&config_path, lang, !json);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -40,8 +40,20 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     let state_dir = &config.daemon.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
-    let store = store::Store::open(state_dir)?;
+    let (store, set_aside) = store::Store::open_or_set_aside(state_dir, chrono::Utc::now())?;
     let outbox = events::Outbox::open(store.db(), &config.site.id)?;
+    if let Some((path, reason)) = set_aside {
+        tracing::error!(
+            path = %path.display(),
+            "the state store could not be reopened after an unclean stop ({reason}); \
+             it is kept at {} and the box goes on with a fresh one: call a technician",
+            path.display()
+        );
+        outbox.emit(events::EventKind::StoreSetAside {
+            path: path.display().to_string(),
+            reason,
+        });
+    }
     media::init()?;
     // Media and the recorder report to the supervisor on one channel.
     let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
@@ -133,6 +145,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             key: device_key.clone(),
             presets,
             camera: config.video.source.clone(),
+            button: (!matches!(config.button.input, crate::config::ButtonInput::None))
+                .then(|| button.test.clone()),
         },
     ));
 

@@ -358,7 +358,9 @@ mod tests {
         assert_eq!(s.center, "", "the hub's picture is unobstructed");
 
         st.media.uplink.bitrate_kbps = 1000;
-        assert!(screen(Language::Vi, &st, 2500, None, None).banner.contains("yếu"));
+        assert!(screen(Language::Vi, &st, 2500, None, None)
+            .banner
+            .contains("yếu"));
 
         st.media.return_feed.live = false;
         st.degraded = vec![Degradation::ReturnFeedLost, Degradation::CameraLost];
@@ -399,7 +401,11 @@ mod tests {
     fn a_refused_site_file_is_shown_while_idle() {
         let n = "site.toml, dòng 7 (video.sourse): …";
         let s = screen(Language::Vi, &status(Phase::Idle), 2500, None, Some(n));
-        assert!(s.center.contains("Sẵn sàng") && s.center.ends_with(n), "{}", s.center);
+        assert!(
+            s.center.contains("Sẵn sàng") && s.center.ends_with(n),
+            "{}",
+            s.center
+        );
         let live = screen(Language::Vi, &status(Phase::Live), 2500, None, Some(n));
         assert!(!live.center.contains(n), "the hub's picture stays clear");
     }

@@ -75,7 +75,9 @@ fn check(
 }
 
 /// Run every check for the configuration at `path`.
-pub fn run(path: &Path, lang: Language) -> Report {
+/// `interactive`: a technician is at the box, so the checks may ask for a
+/// button press.
+pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
     let w = W {
         vi: lang == Language::Vi,
     };
@@ -152,7 +154,13 @@ pub fn run(path: &Path, lang: Language) -> Report {
     checks.push(microphone(&cfg, &w, live));
     checks.push(speaker(&cfg, &w, live, status.is_some()));
     checks.push(display(&cfg, &w));
-    checks.push(button(&cfg, &w));
+    checks.push(button_press(
+        &cfg,
+        &w,
+        button(&cfg, &w),
+        status.as_ref(),
+        interactive,
+    ));
     checks.push(led(&cfg, &w));
     checks.push(network(&w));
     checks.push(time_sync(&w));
@@ -160,6 +168,29 @@ pub fn run(path: &Path, lang: Language) -> Report {
     checks.push(hub(&cfg, &w, status.as_ref()));
     checks.push(archive(&cfg, &w));
     checks.push(disk(&w, status.as_ref()));
+    let aside = crate::store::Store::set_aside(&cfg.daemon.state_dir);
+    if !aside.is_empty() {
+        checks.push(check(
+            w.t("Dữ liệu sau mất điện", "Data after a power cut"),
+            Verdict::Fail,
+            format!(
+                "{}: {}",
+                w.t(
+                    "kho dữ liệu không mở lại được, đã cất riêng (có thể còn bản ghi hình)",
+                    "the store could not be reopened and was set aside (it may hold recordings)"
+                ),
+                aside
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            w.t(
+                "Không xoá các thư mục này; báo tỉnh để lấy lại bản ghi hình",
+                "Do not delete these folders; tell the province so the recordings can be recovered",
+            ),
+        ));
+    }
     tally(cfg.site.id.clone(), checks)
 }
 
@@ -380,13 +411,19 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
         return check(
             name,
             Verdict::Skip,
-            w.t("đang trong phiên: không phát tiếng thử", "a session is live: no test tone"),
+            w.t(
+                "đang trong phiên: không phát tiếng thử",
+                "a session is live: no test tone",
+            ),
             "",
         );
     }
     eprintln!(
         "{}",
-        w.t("Loa: phát tiếng bíp 2 giây — hãy nghe…", "Speaker: a 2-second beep — listen…")
+        w.t(
+            "Loa: phát tiếng bíp 2 giây — hãy nghe…",
+            "Speaker: a 2-second beep — listen…"
+        )
     );
     let desc = format!(
         "audiotestsrc freq=880 volume=0.3 samplesperbuffer=960 num-buffers=100 \
@@ -410,7 +447,10 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
         Err(e) if daemon_running => check(
             name,
             Verdict::Skip,
-            format!("{dev}: {e} ({})", w.t("phần mềm đang dùng loa", "in use by the daemon")),
+            format!(
+                "{dev}: {e} ({})",
+                w.t("phần mềm đang dùng loa", "in use by the daemon")
+            ),
             "",
         ),
         Err(e) => check(
@@ -480,6 +520,63 @@ fn display(cfg: &Config, w: &W) -> Check {
         )
     } else {
         check(name, Verdict::Pass, connected.join(", "), "")
+    }
+}
+
+/// "Press the button now": through the daemon, which holds the button and
+/// counts the press without starting a session.
+fn button_press(
+    cfg: &Config,
+    w: &W,
+    present: Check,
+    status: Option<&crate::api::Status>,
+    interactive: bool,
+) -> Check {
+    let idle = status.is_some_and(|s| s.phase == crate::session::Phase::Idle);
+    if present.verdict != Verdict::Pass || !interactive || !idle {
+        return present;
+    }
+    eprintln!(
+        "{}",
+        w.t(
+            "Nút bấm: hãy NHẤN NÚT ngay bây giờ (trong 10 giây; không bắt đầu phiên)…",
+            "Button: PRESS THE BUTTON now (within 10 s; no session starts)…"
+        )
+    );
+    let reply = crate::api::client::request(
+        &cfg.daemon.socket,
+        &crate::api::Request::ButtonTest { seconds: 10 },
+        Duration::from_secs(15),
+    );
+    let pressed = reply
+        .ok()
+        .and_then(|r| r.result)
+        .is_some_and(|v| v["pressed"] == true);
+    if pressed {
+        check(
+            &present.name,
+            Verdict::Pass,
+            format!(
+                "{} — {}",
+                present.detail,
+                w.t("đã nhận lần nhấn", "press received")
+            ),
+            "",
+        )
+    } else {
+        check(
+            &present.name,
+            Verdict::Fail,
+            format!(
+                "{} — {}",
+                present.detail,
+                w.t("không nhận được lần nhấn nào trong 10 giây", "no press within 10 s")
+            ),
+            w.t(
+                "Kiểm tra dây nút bấm (hoặc cắm lại nút USB); phím nút gửi phải đúng [button] key",
+                "Check the button's wiring (or re-plug the USB button); the key it sends must be [button] key",
+            ),
+        )
     }
 }
 
@@ -666,7 +763,10 @@ fn broker(cfg: &Config, w: &W) -> Check {
     }
     match tcp(&b.host, b.port) {
         Ok(()) if b.tls => {
-            let client = m.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+            let client = m
+                .client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path()));
             let result = crate::mqtt::tls::client_config(m.ca.as_deref(), client)
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
@@ -737,19 +837,38 @@ fn hub(cfg: &Config, w: &W, status: Option<&crate::api::Status>) -> Check {
             check(
                 name,
                 Verdict::Pass,
-                format!("{at}: {} {:.0} ms", w.t("đang truyền, RTT", "streaming, RTT"), up.rtt_ms),
+                format!(
+                    "{at}: {} {:.0} ms",
+                    w.t("đang truyền, RTT", "streaming, RTT"),
+                    up.rtt_ms
+                ),
                 "",
             )
         } else {
             check(
                 name,
                 Verdict::Fail,
-                format!("{at}: {}", w.t("phiên đang chạy nhưng chưa kết nối được", "a session is running but the link is down")),
-                w.t("Kiểm tra mạng và báo điểm cầu tỉnh", "Check the network and call the provincial hub"),
+                format!(
+                    "{at}: {}",
+                    w.t(
+                        "phiên đang chạy nhưng chưa kết nối được",
+                        "a session is running but the link is down"
+                    )
+                ),
+                w.t(
+                    "Kiểm tra mạng và báo điểm cầu tỉnh",
+                    "Check the network and call the provincial hub",
+                ),
             )
         };
     }
-    if (p.host.as_str(), p.port).to_socket_addrs().map(|mut a| a.next()).ok().flatten().is_none() {
+    if (p.host.as_str(), p.port)
+        .to_socket_addrs()
+        .map(|mut a| a.next())
+        .ok()
+        .flatten()
+        .is_none()
+    {
         return check(
             name,
             Verdict::Fail,
@@ -895,7 +1014,7 @@ mod tests {
             "[site]\nid = \"xa\"\nname = \"X\"\n[video]\nwidht = 3\n",
         )
         .unwrap();
-        let r = run(&f, Language::Vi);
+        let r = run(&f, Language::Vi, false);
         assert_eq!(r.failed, 1);
         assert!(
             r.checks[0].detail.contains("site.toml:5:1"),

@@ -67,6 +67,12 @@ pub enum EventKind {
         segment: u32,
         reason: String,
     },
+    /// sled could not reopen the state store after an unclean stop; it was
+    /// set aside (kept, with any recordings in it) and a fresh one started.
+    StoreSetAside {
+        path: String,
+        reason: String,
+    },
     UploadCompleted {
         session: String,
         segments: u64,

@@ -390,7 +390,12 @@ fn fingerprint(setup: &Path) -> Result<String, ProvisionError> {
     }
     for f in files {
         if let Ok(bytes) = std::fs::read(&f) {
-            h.update(f.strip_prefix(setup).unwrap_or(&f).to_string_lossy().as_bytes());
+            h.update(
+                f.strip_prefix(setup)
+                    .unwrap_or(&f)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
             h.update([0]);
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(&bytes);
@@ -597,7 +602,10 @@ state_dir = "/tmp/x"
         assert!(live.contains("mot-mat-khau-dai"));
         let fat = std::fs::read_to_string(b.setup.join(SITE_FILE)).unwrap();
         assert!(!fat.contains("mot-mat-khau-dai"), "{fat}");
-        assert!(fat.contains(SECRET_MARKER) && fat.contains("# << SRT"), "{fat}");
+        assert!(
+            fat.contains(SECRET_MARKER) && fat.contains("# << SRT"),
+            "{fat}"
+        );
         assert!(read_status(&b.config).unwrap().ok);
         assert!(std::fs::read_to_string(b.setup.join(RESULT_FILE))
             .unwrap()
@@ -620,7 +628,10 @@ state_dir = "/tmp/x"
         let fat = std::fs::read_to_string(b.setup.join(SITE_FILE)).unwrap();
         std::fs::write(
             b.setup.join(SITE_FILE),
-            fat.replace("source = \"synthetic\"\n\n[audio]", "sourse = \"synthetic\"\n\n[audio]"),
+            fat.replace(
+                "source = \"synthetic\"\n\n[audio]",
+                "sourse = \"synthetic\"\n\n[audio]",
+            ),
         )
         .unwrap();
         let Outcome::Rejected(s) = run(&b.setup, &b.config, 2).unwrap() else {

@@ -217,7 +217,21 @@ fn usb_button_through_uinput_end_to_end() {
     wait_for("button found", &d, Duration::from_secs(10), || {
         d.log_text().contains("button ready")
     });
-    // Short press: live, well within the 2 s the brief allows.
+    // The technician's test ("press the button now", as `diemcau doctor`
+    // asks): the press is reported and starts nothing.
+    std::thread::scope(|s| {
+        let asked = s.spawn(|| d.request(r#"{"cmd":"button_test","seconds":10}"#));
+        std::thread::sleep(Duration::from_millis(500));
+        key(1);
+        std::thread::sleep(Duration::from_millis(120));
+        key(0);
+        let reply = asked.join().unwrap().expect("a reply");
+        assert_eq!(reply["result"]["pressed"], true, "{reply}");
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.phase(), "idle", "a test press must not start a session");
+    std::thread::sleep(Duration::from_millis(1200)); // past the repeat guard
+                                                     // Short press: live, well within the 2 s the brief allows.
     let t0 = Instant::now();
     key(1);
     std::thread::sleep(Duration::from_millis(120));

@@ -25,7 +25,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-
 fn mqtt_config(certs: &Path, port: u16) -> String {
     test_config(&format!(
         "\n[mqtt]\nurl = \"mqtts://localhost:{port}\"\nca = \"{d}/ca.crt\"\ncert = \"{d}/box.crt\"\nkey = \"{d}/box.key\"\n\
@@ -729,11 +728,12 @@ fn doctor_checks_broker_identity_and_hub_handshake() {
     let other = tempfile::tempdir().unwrap();
     make_certs(other.path(), SITE);
     let doctor = |ca: &Path, passphrase: &str| -> (Value, Value) {
-        let cfg = mqtt_config(&s.certs, s.broker.port)
-            .replace(&format!("{}/ca.crt", s.certs.display()), &ca.display().to_string())
-            + &format!(
-                "\n[uplink]\nurl = \"srt://127.0.0.1:{hub_port}\"\npassphrase = \"{passphrase}\"\n"
-            );
+        let cfg = mqtt_config(&s.certs, s.broker.port).replace(
+            &format!("{}/ca.crt", s.certs.display()),
+            &ca.display().to_string(),
+        ) + &format!(
+            "\n[uplink]\nurl = \"srt://127.0.0.1:{hub_port}\"\npassphrase = \"{passphrase}\"\n"
+        );
         let path = out.path().join("config.toml");
         std::fs::write(&path, cfg).unwrap();
         let o = Command::new(common::BIN)
@@ -757,15 +757,27 @@ fn doctor_checks_broker_identity_and_hub_handshake() {
 
     let (broker, hub_check) = doctor(&s.certs.join("ca.crt"), "doctor-passphrase-1");
     assert_eq!(broker["verdict"], "PASS", "{broker}");
-    assert!(broker["detail"].as_str().unwrap().contains("verified"), "{broker}");
+    assert!(
+        broker["detail"].as_str().unwrap().contains("verified"),
+        "{broker}"
+    );
     assert_eq!(hub_check["verdict"], "PASS", "{hub_check}");
-    assert!(hub_check["detail"].as_str().unwrap().contains("handshake OK"), "{hub_check}");
+    assert!(
+        hub_check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("handshake OK"),
+        "{hub_check}"
+    );
 
     let (broker, hub_check) = doctor(&other.path().join("ca.crt"), "a-wrong-passphrase");
     assert_eq!(broker["verdict"], "FAIL", "{broker}");
     assert!(!broker["hint"].as_str().unwrap().is_empty());
     assert_eq!(hub_check["verdict"], "FAIL", "{hub_check}");
-    assert!(hub_check["hint"].as_str().unwrap().contains("passphrase"), "{hub_check}");
+    assert!(
+        hub_check["hint"].as_str().unwrap().contains("passphrase"),
+        "{hub_check}"
+    );
     // Nothing was streamed to the hub by the checks.
     assert!(hub.bytes() == 0, "the doctor sent media to the hub");
 }

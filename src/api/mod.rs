@@ -59,6 +59,11 @@ pub enum Request {
     CameraPresetDelete {
         name: String,
     },
+    /// Wait up to `seconds` (1 to 60) for a press of the room's button, which
+    /// then starts or ends nothing. Replies `{"pressed": bool}`. Idle only.
+    ButtonTest {
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,8 @@ pub struct Recordings {
     /// Camera presets and the camera they apply to.
     pub presets: crate::camera::Presets,
     pub camera: crate::config::VideoSource,
+    /// The room's button, for the technician's test.
+    pub button: Option<crate::button::TestHandle>,
 }
 
 /// Connections served at once; more wait for a slot.
@@ -239,6 +241,26 @@ async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply
             .await
         }
         Request::RecordingsExport { .. } => Reply::err(ErrorCode::BadRequest, "export is streamed"),
+        Request::ButtonTest { seconds } => {
+            let Some(button) = &rec.button else {
+                return Reply::err(ErrorCode::Rejected, "no button is configured");
+            };
+            if !(1..=60).contains(&seconds) {
+                return Reply::err(ErrorCode::BadRequest, "seconds must be 1 to 60");
+            }
+            match sup.status().await {
+                Ok(s) if s.phase == crate::session::Phase::Idle => {}
+                Ok(_) => {
+                    return Reply::err(
+                        ErrorCode::Rejected,
+                        "a session is running; test the button when idle",
+                    )
+                }
+                Err(e) => return Reply::err(ErrorCode::Failed, e.to_string()),
+            }
+            let pressed = button.wait_press(Duration::from_secs(seconds)).await;
+            Reply::ok(serde_json::json!({ "pressed": pressed }))
+        }
         Request::CameraPresets {} => match rec.presets.list() {
             Ok(l) => Reply::ok(l),
             Err(e) => Reply::err(ErrorCode::Failed, e.to_string()),

@@ -228,7 +228,49 @@ pub fn display_hints(
 pub struct Spawned {
     /// The last hint (None until the first). For the display and the LED.
     pub hint: watch::Receiver<Option<Hint>>,
+    /// The technician's button test (`diemcau doctor`).
+    pub test: TestHandle,
     pub task: tokio::task::JoinHandle<()>,
+}
+
+/// A technician's button test: while one runs, a press is counted and
+/// reported instead of starting or ending a session, so "press the button
+/// now" changes nothing in the room.
+#[derive(Clone)]
+pub struct TestHandle {
+    until: std::sync::Arc<watch::Sender<Option<Instant>>>,
+    presses: watch::Receiver<u64>,
+}
+
+impl TestHandle {
+    fn new() -> (
+        TestHandle,
+        watch::Receiver<Option<Instant>>,
+        watch::Sender<u64>,
+    ) {
+        let (until, until_rx) = watch::channel(None);
+        let (presses_tx, presses) = watch::channel(0);
+        (
+            TestHandle {
+                until: std::sync::Arc::new(until),
+                presses,
+            },
+            until_rx,
+            presses_tx,
+        )
+    }
+
+    /// Wait up to `within` for one press; true when it came.
+    pub async fn wait_press(&self, within: Duration) -> bool {
+        let mut presses = self.presses.clone();
+        presses.borrow_and_update();
+        self.until.send_replace(Some(Instant::now() + within));
+        let pressed = tokio::time::timeout(within, presses.changed())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        self.until.send_replace(None);
+        pressed
+    }
 }
 
 /// Start the button configured in `config` (nothing runs for `kind = "none"`,
@@ -242,11 +284,13 @@ pub fn spawn(
     match &config.input {
         ButtonInput::None => {
             let (hint_tx, hint) = watch::channel(None);
+            // No press ever comes: the test's counter sender is dropped.
+            let (test, _, _) = TestHandle::new();
             // Keep the sender alive so receivers never see a closed channel.
             let task = tokio::spawn(async move {
                 hint_tx.closed().await;
             });
-            Spawned { hint, task }
+            Spawned { hint, test, task }
         }
         ButtonInput::Evdev {
             device,
@@ -287,6 +331,7 @@ pub fn spawn_with(
 ) -> Spawned {
     let (tx, rx) = mpsc::channel(64);
     let (hint_tx, hint) = watch::channel(None);
+    let (test, test_until, test_presses) = TestHandle::new();
     let actor = Actor {
         presses: Presses::new(timing, *phase.borrow(), Instant::now()),
         timing,
@@ -294,13 +339,15 @@ pub fn spawn_with(
         outbox,
         hint_tx,
         hints: 0,
+        test_until,
+        test_presses,
     };
     let task = tokio::spawn(async move {
         let reader = tokio::spawn(run_source(source, tx));
         actor.run(rx, phase).await;
         reader.abort();
     });
-    Spawned { hint, task }
+    Spawned { hint, test, task }
 }
 
 struct Actor<S> {
@@ -310,6 +357,8 @@ struct Actor<S> {
     outbox: Outbox,
     hint_tx: watch::Sender<Option<Hint>>,
     hints: u64,
+    test_until: watch::Receiver<Option<Instant>>,
+    test_presses: watch::Sender<u64>,
 }
 
 impl<S: Sessions> Actor<S> {
@@ -360,6 +409,14 @@ impl<S: Sessions> Actor<S> {
     fn act(&mut self, out: Vec<Output>, done: &mpsc::UnboundedSender<()>) {
         for o in out {
             match o {
+                Output::Start | Output::Stop
+                    if self.test_until.borrow().is_some_and(|t| Instant::now() < t) =>
+                {
+                    tracing::info!("button test: press received");
+                    self.test_presses.send_modify(|n| *n += 1);
+                    // The machine thinks a request went out: resynchronise.
+                    let _ = done.send(());
+                }
                 Output::Start | Output::Stop => {
                     let start = o == Output::Start;
                     let req = if start {

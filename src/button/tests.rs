@@ -231,6 +231,26 @@ async fn press_starts_hint_then_long_press_stops() {
 }
 
 #[tokio::test]
+async fn a_test_press_is_reported_and_starts_nothing() {
+    let r = rig(false);
+    let test = r.spawned.test.clone();
+    let waiting = tokio::spawn(async move { test.wait_press(Duration::from_secs(2)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    r.press(50).await;
+    assert!(waiting.await.unwrap(), "the test press was not reported");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(r.calls().is_empty(), "a test press started a session");
+    assert_eq!(*r.phase.borrow(), Phase::Idle);
+    // No press: the test says so when its time is up.
+    assert!(!r.spawned.test.wait_press(Duration::from_millis(100)).await);
+    // After the test, the button works as before.
+    tokio::time::sleep(TIMING.repeat_guard).await;
+    r.press(50).await;
+    r.wait_phase(Phase::Live).await;
+    assert_eq!(r.calls(), vec!["start"]);
+}
+
+#[tokio::test]
 async fn presses_while_starting_are_ignored_events() {
     let r = rig(false);
     // Make the start slow: the fake stays Starting for 50 ms; press twice

@@ -70,10 +70,14 @@ pub fn handshake(
         .map_err(|e| format!("{host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host}: no address"))?;
-    let mut tcp = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let mut tcp =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
     let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
@@ -94,7 +98,10 @@ pub fn handshake(
     }
     Ok(format!(
         "{:?}, {:?}",
-        conn.protocol_version().unwrap_or(rustls::ProtocolVersion::Unknown(0)),
-        conn.negotiated_cipher_suite().map(|s| s.suite()).unwrap_or(rustls::CipherSuite::Unknown(0))
+        conn.protocol_version()
+            .unwrap_or(rustls::ProtocolVersion::Unknown(0)),
+        conn.negotiated_cipher_suite()
+            .map(|s| s.suite())
+            .unwrap_or(rustls::CipherSuite::Unknown(0))
     ))
 }

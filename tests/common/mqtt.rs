@@ -102,7 +102,6 @@ pub fn current_user() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-
 /// A Mosquitto broker on its own port, config and persistence directory.
 pub struct Broker {
     pub dir: PathBuf,
