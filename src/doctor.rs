@@ -496,7 +496,7 @@ fn display(cfg: &Config, w: &W) -> Check {
             name,
             Verdict::Fail,
             format!("{c}: {mode}; {} {want}", w.t("cấu hình là", "configured")),
-            &format!(
+            format!(
                 "{} [display] width = {}, height = {}",
                 w.t("Đặt trong site.toml:", "Set in site.toml:"),
                 mode.split('x').next().unwrap_or(""),
