@@ -126,7 +126,7 @@ pub enum Outcome {
 pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionError> {
     let dir = config.parent().unwrap_or(Path::new("/"));
     let site_path = setup.join(SITE_FILE);
-    let fingerprint = fingerprint(setup)?;
+    let fingerprint = fingerprint(setup);
     let last = read_status(config);
     if config.exists()
         && last
@@ -208,8 +208,7 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
     }
 
     // Install: certificates first, then the config by rename.
-    let group = std::fs::metadata(dir).map(|m| m.gid()).ok();
-    protect(&staging, group)?;
+    protect(&staging, config_group(config))?;
     let live_certs = dir.join("certs");
     let old = dir.join("certs.old");
     let _ = std::fs::remove_dir_all(&old);
@@ -246,33 +245,28 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
     let status = Status {
         ok: true,
         at: now,
-        fingerprint: self::fingerprint(setup)?,
+        fingerprint: self::fingerprint(setup),
         line: None,
         message_vi: format!(
             "Đã nhận cấu hình từ site.toml.{}",
-            if moved.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " Đã cất vào hộp và xoá khỏi ổ DIEMCAU: {}.",
-                    moved.join(", ")
-                )
-            }
+            listed(" Đã cất vào hộp và xoá khỏi ổ DIEMCAU", &moved)
         ),
         message_en: format!(
             "site.toml taken in.{}",
-            if moved.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " Kept on the box and removed from DIEMCAU: {}.",
-                    moved.join(", ")
-                )
-            }
+            listed(" Kept on the box and removed from DIEMCAU", &moved)
         ),
     };
     finish(setup, config, &status)?;
     Ok(Outcome::Applied)
+}
+
+/// `" HEAD: a, b."`, or nothing for an empty list.
+fn listed(head: &str, items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!("{head}: {}.", items.join(", "))
+    }
 }
 
 fn reject(
@@ -295,11 +289,7 @@ fn reject(
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
         write_synced(config, UNPROVISIONED.as_bytes())?;
-        let group = config
-            .parent()
-            .and_then(|d| std::fs::metadata(d).ok())
-            .map(|m| m.gid());
-        protect_file(config, group);
+        protect_file(config, config_group(config));
         ("", "")
     };
     let status = Status {
@@ -320,11 +310,7 @@ fn finish(setup: &Path, config: &Path, status: &Status) -> Result<(), ProvisionE
     let json = serde_json::to_vec_pretty(status).unwrap_or_default();
     let path = status_path(config);
     write_synced(&path, &json)?;
-    let group = config
-        .parent()
-        .and_then(|d| std::fs::metadata(d).ok())
-        .map(|m| m.gid());
-    protect_file(&path, group);
+    protect_file(&path, config_group(config));
     let when = chrono::DateTime::from_timestamp(status.at, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default();
@@ -380,7 +366,7 @@ fn explain(e: &ConfigError, staging: &Path) -> (Option<usize>, String, String) {
 }
 
 /// SHA-256 over the site file and the certificates, by name and content.
-fn fingerprint(setup: &Path) -> Result<String, ProvisionError> {
+fn fingerprint(setup: &Path) -> String {
     let mut h = Sha256::new();
     let mut files = vec![setup.join(SITE_FILE)];
     if let Ok(rd) = std::fs::read_dir(setup.join("certs")) {
@@ -401,7 +387,7 @@ fn fingerprint(setup: &Path) -> Result<String, ProvisionError> {
             h.update(&bytes);
         }
     }
-    Ok(hex::encode(h.finalize()))
+    hex::encode(h.finalize())
 }
 
 fn copy_files(from: &Path, to: &Path) -> Result<(), ProvisionError> {
@@ -430,6 +416,13 @@ fn protect(staging: &Path, group: Option<u32>) -> Result<(), ProvisionError> {
     }
     protect_file(&staging.join("config.toml"), group);
     Ok(())
+}
+
+/// The group of the config's directory (root:diemcau on the box), which
+/// the config and certificates get too.
+fn config_group(config: &Path) -> Option<u32> {
+    let dir = config.parent()?;
+    std::fs::metadata(dir).ok().map(|m| m.gid())
 }
 
 fn protect_file(path: &Path, group: Option<u32>) {

@@ -266,8 +266,7 @@ impl Vm {
         let sock = loop {
             match UnixStream::connect(self.dir.join("qmp.sock")) {
                 Ok(s) => break s,
-                Err(e) if t0.elapsed() < Duration::from_secs(10) => {
-                    let _ = e;
+                Err(_) if t0.elapsed() < Duration::from_secs(10) => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => panic!("QMP: {e}"),
