@@ -33,7 +33,11 @@ install -D -m 0644 README.md "$root/usr/share/doc/diemcau/README.md"
 install -D -m 0644 docs/mqtt-api.asyncapi.yaml "$root/usr/share/doc/diemcau/mqtt-api.asyncapi.yaml"
 
 mkdir -p "$root/DEBIAN"
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+# Installed-Size as dpkg-gencontrol counts it: each file's apparent size in
+# KiB, rounded up. Not `du`, whose block counts depend on the filesystem the
+# build runs on (XFS preallocation, for one) and so break reproducibility.
+size=$(find "$root" -path "$root/DEBIAN" -prune -o \( -type f -o -type l \) -printf '%s\n' |
+  awk '{ kib += int(($1 + 1023) / 1024) } END { print kib + 0 }')
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: diemcau
 Version: $version

@@ -27,15 +27,31 @@ fn debian_package_has_everything_and_is_reproducible() {
         eprintln!("SKIP: dpkg-deb is not installed; the package is not checked");
         return;
     }
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
+    // Under the target directory, not /tmp: the extracted binary is run
+    // below, and a builder's /tmp may be mounted noexec.
+    let tmp = || tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let a = tmp();
+    let b = tmp();
     let deb = build(a.path());
     let deb2 = build(b.path());
-    assert_eq!(
-        std::fs::read(&deb).unwrap(),
-        std::fs::read(&deb2).unwrap(),
-        "not reproducible"
-    );
+    if std::fs::read(&deb).unwrap() != std::fs::read(&deb2).unwrap() {
+        // Say what differs (control fields, member list with sizes and
+        // times), not a dump of two binaries.
+        let show = |d: &Path| {
+            let o = Command::new("dpkg-deb").arg("-I").arg(d).output().unwrap();
+            let c = Command::new("dpkg-deb").arg("-c").arg(d).output().unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&c.stdout)
+            )
+        };
+        panic!(
+            "not reproducible: two builds differ\n--- first\n{}\n--- second\n{}",
+            show(&deb),
+            show(&deb2)
+        );
+    }
 
     let info = Command::new("dpkg-deb")
         .arg("-I")
@@ -49,7 +65,7 @@ fn debian_package_has_everything_and_is_reproducible() {
         "{info}"
     );
 
-    let root = tempfile::tempdir().unwrap();
+    let root = tmp();
     assert!(Command::new("dpkg-deb")
         .arg("-x")
         .arg(&deb)
