@@ -41,8 +41,9 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let (store, set_aside) = store::Store::open_or_set_aside(state_dir, chrono::Utc::now())?;
-    let outbox = events::Outbox::open(store.db(), &config.site.id)?;
+    let mut outbox = events::Outbox::open(store.db(), &config.site.id)?;
     if let Some((path, reason)) = set_aside {
+        outbox.rebase(chrono::Utc::now())?;
         tracing::error!(
             path = %path.display(),
             "the state store could not be reopened after an unclean stop ({reason}); \
@@ -57,8 +58,24 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     media::init()?;
     // Media and the recorder report to the supervisor on one channel.
     let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
-    let rec_store = recorder::store::RecStore::open(store.db())?;
+    let rec_store = recorder::store::RecStore::open_journaled(store.db(), state_dir)?;
     let device_key = recorder::keys::load_or_create(state_dir)?;
+    // Recordings the store lost (it was set aside above) come back from
+    // their journals, before recovery closes whatever was live.
+    for s in rec_store.reconcile_journals()? {
+        tracing::warn!(
+            session = %s.session,
+            segments = s.segments,
+            bytes = s.bytes,
+            torn_bytes = s.torn_bytes,
+            "recording brought back from its journal"
+        );
+        outbox.emit(events::EventKind::RecordingSalvaged {
+            session: s.session,
+            segments: s.segments,
+            bytes: s.bytes,
+        });
+    }
     let found = recorder::recover(&rec_store, &outbox, chrono::Utc::now())?;
     if !found.closed.is_empty() || !found.quarantined.is_empty() {
         tracing::warn!(

@@ -176,8 +176,8 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
             format!(
                 "{}: {}",
                 w.t(
-                    "kho dữ liệu không mở lại được, đã cất riêng (có thể còn bản ghi hình)",
-                    "the store could not be reopened and was set aside (it may hold recordings)"
+                    "kho dữ liệu không mở lại được nên đã cất riêng; bản ghi hình chưa lưu trữ đã được lấy lại từ nhật ký ghi hình, còn lịch sử phiên và sự kiện chưa gửi nằm trong thư mục cất riêng",
+                    "the store could not be reopened and was set aside; recordings not yet archived were brought back from their journal, the session history and undelivered events stay in the set-aside folder"
                 ),
                 aside
                     .iter()
@@ -186,8 +186,8 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
                     .join(", ")
             ),
             w.t(
-                "Không xoá các thư mục này; báo tỉnh để lấy lại bản ghi hình",
-                "Do not delete these folders; tell the province so the recordings can be recovered",
+                "Báo tỉnh; chỉ xoá thư mục này khi tỉnh đồng ý",
+                "Tell the province; delete the folder only when they agree",
             ),
         ));
     }

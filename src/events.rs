@@ -73,6 +73,13 @@ pub enum EventKind {
         path: String,
         reason: String,
     },
+    /// A recording the store had lost (it was set aside) was brought back
+    /// whole from its journal, up to the last flush before the stop.
+    RecordingSalvaged {
+        session: String,
+        segments: u32,
+        bytes: u64,
+    },
     UploadCompleted {
         session: String,
         segments: u64,
@@ -115,22 +122,45 @@ pub struct Outbox {
     tree: sled::Tree,
     site: String,
     notify: Arc<Notify>,
+    /// Added to sled's id counter; raised when the store starts afresh.
+    base: u64,
 }
+
+const BASE_KEY: &[u8] = b"\0seq_base";
 
 impl Outbox {
     pub fn open(db: &sled::Db, site: &str) -> Result<Self, OutboxError> {
+        let meta = db.open_tree("outbox_meta")?;
+        let base = meta
+            .get(BASE_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
         Ok(Self {
             db: db.clone(),
             tree: db.open_tree("outbox")?,
             site: site.to_owned(),
             notify: Arc::new(Notify::new()),
+            base,
         })
+    }
+
+    /// For a store that replaced one set aside: its id counter starts again
+    /// at zero, and the NOC deduplicates on `<site>-<seq>`, so sequence
+    /// numbers continue from the clock (milliseconds × 1000), above any the
+    /// old store can have issued. Call before cloning the outbox.
+    pub fn rebase(&mut self, now: DateTime<Utc>) -> Result<(), OutboxError> {
+        let base = u64::try_from(now.timestamp_millis()).unwrap_or(0) * 1000;
+        let meta = self.db.open_tree("outbox_meta")?;
+        meta.insert(BASE_KEY, &base.to_be_bytes())?;
+        meta.flush()?;
+        self.base = base;
+        Ok(())
     }
 
     /// Store an event durably and wake the publisher. Returns the event.
     pub fn push(&self, kind: EventKind) -> Result<Event, OutboxError> {
         // sled's generate_id is monotonic across restarts.
-        let seq = self.db.generate_id()?;
+        let seq = self.base + self.db.generate_id()?;
         let ev = Event {
             id: format!("{}-{seq}", self.site),
             seq,
@@ -220,6 +250,43 @@ mod tests {
         let p2 = o.pending(10).unwrap();
         assert_eq!(p2.len(), 3);
         assert_eq!(p2[0].id, p[1].id);
+    }
+
+    #[test]
+    fn a_fresh_store_after_a_set_aside_continues_the_sequence() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = {
+            let db = sled::open(a.path()).unwrap();
+            let o = Outbox::open(&db, "xa").unwrap();
+            (0..5)
+                .map(|_| {
+                    o.push(EventKind::ConfigChanged {
+                        version: "1".into(),
+                    })
+                    .unwrap()
+                    .seq
+                })
+                .max()
+                .unwrap()
+        };
+        let db = sled::open(b.path()).unwrap();
+        let mut o = Outbox::open(&db, "xa").unwrap();
+        o.rebase(Utc::now()).unwrap();
+        let first = o
+            .push(EventKind::ConfigChanged {
+                version: "2".into(),
+            })
+            .unwrap();
+        assert!(first.seq > old, "{} after {old}", first.seq);
+        drop(o);
+        // The base is kept: a restart of the fresh store goes on above it.
+        let o = Outbox::open(&db, "xa").unwrap();
+        let next = o
+            .push(EventKind::ConfigChanged {
+                version: "3".into(),
+            })
+            .unwrap();
+        assert!(next.seq > first.seq);
     }
 
     #[test]

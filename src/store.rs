@@ -5,6 +5,12 @@
 //! asked to start, so that a crash or power cut at any later moment leaves a
 //! record behind; [`Store::recover`] closes such a record as interrupted on
 //! the next start. A session is therefore never forgotten.
+//!
+//! The current session is also kept as a small file beside the database
+//! (`current-session.json`, replaced atomically), because sled 0.34 cannot
+//! always reopen its files after a power cut: [`Store::open_or_set_aside`]
+//! then sets the database aside, starts a fresh one and puts the session
+//! from that file back in, so it is still closed as interrupted.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +19,8 @@ use chrono::{DateTime, Utc};
 use crate::session::{self, SessionRecord};
 
 const CURRENT: &[u8] = b"current";
+/// The copy of the current session outside sled.
+const CURRENT_FILE: &str = "current-session.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +40,12 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
+    #[error("state file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("state store record {key} is unreadable: {source}")]
     Decode {
         key: String,
@@ -42,6 +56,7 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct Store {
+    dir: PathBuf,
     db: sled::Db,
     session: sled::Tree,
     history: sled::Tree,
@@ -93,6 +108,7 @@ impl Store {
         let session = db.open_tree("session").map_err(io("open tree session"))?;
         let history = db.open_tree("history").map_err(io("open tree history"))?;
         Ok(Self {
+            dir: state_dir.to_owned(),
             db,
             session,
             history,
@@ -122,7 +138,16 @@ impl Store {
                     path: path.clone(),
                     reason: format!("{reason}; and it cannot be set aside: {e}"),
                 })?;
-                Ok((Self::open(state_dir)?, Some((aside, reason))))
+                let fresh = Self::open(state_dir)?;
+                // The session that was live when sled's files broke: back
+                // into the fresh store, for recovery to close as interrupted.
+                if let Some(rec) = std::fs::read(state_dir.join(CURRENT_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<SessionRecord>(&b).ok())
+                {
+                    fresh.put_current(&rec)?;
+                }
+                Ok((fresh, Some((aside, reason))))
             }
             other => other.map(|s| (s, None)),
         }
@@ -153,9 +178,26 @@ impl Store {
     pub fn put_current(&self, rec: &SessionRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(rec).expect("session records always serialise");
         self.session
-            .insert(CURRENT, bytes)
+            .insert(CURRENT, &bytes[..])
             .map_err(io("write current session"))?;
-        self.flush()
+        self.flush()?;
+        self.write_current_file(&bytes)
+            .map_err(|source| StoreError::File {
+                path: self.dir.join(CURRENT_FILE),
+                source,
+            })
+    }
+
+    /// Write, sync, rename, sync the directory: the file is the old record
+    /// or the new one after a power cut, never a mix.
+    fn write_current_file(&self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = self.dir.join(format!("{CURRENT_FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join(CURRENT_FILE))?;
+        std::fs::File::open(&self.dir)?.sync_all()
     }
 
     pub fn current(&self) -> Result<Option<SessionRecord>, StoreError> {
@@ -194,7 +236,13 @@ impl Store {
                     unreachable!("the transaction never aborts")
                 }
             })?;
-        self.flush()
+        self.flush()?;
+        let path = self.dir.join(CURRENT_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::File { path, source }),
+        }
     }
 
     /// Close a session left open by a crash: mark it interrupted, move it to
@@ -307,6 +355,10 @@ mod tests {
         // sled 0.34.7 panics like this when reopening some stores after a
         // power cut (its issue #1387; seen in tests/image.rs). It cannot be
         // produced on demand here, so the opening step is made to do it.
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put_current(&rec("live-at-the-cut")).unwrap();
+        }
         let (s, aside) = Store::open_or_set_aside_with(dir.path(), Utc::now(), |_| {
             panic!("tried to serialize Uninitialized")
         })
@@ -315,7 +367,18 @@ mod tests {
         assert!(aside.join("conf").exists(), "the damaged files are kept");
         assert_eq!(reason, "tried to serialize Uninitialized");
         assert_eq!(Store::set_aside(dir.path()), vec![aside]);
-        // The fresh store works.
+        // The fresh store works, and knows the session that was live, so
+        // recovery closes it as interrupted.
+        let r = s
+            .recover(Utc::now())
+            .unwrap()
+            .expect("the live session is back");
+        assert_eq!(r.id, "live-at-the-cut");
+        assert!(matches!(r.outcome, Some(Outcome::Interrupted(_))));
+        assert!(
+            !dir.path().join(CURRENT_FILE).exists(),
+            "finished: file gone"
+        );
         assert!(s.current().unwrap().is_none());
     }
 }

@@ -25,6 +25,10 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
         .to_owned();
     std::thread::sleep(Duration::from_secs(60));
     assert!(d.cli(&["stop"]).status.success());
+    // Until the archive has it, the recording has its second copy, the
+    // journal (what survives sled failing to reopen after a power cut).
+    let journal = d.dir.path().join(format!("state/journal/{id}.wal"));
+    assert!(journal.exists(), "{} missing", journal.display());
     std::thread::sleep(Duration::from_secs(3)); // the backlog figures refresh every 2 s
     let st = d.status();
     assert!(
@@ -62,6 +66,10 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(d.status()["upload"]["last_error"].is_null());
+    assert!(
+        !journal.exists(),
+        "the journal goes once the archive confirms the manifest"
+    );
 
     // Every segment and the manifest are in the archive, in the session's folder.
     let keys = garage.list();

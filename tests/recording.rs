@@ -89,6 +89,118 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
 }
 
 #[test]
+fn store_sled_cannot_reopen_is_set_aside_and_recordings_come_back_from_the_journal() {
+    let mut d = Daemon::start(&test_config(""));
+    // One recording finished, one live when the box dies.
+    let done = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(d.cli(&["stop"]).status.success());
+    let live = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let live_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(3500));
+    let lived = live_at.elapsed().as_secs_f64();
+    d.kill9();
+    let config = d.config.clone();
+    let show = |id: &str| -> Value {
+        let out = std::process::Command::new(common::BIN)
+            .args(["recordings", "show", id, "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("show {id}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let hashes = |v: &Value| -> Vec<Value> {
+        v["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sha256"].clone())
+            .collect()
+    };
+    let done_before = hashes(&show(&done));
+    assert!(done_before.len() >= 2, "{done_before:?}");
+
+    // sled 0.34 sometimes panics reopening its files after a power cut (its
+    // issue #1387, seen in the virtual bridge room); that cannot be made to
+    // happen on demand. A config file sled cannot parse makes it refuse
+    // with Corruption instead, which takes the box down the same path.
+    let state = d.dir.path().join("state");
+    std::fs::write(state.join("db/conf"), b"not a sled config\n\0\0\0\0").unwrap();
+    d.spawn();
+
+    // The box is up, knows the live session was interrupted, and kept the
+    // damaged files.
+    let st = d.status();
+    assert_eq!(st["last_session"]["id"], live.as_str(), "{st}");
+    assert_eq!(st["last_session"]["outcome"]["kind"], "interrupted", "{st}");
+    let aside: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("db.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged store is kept, once");
+    assert!(aside[0].path().join("conf").exists());
+
+    // Both recordings are back, whole: the finished one identical, the live
+    // one closed as interrupted with at most the last second missing.
+    let list = recordings(&d);
+    let find = |id: &str| list.iter().find(|r| r["id"] == id).cloned();
+    let r_done = find(&done).unwrap_or_else(|| panic!("{done} not brought back: {list:?}"));
+    assert_eq!(r_done["outcome"], "ended", "{r_done}");
+    let r_live = find(&live).unwrap_or_else(|| panic!("{live} not brought back: {list:?}"));
+    assert_eq!(r_live["outcome"], "interrupted", "{r_live}");
+    assert_eq!(
+        hashes(&show(&done)),
+        done_before,
+        "the finished recording is unchanged"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for id in [&done, &live] {
+        let v = verify(&d, id);
+        assert_eq!(v["ok"], true, "{id}: {v}");
+    }
+    let file = dir.path().join("live.ts");
+    export(&d, &live, &file);
+    let (codecs, duration) = probe(&file);
+    assert!(codecs.iter().any(|c| c == "h264"), "{codecs:?}");
+    let lost = lived - duration;
+    eprintln!("salvaged after the set-aside: live {lived:.2} s, recorded {duration:.2} s, lost {lost:.2} s");
+    assert!(lost <= 1.0, "lost {lost:.2} s of {lived:.2} s");
+    assert!(d
+        .log_text()
+        .contains("recording brought back from its journal"));
+
+    // The NOC hears of both, with sequence numbers above the old store's.
+    d.terminate();
+    let db = sled::open(state.join("db")).unwrap();
+    let outbox = diemcau::events::Outbox::open(&db, "test-xa-01").unwrap();
+    let pending = outbox.pending(1000).unwrap();
+    assert!(
+        pending
+            .iter()
+            .any(|e| matches!(&e.kind, diemcau::events::EventKind::StoreSetAside { .. })),
+        "{pending:?}"
+    );
+    for id in [&done, &live] {
+        assert!(
+            pending.iter().any(|e| matches!(
+                &e.kind,
+                diemcau::events::EventKind::RecordingSalvaged { session, .. } if session == id
+            )),
+            "{id}: {pending:?}"
+        );
+    }
+    assert!(pending.iter().all(|e| e.seq > 1_000_000_000), "{pending:?}");
+}
+
+#[test]
 fn damaged_segment_is_quarantined_and_the_rest_verifies() {
     let mut d = Daemon::start(&test_config("\n[recording]\nsegment_s = 1.0\n"));
     let id = d.start_session()["session"]["id"]

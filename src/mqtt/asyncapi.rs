@@ -157,6 +157,14 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
                 reason: "tried to serialize Uninitialized".into(),
             },
         ),
+        event(
+            107,
+            EventKind::RecordingSalvaged {
+                session: "20260301T085512Z-3f2a".into(),
+                segments: 61,
+                bytes: 38_512_640,
+            },
+        ),
     ];
     let reply = |status, error: Option<&str>, result: Option<Value>| CommandReply {
         id: Some("cmd-7".into()),
@@ -241,7 +249,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         "required": hp.keys().filter(|k| *k != "temperature_c").collect::<Vec<_>>(), "properties": hp});
     let event_schema = json!({"type": "object", "required": ["id", "seq", "site", "at", "type"], "description": "fields beyond these depend on type",
         "properties": {"id": s("unique: <site>-<seq>; deduplicate on it"), "seq": i("per box, strictly increasing across restarts"), "site": s("site id"), "at": s("RFC 3339"),
-        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "upload_completed", "config_changed"]}}});
+        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "recording_salvaged", "upload_completed", "config_changed"]}}});
     let command_schema = obj(
         &["id", "expires_at"],
         json!({

@@ -15,6 +15,7 @@
 //! partial segment) and quarantines segments whose bytes no longer match
 //! their hash.
 
+pub mod journal;
 pub mod keys;
 pub mod segment;
 pub mod store;
@@ -134,8 +135,16 @@ pub fn recover(
             // The tail: chunks of the segment after the last complete one.
             let next = metas.last().map_or(0, |m| m.seq + 1);
             let chunks = store.chunk_numbers(&s.id, next)?;
-            let mut head = s.chain_head.clone();
-            let (mut segs, mut bytes) = (s.segments, s.bytes);
+            // Counted from the segments themselves: the session record is
+            // updated after each segment's, so a cut between the two leaves
+            // it one behind.
+            let mut head = metas
+                .last()
+                .map_or_else(|| s.chain_head.clone(), |m| m.chain.clone());
+            let (mut segs, mut bytes) = (
+                metas.len() as u32,
+                metas.iter().map(|m| m.bytes).sum::<u64>(),
+            );
             if !chunks.is_empty() {
                 let data = store.segment_bytes(&s.id, next)?;
                 let sha = segment::sha256(&data);

@@ -12,6 +12,11 @@
 //! Read-modify-write of a record goes through sled's compare-and-swap
 //! (`update_and_fetch`), so the recorder and the uploader never lose each
 //! other's updates.
+//!
+//! Opened with [`RecStore::open_journaled`], every session, segment and
+//! chunk write is also appended to the session's journal file
+//! ([`super::journal`]) and made durable at the same flush, until the archive
+//! confirms the manifest: the copy that survives sled failing to reopen.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,6 +25,7 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use super::journal::{Journal, JournalError};
 use super::segment::{self, Hash};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +47,8 @@ pub enum RecError {
     Live(String),
     #[error("recording {0} has segments the archive has not confirmed; add --force to delete them anyway")]
     Unconfirmed(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// One segment's metadata.
@@ -271,26 +279,55 @@ pub fn object_name(seq: u32) -> String {
     format!("{seq:06}.ts")
 }
 
+/// A session brought back from its journal into a store that had lost it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Salvaged {
+    pub session: String,
+    pub segments: u32,
+    pub chunks: u32,
+    pub bytes: u64,
+    /// Bytes of a torn last record, cut off.
+    pub torn_bytes: u64,
+}
+
 #[derive(Clone)]
 pub struct RecStore {
     db: sled::Db,
     sessions: sled::Tree,
     segments: sled::Tree,
     chunks: sled::Tree,
+    /// The second copy of unconfirmed recordings (see [`super::journal`]);
+    /// `None` for tools that only read.
+    journal: Option<Journal>,
 }
 
 impl RecStore {
+    /// The store alone, without the journal: for reading and for tests.
     pub fn open(db: &sled::Db) -> Result<Self, RecError> {
         Ok(Self {
             db: db.clone(),
             sessions: db.open_tree("rec_sessions")?,
             segments: db.open_tree("rec_segments")?,
             chunks: db.open_tree("rec_chunks")?,
+            journal: None,
         })
     }
 
+    /// The store with its journal in `<state_dir>/journal`: what the daemon
+    /// and every writing command use.
+    pub fn open_journaled(db: &sled::Db, state_dir: &std::path::Path) -> Result<Self, RecError> {
+        Ok(Self {
+            journal: Some(Journal::new(state_dir.join("journal"))),
+            ..Self::open(db)?
+        })
+    }
+
+    /// Make everything written so far durable: sled, then the journal.
     pub fn flush(&self) -> Result<(), RecError> {
         self.db.flush()?;
+        if let Some(j) = &self.journal {
+            j.sync()?;
+        }
         Ok(())
     }
 
@@ -299,7 +336,81 @@ impl RecStore {
             s.id.as_bytes(),
             serde_json::to_vec(s).expect("sessions serialise"),
         )?;
+        if let Some(j) = &self.journal {
+            j.session(s)?;
+        }
         Ok(())
+    }
+
+    /// Keep the journal in step with a session record: a copy while the
+    /// archive lacks the manifest, nothing once it has it.
+    fn journal_session(&self, s: &RecSession) -> Result<(), RecError> {
+        if let Some(j) = &self.journal {
+            if s.manifest_confirmed_at.is_some() {
+                j.remove(&s.id)?;
+            } else {
+                j.session(s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring back, from their journals, the sessions this store does not
+    /// hold (after sled's files were set aside), and drop the journals of
+    /// sessions the archive has confirmed. Runs before recovery, which then
+    /// closes a salvaged live session as interrupted like any other.
+    pub fn reconcile_journals(&self) -> Result<Vec<Salvaged>, RecError> {
+        let Some(j) = &self.journal else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for id in j.ids()? {
+            if let Some(v) = self.sessions.get(id.as_bytes())? {
+                let confirmed = serde_json::from_slice::<RecSession>(&v)
+                    .is_ok_and(|s| s.manifest_confirmed_at.is_some());
+                if confirmed {
+                    j.remove(&id)?;
+                }
+                continue;
+            }
+            let found = j.read(&id)?;
+            let Some(session) = found.session else {
+                if found.chunks.is_empty() {
+                    // Torn before its first record: nothing was recorded.
+                    j.remove(&id)?;
+                } else {
+                    tracing::error!(session = %id, "recording journal has segment bytes but no session record; left in place for a technician");
+                }
+                continue;
+            };
+            self.sessions.insert(
+                id.as_bytes(),
+                serde_json::to_vec(&session).expect("sessions serialise"),
+            )?;
+            for m in found.segments.values() {
+                self.segments.insert(
+                    seg_key(&id, m.seq),
+                    serde_json::to_vec(m).expect("segments serialise"),
+                )?;
+            }
+            let mut bytes = 0;
+            for ((seq, chunk), b) in &found.chunks {
+                bytes += b.len() as u64;
+                self.chunks
+                    .insert(chunk_key(&id, *seq, *chunk), b.as_slice())?;
+            }
+            out.push(Salvaged {
+                session: id,
+                segments: found.segments.len() as u32,
+                chunks: found.chunks.len() as u32,
+                bytes,
+                torn_bytes: found.torn_bytes,
+            });
+        }
+        if !out.is_empty() {
+            self.db.flush()?;
+        }
+        Ok(out)
     }
 
     /// Atomically change a session record.
@@ -330,11 +441,13 @@ impl RecStore {
             });
         }
         let bytes = out.ok_or_else(|| RecError::NotFound(id.into()))?;
-        serde_json::from_slice(&bytes).map_err(|source| RecError::Decode {
+        let s = serde_json::from_slice(&bytes).map_err(|source| RecError::Decode {
             id: id.into(),
             what: "session".into(),
             source,
-        })
+        })?;
+        self.journal_session(&s)?;
+        Ok(s)
     }
 
     pub fn session(&self, id: &str) -> Result<RecSession, RecError> {
@@ -373,6 +486,9 @@ impl RecStore {
         bytes: &[u8],
     ) -> Result<(), RecError> {
         self.chunks.insert(chunk_key(id, seq, chunk), bytes)?;
+        if let Some(j) = &self.journal {
+            j.chunk(id, seq, chunk, bytes)?;
+        }
         Ok(())
     }
 
@@ -381,6 +497,9 @@ impl RecStore {
             seg_key(id, m.seq),
             serde_json::to_vec(m).expect("segments serialise"),
         )?;
+        if let Some(j) = &self.journal {
+            j.segment(id, m)?;
+        }
         Ok(())
     }
 
@@ -563,6 +682,9 @@ impl RecStore {
         }
         self.sessions.remove(id.as_bytes())?;
         self.flush()?;
+        if let Some(j) = &self.journal {
+            j.remove(id)?;
+        }
         Ok(freed)
     }
 
