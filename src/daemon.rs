@@ -62,7 +62,11 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     let device_key = recorder::keys::load_or_create(state_dir)?;
     // Recordings the store lost (it was set aside above) come back from
     // their journals, before recovery closes whatever was live.
-    for s in rec_store.reconcile_journals()? {
+    let salvaged = rec_store.reconcile_journals().unwrap_or_else(|e| {
+        tracing::error!("recording journals not read: {e}; they stay in place");
+        Vec::new()
+    });
+    for s in salvaged {
         tracing::warn!(
             session = %s.session,
             segments = s.segments,

@@ -22,9 +22,8 @@
 //! and CLI work from; the journal is only read when sled is missing a
 //! session it holds ([`crate::recorder::store::RecStore::reconcile_journals`]).
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::store::{RecSession, SegmentMeta};
@@ -61,15 +60,16 @@ pub struct Journal {
     dir: PathBuf,
 }
 
-/// What a journal file holds, last record of each kind winning.
-#[derive(Debug, Default)]
-pub struct Salvage {
-    pub session: Option<RecSession>,
-    pub segments: BTreeMap<u32, SegmentMeta>,
-    /// (segment, chunk) → bytes.
-    pub chunks: BTreeMap<(u32, u32), Vec<u8>>,
-    /// Bytes after the last whole record (a torn write at the power cut).
-    pub torn_bytes: u64,
+/// One record of a journal, in the order written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Session(RecSession),
+    Segment(SegmentMeta),
+    Chunk {
+        seq: u32,
+        chunk: u32,
+        bytes: Vec<u8>,
+    },
 }
 
 impl Journal {
@@ -175,61 +175,102 @@ impl Journal {
         }
     }
 
-    /// Read one session's journal up to its last whole record.
-    pub fn read(&self, id: &str) -> Result<Salvage, JournalError> {
+    /// Hand each whole record of one session's journal to `visit`, in
+    /// order, streaming (a journal can be gigabytes: it is never held in
+    /// memory). Returns the bytes of the torn tail after the last whole
+    /// record, which are ignored.
+    pub fn replay<E: From<JournalError>>(
+        &self,
+        id: &str,
+        visit: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let path = self.path(id);
-        let buf = std::fs::read(&path).map_err(io_at(&path))?;
-        Ok(parse(&buf))
+        let f = File::open(&path).map_err(io_at(&path))?;
+        replay_from(BufReader::with_capacity(1 << 20, f), visit)
+            .map_err(|e| e.map_io(|source| JournalError::Io { path, source }.into()))
     }
 }
 
+/// The reader's failures: the file's own, or the visitor's.
+enum ReplayError<E> {
+    Io(io::Error),
+    Visit(E),
+}
+
+impl<E> ReplayError<E> {
+    fn map_io(self, f: impl FnOnce(io::Error) -> E) -> E {
+        match self {
+            ReplayError::Io(e) => f(e),
+            ReplayError::Visit(e) => e,
+        }
+    }
+}
+
+/// Read exactly `buf.len()` bytes, or as many as there are (a torn tail).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Decode records until the first that is short, oversized or fails its
-/// CRC: everything after it is the torn tail.
-fn parse(buf: &[u8]) -> Salvage {
-    let mut out = Salvage::default();
-    let mut at = 0usize;
-    while let Some(head) = buf.get(at..at + 8) {
+/// CRC: everything from there on is the torn tail.
+fn replay_from<E>(
+    mut r: impl Read,
+    mut visit: impl FnMut(Record) -> Result<(), E>,
+) -> Result<u64, ReplayError<E>> {
+    let mut payload = Vec::new();
+    loop {
+        let mut head = [0u8; 8];
+        let got = read_full(&mut r, &mut head).map_err(ReplayError::Io)?;
+        if got == 0 {
+            return Ok(0);
+        }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len == 0 || len > MAX_RECORD {
-            break;
-        }
-        let Some(p) = buf.get(at + 8..at + 8 + len as usize) else {
-            break;
+        let torn = |r: &mut dyn Read, seen: usize| -> Result<u64, ReplayError<E>> {
+            let rest = io::copy(r, &mut io::sink()).map_err(ReplayError::Io)?;
+            Ok(seen as u64 + rest)
         };
-        if crc32fast::hash(p) != crc {
-            break;
+        if got < 8 || len == 0 || len > MAX_RECORD {
+            return torn(&mut r, got);
+        }
+        payload.resize(len as usize, 0);
+        let n = read_full(&mut r, &mut payload).map_err(ReplayError::Io)?;
+        if n < payload.len() || crc32fast::hash(&payload) != crc {
+            return torn(&mut r, 8 + n);
         }
         // A record that passes its CRC but does not decode was written by a
-        // different version: skip it, keep reading.
-        match p[0] {
-            SESSION => {
-                if let Ok(s) = serde_json::from_slice(&p[1..]) {
-                    out.session = Some(s);
-                }
-            }
-            SEGMENT => {
-                if let Ok(m) = serde_json::from_slice::<SegmentMeta>(&p[1..]) {
-                    out.segments.insert(m.seq, m);
-                }
-            }
-            CHUNK if p.len() >= 9 => {
-                let seq = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
-                let chunk = u32::from_be_bytes([p[5], p[6], p[7], p[8]]);
-                out.chunks.insert((seq, chunk), p[9..].to_vec());
-            }
-            _ => {}
+        // different version: skipped, the reading goes on.
+        let p = &payload;
+        let rec = match p[0] {
+            SESSION => serde_json::from_slice(&p[1..]).ok().map(Record::Session),
+            SEGMENT => serde_json::from_slice(&p[1..]).ok().map(Record::Segment),
+            CHUNK if p.len() >= 9 => Some(Record::Chunk {
+                seq: u32::from_be_bytes([p[1], p[2], p[3], p[4]]),
+                chunk: u32::from_be_bytes([p[5], p[6], p[7], p[8]]),
+                bytes: p[9..].to_vec(),
+            }),
+            _ => None,
+        };
+        if let Some(rec) = rec {
+            visit(rec).map_err(ReplayError::Visit)?;
         }
-        at += 8 + len as usize;
     }
-    out.torn_bytes = (buf.len() - at) as u64;
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Utc;
+    use std::collections::BTreeMap;
 
     fn session(id: &str, closed: bool) -> RecSession {
         RecSession {
@@ -267,11 +308,23 @@ mod tests {
         }
     }
 
+    /// Every record, and the torn tail's length.
+    fn all(b: &[u8]) -> (Vec<Record>, u64) {
+        let mut v = Vec::new();
+        let torn = replay_from(b, |r| {
+            v.push(r);
+            Ok::<(), ()>(())
+        })
+        .unwrap_or_else(|_| panic!("reading from memory cannot fail"));
+        (v, torn)
+    }
+
     #[test]
-    fn records_come_back_last_one_winning() {
+    fn records_come_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::new(dir.path().join("journal"));
-        j.session(&session("s1", false)).unwrap();
+        let first = session("s1", false);
+        j.session(&first).unwrap();
         j.chunk("s1", 0, 0, b"abc").unwrap();
         j.chunk("s1", 0, 1, b"def").unwrap();
         j.segment("s1", &meta(0)).unwrap();
@@ -279,12 +332,25 @@ mod tests {
         j.session(&session("s1", true)).unwrap();
         j.sync().unwrap();
         assert_eq!(j.ids().unwrap(), ["s1"]);
-        let s = j.read("s1").unwrap();
-        assert!(s.session.unwrap().closed, "the later session record wins");
-        assert_eq!(s.segments.len(), 1);
-        assert_eq!(s.chunks.len(), 3);
-        assert_eq!(s.chunks[&(1, 0)], b"gh");
-        assert_eq!(s.torn_bytes, 0);
+        let mut got = Vec::new();
+        let torn = j
+            .replay("s1", |r| {
+                got.push(r);
+                Ok::<(), JournalError>(())
+            })
+            .unwrap();
+        assert_eq!(torn, 0);
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[0], Record::Session(first));
+        assert_eq!(
+            got[4],
+            Record::Chunk {
+                seq: 1,
+                chunk: 0,
+                bytes: b"gh".to_vec()
+            }
+        );
+        assert!(matches!(&got[5], Record::Session(s) if s.closed));
         j.remove("s1").unwrap();
         assert!(j.ids().unwrap().is_empty());
         j.remove("s1").unwrap();
@@ -312,17 +378,17 @@ mod tests {
                 if let Some(x) = fill {
                     b.resize(full.len(), x);
                 }
-                let s = parse(&b);
-                assert_eq!(s.chunks.len(), 1, "cut {cut} fill {fill:?}");
-                assert!(s.session.is_some());
-                assert_eq!(s.torn_bytes, (b.len() - whole.len()) as u64);
+                let (recs, torn) = all(&b);
+                assert_eq!(recs.len(), 2, "cut {cut} fill {fill:?}");
+                assert_eq!(torn, (b.len() - whole.len()) as u64);
             }
         }
         // A flipped bit in the middle stops the read there, never past it.
         let mut b = full.clone();
         b[whole.len() + 500] ^= 1;
-        assert_eq!(parse(&b).chunks.len(), 1);
-        assert_eq!(parse(&full).chunks.len(), 2);
+        assert_eq!(all(&b).0.len(), 2);
+        assert_eq!(all(&full), (all(&full).0, 0));
+        assert_eq!(all(&full).0.len(), 3);
     }
 
     #[test]

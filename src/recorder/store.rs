@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::journal::{Journal, JournalError};
+use super::journal::{Journal, JournalError, Record};
 use super::segment::{self, Hash};
 
 #[derive(Debug, thiserror::Error)]
@@ -359,58 +359,92 @@ impl RecStore {
     /// hold (after sled's files were set aside), and drop the journals of
     /// sessions the archive has confirmed. Runs before recovery, which then
     /// closes a salvaged live session as interrupted like any other.
+    ///
+    /// One journal that cannot be read is logged and left in place; the
+    /// others still come back, and the daemon still starts.
     pub fn reconcile_journals(&self) -> Result<Vec<Salvaged>, RecError> {
         let Some(j) = &self.journal else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for id in j.ids()? {
-            if let Some(v) = self.sessions.get(id.as_bytes())? {
-                let confirmed = serde_json::from_slice::<RecSession>(&v)
-                    .is_ok_and(|s| s.manifest_confirmed_at.is_some());
-                if confirmed {
-                    j.remove(&id)?;
+            match self.reconcile_journal(j, &id) {
+                Ok(Some(s)) => out.push(s),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(session = %id, "recording journal not brought back: {e}; left in place for a technician")
                 }
-                continue;
             }
-            let found = j.read(&id)?;
-            let Some(session) = found.session else {
-                if found.chunks.is_empty() {
-                    // Torn before its first record: nothing was recorded.
-                    j.remove(&id)?;
-                } else {
-                    tracing::error!(session = %id, "recording journal has segment bytes but no session record; left in place for a technician");
-                }
-                continue;
-            };
-            self.sessions.insert(
-                id.as_bytes(),
-                serde_json::to_vec(&session).expect("sessions serialise"),
-            )?;
-            for m in found.segments.values() {
-                self.segments.insert(
-                    seg_key(&id, m.seq),
-                    serde_json::to_vec(m).expect("segments serialise"),
-                )?;
-            }
-            let mut bytes = 0;
-            for ((seq, chunk), b) in &found.chunks {
-                bytes += b.len() as u64;
-                self.chunks
-                    .insert(chunk_key(&id, *seq, *chunk), b.as_slice())?;
-            }
-            out.push(Salvaged {
-                session: id,
-                segments: found.segments.len() as u32,
-                chunks: found.chunks.len() as u32,
-                bytes,
-                torn_bytes: found.torn_bytes,
-            });
         }
         if !out.is_empty() {
             self.db.flush()?;
         }
         Ok(out)
+    }
+
+    fn reconcile_journal(&self, j: &Journal, id: &str) -> Result<Option<Salvaged>, RecError> {
+        let id = id.to_owned();
+        if let Some(v) = self.sessions.get(id.as_bytes())? {
+            let confirmed = serde_json::from_slice::<RecSession>(&v)
+                .is_ok_and(|s| s.manifest_confirmed_at.is_some());
+            if confirmed {
+                j.remove(&id)?;
+            }
+            return Ok(None);
+        }
+        // Streamed into the store record by record. The first record is
+        // always the session's (written and synced before any chunk);
+        // the last session record and segment metadata written win.
+        let mut session: Option<RecSession> = None;
+        let mut metas = BTreeMap::new();
+        let (mut chunks, mut bytes) = (0u32, 0u64);
+        let mut headless = false;
+        let torn = j.replay(&id, |r| -> Result<(), RecError> {
+            match r {
+                Record::Session(s) => session = Some(s),
+                _ if session.is_none() => headless = true,
+                Record::Segment(m) => {
+                    metas.insert(m.seq, m);
+                }
+                Record::Chunk {
+                    seq,
+                    chunk,
+                    bytes: b,
+                } if !headless => {
+                    chunks += 1;
+                    bytes += b.len() as u64;
+                    self.chunks.insert(chunk_key(&id, seq, chunk), b)?;
+                }
+                Record::Chunk { .. } => {}
+            }
+            Ok(())
+        })?;
+        let Some(session) = session.filter(|_| !headless) else {
+            if headless {
+                tracing::error!(session = %id, "recording journal does not start with its session record; left in place for a technician");
+            } else {
+                // Torn before its first record: nothing was recorded.
+                j.remove(&id)?;
+            }
+            return Ok(None);
+        };
+        for m in metas.values() {
+            self.segments.insert(
+                seg_key(&id, m.seq),
+                serde_json::to_vec(m).expect("segments serialise"),
+            )?;
+        }
+        self.sessions.insert(
+            id.as_bytes(),
+            serde_json::to_vec(&session).expect("sessions serialise"),
+        )?;
+        Ok(Some(Salvaged {
+            session: id,
+            segments: metas.len() as u32,
+            chunks,
+            bytes,
+            torn_bytes: torn,
+        }))
     }
 
     /// Atomically change a session record.
@@ -783,4 +817,62 @@ pub fn segment_intact(store: &RecStore, id: &str, m: &SegmentMeta) -> Result<boo
 pub fn link(prev_hex: &str, session: &str, seq: u32, sha: &Hash, bytes: u64) -> Hash {
     let prev = segment::unhex(prev_hex).unwrap_or_else(|| segment::chain_start(session));
     segment::chain_next(&prev, u64::from(seq), sha, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> RecSession {
+        RecSession {
+            id: id.into(),
+            site: "xa".into(),
+            started_at: Utc::now(),
+            ended_at: None,
+            time_synced: true,
+            started_by: "button".into(),
+            stopped_by: None,
+            metadata: BTreeMap::new(),
+            outcome: String::new(),
+            segments: 0,
+            bytes: 0,
+            chain_head: String::new(),
+            closed: false,
+            gaps: Vec::new(),
+            manifest_confirmed_at: None,
+        }
+    }
+
+    #[test]
+    fn journals_bring_back_what_the_store_lost_and_go_once_archived() {
+        let state = tempfile::tempdir().unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = RecStore::open_journaled(&sled::open(a.path()).unwrap(), state.path()).unwrap();
+        for id in ["lost", "archived"] {
+            old.put_session(&session(id)).unwrap();
+            old.write_chunk(id, 0, 0, b"first").unwrap();
+            old.write_chunk(id, 0, 1, b"second").unwrap();
+        }
+        old.update_session("archived", |s| {
+            s.closed = true;
+            s.manifest_confirmed_at = Some(Utc::now());
+        })
+        .unwrap();
+        old.flush().unwrap();
+        let j = Journal::new(state.path().join("journal"));
+        assert_eq!(j.ids().unwrap(), ["lost"], "confirmed: its journal went");
+        // A journal whose first record is not its session: left alone.
+        j.chunk("headless", 0, 0, b"x").unwrap();
+        // The store is replaced by an empty one (as after a set-aside).
+        let fresh = RecStore::open_journaled(&sled::open(b.path()).unwrap(), state.path()).unwrap();
+        let back = fresh.reconcile_journals().unwrap();
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!((back[0].session.as_str(), back[0].chunks), ("lost", 2));
+        assert_eq!(fresh.segment_bytes("lost", 0).unwrap(), b"firstsecond");
+        assert!(!fresh.session("lost").unwrap().closed);
+        assert!(fresh.session("headless").is_err());
+        assert_eq!(j.ids().unwrap(), ["headless", "lost"]);
+        // A second start finds it in the store and changes nothing.
+        assert!(fresh.reconcile_journals().unwrap().is_empty());
+    }
 }
