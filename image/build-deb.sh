@@ -14,7 +14,7 @@ if [ -z "$bin" ]; then
   cargo build --release --locked
   bin=target/release/diemcau
 fi
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(awk -F'"' '/^version = / && !v {v = $2} END {print v}' Cargo.toml)
 arch=$(dpkg --print-architecture)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 root=$(mktemp -d)

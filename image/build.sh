@@ -174,5 +174,7 @@ done
 sfdisk -l "$img" | sed -n '/^Device/,$p'
 echo "contents: $(wc -l < "$out/diemcau-$version-amd64.packages") Debian $SUITE packages (list: $out/diemcau-$version-amd64.packages)"
 echo "largest installed packages (KiB):"
-sort -k3 -n -r "$out/diemcau-$version-amd64.packages" | head -12 | awk '{printf "  %-40s %8s\n", $1" "$2, $3}'
+# awk stops printing, not reading: `head` would close the pipe early and,
+# under pipefail, fail the build with SIGPIPE whenever sort is still writing.
+sort -k3 -n -r "$out/diemcau-$version-amd64.packages" | awk 'NR <= 12 {printf "  %-40s %8s\n", $1" "$2, $3}'
 echo "kernel:   $(basename "$kernel"); diemcau $version"

@@ -1,7 +1,8 @@
 //! Benchmarks of the recording store (run by bench/store.sh; ignored in the
 //! normal test run because they measure, they do not check behaviour):
 //!
-//! - write throughput of segments into sled, by chunk size, side by side
+//! - write throughput of segments into sled, by chunk size, alone and with
+//!   the recording journal the daemon writes beside it, side by side
 //!   with plain file appends fsynced at the same cadence, as multiples of the
 //!   real-time rate of an 8 Mbit/s stream (goal: at least 50x);
 //! - space amplification on disk in a steady ring of record, confirm
@@ -72,15 +73,20 @@ fn walk(p: &std::path::Path) -> u64 {
 }
 
 /// Write `total` bytes of segments with chunks of `chunk` bytes, flushing
-/// every FLUSH_EVERY bytes. Returns bytes per second.
-fn sled_rate(chunk: usize, total: usize) -> f64 {
+/// every FLUSH_EVERY bytes, with or without the recording journal (the
+/// daemon always writes it). Returns bytes per second.
+fn sled_rate(chunk: usize, total: usize, journaled: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new()
         .path(dir.path())
         .cache_capacity(16 << 20)
         .open()
         .unwrap();
-    let st = RecStore::open(&db).unwrap();
+    let st = if journaled {
+        RecStore::open_journaled(&db, dir.path()).unwrap()
+    } else {
+        RecStore::open(&db).unwrap()
+    };
     st.put_session(&session("s")).unwrap();
     let data = vec![0x47u8; chunk];
     let t0 = Instant::now();
@@ -136,13 +142,16 @@ fn bench_write_throughput() {
         FLUSH_EVERY / 1000
     );
     for chunk in [16 << 10, 64 << 10, 256 << 10, 1 << 20] {
-        let s = sled_rate(chunk, total);
+        let s = sled_rate(chunk, total, false);
+        let j = sled_rate(chunk, total, true);
         let f = file_rate(chunk, total);
         println!(
-            "  chunk {:>5} KiB: sled {:>7.1} MB/s = {:>5.0}x real time | file append+fsync {:>7.1} MB/s = {:>5.0}x | sled/file {:.2}",
+            "  chunk {:>5} KiB: sled {:>7.1} MB/s = {:>5.0}x real time | sled+journal {:>7.1} MB/s = {:>5.0}x | file append+fsync {:>7.1} MB/s = {:>5.0}x | sled/file {:.2}",
             chunk >> 10,
             s / 1e6,
             s / RATE,
+            j / 1e6,
+            j / RATE,
             f / 1e6,
             f / RATE,
             s / f

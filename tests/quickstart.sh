@@ -74,7 +74,7 @@ demo() {
   "$bin" stop --config config/demo.toml
   echo; echo "== the recording"
   "$bin" recordings ls --config config/demo.toml
-  id=$("$bin" recordings ls --json --config config/demo.toml | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | head -1)
+  id=$("$bin" recordings ls --json --config config/demo.toml | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | awk 'NR == 1')
   "$bin" recordings verify "$id" --config config/demo.toml || true
   kill -TERM "$daemon"; wait "$daemon" || true
   echo; echo "== what the hub received ($dir/hub.ts):"

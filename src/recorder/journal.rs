@@ -166,6 +166,18 @@ impl Journal {
         Ok(ids)
     }
 
+    /// Bytes on disk in all journals (they count against the recording
+    /// quota like the store's copy).
+    pub fn bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     pub fn remove(&self, id: &str) -> Result<(), JournalError> {
         let path = self.path(id);
         match std::fs::remove_file(&path) {

@@ -65,7 +65,8 @@ pub struct RecorderStats {
     /// The recording is halted (disk quota): the session goes on unrecorded.
     pub halted: bool,
     pub quota_bytes: u64,
-    /// Segment bytes held on the box.
+    /// Recording bytes held on the box: segments in the store, and the
+    /// journals' second copy of what the archive has not confirmed.
     pub held_bytes: u64,
     pub used_percent: f64,
     /// Buffers the recorder could not take (never expected; counted).
@@ -232,6 +233,7 @@ pub fn spawn(
         stats: stats_tx,
         active: None,
         held,
+        journal: 0,
         alarm_level: 0,
         halted: false,
         dropped: 0,
@@ -268,8 +270,10 @@ struct Recorder {
     events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
     stats: watch::Sender<RecorderStats>,
     active: Option<Active>,
-    /// Segment bytes on the box (kept incrementally; recomputed at start).
+    /// Segment bytes in the store (kept incrementally; recomputed at start).
     held: u64,
+    /// The journals' bytes, as last measured (each quota check).
+    journal: u64,
     /// 0 none, 1 at 80%, 2 at 95%, 3 at the hard floor.
     alarm_level: u8,
     halted: bool,
@@ -527,12 +531,13 @@ impl Recorder {
 
     fn check_quota(&mut self) {
         let (limit, total, free) = self.quota();
+        self.journal = self.store.journal_bytes();
         if limit == u64::MAX {
             return;
         }
         // Make room early: prune confirmed segments above 90% down to 80%.
-        if self.held > limit / 10 * 9 {
-            let need = self.held - limit / 10 * 8;
+        if self.used() > limit / 10 * 9 {
+            let need = self.used() - limit / 10 * 8;
             match self.store.prune_confirmed(need) {
                 Ok(freed) if freed > 0 => {
                     self.held = self.held.saturating_sub(freed);
@@ -542,10 +547,10 @@ impl Recorder {
                 Err(e) => tracing::warn!("pruning failed: {e}"),
             }
         }
-        let pct = self.held as f64 * 100.0 / limit.max(1) as f64;
+        let pct = self.used() as f64 * 100.0 / limit.max(1) as f64;
         // The filesystem's own floor: keep 1% (at least 64 MB) free.
         let floor = (total / 100).max(64 << 20);
-        let level = if self.held >= limit || free < floor {
+        let level = if self.used() >= limit || free < floor {
             3
         } else if pct >= 95.0 {
             2
@@ -597,6 +602,11 @@ impl Recorder {
         }
     }
 
+    /// What the quota counts: the store's segments and the journals.
+    fn used(&self) -> u64 {
+        self.held + self.journal
+    }
+
     fn publish(&mut self) {
         let (limit, _, _) = self.quota();
         let a = self.active.as_ref();
@@ -608,11 +618,11 @@ impl Recorder {
             bytes: a.map_or(0, |a| a.session.bytes),
             halted: self.halted,
             quota_bytes: if limit == u64::MAX { 0 } else { limit },
-            held_bytes: self.held,
+            held_bytes: self.used(),
             used_percent: if limit == u64::MAX {
                 0.0
             } else {
-                self.held as f64 * 100.0 / limit.max(1) as f64
+                self.used() as f64 * 100.0 / limit.max(1) as f64
             },
             dropped_buffers: self.dropped,
         });

@@ -355,6 +355,11 @@ impl RecStore {
         Ok(())
     }
 
+    /// Bytes in the journals (0 without one).
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::bytes)
+    }
+
     /// Bring back, from their journals, the sessions this store does not
     /// hold (after sled's files were set aside), and drop the journals of
     /// sessions the archive has confirmed. Runs before recovery, which then
