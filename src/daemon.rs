@@ -148,6 +148,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         button.hint.clone(),
     );
     // The screen and speaker run for the daemon's whole life.
+    let (test_pattern, pattern_rx) = display::TestPattern::new();
     let _display = display::spawn(
         config.clone(),
         sup.handle.clone(),
@@ -155,6 +156,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             button.hint.clone(),
             config.daemon.language,
         )),
+        pattern_rx,
     );
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
@@ -168,6 +170,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             camera: config.video.source.clone(),
             button: (!matches!(config.button.input, crate::config::ButtonInput::None))
                 .then(|| button.test.clone()),
+            display: (!matches!(config.display.sink, crate::config::DisplaySink::None))
+                .then_some(test_pattern),
         },
     ));
 

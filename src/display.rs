@@ -39,6 +39,40 @@ pub struct Screen {
     pub banner: String,
     /// Show the room's own camera in a corner.
     pub self_view: bool,
+    /// Colour bars over everything (the technician's display test).
+    pub pattern: bool,
+}
+
+/// The screen during the technician's display test: colour bars, and words
+/// saying what they mean, so nobody in the room takes them for a fault.
+pub fn test_pattern_screen(lang: Language) -> Screen {
+    Screen {
+        center: if lang == Language::Vi {
+            "MÀN HÌNH THỬ\nThấy các sọc màu là màn hình hoạt động tốt".into()
+        } else {
+            "DISPLAY TEST\nColour bars mean the screen works".into()
+        },
+        banner: String::new(),
+        self_view: false,
+        pattern: true,
+    }
+}
+
+/// Shows the test pattern for a while: the handle the socket API holds.
+#[derive(Clone)]
+pub struct TestPattern(std::sync::Arc<watch::Sender<Option<std::time::Instant>>>);
+
+impl TestPattern {
+    /// A handle and the receiver the display actor watches.
+    pub fn new() -> (Self, watch::Receiver<Option<std::time::Instant>>) {
+        let (tx, rx) = watch::channel(None);
+        (Self(std::sync::Arc::new(tx)), rx)
+    }
+
+    /// Show the pattern for `d` from now.
+    pub fn show(&self, d: Duration) {
+        self.0.send_replace(Some(std::time::Instant::now() + d));
+    }
 }
 
 /// How well the uplink carries the stream, for the mark on screen.
@@ -171,16 +205,23 @@ impl Drop for Running {
     }
 }
 
-/// Start the display actor. `hints` carries short messages from the button.
+/// Start the display actor. `hints` carries short messages from the button,
+/// `pattern` until when to show the test pattern ([`TestPattern`]).
 pub fn spawn(
     config: Config,
     sup: SupervisorHandle,
     hints: Option<watch::Receiver<Option<Hint>>>,
+    pattern: watch::Receiver<Option<std::time::Instant>>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(config, sup, hints))
+    tokio::spawn(run(config, sup, hints, pattern))
 }
 
-async fn run(config: Config, sup: SupervisorHandle, hints: Option<watch::Receiver<Option<Hint>>>) {
+async fn run(
+    config: Config,
+    sup: SupervisorHandle,
+    hints: Option<watch::Receiver<Option<Hint>>>,
+    pattern: watch::Receiver<Option<std::time::Instant>>,
+) {
     let display_desc = pipeline::display(&config.display);
     let speaker_desc = pipeline::speaker(&config.speaker);
     if display_desc.is_none() && speaker_desc.is_none() {
@@ -245,13 +286,20 @@ async fn run(config: Config, sup: SupervisorHandle, hints: Option<watch::Receive
                 let hint = hints.as_ref().and_then(|h| {
                     h.borrow().as_ref().filter(|h| h.until > std::time::Instant::now()).map(|h| h.text.clone())
                 });
-                let next = screen(
-                    config.daemon.language,
-                    &status,
-                    config.video.bitrate_kbps,
-                    hint.as_deref(),
-                    notice.as_deref(),
-                );
+                // Never over a session: a start during the test ends it.
+                let testing = pattern.borrow().is_some_and(|t| t > std::time::Instant::now())
+                    && matches!(status.phase, Phase::Idle | Phase::Fault);
+                let next = if testing {
+                    test_pattern_screen(config.daemon.language)
+                } else {
+                    screen(
+                        config.daemon.language,
+                        &status,
+                        config.video.bitrate_kbps,
+                        hint.as_deref(),
+                        notice.as_deref(),
+                    )
+                };
                 if next != shown {
                     apply(&d.pipeline, &next, &config);
                     shown = next;
@@ -306,6 +354,12 @@ fn apply(p: &gst::Pipeline, s: &Screen, config: &Config) {
         pad.set_property("xpos", w - 320 - w / 40);
         pad.set_property("ypos", h - 180 - h / 12);
         pad.set_property("alpha", if s.self_view { 1.0f64 } else { 0.0 });
+    }
+    if let Some(pad) = p
+        .by_name(pipeline::COMPOSITOR)
+        .and_then(|c| c.static_pad("sink_2"))
+    {
+        pad.set_property("alpha", if s.pattern { 1.0f64 } else { 0.0 });
     }
 }
 
@@ -375,6 +429,18 @@ mod tests {
         st.media.uplink.configured = true;
         let s = screen(Language::Vi, &st, 2500, None, None);
         assert!(s.banner.contains("Tín hiệu: mất"), "{}", s.banner);
+    }
+
+    #[test]
+    fn the_test_pattern_says_what_it_is() {
+        let s = test_pattern_screen(Language::Vi);
+        assert!(s.pattern && !s.self_view && s.banner.is_empty());
+        assert!(s.center.starts_with("MÀN HÌNH THỬ"), "{}", s.center);
+        assert!(test_pattern_screen(Language::En).center.contains("Colour bars"));
+        // Nothing else ever shows it.
+        for phase in [Phase::Idle, Phase::Live, Phase::Fault] {
+            assert!(!screen(Language::Vi, &status(phase), 2500, None, None).pattern);
+        }
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
     checks.push(camera(&cfg, &w, live));
     checks.push(microphone(&cfg, &w, live));
     checks.push(speaker(&cfg, &w, live, status.is_some()));
-    checks.push(display(&cfg, &w));
+    checks.push(display(&cfg, &w, status.as_ref(), interactive));
     checks.push(button_press(
         &cfg,
         &w,
@@ -465,7 +465,7 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
     }
 }
 
-fn display(cfg: &Config, w: &W) -> Check {
+fn display(cfg: &Config, w: &W, status: Option<&crate::api::Status>, interactive: bool) -> Check {
     let name = w.t("Màn hình", "Display");
     if !matches!(cfg.display.sink, config::DisplaySink::Kms { .. }) {
         return check(name, Verdict::Skip, format!("{:?}", cfg.display.sink), "");
@@ -519,7 +519,73 @@ fn display(cfg: &Config, w: &W) -> Check {
             ),
         )
     } else {
-        check(name, Verdict::Pass, connected.join(", "), "")
+        let shown = test_pattern(cfg, w, status, interactive);
+        check(
+            name,
+            Verdict::Pass,
+            format!("{} — {shown}", connected.join(", ")),
+            "",
+        )
+    }
+}
+
+/// Ask the daemon, which holds the screen, to show colour bars for a few
+/// seconds. Says what happened, for the check's line.
+fn test_pattern(
+    cfg: &Config,
+    w: &W,
+    status: Option<&crate::api::Status>,
+    interactive: bool,
+) -> String {
+    const SECONDS: u64 = 8;
+    match status.map(|s| s.phase) {
+        None => {
+            return w
+                .t(
+                    "phần mềm không chạy: không hiện mẫu thử",
+                    "the daemon is not running: no test pattern",
+                )
+                .into()
+        }
+        Some(crate::session::Phase::Idle) => {}
+        Some(_) => {
+            return w
+                .t(
+                    "đang trong phiên: không hiện mẫu thử",
+                    "a session is running: no test pattern",
+                )
+                .into()
+        }
+    }
+    let reply = crate::api::client::request(
+        &cfg.daemon.socket,
+        &crate::api::Request::DisplayTest { seconds: SECONDS },
+        Duration::from_secs(5),
+    );
+    match reply {
+        Ok(r) if r.ok => {
+            if interactive {
+                eprintln!(
+                    "{}",
+                    w.t(
+                        "Màn hình: đang hiện các sọc màu 8 giây — hãy nhìn màn hình…",
+                        "Display: colour bars for 8 s — look at the screen…"
+                    )
+                );
+                std::thread::sleep(Duration::from_secs(SECONDS));
+            }
+            w.t(
+                "đã hiện mẫu thử (sọc màu) 8 giây; không thấy thì kiểm tra cáp HDMI và nguồn vào của TV",
+                "test pattern (colour bars) shown for 8 s; if nobody saw it, check the HDMI cable and the TV's input",
+            )
+            .into()
+        }
+        Ok(r) => format!(
+            "{}: {}",
+            w.t("không hiện được mẫu thử", "no test pattern"),
+            r.error.map(|e| e.message).unwrap_or_default()
+        ),
+        Err(e) => format!("{}: {e}", w.t("không hiện được mẫu thử", "no test pattern")),
     }
 }
 

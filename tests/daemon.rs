@@ -206,6 +206,25 @@ fn garbage_requests_get_errors_and_change_nothing() {
 }
 
 #[test]
+fn display_test_is_for_an_idle_box_and_checks_its_seconds() {
+    let d = Daemon::start(&test_config(""));
+    let r = d.request(r#"{"cmd":"display_test","seconds":3}"#).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["seconds"], 3);
+    for bad in [0, 31] {
+        let r = d
+            .request(&format!(r#"{{"cmd":"display_test","seconds":{bad}}}"#))
+            .unwrap();
+        assert_eq!(r["error"]["code"], "bad_request", "{bad}: {r}");
+    }
+    // Never over a session.
+    d.start_session();
+    let r = d.request(r#"{"cmd":"display_test","seconds":3}"#).unwrap();
+    assert_eq!(r["error"]["code"], "rejected", "{r}");
+    assert_eq!(d.phase(), "live");
+}
+
+#[test]
 fn second_daemon_on_same_socket_refuses() {
     let d = Daemon::start(&test_config(""));
     let out = std::process::Command::new(BIN)

@@ -440,6 +440,24 @@ fn colours(rgb: &[u8]) -> usize {
     seen.len()
 }
 
+/// The share of the screen in each of the SMPTE test pattern's 75% yellow,
+/// cyan and magenta bars (none of which the standby screen has).
+fn colour_bars(rgb: &[u8]) -> [f64; 3] {
+    let mut n = [0usize; 3];
+    let px = rgb.len() / 3;
+    for p in rgb.chunks_exact(3) {
+        let (hi, lo) = (|v: u8| v > 150, |v: u8| v < 60);
+        if hi(p[0]) && hi(p[1]) && lo(p[2]) {
+            n[0] += 1;
+        } else if lo(p[0]) && hi(p[1]) && hi(p[2]) {
+            n[1] += 1;
+        } else if hi(p[0]) && lo(p[1]) && hi(p[2]) {
+            n[2] += 1;
+        }
+    }
+    n.map(|k| k as f64 / px.max(1) as f64)
+}
+
 /// Clearly red pixels in the band at the top where the live banner
 /// ("● ĐANG GHI HÌNH") is written, right of the test picture's red bar: the
 /// hub's test picture has no red there, only the banner's text.
@@ -804,11 +822,24 @@ fn virtual_bridge_room() {
         "the hub received nothing; console:\n{}",
         vm.tail()
     );
+    // The hub's picture comes back over SRT and through the decoder; under
+    // software emulation that can take a while. Look every 5 s, up to 80 s.
+    let c_idle = colours(&idle);
+    let t_live = Instant::now();
     std::thread::sleep(Duration::from_secs(20));
-    let (w, h, shot) = vm.screenshot("live");
-    let (c_idle, c_live) = (colours(&idle), colours(&shot));
+    let (w, h, shot) = loop {
+        let (w, h, shot) = vm.screenshot("live");
+        if colours(&shot) > 4 * c_idle.max(50) || t_live.elapsed() > Duration::from_secs(80) {
+            break (w, h, shot);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    };
+    let c_live = colours(&shot);
     let red = banner_red_pixels(w, h, &shot);
-    eprintln!("live screen: {c_live} colours (idle {c_idle}), {red} red pixels");
+    eprintln!(
+        "live screen after {:.0} s: {c_live} colours (idle {c_idle}), {red} red pixels",
+        t_live.elapsed().as_secs_f64()
+    );
     // The live layout: the hub's moving picture full screen (many colours
     // where standby had a handful) and the red recording mark.
     assert!(
@@ -876,6 +907,67 @@ fn virtual_bridge_room() {
     assert!(c1.iter().any(|c| c == "h264") && c1.iter().any(|c| c == "opus"));
     assert!(d1 > 20.0, "session 1 lasted {d1} s in the archive");
     ph.done("recordings archived and verified");
+
+    // 6b. The NOC runs the technician's self-test remotely (`diagnostics`
+    // with `self_test`): the box answers with the doctor's report, and its
+    // screen shows the test pattern meanwhile.
+    let diag = "vr-diag-1";
+    noc.send(
+        SITE,
+        "diagnostics",
+        cmd(diag, json!({"self_test": true})),
+        diag,
+    );
+    let t0 = Instant::now();
+    let bars = loop {
+        let (_, _, shot) = vm.screenshot("pattern");
+        let bars = colour_bars(&shot);
+        if bars.iter().all(|f| *f > 0.02) {
+            break bars;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no colour bars on screen during the self-test ({bars:?}); console:\n{}",
+            vm.tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "test pattern on screen after {:.0} s: yellow {:.0}%, cyan {:.0}%, magenta {:.0}% of the screen",
+        t0.elapsed().as_secs_f64(),
+        bars[0] * 100.0,
+        bars[1] * 100.0,
+        bars[2] * 100.0
+    );
+    let reply = noc.wait_reply(diag, "done", Duration::from_secs(240));
+    let checks = reply["result"]["doctor"]["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no doctor report in {reply}"))
+        .clone();
+    for c in &checks {
+        eprintln!(
+            "  [{}] {}: {}",
+            c["verdict"].as_str().unwrap_or("?"),
+            c["name"].as_str().unwrap_or("?"),
+            c["detail"].as_str().unwrap_or("")
+        );
+    }
+    let line = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no '{name}' line in {checks:?}"))
+            .clone()
+    };
+    // The box's language is Vietnamese: so is the report.
+    assert_eq!(line("Cấu hình")["verdict"], "PASS");
+    let screen = line("Màn hình");
+    assert_eq!(screen["verdict"], "PASS", "{screen}");
+    assert!(
+        screen["detail"].as_str().unwrap().contains("mẫu thử"),
+        "{screen}"
+    );
+    ph.done("self-test from the NOC, test pattern on screen");
 
     // 7. Power cuts during a session. The first as it comes: sled reopens
     // its files, or (about one cut in four, its issue #1387: "tried to

@@ -158,6 +158,55 @@ fn tls_presence_state_commands_and_last_will() {
 }
 
 #[test]
+fn diagnostics_with_self_test_answers_with_the_doctor_report() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-diag",
+        false,
+        &["diemcau/v1/+/cmd/+/reply".to_string()],
+    );
+    let _d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    std::thread::sleep(Duration::from_millis(500));
+    // Plain: the state at once, no self-test.
+    noc.send(SITE, "diagnostics", cmd("diag-plain", json!({})), "p");
+    let plain = noc.wait_reply("diag-plain", "done", Duration::from_secs(15));
+    assert!(plain["result"]["status"].is_object(), "{plain}");
+    assert!(plain["result"]["doctor"].is_null(), "{plain}");
+    // With self_test: the doctor's checks, run by the box itself. Its
+    // broker line proves it did the TLS handshake with its own identity.
+    noc.send(
+        SITE,
+        "diagnostics",
+        cmd("diag-full", json!({"self_test": true})),
+        "f",
+    );
+    let full = noc.wait_reply("diag-full", "done", Duration::from_secs(120));
+    let checks = full["result"]["doctor"]["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no report: {full}"));
+    let broker = checks
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("MQTT broker"))
+        .unwrap_or_else(|| panic!("no broker line: {checks:?}"));
+    assert_eq!(broker["verdict"], "PASS", "{broker}");
+    assert!(checks
+        .iter()
+        .any(|c| c["name"] == "diemcau daemon" && c["verdict"] == "PASS"));
+    // A misspelt argument is refused, not ignored.
+    noc.send(
+        SITE,
+        "diagnostics",
+        cmd("diag-bad", json!({"selftest": true})),
+        "b",
+    );
+    let bad = noc.wait_reply("diag-bad", "rejected", Duration::from_secs(15));
+    assert!(bad["error"].as_str().unwrap().contains("selftest"), "{bad}");
+}
+
+#[test]
 fn duplicates_expired_malformed_and_fleet_commands() {
     let _g = serial();
     let s = setup();

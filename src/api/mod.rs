@@ -64,6 +64,11 @@ pub enum Request {
     ButtonTest {
         seconds: u64,
     },
+    /// Show colour bars on the room's screen for `seconds` (1 to 30), with
+    /// words saying it is a test. Idle only. Replies `{"seconds": n}`.
+    DisplayTest {
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

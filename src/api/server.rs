@@ -26,6 +26,8 @@ pub struct Recordings {
     pub camera: crate::config::VideoSource,
     /// The room's button, for the technician's test.
     pub button: Option<crate::button::TestHandle>,
+    /// The room's screen, for the technician's test pattern.
+    pub display: Option<crate::display::TestPattern>,
 }
 
 /// Connections served at once; more wait for a slot.
@@ -260,6 +262,26 @@ async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply
             }
             let pressed = button.wait_press(Duration::from_secs(seconds)).await;
             Reply::ok(serde_json::json!({ "pressed": pressed }))
+        }
+        Request::DisplayTest { seconds } => {
+            let Some(display) = &rec.display else {
+                return Reply::err(ErrorCode::Rejected, "no display is configured");
+            };
+            if !(1..=30).contains(&seconds) {
+                return Reply::err(ErrorCode::BadRequest, "seconds must be 1 to 30");
+            }
+            match sup.status().await {
+                Ok(s) if s.phase == crate::session::Phase::Idle => {}
+                Ok(_) => {
+                    return Reply::err(
+                        ErrorCode::Rejected,
+                        "a session is running; test the display when idle",
+                    )
+                }
+                Err(e) => return Reply::err(ErrorCode::Failed, e.to_string()),
+            }
+            display.show(Duration::from_secs(seconds));
+            Reply::ok(serde_json::json!({ "seconds": seconds }))
         }
         Request::CameraPresets {} => match rec.presets.list() {
             Ok(l) => Reply::ok(l),

@@ -255,7 +255,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         json!({
             "id": s("1 to 128 printable ASCII characters; the box executes an id once"),
             "expires_at": s("RFC 3339; past: reply expired; at most command_max_ttl_s ahead"),
-            "args": {"type": ["object", "null"], "description": "per command; unknown fields are rejected"},
+            "args": {"type": ["object", "null"], "description": "per command; unknown fields are rejected. diagnostics: {\"self_test\": true} adds the doctor report (`result.doctor`)"},
         }),
     );
     let reply_schema = obj(

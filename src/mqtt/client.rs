@@ -133,6 +133,7 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
         site: deps.config.site.id.clone(),
         state_dir: deps.config.daemon.state_dir.clone(),
         config_path: deps.config.path.clone(),
+        language: deps.config.daemon.language,
         boot_id,
         config_version,
         topics,
@@ -178,6 +179,8 @@ struct Actor {
     site: String,
     state_dir: PathBuf,
     config_path: PathBuf,
+    /// The language of the self-test's report (the box's).
+    language: config::Language,
     boot_id: String,
     config_version: String,
     topics: Topics,
@@ -848,8 +851,9 @@ impl Actor {
                     session_result(sup.stop(Origin::Mqtt(env.id)).await)
                 });
             }
-            Command::Diagnostics => {
+            Command::Diagnostics { self_test } => {
                 let sup = self.sup.clone();
+                let (path, lang) = (self.config_path.clone(), self.language);
                 let mqtt = json!({
                     "boot_id": self.boot_id,
                     "broker": self.cfg.brokers[self.broker % self.cfg.brokers.len()].to_string(),
@@ -859,14 +863,31 @@ impl Actor {
                     "config_version": self.config_version,
                 });
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
-                    match sup.status().await {
-                        Ok(s) => (
-                            ReplyStatus::Done,
-                            None,
-                            Some(json!({"status": s, "mqtt": mqtt})),
-                        ),
-                        Err(e) => (ReplyStatus::Failed, Some(e.to_string()), None),
+                    let status = match sup.status().await {
+                        Ok(s) => s,
+                        Err(e) => return (ReplyStatus::Failed, Some(e.to_string()), None),
+                    };
+                    let mut result = json!({"status": status, "mqtt": mqtt});
+                    if self_test {
+                        // Blocking checks (capture, handshakes, a test
+                        // write), on a thread of their own; they reach this
+                        // daemon through its socket like the CLI does.
+                        match tokio::task::spawn_blocking(move || {
+                            crate::doctor::run(&path, lang, false)
+                        })
+                        .await
+                        {
+                            Ok(report) => result["doctor"] = json!(report),
+                            Err(e) => {
+                                return (
+                                    ReplyStatus::Failed,
+                                    Some(format!("the self-test stopped: {e}")),
+                                    Some(result),
+                                )
+                            }
+                        }
                     }
+                    (ReplyStatus::Done, None, Some(result))
                 });
             }
             Command::Reboot => {

@@ -82,14 +82,29 @@ pub struct CommandReply {
 /// A validated command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    SessionStart { metadata: BTreeMap<String, String> },
+    SessionStart {
+        metadata: BTreeMap<String, String>,
+    },
     SessionStop,
-    CameraPreset { name: String, save: bool },
+    CameraPreset {
+        name: String,
+        save: bool,
+    },
     ConfigGet,
-    ConfigSet { toml: String },
-    RecordingsList { limit: usize },
-    UploadRetry { session: Option<String> },
-    Diagnostics,
+    ConfigSet {
+        toml: String,
+    },
+    RecordingsList {
+        limit: usize,
+    },
+    UploadRetry {
+        session: Option<String>,
+    },
+    /// The box's state; with `self_test`, also the technician's self-test
+    /// (`diemcau doctor`, without the questions that need someone there).
+    Diagnostics {
+        self_test: bool,
+    },
     Reboot,
     Rebirth,
 }
@@ -133,6 +148,13 @@ struct RawEnvelope {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DiagnosticsArgs {
+    #[serde(default)]
+    self_test: bool,
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -310,7 +332,9 @@ fn parse_args(name: &str, v: Value) -> Result<Command, String> {
         "upload.retry" => Command::UploadRetry {
             session: args::<RetryArgs>(name, v)?.session,
         },
-        "diagnostics" => args::<NoArgs>(name, v).map(|_| Command::Diagnostics)?,
+        "diagnostics" => args::<DiagnosticsArgs>(name, v).map(|a| Command::Diagnostics {
+            self_test: a.self_test,
+        })?,
         "reboot" => args::<NoArgs>(name, v).map(|_| Command::Reboot)?,
         "rebirth" => args::<NoArgs>(name, v).map(|_| Command::Rebirth)?,
         other => {
@@ -336,6 +360,31 @@ mod tests {
 
     fn cmd(name: &str, json: &str) -> Result<Envelope, Rejection> {
         parse(name, json.as_bytes(), now(), TTL)
+    }
+
+    #[test]
+    fn diagnostics_runs_the_self_test_only_when_asked() {
+        let plain = cmd(
+            "diagnostics",
+            r#"{"id":"d1","expires_at":"2026-03-01T08:01:00Z"}"#,
+        );
+        assert_eq!(
+            plain.unwrap().command,
+            Command::Diagnostics { self_test: false }
+        );
+        let full = cmd(
+            "diagnostics",
+            r#"{"id":"d2","expires_at":"2026-03-01T08:01:00Z","args":{"self_test":true}}"#,
+        );
+        assert_eq!(
+            full.unwrap().command,
+            Command::Diagnostics { self_test: true }
+        );
+        let wrong = cmd(
+            "diagnostics",
+            r#"{"id":"d3","expires_at":"2026-03-01T08:01:00Z","args":{"selftest":true}}"#,
+        );
+        assert!(wrong.unwrap_err().reason.contains("selftest"));
     }
 
     #[test]
