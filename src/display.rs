@@ -205,6 +205,9 @@ impl Drop for Running {
     }
 }
 
+/// The test pattern pipeline's name, in logs and bus messages.
+const PATTERN: &str = "test pattern";
+
 /// Start the display actor. `hints` carries short messages from the button,
 /// `pattern` until when to show the test pattern ([`TestPattern`]).
 pub fn spawn(
@@ -220,7 +223,7 @@ async fn run(
     config: Config,
     sup: SupervisorHandle,
     hints: Option<watch::Receiver<Option<Hint>>>,
-    pattern: watch::Receiver<Option<std::time::Instant>>,
+    until: watch::Receiver<Option<std::time::Instant>>,
 ) {
     let display_desc = pipeline::display(&config.display);
     let speaker_desc = pipeline::speaker(&config.speaker);
@@ -232,6 +235,8 @@ async fn run(
     let mut display: Option<Running> = None;
     // Held only to keep the speaker pipeline (and its echo probe) alive.
     let mut _speaker: Option<Running> = None;
+    // Held only while the technician's test pattern is shown.
+    let mut _pattern: Option<Running> = None;
     let mut retry_display = Some(Instant::now());
     let mut retry_speaker = Some(Instant::now());
     let mut shown = Screen {
@@ -253,6 +258,9 @@ async fn run(
                         display = None;
                         retry_display = again;
                         shown.center = "\u{0}".into();
+                    } else if which == PATTERN {
+                        // Not retried: the doctor's line says what it saw.
+                        _pattern = None;
                     } else {
                         _speaker = None;
                         retry_speaker = again;
@@ -287,7 +295,7 @@ async fn run(
                     h.borrow().as_ref().filter(|h| h.until > std::time::Instant::now()).map(|h| h.text.clone())
                 });
                 // Never over a session: a start during the test ends it.
-                let testing = pattern.borrow().is_some_and(|t| t > std::time::Instant::now())
+                let testing = until.borrow().is_some_and(|t| t > std::time::Instant::now())
                     && matches!(status.phase, Phase::Idle | Phase::Fault);
                 let next = if testing {
                     test_pattern_screen(config.daemon.language)
@@ -300,6 +308,15 @@ async fn run(
                         notice.as_deref(),
                     )
                 };
+                if next.pattern != shown.pattern {
+                    _pattern = None;
+                    if next.pattern {
+                        match start(&pipeline::test_pattern(&config.display), PATTERN, bus_tx.clone()) {
+                            Ok(r) => _pattern = Some(r),
+                            Err(e) => tracing::warn!("test pattern cannot start: {e}"),
+                        }
+                    }
+                }
                 if next != shown {
                     apply(&d.pipeline, &next, &config);
                     shown = next;
@@ -354,12 +371,6 @@ fn apply(p: &gst::Pipeline, s: &Screen, config: &Config) {
         pad.set_property("xpos", w - 320 - w / 40);
         pad.set_property("ypos", h - 180 - h / 12);
         pad.set_property("alpha", if s.self_view { 1.0f64 } else { 0.0 });
-    }
-    if let Some(pad) = p
-        .by_name(pipeline::COMPOSITOR)
-        .and_then(|c| c.static_pad("sink_2"))
-    {
-        pad.set_property("alpha", if s.pattern { 1.0f64 } else { 0.0 });
     }
 }
 
@@ -436,7 +447,9 @@ mod tests {
         let s = test_pattern_screen(Language::Vi);
         assert!(s.pattern && !s.self_view && s.banner.is_empty());
         assert!(s.center.starts_with("MÀN HÌNH THỬ"), "{}", s.center);
-        assert!(test_pattern_screen(Language::En).center.contains("Colour bars"));
+        assert!(test_pattern_screen(Language::En)
+            .center
+            .contains("Colour bars"));
         // Nothing else ever shows it.
         for phase in [Phase::Idle, Phase::Live, Phase::Fault] {
             assert!(!screen(Language::Vi, &status(phase), 2500, None, None).pattern);

@@ -225,6 +225,17 @@ pub fn return_feed(peer: &SrtPeer, d: &Display) -> String {
     )
 }
 
+/// The technician's test pattern (`diemcau doctor`): colour bars into the
+/// display's return-feed channel, the whole screen, for as long as it runs.
+/// Only while idle, when no return feed uses the channel; nothing is drawn
+/// (or costs anything) the rest of the time.
+pub fn test_pattern(d: &Display) -> String {
+    format!(
+        "videotestsrc is-live=true pattern=smpte ! {caps} ! intervideosink channel={RETURN_VIDEO_CH}",
+        caps = display_caps(d),
+    )
+}
+
 fn display_caps(d: &Display) -> String {
     format!(
         "video/x-raw,format=I420,width={},height={},framerate=25/1,pixel-aspect-ratio=1/1",
@@ -258,22 +269,15 @@ pub fn display(d: &Display) -> Option<String> {
     let big = (d.height / 28).max(12);
     let small = (d.height / 40).max(10);
     Some(format!(
-        "compositor name={COMPOSITOR} background=black sink_2::alpha=0 sink_2::width={w} sink_2::height={h} ! {caps} \
+        "compositor name={COMPOSITOR} background=black ! {caps} \
          ! textoverlay name={CENTER_TEXT} text=\"\" font-desc=\"DejaVu Sans Bold {big}\" valignment=center halignment=center line-alignment=center shaded-background=true \
          ! textoverlay name={BANNER_TEXT} text=\"\" font-desc=\"DejaVu Sans Bold {small}\" valignment=top halignment=left shaded-background=true \
          ! clockoverlay time-format=\"%H:%M:%S  %d/%m/%Y\" font-desc=\"DejaVu Sans {small}\" valignment=bottom halignment=left shaded-background=true \
          ! videoconvert ! {sink} \
          intervideosrc channel={RETURN_VIDEO_CH} timeout=1000000000 ! {caps} ! {COMPOSITOR}.sink_0 \
-         intervideosrc channel={SELF_VIEW_CH} timeout=1000000000 ! {self_caps} ! {COMPOSITOR}.sink_1 \
-         videotestsrc is-live=true pattern=smpte ! {pattern_caps} ! {COMPOSITOR}.sink_2",
+         intervideosrc channel={SELF_VIEW_CH} timeout=1000000000 ! {self_caps} ! {COMPOSITOR}.sink_1",
         caps = display_caps(d),
         self_caps = self_view_caps(25),
-        // The technician's test pattern (`diemcau doctor`): drawn small and
-        // scaled to the screen by the compositor, and hidden (alpha 0, which
-        // the compositor skips) until asked for.
-        pattern_caps = "video/x-raw,format=I420,width=160,height=90,framerate=25/1,pixel-aspect-ratio=1/1",
-        w = d.width,
-        h = d.height,
     ))
 }
 
