@@ -780,17 +780,47 @@ fn virtual_bridge_room() {
 
     // 1. It boots, takes in site.toml, and reports online by itself.
     let mut vm = Vm::new(work, &disk);
-    let online = |noc: &Noc, vm: &Vm, not_boot: Option<&str>| -> String {
-        let m = noc
-            .try_wait_for(Duration::from_secs(420), |m| {
+    // Under software emulation with two threads the guest kernel has been
+    // seen to die early in boot ("Oops: int3" while patching its own code,
+    // which multi-threaded TCG does not always see in time). That is the
+    // emulator, not the box: the guest is booted again (to the box, another
+    // power cut) and the test says so. At most twice per wait.
+    let online = |noc: &Noc, vm: &mut Vm, not_boot: Option<&str>| -> String {
+        let mut restarts = 0;
+        let mut t0 = Instant::now();
+        loop {
+            if let Some(m) = noc.try_wait_for(Duration::from_secs(2), |m| {
                 m.topic == format!("diemcau/v1/{SITE}/status")
                     && m.payload["status"] == "online"
                     && not_boot.is_none_or(|b| m.payload["boot_id"] != b)
-            })
-            .unwrap_or_else(|| panic!("the box never came online; console:\n{}", vm.tail()));
-        m.payload["boot_id"].as_str().unwrap_or("").to_owned()
+            }) {
+                return m.payload["boot_id"].as_str().unwrap_or("").to_owned();
+            }
+            let serial = vm.serial();
+            if restarts < 2 && serial.contains("Kernel panic - not syncing") {
+                let oops = serial
+                    .lines()
+                    .find(|l| l.contains("Oops") || l.contains("BUG:"))
+                    .unwrap_or("")
+                    .to_owned();
+                eprintln!(
+                    "EMULATOR: the guest kernel panicked under {} ({}); booting it again",
+                    vm.accel,
+                    oops.trim()
+                );
+                vm.kill();
+                vm.spawn();
+                restarts += 1;
+                t0 = Instant::now();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(420),
+                "the box never came online; console:\n{}",
+                vm.tail()
+            );
+        }
     };
-    let boot1 = online(&noc, &vm, None);
+    let boot1 = online(&noc, &mut vm, None);
     ph.done("boot to online on MQTT");
     let state = |pred: &dyn Fn(&Value) -> bool, what: &str, secs: u64, vm: &Vm| -> Value {
         noc.try_wait_for(Duration::from_secs(secs), |m| {
@@ -1017,7 +1047,7 @@ fn virtual_bridge_room() {
         let set_aside_before = count(&noc, "store_set_aside");
 
         vm.spawn();
-        let boot = online(&noc, &vm, Some(&last_boot));
+        let boot = online(&noc, &mut vm, Some(&last_boot));
         assert_ne!(boot, last_boot);
         last_boot = boot;
         // The box comes back by itself and says the session was interrupted.
