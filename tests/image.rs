@@ -99,15 +99,47 @@ fn partitions(img: &Path) -> HashMap<String, u64> {
 }
 
 /// A FAT partition of the image, reached with mtools (no mount, no root).
-/// Make sled refuse the state store of a powered-off box: replay the state
-/// filesystem's journal (as the box's own mount would), then fill the first
-/// block of sled's config file with 'A's, in place (owner and size kept).
-/// sled then finds a config it cannot parse and reports Corruption.
-fn break_sled_config(img: &Path, offset: u64) {
-    let spec = format!("{}?offset={offset}", img.display());
+/// Make sled refuse the state store of a powered-off box: copy the state
+/// partition out, replay its ext4 journal (as the box's own mount would),
+/// fill the first block of sled's config file with 'A's in place (owner and
+/// size kept), and write the partition back. sled then finds a config it
+/// cannot parse and reports Corruption. (On the whole disk with `?offset=`,
+/// e2fsck loses the offset when it reopens the filesystem after replaying.)
+fn break_sled_config(img: &Path, name: &str, work: &Path) {
+    let out = Command::new("sfdisk").arg("-J").arg(img).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no partition {name}"))
+        .clone();
+    let (off, len) = (
+        p["start"].as_u64().unwrap() * 512,
+        p["size"].as_u64().unwrap() * 512,
+    );
+    let part = work.join("state-partition.img");
+    let dd = |args: &[String]| {
+        let o = Command::new("dd").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "dd: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    dd(&[
+        format!("if={}", img.display()),
+        format!("of={}", part.display()),
+        "bs=4M".into(),
+        "iflag=skip_bytes,count_bytes".into(),
+        format!("skip={off}"),
+        format!("count={len}"),
+        "conv=sparse".into(),
+    ]);
     let fsck = Command::new("e2fsck")
         .args(["-f", "-p"])
-        .arg(&spec)
+        .arg(&part)
         .output()
         .unwrap();
     assert!(
@@ -119,7 +151,7 @@ fn break_sled_config(img: &Path, offset: u64) {
     let conf = "/lib/diemcau/db/conf";
     let zap = Command::new("debugfs")
         .args(["-w", "-R", &format!("zap_block -f {conf} -p 0x41 0")])
-        .arg(&spec)
+        .arg(&part)
         .output()
         .unwrap();
     assert!(
@@ -129,7 +161,7 @@ fn break_sled_config(img: &Path, offset: u64) {
     );
     let cat = Command::new("debugfs")
         .args(["-R", &format!("cat {conf}")])
-        .arg(&spec)
+        .arg(&part)
         .output()
         .unwrap();
     assert!(
@@ -137,6 +169,16 @@ fn break_sled_config(img: &Path, offset: u64) {
         "sled's config was not overwritten: {:?}",
         String::from_utf8_lossy(&cat.stdout)
     );
+    // Back in place, every byte (no sparse skipping: zeros must overwrite).
+    dd(&[
+        format!("if={}", part.display()),
+        format!("of={}", img.display()),
+        "bs=4M".into(),
+        "oflag=seek_bytes".into(),
+        format!("seek={off}"),
+        "conv=notrunc".into(),
+    ]);
+    let _ = std::fs::remove_file(&part);
 }
 
 struct Fat {
@@ -1041,7 +1083,7 @@ fn virtual_bridge_room() {
         let (_, hub_duration) = probe(&hub.out);
         ph.done("power cut during a live session");
         if break_sled {
-            break_sled_config(&disk, parts["diemcau-state"]);
+            break_sled_config(&disk, "diemcau-state", work);
             ph.done("sled's config overwritten while the box is off");
         }
         let set_aside_before = count(&noc, "store_set_aside");
