@@ -148,7 +148,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         button.hint.clone(),
     );
     // The screen and speaker run for the daemon's whole life.
-    let (test_pattern, pattern_rx) = display::TestPattern::new();
+    let (test_pattern, pattern_rx) = display::TestSignal::new();
+    let (test_tone, tone_rx) = display::TestSignal::new();
     let _display = display::spawn(
         config.clone(),
         sup.handle.clone(),
@@ -157,6 +158,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             config.daemon.language,
         )),
         pattern_rx,
+        tone_rx,
     );
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
@@ -172,6 +174,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
                 .then(|| button.test.clone()),
             display: (!matches!(config.display.sink, crate::config::DisplaySink::None))
                 .then_some(test_pattern),
+            speaker: (!matches!(config.speaker, crate::config::SpeakerSink::None))
+                .then_some(test_tone),
         },
     ));
 

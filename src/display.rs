@@ -58,21 +58,29 @@ pub fn test_pattern_screen(lang: Language) -> Screen {
     }
 }
 
-/// Shows the test pattern for a while: the handle the socket API holds.
+/// The technician's test pattern or test tone, on for a while: the handle
+/// the socket API holds; the display actor watches the other end.
 #[derive(Clone)]
-pub struct TestPattern(std::sync::Arc<watch::Sender<Option<std::time::Instant>>>);
+pub struct TestSignal(std::sync::Arc<watch::Sender<Option<std::time::Instant>>>);
 
-impl TestPattern {
+impl TestSignal {
     /// A handle and the receiver the display actor watches.
     pub fn new() -> (Self, watch::Receiver<Option<std::time::Instant>>) {
         let (tx, rx) = watch::channel(None);
         (Self(std::sync::Arc::new(tx)), rx)
     }
 
-    /// Show the pattern for `d` from now.
-    pub fn show(&self, d: Duration) {
+    /// On for `d` from now.
+    pub fn start(&self, d: Duration) {
         self.0.send_replace(Some(std::time::Instant::now() + d));
     }
+}
+
+/// Whether a test signal is on now.
+fn on(until: &watch::Receiver<Option<std::time::Instant>>) -> bool {
+    until
+        .borrow()
+        .is_some_and(|t| t > std::time::Instant::now())
 }
 
 /// How well the uplink carries the stream, for the mark on screen.
@@ -205,25 +213,29 @@ impl Drop for Running {
     }
 }
 
-/// The test pattern pipeline's name, in logs and bus messages.
+/// The test pipelines' names, in logs and bus messages.
 const PATTERN: &str = "test pattern";
+const TONE: &str = "test tone";
 
 /// Start the display actor. `hints` carries short messages from the button,
-/// `pattern` until when to show the test pattern ([`TestPattern`]).
+/// `pattern` and `tone` until when to show the test pattern and play the
+/// test tone ([`TestSignal`]).
 pub fn spawn(
     config: Config,
     sup: SupervisorHandle,
     hints: Option<watch::Receiver<Option<Hint>>>,
     pattern: watch::Receiver<Option<std::time::Instant>>,
+    tone: watch::Receiver<Option<std::time::Instant>>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(config, sup, hints, pattern))
+    tokio::spawn(run(config, sup, hints, pattern, tone))
 }
 
 async fn run(
     config: Config,
     sup: SupervisorHandle,
     hints: Option<watch::Receiver<Option<Hint>>>,
-    until: watch::Receiver<Option<std::time::Instant>>,
+    pattern_until: watch::Receiver<Option<std::time::Instant>>,
+    tone_until: watch::Receiver<Option<std::time::Instant>>,
 ) {
     let display_desc = pipeline::display(&config.display);
     let speaker_desc = pipeline::speaker(&config.speaker);
@@ -235,8 +247,10 @@ async fn run(
     let mut display: Option<Running> = None;
     // Held only to keep the speaker pipeline (and its echo probe) alive.
     let mut _speaker: Option<Running> = None;
-    // Held only while the technician's test pattern is shown.
+    // Held only while the technician's test pattern is shown, or the test
+    // tone played.
     let mut _pattern: Option<Running> = None;
+    let mut tone: Option<Running> = None;
     let mut retry_display = Some(Instant::now());
     let mut retry_speaker = Some(Instant::now());
     let mut shown = Screen {
@@ -261,6 +275,8 @@ async fn run(
                     } else if which == PATTERN {
                         // Not retried: the doctor's line says what it saw.
                         _pattern = None;
+                    } else if which == TONE {
+                        tone = None;
                     } else {
                         _speaker = None;
                         retry_speaker = again;
@@ -289,14 +305,24 @@ async fn run(
                         }
                     }
                 }
-                let Some(d) = &display else { continue };
                 let Ok(status) = sup.status().await else { return };
+                // Both tests only while idle: a session's start ends them.
+                let idle = matches!(status.phase, Phase::Idle | Phase::Fault);
+                let toning = on(&tone_until) && idle && speaker_desc.is_some();
+                if toning != tone.is_some() {
+                    tone = None;
+                    if toning {
+                        match start(&pipeline::test_tone(), TONE, bus_tx.clone()) {
+                            Ok(r) => tone = Some(r),
+                            Err(e) => tracing::warn!("test tone cannot start: {e}"),
+                        }
+                    }
+                }
+                let Some(d) = &display else { continue };
                 let hint = hints.as_ref().and_then(|h| {
                     h.borrow().as_ref().filter(|h| h.until > std::time::Instant::now()).map(|h| h.text.clone())
                 });
-                // Never over a session: a start during the test ends it.
-                let testing = until.borrow().is_some_and(|t| t > std::time::Instant::now())
-                    && matches!(status.phase, Phase::Idle | Phase::Fault);
+                let testing = on(&pattern_until) && idle;
                 let next = if testing {
                     test_pattern_screen(config.daemon.language)
                 } else {

@@ -206,21 +206,34 @@ fn garbage_requests_get_errors_and_change_nothing() {
 }
 
 #[test]
-fn display_test_is_for_an_idle_box_and_checks_its_seconds() {
+fn display_and_speaker_tests_are_for_an_idle_box_and_check_their_seconds() {
     let d = Daemon::start(&test_config(""));
-    let r = d.request(r#"{"cmd":"display_test","seconds":3}"#).unwrap();
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(r["result"]["seconds"], 3);
-    for bad in [0, 31] {
+    for (cmd, max) in [("display_test", 30), ("speaker_test", 10)] {
         let r = d
-            .request(&format!(r#"{{"cmd":"display_test","seconds":{bad}}}"#))
+            .request(&format!(r#"{{"cmd":"{cmd}","seconds":3}}"#))
             .unwrap();
-        assert_eq!(r["error"]["code"], "bad_request", "{bad}: {r}");
+        assert_eq!(r["ok"], true, "{cmd}: {r}");
+        assert_eq!(r["result"]["seconds"], 3);
+        for bad in [0, max + 1] {
+            let r = d
+                .request(&format!(r#"{{"cmd":"{cmd}","seconds":{bad}}}"#))
+                .unwrap();
+            assert_eq!(r["error"]["code"], "bad_request", "{cmd} {bad}: {r}");
+        }
     }
+    // The test pipelines ran (the fake sinks take what they make).
+    std::thread::sleep(Duration::from_millis(800));
+    let log = d.log_text();
+    assert!(log.contains("test pattern running"), "{log}");
+    assert!(log.contains("test tone running"), "{log}");
     // Never over a session.
     d.start_session();
-    let r = d.request(r#"{"cmd":"display_test","seconds":3}"#).unwrap();
-    assert_eq!(r["error"]["code"], "rejected", "{r}");
+    for cmd in ["display_test", "speaker_test"] {
+        let r = d
+            .request(&format!(r#"{{"cmd":"{cmd}","seconds":3}}"#))
+            .unwrap();
+        assert_eq!(r["error"]["code"], "rejected", "{cmd}: {r}");
+    }
     assert_eq!(d.phase(), "live");
 }
 

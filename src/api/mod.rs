@@ -69,6 +69,11 @@ pub enum Request {
     DisplayTest {
         seconds: u64,
     },
+    /// Play an 880 Hz beep on the room's speaker for `seconds` (1 to 10).
+    /// Idle only. Replies `{"seconds": n}`.
+    SpeakerTest {
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

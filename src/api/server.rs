@@ -26,8 +26,10 @@ pub struct Recordings {
     pub camera: crate::config::VideoSource,
     /// The room's button, for the technician's test.
     pub button: Option<crate::button::TestHandle>,
-    /// The room's screen, for the technician's test pattern.
-    pub display: Option<crate::display::TestPattern>,
+    /// The room's screen and speaker, for the technician's test pattern
+    /// and tone.
+    pub display: Option<crate::display::TestSignal>,
+    pub speaker: Option<crate::display::TestSignal>,
 }
 
 /// Connections served at once; more wait for a slot.
@@ -219,6 +221,34 @@ async fn export(
     write.flush().await
 }
 
+/// The technician's display or speaker test: idle only, bounded length.
+async fn test_signal(
+    sup: &SupervisorHandle,
+    signal: Option<&crate::display::TestSignal>,
+    what: &str,
+    seconds: u64,
+    max: u64,
+) -> Reply {
+    let Some(signal) = signal else {
+        return Reply::err(ErrorCode::Rejected, format!("no {what} is configured"));
+    };
+    if !(1..=max).contains(&seconds) {
+        return Reply::err(ErrorCode::BadRequest, format!("seconds must be 1 to {max}"));
+    }
+    match sup.status().await {
+        Ok(s) if s.phase == crate::session::Phase::Idle => {}
+        Ok(_) => {
+            return Reply::err(
+                ErrorCode::Rejected,
+                format!("a session is running; test the {what} when idle"),
+            )
+        }
+        Err(e) => return Reply::err(ErrorCode::Failed, e.to_string()),
+    }
+    signal.start(Duration::from_secs(seconds));
+    Reply::ok(serde_json::json!({ "seconds": seconds }))
+}
+
 async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply {
     let store = rec.store.clone();
     let key = rec.key.clone();
@@ -264,24 +294,10 @@ async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply
             Reply::ok(serde_json::json!({ "pressed": pressed }))
         }
         Request::DisplayTest { seconds } => {
-            let Some(display) = &rec.display else {
-                return Reply::err(ErrorCode::Rejected, "no display is configured");
-            };
-            if !(1..=30).contains(&seconds) {
-                return Reply::err(ErrorCode::BadRequest, "seconds must be 1 to 30");
-            }
-            match sup.status().await {
-                Ok(s) if s.phase == crate::session::Phase::Idle => {}
-                Ok(_) => {
-                    return Reply::err(
-                        ErrorCode::Rejected,
-                        "a session is running; test the display when idle",
-                    )
-                }
-                Err(e) => return Reply::err(ErrorCode::Failed, e.to_string()),
-            }
-            display.show(Duration::from_secs(seconds));
-            Reply::ok(serde_json::json!({ "seconds": seconds }))
+            test_signal(sup, rec.display.as_ref(), "display", seconds, 30).await
+        }
+        Request::SpeakerTest { seconds } => {
+            test_signal(sup, rec.speaker.as_ref(), "speaker", seconds, 10).await
         }
         Request::CameraPresets {} => match rec.presets.list() {
             Ok(l) => Reply::ok(l),

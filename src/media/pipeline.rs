@@ -236,6 +236,15 @@ pub fn test_pattern(d: &Display) -> String {
     )
 }
 
+/// The technician's test tone: an 880 Hz beep into the speaker's return-feed
+/// channel, for as long as it runs. Only while idle, like the pattern.
+pub fn test_tone() -> String {
+    format!(
+        "audiotestsrc is-live=true wave=sine freq=880 volume=0.3 samplesperbuffer=480 \
+         ! {RETURN_AUDIO_CAPS} ! interaudiosink channel={RETURN_AUDIO_CH}"
+    )
+}
+
 fn display_caps(d: &Display) -> String {
     format!(
         "video/x-raw,format=I420,width={},height={},framerate=25/1,pixel-aspect-ratio=1/1",
