@@ -70,8 +70,10 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         tracing::warn!(
             session = %s.session,
             segments = s.segments,
+            chunks = s.chunks,
             bytes = s.bytes,
             torn_bytes = s.torn_bytes,
+            tail_only = s.tail_only,
             "recording brought back from its journal"
         );
         outbox.emit(events::EventKind::RecordingSalvaged {

@@ -439,7 +439,9 @@ impl Recorder {
             }
         }
         let t0 = Instant::now();
-        let r = self.store.flush();
+        // The journal's fsync only: one append-only file, cheap even on slow
+        // storage; sled writes its copy behind it (see store::make_durable).
+        let r = self.store.make_durable();
         let took = t0.elapsed();
         // What a power cut can lose is the flush interval plus this: slow
         // storage (an SD card, a worn SSD) shows here first.

@@ -288,6 +288,9 @@ pub struct Salvaged {
     pub bytes: u64,
     /// Bytes of a torn last record, cut off.
     pub torn_bytes: u64,
+    /// The store held the session but not all of it (its flushed tail was
+    /// in the journal only): the missing chunks and segments were added.
+    pub tail_only: bool,
 }
 
 #[derive(Clone)]
@@ -390,10 +393,16 @@ impl RecStore {
     fn reconcile_journal(&self, j: &Journal, id: &str) -> Result<Option<Salvaged>, RecError> {
         let id = id.to_owned();
         if let Some(v) = self.sessions.get(id.as_bytes())? {
-            let confirmed = serde_json::from_slice::<RecSession>(&v)
-                .is_ok_and(|s| s.manifest_confirmed_at.is_some());
-            if confirmed {
+            let held = serde_json::from_slice::<RecSession>(&v).ok();
+            if held
+                .as_ref()
+                .is_some_and(|s| s.manifest_confirmed_at.is_some())
+            {
                 j.remove(&id)?;
+                return Ok(None);
+            }
+            if held.as_ref().is_some_and(|s| !s.closed) {
+                return self.merge_tail(j, &id);
             }
             return Ok(None);
         }
@@ -449,7 +458,64 @@ impl RecStore {
             chunks,
             bytes,
             torn_bytes: torn,
+            tail_only: false,
         }))
+    }
+
+    /// A session left open by a stop: the recorder makes each flush durable
+    /// in the journal, and sled writes its own copy behind it, so what sled
+    /// lacks of the session is taken from the journal. Only added, never
+    /// overwritten: recovery then checks every segment against its hash.
+    fn merge_tail(&self, j: &Journal, id: &str) -> Result<Option<Salvaged>, RecError> {
+        let (mut segments, mut chunks, mut bytes) = (0u32, 0u32, 0u64);
+        let torn = j.replay(id, |r| -> Result<(), RecError> {
+            match r {
+                Record::Segment(m) => {
+                    let k = seg_key(id, m.seq);
+                    if !self.segments.contains_key(&k)? {
+                        self.segments
+                            .insert(k, serde_json::to_vec(&m).expect("segments serialise"))?;
+                        segments += 1;
+                    }
+                }
+                Record::Chunk {
+                    seq,
+                    chunk,
+                    bytes: b,
+                } => {
+                    let k = chunk_key(id, seq, chunk);
+                    if !self.chunks.contains_key(&k)? {
+                        bytes += b.len() as u64;
+                        self.chunks.insert(k, b)?;
+                        chunks += 1;
+                    }
+                }
+                Record::Session(_) => {}
+            }
+            Ok(())
+        })?;
+        if segments == 0 && chunks == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Salvaged {
+            session: id.to_owned(),
+            segments,
+            chunks,
+            bytes,
+            torn_bytes: torn,
+            tail_only: true,
+        }))
+    }
+
+    /// Make what was written so far durable, as cheaply as it can be: with a
+    /// journal, only the journal (one `fdatasync` of appended records; sled
+    /// writes its own copy behind it, and a start after a stop takes from
+    /// the journal what sled lacks); without one, sled.
+    pub fn make_durable(&self) -> Result<(), RecError> {
+        match &self.journal {
+            Some(j) => Ok(j.sync()?),
+            None => self.flush(),
+        }
     }
 
     /// Atomically change a session record.
@@ -879,5 +945,39 @@ mod tests {
         assert_eq!(j.ids().unwrap(), ["headless", "lost"]);
         // A second start finds it in the store and changes nothing.
         assert!(fresh.reconcile_journals().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_open_session_gets_the_tail_sled_lacks_from_its_journal() {
+        let state = tempfile::tempdir().unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let full = RecStore::open_journaled(&sled::open(a.path()).unwrap(), state.path()).unwrap();
+        full.put_session(&session("live")).unwrap();
+        for n in 0..4 {
+            full.write_chunk("live", 0, n, &[n as u8; 100]).unwrap();
+        }
+        full.make_durable().unwrap();
+        // What sled had written when the power went: the session and the
+        // first chunk only (its own copy lags the journal).
+        let behind =
+            RecStore::open_journaled(&sled::open(b.path()).unwrap(), state.path()).unwrap();
+        behind
+            .sessions
+            .insert(b"live", serde_json::to_vec(&session("live")).unwrap())
+            .unwrap();
+        behind
+            .chunks
+            .insert(chunk_key("live", 0, 0), &[9u8; 100][..])
+            .unwrap();
+        let back = behind.reconcile_journals().unwrap();
+        assert_eq!(back.len(), 1);
+        assert!(back[0].tail_only);
+        assert_eq!(back[0].chunks, 3, "only what was missing");
+        let bytes = behind.segment_bytes("live", 0).unwrap();
+        assert_eq!(&bytes[..100], &[9u8; 100], "what sled had is kept");
+        assert_eq!(bytes.len(), 400);
+        // Closed sessions are sled's alone.
+        behind.update_session("live", |s| s.closed = true).unwrap();
+        assert!(behind.reconcile_journals().unwrap().is_empty());
     }
 }
