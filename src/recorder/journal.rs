@@ -282,26 +282,9 @@ fn replay_from<E>(
 mod tests {
     use super::*;
     use chrono::Utc;
-    use std::collections::BTreeMap;
 
     fn session(id: &str, closed: bool) -> RecSession {
-        RecSession {
-            id: id.into(),
-            site: "xa".into(),
-            started_at: Utc::now(),
-            ended_at: None,
-            time_synced: true,
-            started_by: "button".into(),
-            stopped_by: None,
-            metadata: BTreeMap::new(),
-            outcome: String::new(),
-            segments: 0,
-            bytes: 0,
-            chain_head: String::new(),
-            closed,
-            gaps: Vec::new(),
-            manifest_confirmed_at: None,
-        }
+        crate::recorder::store::test_session(id, closed)
     }
 
     fn meta(seq: u32) -> SegmentMeta {

@@ -890,28 +890,34 @@ pub fn link(prev_hex: &str, session: &str, seq: u32, sha: &Hash, bytes: u64) -> 
     segment::chain_next(&prev, u64::from(seq), sha, bytes)
 }
 
+/// A fresh session record, for tests here and in the journal's.
+#[cfg(test)]
+pub(crate) fn test_session(id: &str, closed: bool) -> RecSession {
+    RecSession {
+        id: id.into(),
+        site: "xa".into(),
+        started_at: Utc::now(),
+        ended_at: None,
+        time_synced: true,
+        started_by: "button".into(),
+        stopped_by: None,
+        metadata: BTreeMap::new(),
+        outcome: String::new(),
+        segments: 0,
+        bytes: 0,
+        chain_head: String::new(),
+        closed,
+        gaps: Vec::new(),
+        manifest_confirmed_at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn session(id: &str) -> RecSession {
-        RecSession {
-            id: id.into(),
-            site: "xa".into(),
-            started_at: Utc::now(),
-            ended_at: None,
-            time_synced: true,
-            started_by: "button".into(),
-            stopped_by: None,
-            metadata: BTreeMap::new(),
-            outcome: String::new(),
-            segments: 0,
-            bytes: 0,
-            chain_head: String::new(),
-            closed: false,
-            gaps: Vec::new(),
-            manifest_confirmed_at: None,
-        }
+        test_session(id, false)
     }
 
     #[test]
