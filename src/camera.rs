@@ -217,7 +217,7 @@ fn valid_name(n: &str) -> bool {
 impl Presets {
     pub fn open(db: &sled::Db) -> Result<Self, PresetError> {
         Ok(Self {
-            tree: db.open_tree("camera_presets")?,
+            tree: db.open_tree(crate::core::trees::CAMERA_PRESETS)?,
         })
     }
 

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use crate::api::{client, Reply, Request, Status};
+use crate::api::{client, Reply, Request};
+use crate::core::status::Status;
 use crate::config::{self, Config, Language};
-use crate::i18n;
-use crate::session::SessionRecord;
+use crate::core::words as i18n;
+use crate::core::session::SessionRecord;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -369,7 +370,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             )?;
             let rec: SessionRecord = serde_json::from_value(result).context("start reply")?;
             println!("{}: {}", i18n::labels(lang).session, rec.id);
-            println!("{}", i18n::phase(lang, crate::session::Phase::Live));
+            println!("{}", i18n::phase(lang, crate::core::session::Phase::Live));
             Ok(0)
         }
         Command::Stop => {
@@ -507,7 +508,7 @@ mod tests {
             version: "0".into(),
             site_id: "xa".into(),
             site_name: "Xã Một".into(),
-            phase: crate::session::Phase::Idle,
+            phase: crate::core::session::Phase::Idle,
             fault: None,
             session: None,
             degraded: vec![],

@@ -19,14 +19,6 @@ pub enum Exit {
     Restart,
 }
 
-static RESTART: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
-
-/// Ask the daemon to shut down cleanly and start again (to apply a new
-/// configuration).
-pub fn request_restart() {
-    RESTART.get_or_init(tokio::sync::Notify::new).notify_one();
-}
-
 pub fn run(config: Config) -> anyhow::Result<Exit> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -50,12 +42,14 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
              it is kept at {} and the box goes on with a fresh one: call a technician",
             path.display()
         );
-        outbox.emit(events::EventKind::StoreSetAside {
+        outbox.emit(crate::core::events::EventKind::StoreSetAside {
             path: path.display().to_string(),
             reason,
         });
     }
     media::init()?;
+    // Asked for by `config.set` once the new file is written.
+    let restart = crate::lifecycle::Restart::new();
     // Media and the recorder report to the supervisor on one channel.
     let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
     let rec_store = recorder::store::RecStore::open_journaled(store.db(), state_dir)?;
@@ -76,7 +70,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             tail_only = s.tail_only,
             "recording brought back from its journal"
         );
-        outbox.emit(events::EventKind::RecordingSalvaged {
+        outbox.emit(crate::core::events::EventKind::RecordingSalvaged {
             session: s.session,
             segments: s.segments,
             bytes: s.bytes,
@@ -106,7 +100,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     };
     let presets = camera::Presets::open(store.db())?;
     let media = media::spawn(config.clone(), media_tx, rec, Some(presets.clone()))?;
-    let (upload_tx, upload_stats) = tokio::sync::watch::channel(upload::UploadStats::default());
+    let (upload_tx, upload_stats) = tokio::sync::watch::channel(crate::core::status::UploadStats::default());
     let sup = supervisor::spawn(
         config.clone(),
         store.clone(),
@@ -135,6 +129,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         phase: sup.phase.clone(),
         outbox: outbox.clone(),
         store,
+        restart: restart.clone(),
     })?;
     // The room's button and tally light; both follow the supervisor's phase.
     let button = button::spawn(
@@ -196,12 +191,10 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         tokio::spawn(systemd::watchdog(interval, sup.healthy.clone()));
     }
 
-    // Up with this configuration: a pending change is applied.
-    let restart = RESTART.get_or_init(tokio::sync::Notify::new);
     let exit = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Exit::Stopped }
         _ = int.recv() => { tracing::info!("SIGINT: shutting down"); Exit::Stopped }
-        _ = restart.notified() => { tracing::info!("restarting to apply a new configuration"); Exit::Restart }
+        _ = restart.requested() => { tracing::info!("restarting to apply a new configuration"); Exit::Restart }
     };
     systemd::stopping();
     sup.handle.shutdown().await;

@@ -16,19 +16,12 @@ use gstreamer::prelude::*;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::api::Status;
+use crate::core::status::{Hint, Status};
 use crate::config::{Config, Language};
 use crate::media::pipeline;
-use crate::session::{Degradation, Phase};
+use crate::core::session::{Degradation, Phase};
 use crate::supervisor::SupervisorHandle;
 
-/// A short message for the staff, shown until `until` (e.g. the button's
-/// "hold 2 s to end" hint).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hint {
-    pub text: String,
-    pub until: std::time::Instant,
-}
 
 /// What the screen shows.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -173,7 +166,7 @@ pub fn screen(
                 if matches!(d, Degradation::UplinkDown | Degradation::ReturnFeedLost) {
                     continue; // shown by the link mark and the centre text
                 }
-                banner.push(crate::i18n::degradation(lang, *d).to_owned());
+                banner.push(crate::core::words::degradation(lang, *d).to_owned());
             }
             out.banner = banner.join("   ");
             let feed = &s.media.return_feed;
@@ -403,7 +396,7 @@ fn apply(p: &gst::Pipeline, s: &Screen, config: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::MediaStats;
+    use crate::core::status::MediaStats;
 
     fn status(phase: Phase) -> Status {
         Status {

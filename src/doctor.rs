@@ -127,7 +127,7 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
     let status = daemon_status(&cfg);
     let live = status
         .as_ref()
-        .is_some_and(|s| s.phase == crate::session::Phase::Live);
+        .is_some_and(|s| s.phase == crate::core::session::Phase::Live);
     checks.push(match &status {
         Some(s) => check(
             w.t("Phần mềm diemcau", "diemcau daemon"),
@@ -136,7 +136,7 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
                 "{} {} — {}",
                 w.t("đang chạy, phiên bản", "running, version"),
                 s.version,
-                crate::i18n::phase(lang, s.phase)
+                crate::core::words::phase(lang, s.phase)
             ),
             "",
         ),
@@ -205,7 +205,7 @@ fn tally(site: String, checks: Vec<Check>) -> Report {
     }
 }
 
-fn daemon_status(cfg: &Config) -> Option<crate::api::Status> {
+fn daemon_status(cfg: &Config) -> Option<crate::core::status::Status> {
     let reply = crate::api::client::request(
         &cfg.daemon.socket,
         &crate::api::Request::Status {},
@@ -476,7 +476,7 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
     }
 }
 
-fn display(cfg: &Config, w: &W, status: Option<&crate::api::Status>, interactive: bool) -> Check {
+fn display(cfg: &Config, w: &W, status: Option<&crate::core::status::Status>, interactive: bool) -> Check {
     let name = w.t("Màn hình", "Display");
     if !matches!(cfg.display.sink, config::DisplaySink::Kms { .. }) {
         return check(name, Verdict::Skip, format!("{:?}", cfg.display.sink), "");
@@ -545,7 +545,7 @@ fn display(cfg: &Config, w: &W, status: Option<&crate::api::Status>, interactive
 fn test_pattern(
     cfg: &Config,
     w: &W,
-    status: Option<&crate::api::Status>,
+    status: Option<&crate::core::status::Status>,
     interactive: bool,
 ) -> String {
     const SECONDS: u64 = 8;
@@ -558,7 +558,7 @@ fn test_pattern(
                 )
                 .into()
         }
-        Some(crate::session::Phase::Idle) => {}
+        Some(crate::core::session::Phase::Idle) => {}
         Some(_) => {
             return w
                 .t(
@@ -606,10 +606,10 @@ fn button_press(
     cfg: &Config,
     w: &W,
     present: Check,
-    status: Option<&crate::api::Status>,
+    status: Option<&crate::core::status::Status>,
     interactive: bool,
 ) -> Check {
-    let idle = status.is_some_and(|s| s.phase == crate::session::Phase::Idle);
+    let idle = status.is_some_and(|s| s.phase == crate::core::session::Phase::Idle);
     if present.verdict != Verdict::Pass || !interactive || !idle {
         return present;
     }
@@ -895,7 +895,7 @@ fn broker(cfg: &Config, w: &W) -> Check {
     }
 }
 
-fn hub(cfg: &Config, w: &W, status: Option<&crate::api::Status>) -> Check {
+fn hub(cfg: &Config, w: &W, status: Option<&crate::core::status::Status>) -> Check {
     let name = w.t("Điểm cầu tỉnh (SRT)", "Provincial hub (SRT)");
     let Some(p) = &cfg.uplink.peer else {
         return check(
@@ -906,7 +906,7 @@ fn hub(cfg: &Config, w: &W, status: Option<&crate::api::Status>) -> Check {
         );
     };
     let at = format!("{}:{}", p.host, p.port);
-    if let Some(s) = status.filter(|s| s.phase != crate::session::Phase::Idle) {
+    if let Some(s) = status.filter(|s| s.phase != crate::core::session::Phase::Idle) {
         // The session's own link says more than a test connection would,
         // and a second caller must not disturb the hub.
         let up = &s.media.uplink;
@@ -1012,7 +1012,7 @@ fn archive(cfg: &Config, w: &W) -> Check {
     }
 }
 
-fn disk(w: &W, status: Option<&crate::api::Status>) -> Check {
+fn disk(w: &W, status: Option<&crate::core::status::Status>) -> Check {
     let name = w.t("Bộ nhớ ghi hình", "Recording storage");
     let Some(s) = status else {
         return check(

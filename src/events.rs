@@ -13,95 +13,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::session::Degradation;
+use crate::core::events::{Event, EventKind};
 
-/// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventKind {
-    ButtonPressed {
-        /// "short" or "long".
-        press: String,
-        /// What the press did: "start", "stop", "hint", "ignored".
-        effect: String,
-    },
-    SessionStarting {
-        session: String,
-        by: String,
-    },
-    SessionStarted {
-        session: String,
-    },
-    SessionStopped {
-        session: String,
-        by: String,
-    },
-    SessionInterrupted {
-        session: String,
-        reason: String,
-    },
-    SessionFailed {
-        session: String,
-        reason: String,
-    },
-    /// A device or link problem began (`camera_lost`, `uplink_down`, ...).
-    Degraded {
-        condition: Degradation,
-        session: Option<String>,
-    },
-    /// ... and ended.
-    Restored {
-        condition: Degradation,
-        session: Option<String>,
-    },
-    DiskAlarm {
-        level: String,
-        used_percent: f64,
-    },
-    /// A stored segment no longer matches its hash; set aside, not deleted.
-    SegmentQuarantined {
-        session: String,
-        segment: u32,
-        reason: String,
-    },
-    /// sled could not reopen the state store after an unclean stop; it was
-    /// set aside (kept, with any recordings in it) and a fresh one started.
-    StoreSetAside {
-        path: String,
-        reason: String,
-    },
-    /// A recording the store had lost (it was set aside) was brought back
-    /// whole from its journal, up to the last flush before the stop.
-    RecordingSalvaged {
-        session: String,
-        segments: u32,
-        bytes: u64,
-    },
-    UploadCompleted {
-        session: String,
-        segments: u64,
-        bytes: u64,
-    },
-    ConfigChanged {
-        version: String,
-    },
-}
 
-/// One event as stored and published.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// Unique: `<site>-<seq>`; the NOC deduplicates on it.
-    pub id: String,
-    /// Per-box sequence number, strictly increasing across restarts.
-    pub seq: u64,
-    pub site: String,
-    pub at: DateTime<Utc>,
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -130,14 +46,14 @@ const BASE_KEY: &[u8] = b"\0seq_base";
 
 impl Outbox {
     pub fn open(db: &sled::Db, site: &str) -> Result<Self, OutboxError> {
-        let meta = db.open_tree("outbox_meta")?;
+        let meta = db.open_tree(crate::core::trees::OUTBOX_META)?;
         let base = meta
             .get(BASE_KEY)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map_or(0, u64::from_be_bytes);
         Ok(Self {
             db: db.clone(),
-            tree: db.open_tree("outbox")?,
+            tree: db.open_tree(crate::core::trees::OUTBOX)?,
             site: site.to_owned(),
             notify: Arc::new(Notify::new()),
             base,
@@ -150,7 +66,7 @@ impl Outbox {
     /// old store can have issued. Call before cloning the outbox.
     pub fn rebase(&mut self, now: DateTime<Utc>) -> Result<(), OutboxError> {
         let base = u64::try_from(now.timestamp_millis()).unwrap_or(0) * 1000;
-        let meta = self.db.open_tree("outbox_meta")?;
+        let meta = self.db.open_tree(crate::core::trees::OUTBOX_META)?;
         meta.insert(BASE_KEY, &base.to_be_bytes())?;
         meta.flush()?;
         self.base = base;
@@ -218,6 +134,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::session::Degradation;
 
     #[test]
     fn events_are_ordered_durable_and_acked() {

@@ -28,7 +28,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::button::Hint;
 use crate::config::{GpioLine, Led as LedConfig};
-use crate::session::{Degradation, Phase};
+use crate::core::session::{Degradation, Phase};
 use crate::supervisor::SupervisorHandle;
 
 /// How often the actor asks the supervisor for degradations (the phase

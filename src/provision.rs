@@ -17,25 +17,18 @@
 //! A box that has never had a valid site file runs on [`UNPROVISIONED`], so
 //! the display can still say what is wrong.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError};
+use crate::core::secrets::SECRET_KEYS;
 
 /// What a secret value in `site.toml` is replaced with once the box keeps it.
 /// ASCII, so that any laptop editor shows it unchanged.
 pub const SECRET_MARKER: &str = "(da luu tren hop / kept on the box)";
 
-/// The site file's keys whose values are secrets.
-const SECRET_KEYS: &[(&str, &str)] = &[
-    ("uplink", "passphrase"),
-    ("return_feed", "passphrase"),
-    ("mqtt", "password"),
-    ("archive", "secret_access_key"),
-];
 
 /// The config of a box that has not taken in a valid site file yet: the
 /// display and the local devices work, nothing is sent anywhere.
@@ -91,10 +84,10 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn message(&self, lang: crate::config::Language) -> &str {
+    pub fn message(&self, lang: crate::core::words::Language) -> &str {
         match lang {
-            crate::config::Language::Vi => &self.message_vi,
-            crate::config::Language::En => &self.message_en,
+            crate::core::words::Language::Vi => &self.message_vi,
+            crate::core::words::Language::En => &self.message_en,
         }
     }
 }
@@ -434,23 +427,11 @@ fn protect_file(path: &Path, group: Option<u32>) {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ProvisionError> {
-    let tmp = path.with_extension("tmp~");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(d) = path.parent() {
-        sync_dir(d);
-    }
-    Ok(())
+    crate::util::atomic_write(path, bytes, None).map_err(io(path))
 }
 
 fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        // Best effort: FAT and some filesystems refuse to sync a directory.
-        let _ = d.sync_all();
-    }
+    crate::util::sync_dir(dir);
 }
 
 /// The line index and string value of `key` in `[section]`, for a plain

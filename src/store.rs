@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::session::{self, SessionRecord};
+use crate::core::session::{self, SessionRecord};
 
 const CURRENT: &[u8] = b"current";
 /// The copy of the current session outside sled.
@@ -105,8 +105,8 @@ impl Store {
                 return Err(StoreError::Damaged { path, reason });
             }
         };
-        let session = db.open_tree("session").map_err(io("open tree session"))?;
-        let history = db.open_tree("history").map_err(io("open tree history"))?;
+        let session = db.open_tree(crate::core::trees::SESSION).map_err(io("open tree session"))?;
+        let history = db.open_tree(crate::core::trees::HISTORY).map_err(io("open tree history"))?;
         Ok(Self {
             dir: state_dir.to_owned(),
             db,
@@ -191,13 +191,7 @@ impl Store {
     /// Write, sync, rename, sync the directory: the file is the old record
     /// or the new one after a power cut, never a mix.
     fn write_current_file(&self, bytes: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = self.dir.join(format!("{CURRENT_FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(CURRENT_FILE))?;
-        std::fs::File::open(&self.dir)?.sync_all()
+        crate::util::atomic_write(&self.dir.join(CURRENT_FILE), bytes, None)
     }
 
     pub fn current(&self) -> Result<Option<SessionRecord>, StoreError> {
@@ -293,7 +287,7 @@ pub fn new_session_id(now: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Origin, Outcome};
+    use crate::core::session::{Origin, Outcome};
     use std::collections::BTreeMap;
 
     fn rec(id: &str) -> SessionRecord {

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::{ErrorCode, Status};
+use crate::core::status::{origin_name, ErrorCode, Status};
 use crate::config::{Config, OnInterrupted};
-use crate::events::{EventKind, Outbox};
-use crate::media::{MediaEvent, MediaHandle};
-use crate::session::{
+use crate::core::events::EventKind;
+use crate::events::Outbox;
+use crate::core::status::MediaEvent;
+use crate::media::MediaHandle;
+use crate::core::session::{
     Action, Input, Machine, Origin, Phase, Rejection, SessionRecord, State, Timeouts,
 };
 use crate::store::{self, Store, StoreError};
@@ -124,7 +126,7 @@ struct Supervisor {
     started: Instant,
     /// The session whose going live was announced.
     announced_live: Option<String>,
-    upload: watch::Receiver<crate::upload::UploadStats>,
+    upload: watch::Receiver<crate::core::status::UploadStats>,
     fault: Option<String>,
     last_session: Option<SessionRecord>,
     /// Callers of `start` waiting for Live (or failure).
@@ -149,7 +151,7 @@ pub fn spawn(
     outbox: Outbox,
     media: MediaHandle,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
-    upload: watch::Receiver<crate::upload::UploadStats>,
+    upload: watch::Receiver<crate::core::status::UploadStats>,
 ) -> Result<Spawned, StoreError> {
     let now = Utc::now();
     let recovered = store.recover(now)?;
@@ -162,7 +164,7 @@ pub fn spawn(
         outbox.emit(EventKind::SessionInterrupted {
             session: r.id.clone(),
             reason: match &r.outcome {
-                Some(crate::session::Outcome::Interrupted(why)) => why.clone(),
+                Some(crate::core::session::Outcome::Interrupted(why)) => why.clone(),
                 _ => String::new(),
             },
         });
@@ -324,7 +326,7 @@ impl Supervisor {
                     }
                     self.resolve_finished(&rec);
                     self.outbox.emit(match &rec.outcome {
-                        Some(crate::session::Outcome::Failed(reason)) => EventKind::SessionFailed {
+                        Some(crate::core::session::Outcome::Failed(reason)) => EventKind::SessionFailed {
                             session: rec.id.clone(),
                             reason: reason.clone(),
                         },
@@ -381,12 +383,12 @@ impl Supervisor {
                 tracing::info!(session = %session.id, "session stopping")
             }
         }
-        crate::systemd::status(crate::i18n::phase(crate::config::Language::En, phase));
+        crate::systemd::status(crate::core::words::phase(crate::core::words::Language::En, phase));
         let _ = self.phase_tx.send(phase);
     }
 
     fn resolve_finished(&mut self, rec: &SessionRecord) {
-        use crate::session::Outcome;
+        use crate::core::session::Outcome;
         for w in self.start_waiters.drain(..) {
             let reason = match &rec.outcome {
                 Some(Outcome::Failed(r)) => r.clone(),
@@ -441,13 +443,3 @@ impl Supervisor {
     }
 }
 
-/// How an origin is named in events: `cli`, `button`, `mqtt:<id>`, `daemon:<why>`.
-pub fn origin_name(o: Option<&Origin>) -> String {
-    match o {
-        None => "unknown".into(),
-        Some(Origin::Cli) => "cli".into(),
-        Some(Origin::Button) => "button".into(),
-        Some(Origin::Mqtt(id)) => format!("mqtt:{id}"),
-        Some(Origin::Daemon(why)) => format!("daemon:{why}"),
-    }
-}

@@ -21,28 +21,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{DateTime, Datelike, Utc};
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::Archive;
-use crate::events::{EventKind, Outbox};
+use crate::core::events::EventKind;
+use crate::core::status::UploadStats;
+use crate::events::Outbox;
 use crate::media::MediaHandle;
 use crate::recorder::store::{object_name, RecSession, RecStore};
-use crate::session::Phase;
+use crate::core::session::Phase;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UploadStats {
-    pub configured: bool,
-    pub backlog_segments: u64,
-    pub backlog_bytes: u64,
-    /// Age of the oldest segment the archive has not confirmed, seconds.
-    pub oldest_unconfirmed_age_s: u64,
-    pub uploaded_segments: u64,
-    pub uploaded_bytes: u64,
-    pub last_error: Option<String>,
-    /// The rate limit in force, kbit/s (0: none).
-    pub rate_limit_kbps: u64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -198,7 +186,10 @@ async fn run(d: Deps) {
         configured: true,
         ..Default::default()
     };
-    let mut backoff = Duration::from_secs(1);
+    // Jittered, so a province's boxes do not all return to the archive in
+    // the same second after it was down.
+    let mut backoff = crate::core::backoff::Backoff::new(Duration::from_secs(1), MAX_BACKOFF)
+        .with_jitter(crate::core::backoff::Jitter::Spread(0.2));
     let mut last_backlog = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         if last_backlog.elapsed() >= Duration::from_secs(2) {
@@ -225,7 +216,7 @@ async fn run(d: Deps) {
         stats.rate_limit_kbps = if limit == u64::MAX { 0 } else { limit };
         match step(&d, &client, limit, &mut stats).await {
             Ok(true) => {
-                backoff = Duration::from_secs(1);
+                backoff.reset();
                 if stats.last_error.take().is_some() {
                     tracing::info!("archive reachable again; upload resumes");
                 }
@@ -236,12 +227,13 @@ async fn run(d: Deps) {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => {
+                let wait = backoff.next_delay(crate::util::random_unit());
                 if stats.last_error.as_deref() != Some(&e.to_string()) {
-                    tracing::warn!("archive upload failed: {e}; retrying in {backoff:?}");
+                    tracing::warn!("archive upload failed: {e}; retrying in {wait:?}");
                 }
                 stats.last_error = Some(e.to_string());
                 // Wait out the backoff, keeping the backlog figures current.
-                let until = tokio::time::Instant::now() + backoff;
+                let until = tokio::time::Instant::now() + wait;
                 while tokio::time::Instant::now() < until {
                     refresh_backlog(&d, &mut stats).await;
                     tokio::time::sleep_until(
@@ -249,7 +241,6 @@ async fn run(d: Deps) {
                     )
                     .await;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

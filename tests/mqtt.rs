@@ -627,6 +627,7 @@ fn bench_fleet_broadcast() {
                 phase: sup.phase.clone(),
                 outbox,
                 store,
+                restart: diemcau::lifecycle::Restart::new(),
             })
             .unwrap();
             keep.push((sup, m, _up_tx));

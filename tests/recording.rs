@@ -185,14 +185,14 @@ fn store_sled_cannot_reopen_is_set_aside_and_recordings_come_back_from_the_journ
     assert!(
         pending
             .iter()
-            .any(|e| matches!(&e.kind, diemcau::events::EventKind::StoreSetAside { .. })),
+            .any(|e| matches!(&e.kind, diemcau::core::events::EventKind::StoreSetAside { .. })),
         "{pending:?}"
     );
     for id in [&done, &live] {
         assert!(
             pending.iter().any(|e| matches!(
                 &e.kind,
-                diemcau::events::EventKind::RecordingSalvaged { session, .. } if session == id
+                diemcau::core::events::EventKind::RecordingSalvaged { session, .. } if session == id
             )),
             "{id}: {pending:?}"
         );
@@ -258,7 +258,7 @@ fn damaged_segment_is_quarantined_and_the_rest_verifies() {
     assert!(
         pending.iter().any(|e| matches!(
             &e.kind,
-            diemcau::events::EventKind::SegmentQuarantined { segment: 1, .. }
+            diemcau::core::events::EventKind::SegmentQuarantined { segment: 1, .. }
         )),
         "{pending:?}"
     );
@@ -319,7 +319,7 @@ fn full_quota_raises_alarms_in_order_and_deletes_nothing() {
         .unwrap()
         .into_iter()
         .filter_map(|e| match e.kind {
-            diemcau::events::EventKind::DiskAlarm { level, .. } => Some(level),
+            diemcau::core::events::EventKind::DiskAlarm { level, .. } => Some(level),
             _ => None,
         })
         .collect();

@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::MediaStats;
-use crate::session::{Degradation, Phase, SessionRecord};
+pub use crate::core::status::ErrorCode;
 
 /// Largest request line accepted, in bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -76,18 +75,6 @@ pub enum Request {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// Not JSON, unknown command, wrong fields, too long.
-    BadRequest,
-    /// Valid, but refused in the current state (already live, not running).
-    Rejected,
-    /// Accepted, but carrying it out failed.
-    Failed,
-    /// The daemon is shutting down.
-    Unavailable,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -125,25 +112,6 @@ impl Reply {
     }
 }
 
-/// What `status` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    pub version: String,
-    pub site_id: String,
-    pub site_name: String,
-    pub phase: Phase,
-    /// Why the box is in `fault`, if it is.
-    pub fault: Option<String>,
-    pub session: Option<SessionRecord>,
-    pub degraded: Vec<Degradation>,
-    /// The most recent finished session (ended, interrupted or failed).
-    pub last_session: Option<SessionRecord>,
-    pub uptime_s: u64,
-    pub media: MediaStats,
-    /// The archive upload: backlog and progress.
-    #[serde(default)]
-    pub upload: crate::upload::UploadStats,
-}
 
 /// Parse one request line. The error text is what the client is told.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {

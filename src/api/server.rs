@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::{parse_request, ErrorCode, Reply, Request, MAX_REQUEST};
 use crate::recorder::store::RecStore;
-use crate::session::Origin;
+use crate::core::session::Origin;
 use crate::supervisor::SupervisorHandle;
 
 /// Read access to the recording buffer, and the key manifests are signed with.
@@ -236,7 +236,7 @@ async fn test_signal(
         return Reply::err(ErrorCode::BadRequest, format!("seconds must be 1 to {max}"));
     }
     match sup.status().await {
-        Ok(s) if s.phase == crate::session::Phase::Idle => {}
+        Ok(s) if s.phase == crate::core::session::Phase::Idle => {}
         Ok(_) => {
             return Reply::err(
                 ErrorCode::Rejected,
@@ -281,7 +281,7 @@ async fn handle(req: Request, sup: &SupervisorHandle, rec: &Recordings) -> Reply
                 return Reply::err(ErrorCode::BadRequest, "seconds must be 1 to 60");
             }
             match sup.status().await {
-                Ok(s) if s.phase == crate::session::Phase::Idle => {}
+                Ok(s) if s.phase == crate::core::session::Phase::Idle => {}
                 Ok(_) => {
                     return Reply::err(
                         ErrorCode::Rejected,

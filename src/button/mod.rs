@@ -25,8 +25,9 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Button, ButtonInput, Language};
-use crate::events::{EventKind, Outbox};
-use crate::session::{Origin, Phase};
+use crate::core::events::EventKind;
+use crate::events::Outbox;
+use crate::core::session::{Origin, Phase};
 use crate::supervisor::SupervisorHandle;
 use press::{Output, Presses, Timing};
 
@@ -183,16 +184,7 @@ impl Hint {
 
     /// The words on the display.
     pub fn text(&self, lang: Language) -> String {
-        let s = self.hold.as_secs_f64();
-        let secs = if s.fract() == 0.0 {
-            format!("{s:.0}")
-        } else {
-            format!("{s:.1}")
-        };
-        match lang {
-            Language::Vi => format!("Giữ nút {} giây để kết thúc", secs.replace('.', ",")),
-            Language::En => format!("Hold the button {secs} s to end"),
-        }
+        crate::core::words::hold_to_end(lang, self.hold)
     }
 }
 
@@ -201,8 +193,8 @@ impl Hint {
 pub fn display_hints(
     mut hints: watch::Receiver<Option<Hint>>,
     lang: Language,
-) -> watch::Receiver<Option<crate::display::Hint>> {
-    let convert = move |h: &Hint| crate::display::Hint {
+) -> watch::Receiver<Option<crate::core::status::Hint>> {
+    let convert = move |h: &Hint| crate::core::status::Hint {
         text: h.text(lang),
         until: h.at + Hint::SHOW_FOR,
     };

@@ -25,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::session::Phase;
+use crate::core::session::Phase;
 
 /// Timing of the press rules (validated by the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

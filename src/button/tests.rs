@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::events::Event;
+use crate::core::events::Event;
 
 /// A line source driven by the test: each item is what the device would do.
 pub enum Step {

@@ -9,7 +9,6 @@
 //! - `NAME.pending`: the change waiting for its answer (who asked, where to
 //!   reply, and, after a rollback, why it failed).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -40,16 +39,12 @@ pub fn last_good_path(config: &Path) -> PathBuf {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    crate::util::atomic_write(path, bytes, None)
 }
 
 fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        crate::util::sync_dir(dir);
     }
 }
 
@@ -63,11 +58,7 @@ pub fn persist(config: &Path, text: &str, pending: &Pending) -> std::io::Result<
         &pending_path(config),
         &serde_json::to_vec(pending).expect("pending changes serialise"),
     )?;
-    let tmp = with_suffix(config, ".new");
-    write_synced(&tmp, text.as_bytes())?;
-    std::fs::rename(&tmp, config)?;
-    sync_dir(config);
-    Ok(())
+    write_synced(config, text.as_bytes())
 }
 
 /// If a change is pending, put the last-known-good file back and record why.

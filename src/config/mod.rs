@@ -12,6 +12,7 @@ pub mod raw;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::core::words::Language;
 use raw::RawConfig;
 
 /// Default location of the configuration file.
@@ -53,22 +54,7 @@ fn problem(section: &'static str, key: &'static str, message: impl Into<String>)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    Vi,
-    En,
-}
 
-impl Language {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "vi" => Some(Self::Vi),
-            "en" => Some(Self::En),
-            _ => None,
-        }
-    }
-}
 
 /// What the daemon does after finding a session that a crash interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,6 @@
 pub mod abr;
 pub mod pipeline;
 pub mod return_feed;
-pub mod ts;
 pub mod uplink;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,55 +19,18 @@ use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, VideoSource};
-use crate::recorder::{RecorderHandle, RecorderStats, SessionStart};
-use crate::session::{Degradation, Origin, SessionRecord};
+use crate::core::status::{MediaEvent, MediaStats, ReturnStats, UplinkStats};
+use crate::recorder::{RecorderHandle, SessionStart};
+use crate::core::session::{Degradation, Origin, SessionRecord};
 use pipeline::Channels;
-use return_feed::{ReturnStats, ReturnTask};
-use uplink::{UplinkStats, UplinkTask};
+use return_feed::ReturnTask;
+use uplink::UplinkTask;
 
-/// What the engine tells the supervisor.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaEvent {
-    /// The session's encoder produces output.
-    Started,
-    /// The session could not start, or died for good.
-    Failed(String),
-    /// The session's pipelines are down after a stop.
-    Stopped,
-    Degraded(Degradation),
-    Restored(Degradation),
-}
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MediaStats {
-    pub running: bool,
-    pub encoder: String,
-    pub camera_present: bool,
-    pub microphone_present: bool,
-    pub video_frames_in: u64,
-    pub ts_bytes_out: u64,
-    pub camera_restarts: u64,
-    pub microphone_restarts: u64,
-    /// Microphone peak and RMS over the last second, dBFS (-100 when silent or absent).
-    pub mic_peak_dbfs: f64,
-    pub mic_rms_dbfs: f64,
-    pub uplink: UplinkStats,
-    pub return_feed: ReturnStats,
-    pub recording: RecorderStats,
-    pub recorder_dropped_buffers: u64,
-    /// Microphone quieter than -60 dBFS for 10 s (unplugged, muted, broken).
-    pub mic_silent: bool,
-    /// Microphone peaks at full scale in the last second.
-    pub mic_clipping: bool,
-    pub video_frames_encoded: u64,
-    /// Measured over the last second, from the muxer's output.
-    pub output_kbps: f64,
-}
 
 enum Command {
     Start(SessionRecord),
@@ -293,7 +255,7 @@ impl Engine {
                     }
                     Some(Command::Stop(by)) => match session.as_mut() {
                         Some(s) if s.stopping_since.is_none() => {
-                            s.stopped_by = by.as_ref().map(|o| crate::supervisor::origin_name(Some(o)));
+                            s.stopped_by = by.as_ref().map(|o| crate::core::status::origin_name(Some(o)));
                             s.stopping_since = Some(Instant::now());
                             // EOS lets the muxer and the recorder finish the last segment.
                             s.encode.pipeline.send_event(gst::event::Eos::new());
@@ -427,7 +389,7 @@ impl Engine {
         if let Some(r) = &self.recorder {
             r.start(SessionStart {
                 id: rec.id.clone(),
-                started_by: crate::supervisor::origin_name(Some(&rec.started_by)),
+                started_by: crate::core::status::origin_name(Some(&rec.started_by)),
                 metadata: rec.metadata.clone(),
             });
         }

@@ -13,30 +13,20 @@ use std::time::Duration;
 use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::pipeline;
-use super::uplink::Backoff;
-use super::MediaEvent;
+use crate::core::backoff::{Backoff, Jitter};
+use crate::core::status::{MediaEvent, ReturnStats};
 use crate::config::{Display, SrtPeer};
-use crate::session::Degradation;
+use crate::core::session::Degradation;
 
 /// No picture for this long means the feed is lost.
 pub const STALL: Duration = Duration::from_secs(3);
 /// A new pipeline has this long to deliver its first picture.
 const FIRST_PICTURE: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReturnStats {
-    pub configured: bool,
-    /// Pictures are arriving from the hub.
-    pub live: bool,
-    pub connects: u64,
-    pub video_frames: u64,
-    pub audio_buffers: u64,
-}
 
 pub struct ReturnTask {
     pub peer: SrtPeer,
@@ -81,7 +71,8 @@ fn count_buffers(p: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
 
 impl ReturnTask {
     pub async fn run(self, mut stop: oneshot::Receiver<()>) {
-        let mut backoff = Backoff::new(Duration::from_millis(250), self.reconnect_max);
+        let mut backoff = Backoff::new(Duration::from_millis(250), self.reconnect_max)
+            .with_jitter(Jitter::Spread(0.2));
         let (bus_tx, mut bus_rx) = mpsc::unbounded_channel::<(u64, gst::Message)>();
         let mut gen = 0u64;
         let mut feed: Option<Feed> = None;
@@ -148,7 +139,7 @@ impl ReturnTask {
             }
             if let Some(why) = failed {
                 feed = None;
-                let delay = backoff.next(0.0);
+                let delay = backoff.next_delay(crate::util::random_unit());
                 if stats.live {
                     tracing::warn!("return feed lost: {why}; reconnecting");
                 } else {

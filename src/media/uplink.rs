@@ -14,73 +14,22 @@ use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::abr::{Controller, LinkSample};
 use super::pipeline;
-use super::ts::Scanner;
-use super::MediaEvent;
+use crate::core::ts::Scanner;
+use crate::core::status::{MediaEvent, UplinkStats};
 use crate::config::{SrtPeer, Uplink as UplinkConfig, Video};
-use crate::session::Degradation;
-
-/// Reconnect delays: exponential from `base` up to `max`, with ±20% jitter so
-/// a fleet does not reconnect in lockstep after a hub restart.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            next: base,
-        }
-    }
-
-    /// The delay before the next attempt; `jitter` in [-1, 1].
-    pub fn next(&mut self, jitter: f64) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d.mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0))
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.base;
-    }
-}
-
-fn jitter() -> f64 {
-    let mut b = [0u8; 1];
-    // Without entropy the jitter is zero; reconnecting still works.
-    let _ = getrandom::getrandom(&mut b);
-    (b[0] as f64 / 127.5) - 1.0
-}
+use crate::core::backoff::{Backoff, Jitter};
+use crate::core::session::Degradation;
+use crate::util::random_unit;
 
 /// How long an SRT handshake may take before the link is rebuilt (libsrt's
 /// own connect timeout is 3 s too).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What the rest of the daemon sees of the uplink.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UplinkStats {
-    pub configured: bool,
-    pub connected: bool,
-    pub connects: u64,
-    pub bytes_sent: u64,
-    pub bytes_dropped_while_down: u64,
-    pub rtt_ms: f64,
-    pub packets_lost: u64,
-    pub packets_retransmitted: u64,
-    pub bandwidth_mbps: f64,
-    pub send_rate_mbps: f64,
-    pub bitrate_kbps: u32,
-}
 
 /// A running uplink pipeline.
 struct Link {
@@ -127,7 +76,8 @@ pub struct UplinkTask {
 impl UplinkTask {
     /// Run until `stop` fires or the buffer channel closes.
     pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
-        let mut backoff = Backoff::new(Duration::from_millis(250), self.cfg.reconnect_max);
+        let mut backoff = Backoff::new(Duration::from_millis(250), self.cfg.reconnect_max)
+            .with_jitter(Jitter::Spread(0.2));
         let mut abr = Controller::new(
             self.video.min_bitrate_kbps,
             self.video.max_bitrate_kbps,
@@ -180,7 +130,7 @@ impl UplinkTask {
                         Ok(l) => link = Some(l),
                         Err(e) => {
                             tracing::warn!("uplink pipeline cannot be built: {e}");
-                            retry_at = Some(Instant::now() + backoff.next(jitter()));
+                            retry_at = Some(Instant::now() + backoff.next_delay(random_unit()));
                         }
                     }
                 }
@@ -251,7 +201,7 @@ impl UplinkTask {
                 let was = link.as_ref().is_some_and(|l| l.connected);
                 link = None;
                 stats.connected = false;
-                let delay = backoff.next(jitter());
+                let delay = backoff.next_delay(random_unit());
                 if was {
                     tracing::warn!(
                         "uplink to {}:{} lost: {why}; reconnecting",
@@ -503,26 +453,4 @@ fn field_u64(s: &gst::StructureRef, name: &str) -> u64 {
         return v.max(0) as u64;
     }
     s.get::<u32>(name).map(u64::from).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
-        let got: Vec<u128> = (0..6).map(|_| b.next(0.0).as_millis()).collect();
-        assert_eq!(got, vec![250, 500, 1000, 2000, 2000, 2000]);
-        b.reset();
-        assert_eq!(b.next(0.0).as_millis(), 250);
-    }
-
-    #[test]
-    fn jitter_stays_within_twenty_percent() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
-        assert_eq!(b.next(1.0).as_millis(), 1200);
-        assert_eq!(b.next(-1.0).as_millis(), 800);
-        assert_eq!(b.next(7.0).as_millis(), 1200);
-    }
 }

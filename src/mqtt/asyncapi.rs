@@ -14,8 +14,8 @@ use super::command::{CommandReply, ReplyStatus, NAMES};
 use super::payload::{
     Health, LastSession, Presence, RecordingState, StateMsg, StatusMsg, StreamState, UploadState,
 };
-use crate::events::{Event, EventKind};
-use crate::session::{Degradation, Phase};
+use crate::core::events::{Event, EventKind};
+use crate::core::session::{Degradation, Phase};
 
 fn t0() -> DateTime<Utc> {
     // A fixed time keeps the generated document stable.

@@ -29,7 +29,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::backoff::{random_unit, Backoff};
+use crate::core::backoff::Backoff;
+use crate::util::random_unit;
 use super::command::{self, Command, CommandReply, Envelope, ReplyStatus};
 use super::health::Sampler;
 use super::payload::{Presence, StateMsg, StatusMsg};
@@ -38,7 +39,7 @@ use super::topics::Topics;
 use super::MqttError;
 use crate::config::{self, Config};
 use crate::events::Outbox;
-use crate::session::{Origin, Phase};
+use crate::core::session::{Origin, Phase};
 use crate::store::Store;
 use crate::supervisor::{SessionError, SupervisorHandle};
 
@@ -58,6 +59,8 @@ pub struct Deps {
     pub phase: watch::Receiver<Phase>,
     pub outbox: Outbox,
     pub store: Store,
+    /// Asked for after `config.set` wrote the new configuration.
+    pub restart: crate::lifecycle::Restart,
 }
 
 enum Ctl {
@@ -119,7 +122,7 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
         None
     };
     let seen = Seen::open(deps.store.db(), cfg.command_max_ttl)?;
-    let history = deps.store.db().open_tree("history")?;
+    let history = deps.store.db().open_tree(crate::core::trees::HISTORY)?;
     let boot_id = {
         let mut b = [0u8; 8];
         // Without entropy the boot id is only less unique; the time part of
@@ -144,6 +147,7 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
         phase: deps.phase,
         outbox: deps.outbox,
         store: deps.store,
+        restart: deps.restart,
         history,
         seen,
         broker: 0,
@@ -189,6 +193,7 @@ struct Actor {
     sup: SupervisorHandle,
     phase: watch::Receiver<Phase>,
     outbox: Outbox,
+    restart: crate::lifecycle::Restart,
     store: Store,
     history: sled::Tree,
     seen: Seen,
@@ -835,7 +840,7 @@ impl Actor {
                     Some(json!({"applying": "restarting with the new configuration"})),
                 );
                 self.publish_reply(client, &to, &r);
-                crate::daemon::request_restart();
+                self.restart.request();
             }
             Command::SessionStart { metadata } => {
                 reply_now(self, ReplyStatus::Accepted, None, None);
@@ -993,13 +998,13 @@ impl Actor {
 }
 
 fn session_result(
-    r: Result<crate::session::SessionRecord, SessionError>,
+    r: Result<crate::core::session::SessionRecord, SessionError>,
 ) -> (ReplyStatus, Option<String>, Option<Value>) {
     match r {
         Ok(rec) => (ReplyStatus::Done, None, Some(json!({"session": rec}))),
         Err(e) => {
             let status = match e.code() {
-                crate::api::ErrorCode::Rejected | crate::api::ErrorCode::BadRequest => {
+                crate::core::status::ErrorCode::Rejected | crate::core::status::ErrorCode::BadRequest => {
                     ReplyStatus::Rejected
                 }
                 _ => ReplyStatus::Failed,
@@ -1016,34 +1021,6 @@ fn config_document(path: &std::path::Path, version: &str) -> Result<Value, Strin
     let toml: toml::Value =
         toml::from_str(&text).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
     let mut v = serde_json::to_value(toml).map_err(|e| e.to_string())?;
-    redact(&mut v);
+    crate::core::secrets::redact_config(&mut v);
     Ok(json!({"version": version, "path": path, "config": v}))
-}
-
-fn redact(v: &mut Value) {
-    if let Value::Object(m) = v {
-        for (k, x) in m.iter_mut() {
-            if (k.contains("passphrase") || k.contains("password"))
-                && x.as_str().is_some_and(|s| !s.is_empty())
-            {
-                *x = Value::String("***".into());
-            } else {
-                redact(x);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted() {
-        let mut v = json!({"uplink": {"passphrase": "0123456789", "url": "srt://h:1"}, "mqtt": {"password": ""}});
-        redact(&mut v);
-        assert_eq!(v["uplink"]["passphrase"], "***");
-        assert_eq!(v["uplink"]["url"], "srt://h:1");
-        assert_eq!(v["mqtt"]["password"], "");
-    }
 }

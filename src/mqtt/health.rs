@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::payload::Health;
-use crate::api::Status;
+use crate::core::status::Status;
 
 /// Keeps the previous CPU counters to turn totals into a percentage.
 #[derive(Debug, Default)]
@@ -37,7 +37,7 @@ impl Sampler {
             temperature_c: temperature_c(),
             disk_used_percent,
             disk_free_mb,
-            session_live: u8::from(status.phase == crate::session::Phase::Live),
+            session_live: u8::from(status.phase == crate::core::session::Phase::Live),
             degraded_count: status.degraded.len() as u64,
             camera_present: u8::from(m.camera_present),
             microphone_present: u8::from(m.microphone_present),
@@ -167,7 +167,7 @@ mod tests {
         let status: Status = serde_json::from_value(serde_json::json!({
             "version": "0", "site_id": "xa", "site_name": "x", "phase": "idle", "fault": null,
             "session": null, "degraded": [], "last_session": null, "uptime_s": 3,
-            "media": crate::media::MediaStats::default(),
+            "media": crate::core::status::MediaStats::default(),
         }))
         .unwrap();
         let _ = s.sample(&status, Path::new("/"), 0, 0);

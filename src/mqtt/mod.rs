@@ -13,7 +13,7 @@
 //!   answered on the MQTT 5 response topic and on `.../cmd/<name>/reply`.
 //!
 //! The pure parts live beside it: [`command`] (parsing and validation),
-//! [`seen`] (idempotency), [`backoff`], [`topics`], [`payload`] and
+//! [`seen`] (idempotency), [`topics`], [`payload`] and
 //! [`health`]; [`asyncapi`] generates `docs/mqtt-api.asyncapi.yaml` from the
 //! payload types.
 //!
@@ -23,7 +23,6 @@
 //! while the broker is unreachable.
 
 pub mod asyncapi;
-pub mod backoff;
 pub mod client;
 pub mod command;
 pub mod fleet;

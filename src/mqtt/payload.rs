@@ -1,5 +1,5 @@
 //! The payloads the box publishes: `status`, `state` and `health` (events
-//! are [`crate::events::Event`], replies [`super::command::CommandReply`]).
+//! are [`crate::core::events::Event`], replies [`super::command::CommandReply`]).
 //! Every type here is described in `docs/mqtt-api.asyncapi.yaml`, which is
 //! generated from these types by [`super::asyncapi`] and checked by a test.
 
@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::api::Status;
-use crate::session::{Degradation, Outcome, Phase};
+use crate::core::status::Status;
+use crate::core::session::{Degradation, Outcome, Phase};
 
 /// The box's presence, retained on `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

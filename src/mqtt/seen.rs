@@ -43,7 +43,7 @@ pub fn within_window(at: DateTime<Utc>, now: DateTime<Utc>, window: Duration) ->
 impl Seen {
     pub fn open(db: &sled::Db, window: Duration) -> Result<Self, SeenError> {
         Ok(Self {
-            tree: db.open_tree("mqtt_seen_commands")?,
+            tree: db.open_tree(crate::core::trees::MQTT_SEEN)?,
             window,
         })
     }

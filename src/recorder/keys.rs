@@ -2,8 +2,6 @@
 //! directory readable by the daemon only. The archive checks manifests
 //! against the public key registered for the box.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
@@ -42,17 +40,7 @@ pub fn load_or_create(state_dir: &Path) -> Result<SigningKey, KeyError> {
             let mut seed = [0u8; 32];
             getrandom::getrandom(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
             std::fs::create_dir_all(state_dir).map_err(io)?;
-            let tmp = path.with_extension("tmp");
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io)?;
-            f.write_all(&seed).map_err(io)?;
-            f.sync_all().map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
+            crate::util::atomic_write(&path, &seed, Some(0o600)).map_err(io)?;
             tracing::info!("made a new device signing key at {}", path.display());
             Ok(SigningKey::from_bytes(&seed))
         }

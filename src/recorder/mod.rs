@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gstreamer as gst;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::Recording as RecordingConfig;
-use crate::events::{EventKind, Outbox};
-use crate::media::MediaEvent;
-use crate::session::Degradation;
+use crate::core::events::EventKind;
+use crate::events::Outbox;
+use crate::core::status::{MediaEvent, RecorderStats};
+use crate::core::session::Degradation;
 use segment::{Piece, Segmenter};
 use store::{RecError, RecSession, RecStore, SegmentMeta};
 
@@ -55,23 +55,6 @@ pub struct SessionStart {
     pub metadata: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RecorderStats {
-    pub enabled: bool,
-    pub recording: bool,
-    pub session: Option<String>,
-    pub segments: u32,
-    pub bytes: u64,
-    /// The recording is halted (disk quota): the session goes on unrecorded.
-    pub halted: bool,
-    pub quota_bytes: u64,
-    /// Recording bytes held on the box: segments in the store, and the
-    /// journals' second copy of what the archive has not confirmed.
-    pub held_bytes: u64,
-    pub used_percent: f64,
-    /// Buffers the recorder could not take (never expected; counted).
-    pub dropped_buffers: u64,
-}
 
 /// Handle to the recorder thread.
 #[derive(Clone)]

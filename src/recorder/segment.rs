@@ -10,7 +10,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::media::ts::Scanner;
+use crate::core::ts::Scanner;
 
 /// What the segmenter asks the recorder to do, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +103,7 @@ pub fn unhex(s: &str) -> Option<Hash> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::ts::PACKET;
+    use crate::core::ts::PACKET;
 
     fn packet(pid: u16, pusi: bool, rai: bool, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0xffu8; PACKET];

@@ -309,9 +309,9 @@ impl RecStore {
     pub fn open(db: &sled::Db) -> Result<Self, RecError> {
         Ok(Self {
             db: db.clone(),
-            sessions: db.open_tree("rec_sessions")?,
-            segments: db.open_tree("rec_segments")?,
-            chunks: db.open_tree("rec_chunks")?,
+            sessions: db.open_tree(crate::core::trees::REC_SESSIONS)?,
+            segments: db.open_tree(crate::core::trees::REC_SEGMENTS)?,
+            chunks: db.open_tree(crate::core::trees::REC_CHUNKS)?,
             journal: None,
         })
     }

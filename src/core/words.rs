@@ -1,8 +1,26 @@
 //! Words shown to people: commune staff (display), technicians (CLI). Vietnamese
 //! by default, English on request. Logs and MQTT stay in English for the NOC.
 
-use crate::config::Language;
-use crate::session::{Degradation, Outcome, Phase};
+use super::session::{Degradation, Outcome, Phase};
+
+
+/// The language of the words a person reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Vi,
+    En,
+}
+
+impl Language {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vi" => Some(Self::Vi),
+            "en" => Some(Self::En),
+            _ => None,
+        }
+    }
+}
 
 pub fn phase(lang: Language, p: Phase) -> &'static str {
     use Language::*;
@@ -92,5 +110,19 @@ pub fn labels(lang: Language) -> Labels {
             disconnected: "not connected",
             not_configured: "not configured",
         },
+    }
+}
+
+/// The button's hint while live: how long to hold it to end the session.
+pub fn hold_to_end(lang: Language, hold: std::time::Duration) -> String {
+    let s = hold.as_secs_f64();
+    let secs = if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    };
+    match lang {
+        Language::Vi => format!("Giữ nút {} giây để kết thúc", secs.replace('.', ",")),
+        Language::En => format!("Hold the button {secs} s to end"),
     }
 }

@@ -1,0 +1,93 @@
+//! The events a box reports to the NOC: what happened in the room. The
+//! durable outbox that carries them is `crate::events`; the kinds are here
+//! so that every actor that reports one, and the MQTT publisher, share them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::session::Degradation;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    ButtonPressed {
+        /// "short" or "long".
+        press: String,
+        /// What the press did: "start", "stop", "hint", "ignored".
+        effect: String,
+    },
+    SessionStarting {
+        session: String,
+        by: String,
+    },
+    SessionStarted {
+        session: String,
+    },
+    SessionStopped {
+        session: String,
+        by: String,
+    },
+    SessionInterrupted {
+        session: String,
+        reason: String,
+    },
+    SessionFailed {
+        session: String,
+        reason: String,
+    },
+    /// A device or link problem began (`camera_lost`, `uplink_down`, ...).
+    Degraded {
+        condition: Degradation,
+        session: Option<String>,
+    },
+    /// ... and ended.
+    Restored {
+        condition: Degradation,
+        session: Option<String>,
+    },
+    DiskAlarm {
+        level: String,
+        used_percent: f64,
+    },
+    /// A stored segment no longer matches its hash; set aside, not deleted.
+    SegmentQuarantined {
+        session: String,
+        segment: u32,
+        reason: String,
+    },
+    /// sled could not reopen the state store after an unclean stop; it was
+    /// set aside (kept, with any recordings in it) and a fresh one started.
+    StoreSetAside {
+        path: String,
+        reason: String,
+    },
+    /// A recording the store had lost (it was set aside) was brought back
+    /// whole from its journal, up to the last flush before the stop.
+    RecordingSalvaged {
+        session: String,
+        segments: u32,
+        bytes: u64,
+    },
+    UploadCompleted {
+        session: String,
+        segments: u64,
+        bytes: u64,
+    },
+    ConfigChanged {
+        version: String,
+    },
+}
+
+/// One event as stored and published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique: `<site>-<seq>`; the NOC deduplicates on it.
+    pub id: String,
+    /// Per-box sequence number, strictly increasing across restarts.
+    pub seq: u64,
+    pub site: String,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}

@@ -1,0 +1,14 @@
+//! The core: plain types, words and names that more than one part of the
+//! daemon uses. Nothing here does I/O or knows tokio, GStreamer or sled, and
+//! nothing here imports anything of ours outside `core`; every actor and
+//! adapter may import it. A type two actors share lives here, never inside
+//! one of them (see `docs/ARCHITECTURE.md`, "Layers").
+
+pub mod backoff;
+pub mod events;
+pub mod secrets;
+pub mod session;
+pub mod status;
+pub mod trees;
+pub mod ts;
+pub mod words;

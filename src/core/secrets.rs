@@ -1,0 +1,157 @@
+//! The one list of configuration keys whose values are secrets, and the
+//! redaction every output that shows configuration goes through.
+//!
+//! A secret is a value that lets someone act as the box or read what it
+//! protects: the SRT passphrases (the hub's stream and the return feed), the
+//! broker password and the archive's secret key. The client's private key
+//! is a file whose *path* is configured; the path is not secret, its
+//! contents are, and nothing ever reads them into an output. A secret may
+//! also hide inside a URL (`srt://hub?passphrase=...`,
+//! `mqtts://user:password@noc`), so URLs are cleaned too.
+//!
+//! `config.get`, `provision` (the site file on the FAT partition and
+//! `KET-QUA.txt`) and everything else that shows configuration use this
+//! list; a test plants a distinct secret in each key and looks for it in
+//! everything the box says.
+
+use serde_json::Value;
+
+/// `(section, key)` of every secret configuration value.
+pub const SECRET_KEYS: &[(&str, &str)] = &[
+    ("uplink", "passphrase"),
+    ("return_feed", "passphrase"),
+    ("mqtt", "password"),
+    ("archive", "secret_access_key"),
+];
+
+/// Query parameters of a URL whose values are secrets.
+const SECRET_PARAMS: &[&str] = &["passphrase", "password", "secret", "token"];
+
+/// What a shown secret is replaced with.
+pub const REDACTED: &str = "***";
+
+/// Whether `section.key` holds a secret.
+pub fn is_secret(section: &str, key: &str) -> bool {
+    SECRET_KEYS.iter().any(|(s, k)| *s == section && *k == key)
+}
+
+/// A configuration document (sections of keys, as JSON) with every non-empty
+/// secret replaced by [`REDACTED`] and every URL cleaned by [`redact_url`].
+pub fn redact_config(v: &mut Value) {
+    let Value::Object(sections) = v else { return };
+    for (section, body) in sections.iter_mut() {
+        let Value::Object(keys) = body else { continue };
+        for (key, value) in keys.iter_mut() {
+            match value {
+                Value::String(s) if is_secret(section, key) && !s.is_empty() => {
+                    *s = REDACTED.to_owned();
+                }
+                Value::String(s) => *s = redact_url(s),
+                Value::Array(items) => {
+                    for item in items {
+                        if let Value::String(s) = item {
+                            *s = redact_url(s);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `text` with a URL's password (`scheme://user:password@host`) and secret
+/// query values (`?passphrase=...`) replaced; anything that is not a URL
+/// comes back unchanged.
+pub fn redact_url(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_owned();
+    };
+    let (head, rest) = text.split_at(scheme_end + 3);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}{}", &authority[at..]),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (query, None),
+            };
+            let cleaned: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v))
+                        if !v.is_empty()
+                            && SECRET_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p)) =>
+                    {
+                        format!("{k}={REDACTED}")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let mut t = format!("{path}?{}", cleaned.join("&"));
+            if let Some(f) = fragment {
+                t.push('#');
+                t.push_str(f);
+            }
+            t
+        }
+        None => tail.to_owned(),
+    };
+    format!("{head}{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_listed_key_is_redacted_and_nothing_else() {
+        let mut v = json!({
+            "uplink": {"passphrase": "s-uplink", "url": "srt://h:1"},
+            "return_feed": {"passphrase": "s-return"},
+            "mqtt": {"password": "s-mqtt", "username": "box", "key": "/etc/diemcau/box.key"},
+            "archive": {"secret_access_key": "s-archive", "access_key_id": "GK1"},
+        });
+        redact_config(&mut v);
+        let text = v.to_string();
+        for s in ["s-uplink", "s-return", "s-mqtt", "s-archive"] {
+            assert!(!text.contains(s), "{s} leaked: {text}");
+        }
+        assert_eq!(v["uplink"]["url"], "srt://h:1");
+        assert_eq!(v["mqtt"]["username"], "box");
+        assert_eq!(v["mqtt"]["key"], "/etc/diemcau/box.key");
+        assert_eq!(v["archive"]["access_key_id"], "GK1");
+    }
+
+    #[test]
+    fn an_empty_secret_stays_empty() {
+        let mut v = json!({"mqtt": {"password": ""}});
+        redact_config(&mut v);
+        assert_eq!(v["mqtt"]["password"], "");
+    }
+
+    #[test]
+    fn secrets_inside_urls_are_redacted() {
+        assert_eq!(
+            redact_url("srt://hub:8890?streamid=publish:xa&passphrase=abcdefghij"),
+            "srt://hub:8890?streamid=publish:xa&passphrase=***"
+        );
+        assert_eq!(
+            redact_url("mqtts://box:hunter22@noc.example:8883/x"),
+            "mqtts://box:***@noc.example:8883/x"
+        );
+        assert_eq!(redact_url("mqtts://noc:8883"), "mqtts://noc:8883");
+        assert_eq!(redact_url("not a url"), "not a url");
+        let mut v = json!({"mqtt": {"fallback_urls": ["mqtt://a:pw@b"]}});
+        redact_config(&mut v);
+        assert_eq!(v["mqtt"]["fallback_urls"][0], "mqtt://a:***@b");
+    }
+}

@@ -1,0 +1,157 @@
+//! What the daemon reports about itself: the status the socket, MQTT, the
+//! display and the light all read, and the statistics inside it. Plain data,
+//! so that the actors that fill it and the adapters that show it share one
+//! definition without importing each other.
+
+use serde::{Deserialize, Serialize};
+
+use super::session::{Degradation, Origin, Phase, SessionRecord};
+
+/// What `status` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub site_id: String,
+    pub site_name: String,
+    pub phase: Phase,
+    /// Why the box is in `fault`, if it is.
+    pub fault: Option<String>,
+    pub session: Option<SessionRecord>,
+    pub degraded: Vec<Degradation>,
+    /// The most recent finished session (ended, interrupted or failed).
+    pub last_session: Option<SessionRecord>,
+    pub uptime_s: u64,
+    pub media: MediaStats,
+    /// The archive upload: backlog and progress.
+    #[serde(default)]
+    pub upload: UploadStats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, unknown command, wrong fields, too long.
+    BadRequest,
+    /// Valid, but refused in the current state (already live, not running).
+    Rejected,
+    /// Accepted, but carrying it out failed.
+    Failed,
+    /// The daemon is shutting down.
+    Unavailable,
+}
+
+/// What the engine tells the supervisor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// The session's encoder produces output.
+    Started,
+    /// The session could not start, or died for good.
+    Failed(String),
+    /// The session's pipelines are down after a stop.
+    Stopped,
+    Degraded(Degradation),
+    Restored(Degradation),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaStats {
+    pub running: bool,
+    pub encoder: String,
+    pub camera_present: bool,
+    pub microphone_present: bool,
+    pub video_frames_in: u64,
+    pub ts_bytes_out: u64,
+    pub camera_restarts: u64,
+    pub microphone_restarts: u64,
+    /// Microphone peak and RMS over the last second, dBFS (-100 when silent or absent).
+    pub mic_peak_dbfs: f64,
+    pub mic_rms_dbfs: f64,
+    pub uplink: UplinkStats,
+    pub return_feed: ReturnStats,
+    pub recording: RecorderStats,
+    pub recorder_dropped_buffers: u64,
+    /// Microphone quieter than -60 dBFS for 10 s (unplugged, muted, broken).
+    pub mic_silent: bool,
+    /// Microphone peaks at full scale in the last second.
+    pub mic_clipping: bool,
+    pub video_frames_encoded: u64,
+    /// Measured over the last second, from the muxer's output.
+    pub output_kbps: f64,
+}
+
+/// What the rest of the daemon sees of the uplink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UplinkStats {
+    pub configured: bool,
+    pub connected: bool,
+    pub connects: u64,
+    pub bytes_sent: u64,
+    pub bytes_dropped_while_down: u64,
+    pub rtt_ms: f64,
+    pub packets_lost: u64,
+    pub packets_retransmitted: u64,
+    pub bandwidth_mbps: f64,
+    pub send_rate_mbps: f64,
+    pub bitrate_kbps: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReturnStats {
+    pub configured: bool,
+    /// Pictures are arriving from the hub.
+    pub live: bool,
+    pub connects: u64,
+    pub video_frames: u64,
+    pub audio_buffers: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecorderStats {
+    pub enabled: bool,
+    pub recording: bool,
+    pub session: Option<String>,
+    pub segments: u32,
+    pub bytes: u64,
+    /// The recording is halted (disk quota): the session goes on unrecorded.
+    pub halted: bool,
+    pub quota_bytes: u64,
+    /// Recording bytes held on the box: segments in the store, and the
+    /// journals' second copy of what the archive has not confirmed.
+    pub held_bytes: u64,
+    pub used_percent: f64,
+    /// Buffers the recorder could not take (never expected; counted).
+    pub dropped_buffers: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UploadStats {
+    pub configured: bool,
+    pub backlog_segments: u64,
+    pub backlog_bytes: u64,
+    /// Age of the oldest segment the archive has not confirmed, seconds.
+    pub oldest_unconfirmed_age_s: u64,
+    pub uploaded_segments: u64,
+    pub uploaded_bytes: u64,
+    pub last_error: Option<String>,
+    /// The rate limit in force, kbit/s (0: none).
+    pub rate_limit_kbps: u64,
+}
+
+/// How an origin is named in events: `cli`, `button`, `mqtt:<id>`, `daemon:<why>`.
+pub fn origin_name(o: Option<&Origin>) -> String {
+    match o {
+        None => "unknown".into(),
+        Some(Origin::Cli) => "cli".into(),
+        Some(Origin::Button) => "button".into(),
+        Some(Origin::Mqtt(id)) => format!("mqtt:{id}"),
+        Some(Origin::Daemon(why)) => format!("daemon:{why}"),
+    }
+}
+
+/// A short message for the staff, shown until `until` (e.g. the button's
+/// "hold 2 s to end" hint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hint {
+    pub text: String,
+    pub until: std::time::Instant,
+}

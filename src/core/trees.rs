@@ -1,0 +1,35 @@
+//! The names of the sled trees in the state store, in one place: the store
+//! is shared by several actors, and a tree opened under a misspelt name is
+//! an empty tree, not an error.
+
+/// The live session record (`store`).
+pub const SESSION: &str = "session";
+/// Finished sessions, newest last (`store`; read by the command layer).
+pub const HISTORY: &str = "history";
+/// Events not yet acknowledged by the broker (`events`).
+pub const OUTBOX: &str = "outbox";
+/// The outbox's sequence base (`events`).
+pub const OUTBOX_META: &str = "outbox_meta";
+/// Command ids already executed, for idempotency (`mqtt`).
+pub const MQTT_SEEN: &str = "mqtt_seen_commands";
+/// Recordings: one record per session (`recorder::store`).
+pub const REC_SESSIONS: &str = "rec_sessions";
+/// Recordings: one record per segment (`recorder::store`).
+pub const REC_SEGMENTS: &str = "rec_segments";
+/// Recordings: the media bytes, in chunks (`recorder::store`).
+pub const REC_CHUNKS: &str = "rec_chunks";
+/// Camera positions saved by name (`camera`).
+pub const CAMERA_PRESETS: &str = "camera_presets";
+
+/// Every tree, for tools that inspect or copy a store.
+pub const ALL: &[&str] = &[
+    SESSION,
+    HISTORY,
+    OUTBOX,
+    OUTBOX_META,
+    MQTT_SEEN,
+    REC_SESSIONS,
+    REC_SEGMENTS,
+    REC_CHUNKS,
+    CAMERA_PRESETS,
+];

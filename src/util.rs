@@ -1,0 +1,80 @@
+//! Small helpers with I/O that several parts need, one of each: the atomic
+//! file write and the OS's randomness. Imports nothing of ours but `core`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Replace `path` with `bytes` so that a power cut leaves the old file or the
+/// new one, never a mix: write a temporary file beside it, fsync it, rename
+/// it over `path`, fsync the directory. `mode` sets the new file's
+/// permissions (e.g. `0o600` for a key) before any byte is written.
+pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    let tmp = tmp_path(path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if let Some(m) = mode {
+        opts.mode(m);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// fsync a directory, so a rename in it survives a power cut. Best effort:
+/// FAT and some other filesystems refuse to sync a directory.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// `NAME.tmp~` beside `path`: one name for every atomic write, so a leftover
+/// of a crash is recognisable.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp~");
+    path.with_file_name(name)
+}
+
+/// A random number in [0, 1) from the OS; 0.5 if it has none (a backoff
+/// then loses its jitter, nothing else).
+pub fn random_unit() -> f64 {
+    let mut b = [0u8; 4];
+    match getrandom::getrandom(&mut b) {
+        Ok(()) => f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_replaces_whole_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        atomic_write(&p, b"old", None).unwrap();
+        atomic_write(&p, b"new contents", Some(0o600)).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new contents");
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn random_unit_is_in_range() {
+        for _ in 0..100 {
+            let u = random_unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+}
