@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use crate::api::{client, Reply, Request};
+use crate::client;
+use crate::core::command::{Command as Request, PresetAction, Reply};
 use crate::core::status::Status;
 use crate::config::{self, Config, Language};
 use crate::core::words as i18n;
@@ -249,19 +250,25 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Command::Camera { command } => {
             let (socket, _) = locate(&args.socket, &config_path);
             let req = match &command {
-                CameraCommand::Presets => Request::CameraPresets {},
-                CameraCommand::Save { name } => Request::CameraPresetSave { name: name.clone() },
-                CameraCommand::Recall { name } => {
-                    Request::CameraPresetRecall { name: name.clone() }
-                }
-                CameraCommand::Delete { name } => {
-                    Request::CameraPresetDelete { name: name.clone() }
-                }
+                CameraCommand::Presets => Request::CameraPresets,
+                CameraCommand::Save { name } => Request::CameraPreset {
+                    name: name.clone(),
+                    action: PresetAction::Save,
+                },
+                CameraCommand::Recall { name } => Request::CameraPreset {
+                    name: name.clone(),
+                    action: PresetAction::Recall,
+                },
+                CameraCommand::Delete { name } => Request::CameraPreset {
+                    name: name.clone(),
+                    action: PresetAction::Delete,
+                },
             };
             let result = call(&socket, &req, Duration::from_secs(10))?;
             match command {
                 CameraCommand::Presets => {
-                    let list: Vec<(String, crate::camera::Ptz)> = serde_json::from_value(result)?;
+                    let list: Vec<(String, crate::camera::Ptz)> =
+                        serde_json::from_value(result["presets"].clone())?;
                     if list.is_empty() {
                         println!("no presets (save one with: diemcau camera save NAME)");
                     }
@@ -351,7 +358,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     .with_context(|| format!("unknown language '{l}'; expected vi or en"))?,
                 None => cfg_lang,
             };
-            let result = call(&socket, &Request::Status {}, Duration::from_secs(5))?;
+            let result = call(&socket, &Request::Status, Duration::from_secs(5))?;
             let status: Status = serde_json::from_value(result).context("status reply")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -365,18 +372,20 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             let metadata = parse_meta(&meta)?;
             let result = call(
                 &socket,
-                &Request::Start { metadata },
+                &Request::SessionStart { metadata },
                 Duration::from_secs(30),
             )?;
-            let rec: SessionRecord = serde_json::from_value(result).context("start reply")?;
+            let rec: SessionRecord =
+                serde_json::from_value(result["session"].clone()).context("start reply")?;
             println!("{}: {}", i18n::labels(lang).session, rec.id);
             println!("{}", i18n::phase(lang, crate::core::session::Phase::Live));
             Ok(0)
         }
         Command::Stop => {
             let (socket, lang) = locate(&args.socket, &config_path);
-            let result = call(&socket, &Request::Stop {}, Duration::from_secs(30))?;
-            let rec: SessionRecord = serde_json::from_value(result).context("stop reply")?;
+            let result = call(&socket, &Request::SessionStop, Duration::from_secs(30))?;
+            let rec: SessionRecord =
+                serde_json::from_value(result["session"].clone()).context("stop reply")?;
             println!(
                 "{}: {} — {}",
                 i18n::labels(lang).session,

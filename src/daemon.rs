@@ -6,8 +6,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
 use crate::{
-    api, button, camera, display, events, led, media, mqtt, recorder, store, supervisor, systemd,
-    upload,
+    api, button, camera, control, display, events, led, media, mqtt, recorder, store, supervisor,
+    systemd, upload,
 };
 
 /// How the daemon ended.
@@ -110,8 +110,10 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         upload_stats,
     )?;
     // The archive upload drains the recording buffer, live stream first.
-    if let Some(archive) = config.archive.clone() {
+    let upload_retry = config.archive.as_ref().map(|_| upload::RetryHandle::default());
+    if let (Some(archive), Some(retry)) = (config.archive.clone(), upload_retry.clone()) {
         upload::spawn(upload::Deps {
+            retry,
             archive,
             site: config.site.id.clone(),
             store: rec_store.clone(),
@@ -122,15 +124,6 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             stats: upload_tx,
         });
     }
-    // The NOC control plane (None when [mqtt] url is empty).
-    let mqtt = mqtt::spawn(mqtt::Deps {
-        config: config.clone(),
-        supervisor: sup.handle.clone(),
-        phase: sup.phase.clone(),
-        outbox: outbox.clone(),
-        store,
-        restart: restart.clone(),
-    })?;
     // The room's button and tally light; both follow the supervisor's phase.
     let button = button::spawn(
         &config.button,
@@ -157,24 +150,38 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         pattern_rx,
         tone_rx,
     );
+    // The command layer: every operator command, from the socket or MQTT.
+    let control = control::Control::new(control::Deps {
+        supervisor: sup.handle.clone(),
+        store: store.clone(),
+        recordings: rec_store.clone(),
+        key: device_key.clone(),
+        presets,
+        camera: config.video.source.clone(),
+        button: (!matches!(config.button.input, crate::config::ButtonInput::None))
+            .then(|| button.test.clone()),
+        display: (!matches!(config.display.sink, crate::config::DisplaySink::None))
+            .then_some(test_pattern),
+        speaker: (!matches!(config.speaker, crate::config::SpeakerSink::None))
+            .then_some(test_tone),
+        upload: upload_retry,
+        config_path: config.path.clone(),
+        site_id: config.site.id.clone(),
+        language: config.daemon.language,
+        allow_reboot: config.mqtt.as_ref().is_some_and(|m| m.allow_reboot),
+        restart: restart.clone(),
+    });
+    // The NOC control plane (None when [mqtt] url is empty).
+    let mqtt = mqtt::spawn(mqtt::Deps {
+        config: config.clone(),
+        control: control.clone(),
+        phase: sup.phase.clone(),
+        outbox: outbox.clone(),
+        store,
+    })?;
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
-    let server = tokio::spawn(api::server::serve(
-        listener,
-        sup.handle.clone(),
-        api::server::Recordings {
-            store: rec_store.clone(),
-            key: device_key.clone(),
-            presets,
-            camera: config.video.source.clone(),
-            button: (!matches!(config.button.input, crate::config::ButtonInput::None))
-                .then(|| button.test.clone()),
-            display: (!matches!(config.display.sink, crate::config::DisplaySink::None))
-                .then_some(test_pattern),
-            speaker: (!matches!(config.speaker, crate::config::SpeakerSink::None))
-                .then_some(test_tone),
-        },
-    ));
+    let server = tokio::spawn(api::server::serve(listener, control));
 
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

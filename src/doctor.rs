@@ -206,9 +206,9 @@ fn tally(site: String, checks: Vec<Check>) -> Report {
 }
 
 fn daemon_status(cfg: &Config) -> Option<crate::core::status::Status> {
-    let reply = crate::api::client::request(
+    let reply = crate::client::request(
         &cfg.daemon.socket,
-        &crate::api::Request::Status {},
+        &crate::core::command::Command::Status,
         Duration::from_secs(3),
     )
     .ok()?;
@@ -428,9 +428,9 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
     // The daemon holds the speaker, so when it runs it plays the beep
     // itself; otherwise the beep goes straight to the device.
     let played: Result<(), String> = if daemon_running {
-        match crate::api::client::request(
+        match crate::client::request(
             &cfg.daemon.socket,
-            &crate::api::Request::SpeakerTest { seconds: 2 },
+            &crate::core::command::Command::SpeakerTest { seconds: 2 },
             Duration::from_secs(5),
         ) {
             Ok(r) if r.ok => {
@@ -568,9 +568,9 @@ fn test_pattern(
                 .into()
         }
     }
-    let reply = crate::api::client::request(
+    let reply = crate::client::request(
         &cfg.daemon.socket,
-        &crate::api::Request::DisplayTest { seconds: SECONDS },
+        &crate::core::command::Command::DisplayTest { seconds: SECONDS },
         Duration::from_secs(5),
     );
     match reply {
@@ -620,9 +620,9 @@ fn button_press(
             "Button: PRESS THE BUTTON now (within 10 s; no session starts)…"
         )
     );
-    let reply = crate::api::client::request(
+    let reply = crate::client::request(
         &cfg.daemon.socket,
-        &crate::api::Request::ButtonTest { seconds: 10 },
+        &crate::core::command::Command::ButtonTest { seconds: 10 },
         Duration::from_secs(15),
     );
     let pressed = reply
@@ -844,10 +844,10 @@ fn broker(cfg: &Config, w: &W) -> Check {
                 .client_cert
                 .as_ref()
                 .map(|(c, k)| (c.as_path(), k.as_path()));
-            let result = crate::mqtt::tls::client_config(m.ca.as_deref(), client)
+            let result = crate::tls::client_config(m.ca.as_deref(), client)
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
-                    crate::mqtt::tls::handshake(c, &b.host, b.port, Duration::from_secs(5))
+                    crate::tls::handshake(c, &b.host, b.port, Duration::from_secs(5))
                 });
             match result {
                 Ok(tls) => check(

@@ -143,6 +143,19 @@ pub struct Deps {
     pub media: MediaHandle,
     pub phase: watch::Receiver<Phase>,
     pub stats: watch::Sender<UploadStats>,
+    /// Woken by `upload.retry`: cut the backoff short.
+    pub retry: RetryHandle,
+}
+
+/// Asks the uploader to try again now rather than at the end of its backoff
+/// (the NOC's `upload.retry`, once it knows the archive is back).
+#[derive(Clone, Default)]
+pub struct RetryHandle(std::sync::Arc<tokio::sync::Notify>);
+
+impl RetryHandle {
+    pub fn retry(&self) {
+        self.0.notify_one();
+    }
 }
 
 /// Token-bucket-free pacing: after sending `bytes`, wait so the average
@@ -236,10 +249,16 @@ async fn run(d: Deps) {
                 let until = tokio::time::Instant::now() + wait;
                 while tokio::time::Instant::now() < until {
                     refresh_backlog(&d, &mut stats).await;
-                    tokio::time::sleep_until(
-                        until.min(tokio::time::Instant::now() + Duration::from_secs(2)),
-                    )
-                    .await;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(
+                            until.min(tokio::time::Instant::now() + Duration::from_secs(2)),
+                        ) => {}
+                        _ = d.retry.0.notified() => {
+                            tracing::info!("archive upload: retrying now, as asked");
+                            backoff.reset();
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -621,13 +621,30 @@ fn bench_fleet_broadcast() {
                 up_rx,
             )
             .unwrap();
+            // The command layer as the daemon wires it, with no devices.
+            let control = diemcau::control::Control::new(diemcau::control::Deps {
+                supervisor: sup.handle.clone(),
+                store: store.clone(),
+                recordings: diemcau::recorder::store::RecStore::open(store.db()).unwrap(),
+                key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+                presets: diemcau::camera::Presets::open(store.db()).unwrap(),
+                camera: config.video.source.clone(),
+                button: None,
+                display: None,
+                speaker: None,
+                upload: None,
+                config_path: config.path.clone(),
+                site_id: config.site.id.clone(),
+                language: config.daemon.language,
+                allow_reboot: false,
+                restart: diemcau::lifecycle::Restart::new(),
+            });
             let m = diemcau::mqtt::spawn(diemcau::mqtt::Deps {
                 config,
-                supervisor: sup.handle.clone(),
+                control,
                 phase: sup.phase.clone(),
                 outbox,
                 store,
-                restart: diemcau::lifecycle::Restart::new(),
             })
             .unwrap();
             keep.push((sup, m, _up_tx));

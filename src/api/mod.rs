@@ -1,117 +1,33 @@
-//! The local control API: newline-delimited JSON over a Unix socket.
+//! The local control API: newline-delimited JSON over a Unix socket, a thin
+//! adapter over the command layer (`control`).
 //!
 //! One request per line, one reply per line:
-//! `{"cmd":"status"}`, `{"cmd":"start","metadata":{"case":"HS-12"}}`,
-//! `{"cmd":"stop"}`. Replies are `{"ok":true,"result":...}` or
-//! `{"ok":false,"error":{"code":"...","message":"..."}}`. A request longer
-//! than [`MAX_REQUEST`] bytes or that is not valid gets an error reply and
-//! changes nothing.
+//! `{"cmd":"status"}`, `{"cmd":"session.start","args":{"metadata":{"case":"HS-12"}}}`,
+//! `{"cmd":"session.stop"}`. The commands and their arguments are those of
+//! `core::command` (`docs/socket-api.md` lists them); names from before the
+//! command layer (`start`, `recordings_list`, ...) are still answered as
+//! they were, arguments beside `cmd`. Replies are `{"ok":true,"result":...}`
+//! or `{"ok":false,"error":{"code":"...","message":"..."}}`. A request
+//! longer than [`MAX_REQUEST`] bytes or that is not valid gets an error
+//! reply and changes nothing.
 
-pub mod client;
 pub mod server;
 
-use std::collections::BTreeMap;
+use serde_json::Value;
 
-use serde::{Deserialize, Serialize};
-
-pub use crate::core::status::ErrorCode;
+use crate::core::command::{self, Alias, Command, Transport};
 
 /// Largest request line accepted, in bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    // Braces so that `deny_unknown_fields` applies to these too.
-    Status {},
-    Start {
-        #[serde(default)]
-        metadata: BTreeMap<String, String>,
-    },
-    Stop {},
-    RecordingsList {},
-    RecordingsShow {
-        id: String,
-    },
-    RecordingsVerify {
-        id: String,
-    },
-    RecordingsManifest {
-        id: String,
-    },
-    /// Replies with `{"bytes":N}`, then N raw bytes of MPEG-TS.
-    RecordingsExport {
-        id: String,
-    },
-    RecordingsDelete {
-        id: String,
-        #[serde(default)]
-        force: bool,
-    },
-    CameraPresets {},
-    CameraPresetSave {
-        name: String,
-    },
-    CameraPresetRecall {
-        name: String,
-    },
-    CameraPresetDelete {
-        name: String,
-    },
-    /// Wait up to `seconds` (1 to 60) for a press of the room's button, which
-    /// then starts or ends nothing. Replies `{"pressed": bool}`. Idle only.
-    ButtonTest {
-        seconds: u64,
-    },
-    /// Show colour bars on the room's screen for `seconds` (1 to 30), with
-    /// words saying it is a test. Idle only. Replies `{"seconds": n}`.
-    DisplayTest {
-        seconds: u64,
-    },
-    /// Play an 880 Hz beep on the room's speaker for `seconds` (1 to 10).
-    /// Idle only. Replies `{"seconds": n}`.
-    SpeakerTest {
-        seconds: u64,
-    },
+/// A parsed request line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub command: Command,
+    /// Set when the request used a deprecated name: the reply takes that
+    /// name's old shape.
+    pub alias: Option<&'static Alias>,
 }
-
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ApiError>,
-}
-
-impl Reply {
-    pub fn ok(result: impl Serialize) -> Self {
-        Self {
-            ok: true,
-            result: Some(serde_json::to_value(result).expect("API results always serialise")),
-            error: None,
-        }
-    }
-
-    pub fn err(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            result: None,
-            error: Some(ApiError {
-                code,
-                message: message.into(),
-            }),
-        }
-    }
-}
-
 
 /// Parse one request line. The error text is what the client is told.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
@@ -122,10 +38,43 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         ));
     }
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8 text".to_owned())?;
-    serde_json::from_str(text.trim()).map_err(|e| {
+    let expected = || {
         format!(
-            "malformed request: {e}; expected one JSON object per line such as {{\"cmd\":\"status\"}} (commands: status, start, stop, recordings_list, recordings_show, recordings_verify, recordings_manifest, recordings_export, recordings_delete)"
+            "expected one JSON object per line such as {{\"cmd\":\"status\"}} or {{\"cmd\":\"recording.show\",\"args\":{{\"id\":\"...\"}}}} (commands: {})",
+            command::names(Transport::Socket).join(", ")
         )
+    };
+    let value: Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("malformed request: {e}; {}", expected()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(format!("malformed request: not an object; {}", expected()));
+    };
+    let name = match fields.remove("cmd") {
+        Some(Value::String(n)) => n,
+        _ => return Err(format!("malformed request: no \"cmd\" string; {}", expected())),
+    };
+    if let Some(alias) = command::alias(&name, Transport::Socket) {
+        // The old form: arguments beside `cmd`.
+        let command = command::parse_alias(alias, Value::Object(fields))?;
+        return Ok(Request {
+            command,
+            alias: Some(alias),
+        });
+    }
+    let args = fields.remove("args").unwrap_or(Value::Null);
+    if let Some(extra) = fields.keys().next() {
+        let shown: String = extra.chars().take(64).collect();
+        return Err(format!(
+            "malformed request: unknown field '{shown}'; arguments go in \"args\""
+        ));
+    }
+    if command::spec(&name).is_some() && !command::allowed(&name, Transport::Socket) {
+        return Err(format!("{name} is not available over {}", Transport::Socket.name()));
+    }
+    let command = command::parse(&name, args)?;
+    Ok(Request {
+        command,
+        alias: None,
     })
 }
 
@@ -135,23 +84,34 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn parses_commands() {
+    fn parses_commands_and_old_names() {
         assert_eq!(
-            parse_request(br#"{"cmd":"status"}"#),
-            Ok(Request::Status {})
+            parse_request(br#"{"cmd":"status"}"#).unwrap().command,
+            Command::Status
         );
+        let r = parse_request(br#"{"cmd":"start","metadata":{"case":"HS-1"}}"#).unwrap();
         assert_eq!(
-            parse_request(br#"{"cmd":"start","metadata":{"case":"HS-1"}}"#),
-            Ok(Request::Start {
+            r.command,
+            Command::SessionStart {
                 metadata: [("case".to_owned(), "HS-1".to_owned())].into()
-            })
+            }
         );
+        assert_eq!(r.alias.map(|a| a.name), Some("start"));
+        let r = parse_request(br#"{"cmd":"session.start","args":{"metadata":{"case":"HS-1"}}}"#)
+            .unwrap();
+        assert!(r.alias.is_none());
+        assert!(matches!(r.command, Command::SessionStart { .. }));
     }
 
     #[test]
     fn rejects_unknown_and_extra() {
-        assert!(parse_request(br#"{"cmd":"reboot"}"#).is_err());
+        assert!(parse_request(br#"{"cmd":"fly"}"#).is_err());
         assert!(parse_request(br#"{"cmd":"stop","force":true}"#).is_err());
+        assert!(parse_request(br#"{"cmd":"session.stop","force":true}"#).is_err());
+        assert!(parse_request(br#"{"cmd":"config.set","args":{"toml":""}}"#)
+            .unwrap_err()
+            .contains("not available"));
+        assert!(parse_request(br#"["status"]"#).is_err());
         assert!(parse_request(b"\xff\xfe").is_err());
         assert!(parse_request(&vec![b' '; MAX_REQUEST + 1])
             .unwrap_err()

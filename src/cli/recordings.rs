@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
-use crate::api::{client, Reply, Request};
+use crate::client;
+use crate::core::command::{Command as Request, Reply};
 use crate::config::Config;
 use crate::recorder::store::{self, Manifest, RecSession, RecStore, SegmentMeta, VerifyReport};
 
@@ -90,10 +91,9 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
 impl Backend {
     fn list(&self) -> anyhow::Result<Vec<RecSession>> {
         match self {
-            Backend::Daemon(s) => Ok(serde_json::from_value(call(
-                s,
-                &Request::RecordingsList {},
-            )?)?),
+            Backend::Daemon(s) => Ok(serde_json::from_value(
+                call(s, &Request::RecordingList)?["recordings"].take(),
+            )?),
             Backend::Local(local) => Ok(local.0.sessions()?),
         }
     }
@@ -101,7 +101,7 @@ impl Backend {
     fn show(&self, id: &str) -> anyhow::Result<(RecSession, Vec<SegmentMeta>)> {
         match self {
             Backend::Daemon(s) => {
-                let v = call(s, &Request::RecordingsShow { id: id.into() })?;
+                let v = call(s, &Request::RecordingShow { id: id.into() })?;
                 Ok((
                     serde_json::from_value(v["session"].clone())?,
                     serde_json::from_value(v["segments"].clone())?,
@@ -115,7 +115,7 @@ impl Backend {
         match self {
             Backend::Daemon(s) => Ok(serde_json::from_value(call(
                 s,
-                &Request::RecordingsVerify { id: id.into() },
+                &Request::RecordingVerify { id: id.into() },
             )?)?),
             Backend::Local(local) => Ok(local.0.verify(id, &local.1)?),
         }
@@ -125,7 +125,7 @@ impl Backend {
         match self {
             Backend::Daemon(s) => Ok(serde_json::from_value(call(
                 s,
-                &Request::RecordingsManifest { id: id.into() },
+                &Request::RecordingManifest { id: id.into() },
             )?)?),
             Backend::Local(local) => Ok(local.0.manifest(id, &local.1)?),
         }
@@ -136,7 +136,7 @@ impl Backend {
             Backend::Daemon(s) => {
                 let v = call(
                     s,
-                    &Request::RecordingsDelete {
+                    &Request::RecordingDelete {
                         id: id.into(),
                         force,
                     },
@@ -156,7 +156,7 @@ impl Backend {
             Backend::Daemon(socket) => {
                 let mut stream = UnixStream::connect(socket)
                     .with_context(|| format!("cannot reach the daemon at {}", socket.display()))?;
-                let mut line = serde_json::to_vec(&Request::RecordingsExport { id: id.into() })?;
+                let mut line = serde_json::to_vec(&Request::RecordingExport { id: id.into() }.to_request())?;
                 line.push(b'\n');
                 stream.write_all(&line)?;
                 let mut reader = BufReader::new(stream);

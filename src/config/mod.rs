@@ -1249,6 +1249,17 @@ fn validate_mqtt(config_path: &Path, raw: raw::RawMqtt) -> Result<Option<Mqtt>, 
     }))
 }
 
+/// A short, stable tag of the configuration file's content (FNV-1a 64).
+pub fn version(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! one of them (see `docs/ARCHITECTURE.md`, "Layers").
 
 pub mod backoff;
+pub mod command;
 pub mod events;
 pub mod secrets;
 pub mod session;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::command::{CommandReply, ReplyStatus, NAMES};
+use super::command::{names, CommandReply, ReplyStatus};
 use super::payload::{
     Health, LastSession, Presence, RecordingState, StateMsg, StatusMsg, StreamState, UploadState,
 };
@@ -304,7 +304,7 @@ pub fn document() -> String {
         let mut params =
             json!({"site": {"description": "site id, or `all` for fleet-wide commands"}});
         if ch == "command" || ch == "reply" {
-            params["name"] = json!({"enum": NAMES});
+            params["name"] = json!({"enum": names()});
         }
         channels.insert(ch.into(), json!({"address": address, "parameters": params, "messages": {name: {"$ref": format!("#/components/messages/{name}")}}}));
         ops.insert(

@@ -29,19 +29,21 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::core::backoff::Backoff;
-use crate::util::random_unit;
-use super::command::{self, Command, CommandReply, Envelope, ReplyStatus};
+use super::command::{self, CommandReply, Envelope, ReplyStatus};
 use super::health::Sampler;
 use super::payload::{Presence, StateMsg, StatusMsg};
 use super::seen::Seen;
 use super::topics::Topics;
 use super::MqttError;
 use crate::config::{self, Config};
+use crate::control::Control;
+use crate::core::backoff::Backoff;
+use crate::core::command::Command;
+use crate::core::session::Phase;
+use crate::core::status::ErrorCode;
 use crate::events::Outbox;
-use crate::core::session::{Origin, Phase};
 use crate::store::Store;
-use crate::supervisor::{SessionError, SupervisorHandle};
+use crate::util::random_unit;
 
 /// Events published but not yet acknowledged, at most.
 const EVENT_WINDOW: usize = 16;
@@ -55,12 +57,11 @@ const MAX_PACKET: u32 = 256 * 1024;
 /// What the actor needs from the rest of the daemon.
 pub struct Deps {
     pub config: Config,
-    pub supervisor: SupervisorHandle,
+    /// Carries out the commands; also where the state comes from.
+    pub control: Control,
     pub phase: watch::Receiver<Phase>,
     pub outbox: Outbox,
     pub store: Store,
-    /// Asked for after `config.set` wrote the new configuration.
-    pub restart: crate::lifecycle::Restart,
 }
 
 enum Ctl {
@@ -112,7 +113,7 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
         return Ok(None);
     };
     let tls = if cfg.brokers.iter().any(|b| b.tls) {
-        Some(super::tls::client_config(
+        Some(crate::tls::client_config(
             cfg.ca.as_deref(),
             cfg.client_cert
                 .as_ref()
@@ -130,24 +131,21 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
         let _ = getrandom::getrandom(&mut b);
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     };
-    let config_version = config_version(&deps.config.path);
+    let config_version = crate::config::version(&deps.config.path);
     let topics = Topics::new(&cfg.topic_prefix, &deps.config.site.id);
     let mut actor = Actor {
         site: deps.config.site.id.clone(),
         state_dir: deps.config.daemon.state_dir.clone(),
         config_path: deps.config.path.clone(),
-        language: deps.config.daemon.language,
         boot_id,
         config_version,
         topics,
         tls,
         backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
         cfg,
-        sup: deps.supervisor,
+        control: deps.control,
         phase: deps.phase,
         outbox: deps.outbox,
-        store: deps.store,
-        restart: deps.restart,
         history,
         seen,
         broker: 0,
@@ -167,34 +165,19 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
     Ok(Some((MqttHandle { tx }, task)))
 }
 
-/// A short, stable tag of the configuration file's content (FNV-1a 64).
-pub fn config_version(path: &std::path::Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 struct Actor {
     cfg: config::Mqtt,
     site: String,
     state_dir: PathBuf,
     config_path: PathBuf,
-    /// The language of the self-test's report (the box's).
-    language: config::Language,
     boot_id: String,
     config_version: String,
     topics: Topics,
     tls: Option<Arc<rustls::ClientConfig>>,
     backoff: Backoff,
-    sup: SupervisorHandle,
+    control: Control,
     phase: watch::Receiver<Phase>,
     outbox: Outbox,
-    restart: crate::lifecycle::Restart,
-    store: Store,
     history: sled::Tree,
     seen: Seen,
     /// Index into `cfg.brokers` of the broker being used.
@@ -526,7 +509,7 @@ impl Actor {
     }
 
     async fn current_state(&self) -> Option<StateMsg> {
-        match tokio::time::timeout(Duration::from_secs(2), self.sup.status()).await {
+        match tokio::time::timeout(Duration::from_secs(2), self.control.status()).await {
             Ok(Ok(s)) => Some(StateMsg::from_status(
                 &s,
                 &self.boot_id,
@@ -569,7 +552,7 @@ impl Actor {
         if !self.connected {
             return; // telemetry is not queued: the next sample is fresher
         }
-        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), self.sup.status()).await
+        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), self.control.status()).await
         else {
             return;
         };
@@ -703,9 +686,14 @@ impl Actor {
         self.execute(client, env, to);
     }
 
+    /// Carry out a validated command through the command layer. `rebirth`
+    /// and the MQTT part of `diagnostics` are this connection's own;
+    /// `config.set` carries where the restarted daemon sends its answer.
     fn execute(&mut self, client: &AsyncClient, env: Envelope, to: ReplyTo) {
         let id = env.id.clone();
         let name = env.name.clone();
+        let acknowledged = crate::core::command::spec(env.command.name())
+            .is_some_and(|s| s.acknowledged);
         let reply_now = |me: &mut Self, status, error: Option<String>, result: Option<Value>| {
             let r = me.reply(Some(id.clone()), &name, status, error, result);
             me.finish(&r);
@@ -721,101 +709,7 @@ impl Actor {
                     Some(json!({"boot_id": self.boot_id})),
                 );
             }
-            Command::ConfigGet => {
-                let result = config_document(&self.config_path, &self.config_version);
-                match result {
-                    Ok(v) => reply_now(self, ReplyStatus::Done, None, Some(v)),
-                    Err(e) => reply_now(self, ReplyStatus::Failed, Some(e), None),
-                }
-            }
-            Command::RecordingsList { limit } => match self.store.history(limit) {
-                Ok(h) => reply_now(
-                    self,
-                    ReplyStatus::Done,
-                    None,
-                    Some(
-                        json!({"sessions": h, "note": "session history; segment-level recordings come with the recorder"}),
-                    ),
-                ),
-                Err(e) => reply_now(self, ReplyStatus::Failed, Some(e.to_string()), None),
-            },
-            Command::CameraPreset { name, save } => {
-                // The camera is the one in the daemon's configuration file.
-                let result = crate::config::load(&self.config_path)
-                    .map_err(|e| crate::camera::PresetError::Camera {
-                        path: self.config_path.display().to_string(),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                    .and_then(|cfg| {
-                        let presets = crate::camera::Presets::open(self.store.db())?;
-                        let mut c = crate::camera::open_controls(&cfg.video.source)?;
-                        // A few ioctls: microseconds, but not on an async worker unannounced.
-                        tokio::task::block_in_place(|| {
-                            if save {
-                                presets.save(&name, &mut c)
-                            } else {
-                                presets.recall(&name, &mut c)
-                            }
-                        })
-                    });
-                match result {
-                    Ok(p) => reply_now(self, ReplyStatus::Done, None, Some(json!(p))),
-                    Err(
-                        e @ (crate::camera::PresetError::Unknown(_)
-                        | crate::camera::PresetError::BadName(_)
-                        | crate::camera::PresetError::NotV4l2
-                        | crate::camera::PresetError::NoPtz),
-                    ) => reply_now(self, ReplyStatus::Rejected, Some(e.to_string()), None),
-                    Err(e) => reply_now(self, ReplyStatus::Failed, Some(e.to_string()), None),
-                }
-            }
-            Command::UploadRetry { .. } => reply_now(
-                self,
-                ReplyStatus::Rejected,
-                Some(
-                    "the upload retries by itself with backoff (at most a minute); nothing to do"
-                        .into(),
-                ),
-                None,
-            ),
             Command::ConfigSet { toml } => {
-                // Validated like the file; then written atomically beside the
-                // last known good one, and applied by restarting in place.
-                // The answer (`done`, or `failed` after a rollback) comes from
-                // the restarted daemon (see `answer_pending_config`).
-                let new = match Config::parse(&self.config_path, &toml) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        reply_now(
-                            self,
-                            ReplyStatus::Rejected,
-                            Some(format!("invalid configuration: {e}")),
-                            None,
-                        );
-                        return;
-                    }
-                };
-                if new.site.id != self.site {
-                    reply_now(
-                        self,
-                        ReplyStatus::Rejected,
-                        Some(format!(
-                            "the new configuration is for site '{}', not '{}'",
-                            new.site.id, self.site
-                        )),
-                        None,
-                    );
-                    return;
-                }
-                if !matches!(*self.phase.borrow(), Phase::Idle | Phase::Fault) {
-                    reply_now(
-                        self,
-                        ReplyStatus::Rejected,
-                        Some("a session is in progress; the configuration changes only between sessions".into()),
-                        None,
-                    );
-                    return;
-                }
                 let pending = crate::config::apply::Pending {
                     id: id.clone(),
                     name: name.clone(),
@@ -823,42 +717,34 @@ impl Actor {
                     correlation: to.correlation.as_ref().map(hex::encode),
                     failed: None,
                 };
-                if let Err(e) = crate::config::apply::persist(&self.config_path, &toml, &pending) {
-                    reply_now(
-                        self,
-                        ReplyStatus::Failed,
-                        Some(format!("cannot write {}: {e}", self.config_path.display())),
-                        None,
-                    );
-                    return;
+                // The final answer (`done`, or `failed` after a rollback)
+                // comes from the restarted daemon (`answer_pending_config`);
+                // a refusal is final here.
+                let control = self.control.clone();
+                let (tx, site) = (self.done_tx.clone(), self.site.clone());
+                let (to, id, name) = (to.clone(), id.clone(), name.clone());
+                tokio::spawn(async move {
+                    let (status, error, result) = match control.config_set(toml, pending).await {
+                        Ok(v) => (ReplyStatus::Accepted, None, Some(v)),
+                        Err(e) => (reply_status(&e), Some(e.message), None),
+                    };
+                    let reply = CommandReply {
+                        id: Some(id),
+                        site,
+                        command: name,
+                        status,
+                        error,
+                        result,
+                        at: Utc::now(),
+                    };
+                    let _ = tx.send(Done { to, reply });
+                });
+            }
+            command => {
+                if acknowledged {
+                    reply_now(self, ReplyStatus::Accepted, None, None);
                 }
-                let r = self.reply(
-                    Some(id.clone()),
-                    &name,
-                    ReplyStatus::Accepted,
-                    None,
-                    Some(json!({"applying": "restarting with the new configuration"})),
-                );
-                self.publish_reply(client, &to, &r);
-                self.restart.request();
-            }
-            Command::SessionStart { metadata } => {
-                reply_now(self, ReplyStatus::Accepted, None, None);
-                let sup = self.sup.clone();
-                self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
-                    session_result(sup.start(Origin::Mqtt(env.id), metadata).await)
-                });
-            }
-            Command::SessionStop => {
-                reply_now(self, ReplyStatus::Accepted, None, None);
-                let sup = self.sup.clone();
-                self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
-                    session_result(sup.stop(Origin::Mqtt(env.id)).await)
-                });
-            }
-            Command::Diagnostics { self_test } => {
-                let sup = self.sup.clone();
-                let (path, lang) = (self.config_path.clone(), self.language);
+                let diagnostics = matches!(command, Command::Diagnostics { .. });
                 let mqtt = json!({
                     "boot_id": self.boot_id,
                     "broker": self.cfg.brokers[self.broker % self.cfg.brokers.len()].to_string(),
@@ -867,71 +753,21 @@ impl Actor {
                     "seen_command_ids": self.seen.len(),
                     "config_version": self.config_version,
                 });
+                let control = self.control.clone();
+                let ctx = crate::control::Ctx::mqtt(&env.id);
+                let alias = env.alias;
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
-                    let status = match sup.status().await {
-                        Ok(s) => s,
-                        Err(e) => return (ReplyStatus::Failed, Some(e.to_string()), None),
-                    };
-                    let mut result = json!({"status": status, "mqtt": mqtt});
-                    if self_test {
-                        // Blocking checks (capture, handshakes, a test
-                        // write), on a thread of their own; they reach this
-                        // daemon through its socket like the CLI does.
-                        match tokio::task::spawn_blocking(move || {
-                            crate::doctor::run(&path, lang, false)
-                        })
-                        .await
-                        {
-                            Ok(report) => result["doctor"] = json!(report),
-                            Err(e) => {
-                                return (
-                                    ReplyStatus::Failed,
-                                    Some(format!("the self-test stopped: {e}")),
-                                    Some(result),
-                                )
+                    match control.execute(command, &ctx).await {
+                        Ok(mut v) => {
+                            if diagnostics {
+                                v["mqtt"] = mqtt;
                             }
+                            if let Some(a) = alias {
+                                v = crate::core::command::shape_alias(a, v);
+                            }
+                            (ReplyStatus::Done, None, Some(v))
                         }
-                    }
-                    (ReplyStatus::Done, None, Some(result))
-                });
-            }
-            Command::Reboot => {
-                if !self.cfg.allow_reboot {
-                    reply_now(
-                        self,
-                        ReplyStatus::Rejected,
-                        Some("reboot is disabled on this box ([mqtt] allow_reboot = false)".into()),
-                        None,
-                    );
-                    return;
-                }
-                if *self.phase.borrow() != Phase::Idle && *self.phase.borrow() != Phase::Fault {
-                    reply_now(
-                        self,
-                        ReplyStatus::Rejected,
-                        Some("a session is in progress; stop it first".into()),
-                        None,
-                    );
-                    return;
-                }
-                reply_now(self, ReplyStatus::Accepted, None, None);
-                self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
-                    match tokio::process::Command::new("systemctl")
-                        .arg("reboot")
-                        .status()
-                        .await
-                    {
-                        Ok(st) if st.success() => (ReplyStatus::Done, None, None),
-                        Ok(st) => (
-                            ReplyStatus::Failed,
-                            Some(format!("systemctl reboot: {st}")),
-                            None,
-                        ),
-                        Err(e) => (
-                            ReplyStatus::Failed,
-                            Some(format!("systemctl reboot: {e}")),
-                            None,
-                        ),
+                        Err(e) => (reply_status(&e), Some(e.message), None),
                     }
                 });
             }
@@ -997,30 +833,10 @@ impl Actor {
     }
 }
 
-fn session_result(
-    r: Result<crate::core::session::SessionRecord, SessionError>,
-) -> (ReplyStatus, Option<String>, Option<Value>) {
-    match r {
-        Ok(rec) => (ReplyStatus::Done, None, Some(json!({"session": rec}))),
-        Err(e) => {
-            let status = match e.code() {
-                crate::core::status::ErrorCode::Rejected | crate::core::status::ErrorCode::BadRequest => {
-                    ReplyStatus::Rejected
-                }
-                _ => ReplyStatus::Failed,
-            };
-            (status, Some(e.to_string()), None)
-        }
+/// A refusal is `rejected` (nothing was changed), anything else `failed`.
+fn reply_status(e: &crate::core::command::CommandError) -> ReplyStatus {
+    match e.code {
+        ErrorCode::Rejected | ErrorCode::BadRequest => ReplyStatus::Rejected,
+        ErrorCode::Failed | ErrorCode::Unavailable => ReplyStatus::Failed,
     }
-}
-
-/// The configuration file as JSON, with secrets replaced by `"***"`.
-fn config_document(path: &std::path::Path, version: &str) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let toml: toml::Value =
-        toml::from_str(&text).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
-    let mut v = serde_json::to_value(toml).map_err(|e| e.to_string())?;
-    crate::core::secrets::redact_config(&mut v);
-    Ok(json!({"version": version, "path": path, "config": v}))
 }

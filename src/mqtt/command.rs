@@ -1,5 +1,7 @@
 //! Commands from the NOC, pure: parse and validate `cmd/<name>` payloads
-//! into [`Envelope`]s, and the reply format.
+//! into [`Envelope`]s, and the reply format. The commands themselves and
+//! their arguments are `core::command`'s, shared with the socket; this is
+//! only MQTT's envelope around them.
 //!
 //! A command is `{"id": "...", "expires_at": "RFC 3339", "args": {...}}`.
 //! Everything is checked before anything is done: size, UTF-8, JSON, the
@@ -9,33 +11,30 @@
 //! `expired`), the id if one could be read, and a reason a person can act
 //! on. Nothing here can panic on any input (fuzzed by proptest below).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::core::command::{self, Alias, Command, Transport};
 use serde_json::Value;
 
 /// Largest command payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 16 * 1024;
 /// Longest command id.
 pub const MAX_ID: usize = 128;
-/// Session metadata limits: entries, key length, value length.
-pub const MAX_META: (usize, usize, usize) = (32, 64, 1024);
-
-/// Every command name this box knows, for error messages and the API doc.
-pub const NAMES: &[&str] = &[
-    "session.start",
-    "session.stop",
-    "camera.preset",
-    "config.get",
-    "config.set",
-    "recordings.list",
-    "upload.retry",
-    "diagnostics",
-    "reboot",
-    "rebirth",
-];
+/// Every command name MQTT takes (commands and deprecated aliases), for
+/// the API document.
+pub fn names() -> Vec<&'static str> {
+    let mut n = command::names(Transport::Mqtt);
+    n.extend(
+        command::ALIASES
+            .iter()
+            .filter(|a| a.transport == Transport::Mqtt)
+            .map(|a| a.name),
+    );
+    n
+}
 
 /// The status of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,36 +78,6 @@ pub struct CommandReply {
     pub at: DateTime<Utc>,
 }
 
-/// A validated command.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    SessionStart {
-        metadata: BTreeMap<String, String>,
-    },
-    SessionStop,
-    CameraPreset {
-        name: String,
-        save: bool,
-    },
-    ConfigGet,
-    ConfigSet {
-        toml: String,
-    },
-    RecordingsList {
-        limit: usize,
-    },
-    UploadRetry {
-        session: Option<String>,
-    },
-    /// The box's state; with `self_test`, also the technician's self-test
-    /// (`diemcau doctor`, without the questions that need someone there).
-    Diagnostics {
-        self_test: bool,
-    },
-    Reboot,
-    Rebirth,
-}
-
 /// A validated command with its envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -116,6 +85,8 @@ pub struct Envelope {
     pub name: String,
     pub expires_at: DateTime<Utc>,
     pub command: Command,
+    /// Set when the name is a deprecated one: the reply takes its old shape.
+    pub alias: Option<&'static Alias>,
 }
 
 /// Why a command is not executed; becomes a reply.
@@ -143,52 +114,6 @@ struct RawEnvelope {
     expires_at: DateTime<Utc>,
     #[serde(default)]
     args: Value,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DiagnosticsArgs {
-    #[serde(default)]
-    self_test: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct StartArgs {
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PresetArgs {
-    /// The preset's name.
-    name: String,
-    /// "recall" (default) or "save" (store the current position).
-    #[serde(default)]
-    action: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigSetArgs {
-    toml: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ListArgs {
-    limit: Option<usize>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RetryArgs {
-    session: Option<String>,
 }
 
 /// An id is 1 to [`MAX_ID`] printable ASCII characters: it is logged,
@@ -241,7 +166,7 @@ pub fn parse(
             format!("id must be 1 to {MAX_ID} printable ASCII characters without spaces"),
         ));
     }
-    let command = parse_args(name, raw.args).map_err(|reason| Rejection::new(id_ref, reason))?;
+    let (command, alias) = parse_args(name, raw.args).map_err(|reason| Rejection::new(id_ref, reason))?;
     if raw.expires_at <= now {
         return Err(Rejection {
             id: Some(raw.id),
@@ -269,82 +194,30 @@ pub fn parse(
         name: name.to_owned(),
         expires_at: raw.expires_at,
         command,
+        alias,
     })
 }
 
-fn args<T: for<'de> Deserialize<'de> + Default>(name: &str, v: Value) -> Result<T, String> {
-    if v.is_null() {
-        return Ok(T::default());
+fn parse_args(name: &str, args: Value) -> Result<(Command, Option<&'static Alias>), String> {
+    if let Some(alias) = command::alias(name, Transport::Mqtt) {
+        return Ok((command::parse_alias(alias, args)?, Some(alias)));
     }
-    serde_json::from_value(v).map_err(|e| format!("bad args for {name}: {e}"))
-}
-
-fn required<T: for<'de> Deserialize<'de>>(name: &str, v: Value) -> Result<T, String> {
-    serde_json::from_value(v).map_err(|e| format!("bad args for {name}: {e}"))
-}
-
-fn parse_args(name: &str, v: Value) -> Result<Command, String> {
-    Ok(match name {
-        "session.start" => {
-            let a: StartArgs = args(name, v)?;
-            let (n, k, l) = MAX_META;
-            if a.metadata.len() > n
-                || a.metadata
-                    .iter()
-                    .any(|(key, val)| key.is_empty() || key.len() > k || val.len() > l)
-            {
-                return Err(format!(
-                    "bad args for {name}: metadata takes at most {n} entries, keys 1 to {k} bytes, values up to {l} bytes"
-                ));
-            }
-            Command::SessionStart {
-                metadata: a.metadata,
-            }
-        }
-        "session.stop" => args::<NoArgs>(name, v).map(|_| Command::SessionStop)?,
-        "camera.preset" => {
-            let a = required::<PresetArgs>(name, v)?;
-            let save = match a.action.as_deref() {
-                None | Some("recall") => false,
-                Some("save") => true,
-                Some(other) => {
-                    return Err(format!(
-                    "bad args for camera.preset: action '{other}'; expected \"recall\" or \"save\""
-                ))
-                }
-            };
-            Command::CameraPreset { name: a.name, save }
-        }
-        "config.get" => args::<NoArgs>(name, v).map(|_| Command::ConfigGet)?,
-        "config.set" => Command::ConfigSet {
-            toml: required::<ConfigSetArgs>(name, v)?.toml,
-        },
-        "recordings.list" => {
-            let a: ListArgs = args(name, v)?;
-            let limit = a.limit.unwrap_or(50);
-            if !(1..=1000).contains(&limit) {
-                return Err(format!(
-                    "bad args for {name}: limit {limit} is out of range; expected 1 to 1000"
-                ));
-            }
-            Command::RecordingsList { limit }
-        }
-        "upload.retry" => Command::UploadRetry {
-            session: args::<RetryArgs>(name, v)?.session,
-        },
-        "diagnostics" => args::<DiagnosticsArgs>(name, v).map(|a| Command::Diagnostics {
-            self_test: a.self_test,
-        })?,
-        "reboot" => args::<NoArgs>(name, v).map(|_| Command::Reboot)?,
-        "rebirth" => args::<NoArgs>(name, v).map(|_| Command::Rebirth)?,
-        other => {
-            let shown: String = other.chars().take(64).collect();
-            return Err(format!(
+    if command::spec(name).is_some() && !command::allowed(name, Transport::Mqtt) {
+        return Err(format!(
+            "{name} is not available over MQTT; it is for someone at the box"
+        ));
+    }
+    match command::parse(name, args) {
+        Ok(c) => Ok((c, None)),
+        Err(e) if e.starts_with("unknown command") => {
+            let shown: String = name.chars().take(64).collect();
+            Err(format!(
                 "unknown command '{shown}'; expected one of: {}",
-                NAMES.join(", ")
-            ));
+                names().join(", ")
+            ))
         }
-    })
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -415,7 +288,8 @@ mod tests {
             r#"{"id":"c3","expires_at":"2026-03-01T08:01:00Z","args":{}}"#,
         )
         .unwrap();
-        assert_eq!(e.command, Command::RecordingsList { limit: 50 });
+        assert_eq!(e.command, Command::SessionHistory { limit: 50 });
+        assert_eq!(e.alias.map(|a| a.name), Some("recordings.list"));
     }
 
     #[test]
@@ -506,7 +380,7 @@ mod tests {
             id in proptest::option::of("[ -~]{0,200}"),
             exp in proptest::option::of("[0-9TZ:+-]{0,30}"),
             args in proptest::option::of(any::<u32>()),
-            name in proptest::sample::select(NAMES.to_vec()),
+            name in proptest::sample::select(names()),
         ) {
             let mut v = serde_json::Map::new();
             if let Some(id) = id { v.insert("id".into(), id.into()); }

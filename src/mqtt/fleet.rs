@@ -64,7 +64,7 @@ fn options(noc: &Noc) -> Result<MqttOptions, FleetError> {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
             _ => None,
         };
-        let cfg = super::tls::client_config(noc.ca.as_deref(), cert)
+        let cfg = crate::tls::client_config(noc.ca.as_deref(), cert)
             .map_err(|e| FleetError::Tls(e.to_string()))?;
         o.set_transport(Transport::Tls(TlsConfiguration::Rustls(cfg)));
     }

@@ -29,24 +29,14 @@ pub mod fleet;
 pub mod health;
 pub mod payload;
 pub mod seen;
-pub mod tls;
 pub mod topics;
 
 pub use client::{spawn, Deps, MqttHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
-    #[error("MQTT TLS: cannot read {what} {path}: {source}")]
-    Pem {
-        what: &'static str,
-        path: std::path::PathBuf,
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
-    #[error("MQTT TLS: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("MQTT TLS: no usable CA certificate in {0}")]
-    NoRoots(std::path::PathBuf),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Seen(#[from] seen::SeenError),
     #[error("MQTT: the state store: {0}")]

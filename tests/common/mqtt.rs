@@ -195,7 +195,7 @@ impl Noc {
             .enable_all()
             .build()
             .unwrap();
-        let tls = diemcau::mqtt::tls::client_config(
+        let tls = diemcau::tls::client_config(
             Some(&certs.join("ca.crt")),
             Some((&certs.join("noc.crt"), &certs.join("noc.key"))),
         )

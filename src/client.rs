@@ -1,11 +1,12 @@
-//! The CLI's side of the socket: one request, one reply.
+//! The socket's client side, for the CLI and `doctor`: one command, one
+//! reply. Speaks only `core::command`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Reply, Request};
+use crate::core::command::{Command, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -25,7 +26,7 @@ pub enum ClientError {
     Decode(serde_json::Error),
 }
 
-pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+pub fn request(socket: &Path, cmd: &Command, timeout: Duration) -> Result<Reply, ClientError> {
     let io = |source| ClientError::Io {
         path: socket.to_owned(),
         source,
@@ -35,7 +36,7 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply,
         source,
     })?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    let mut line = serde_json::to_vec(req).expect("requests always serialise");
+    let mut line = serde_json::to_vec(&cmd.to_request()).map_err(ClientError::Decode)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
     let mut reply = String::new();

@@ -9,15 +9,29 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
-use super::MqttError;
+/// Why a TLS client configuration could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("MQTT TLS: cannot read {what} {path}: {source}")]
+    Pem {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("MQTT TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("MQTT TLS: no usable CA certificate in {0}")]
+    NoRoots(std::path::PathBuf),
+}
 
 /// Debian's bundle of system roots, used when no CA is configured.
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, MqttError> {
+fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| MqttError::Pem {
+        .map_err(|source| TlsError::Pem {
             what,
             path: path.to_owned(),
             source,
@@ -27,12 +41,12 @@ fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 pub fn client_config(
     ca: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
-) -> Result<Arc<ClientConfig>, MqttError> {
+) -> Result<Arc<ClientConfig>, TlsError> {
     let ca_path = ca.unwrap_or(Path::new(SYSTEM_ROOTS));
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs("CA certificate", ca_path)?);
     if added == 0 {
-        return Err(MqttError::NoRoots(ca_path.to_owned()));
+        return Err(TlsError::NoRoots(ca_path.to_owned()));
     }
     let builder =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -41,7 +55,7 @@ pub fn client_config(
     let config = match client_cert {
         Some((cert, key)) => {
             let chain = certs("client certificate", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| MqttError::Pem {
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Pem {
                 what: "client key",
                 path: key.to_owned(),
                 source,

@@ -1,0 +1,415 @@
+//! The command layer: carries out every operator command
+//! ([`crate::core::command::Command`]), whichever transport brought it. The
+//! Unix socket (`api`) and MQTT (`mqtt`) parse their wire format, call
+//! [`Control::execute`] and serialise what it returns; neither carries out
+//! anything itself, and neither imports an actor.
+//!
+//! Which transport may use which command is decided here, once, from the
+//! table in `core::command` ([`crate::core::command::allowed`]). Blocking
+//! work (sled reads, V4L2 ioctls, the self-test) runs on tokio's blocking
+//! pool, never on the two async workers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::camera::{PresetError, Presets};
+use crate::config::{Language, VideoSource};
+use crate::core::command::{self, Command, CommandError, PresetAction, Transport};
+use crate::core::session::{Origin, Phase};
+use crate::core::status::ErrorCode;
+use crate::lifecycle::Restart;
+use crate::recorder::store::{RecError, RecStore};
+use crate::store::Store;
+use crate::supervisor::{SessionError, SupervisorHandle};
+
+/// Who asked, for the record and for the table.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub transport: Transport,
+    /// Recorded as who started or stopped a session.
+    pub origin: Origin,
+}
+
+impl Ctx {
+    pub fn socket() -> Self {
+        Self {
+            transport: Transport::Socket,
+            origin: Origin::Cli,
+        }
+    }
+
+    /// A command from the NOC with its id.
+    pub fn mqtt(id: &str) -> Self {
+        Self {
+            transport: Transport::Mqtt,
+            origin: Origin::Mqtt(id.to_owned()),
+        }
+    }
+}
+
+/// What the command layer needs from the rest of the daemon.
+pub struct Deps {
+    pub supervisor: SupervisorHandle,
+    pub store: Store,
+    pub recordings: RecStore,
+    /// The key manifests are signed with.
+    pub key: ed25519_dalek::SigningKey,
+    pub presets: Presets,
+    pub camera: VideoSource,
+    /// The room's button, screen and speaker, for the technician's tests
+    /// (`None` when not configured).
+    pub button: Option<crate::button::TestHandle>,
+    pub display: Option<crate::display::TestSignal>,
+    pub speaker: Option<crate::display::TestSignal>,
+    pub upload: Option<crate::upload::RetryHandle>,
+    pub config_path: PathBuf,
+    pub site_id: String,
+    pub language: Language,
+    pub allow_reboot: bool,
+    pub restart: Restart,
+}
+
+/// Cheap to clone; every transport holds one.
+#[derive(Clone)]
+pub struct Control {
+    d: Arc<Deps>,
+}
+
+/// Run blocking work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CommandError> + Send + 'static,
+) -> Result<T, CommandError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CommandError::failed(format!("the task stopped: {e}")))?
+}
+
+fn rec_err(e: RecError) -> CommandError {
+    match e {
+        RecError::NotFound(_) | RecError::Live(_) | RecError::Unconfirmed(_) => {
+            CommandError::rejected(e.to_string())
+        }
+        e => CommandError::failed(e.to_string()),
+    }
+}
+
+fn preset_err(e: PresetError) -> CommandError {
+    match e {
+        PresetError::Unknown(_)
+        | PresetError::BadName(_)
+        | PresetError::NotV4l2
+        | PresetError::NoPtz => CommandError::rejected(e.to_string()),
+        e => CommandError::failed(e.to_string()),
+    }
+}
+
+fn session_err(e: SessionError) -> CommandError {
+    CommandError::new(e.code(), e.to_string())
+}
+
+fn to_value(v: impl serde::Serialize) -> Result<Value, CommandError> {
+    serde_json::to_value(v).map_err(|e| CommandError::failed(format!("result: {e}")))
+}
+
+impl Control {
+    pub fn new(deps: Deps) -> Self {
+        Self { d: Arc::new(deps) }
+    }
+
+    /// Carry out `cmd` for `ctx`; refused when the table does not allow it
+    /// on that transport.
+    pub async fn execute(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
+        let name = cmd.name();
+        if !command::allowed(name, ctx.transport) {
+            return Err(CommandError::rejected(format!(
+                "{name} is not available over {}",
+                ctx.transport.name()
+            )));
+        }
+        let d = &self.d;
+        match cmd {
+            Command::Status => to_value(d.supervisor.status().await.map_err(|e| {
+                CommandError::new(ErrorCode::Unavailable, e.to_string())
+            })?),
+            Command::SessionStart { metadata } => {
+                let rec = d
+                    .supervisor
+                    .start(ctx.origin.clone(), metadata)
+                    .await
+                    .map_err(session_err)?;
+                Ok(json!({ "session": rec }))
+            }
+            Command::SessionStop => {
+                let rec = d
+                    .supervisor
+                    .stop(ctx.origin.clone())
+                    .await
+                    .map_err(session_err)?;
+                Ok(json!({ "session": rec }))
+            }
+            Command::SessionHistory { limit } => {
+                let store = d.store.clone();
+                let h = blocking(move || {
+                    store
+                        .history(limit)
+                        .map_err(|e| CommandError::failed(e.to_string()))
+                })
+                .await?;
+                Ok(json!({ "sessions": h }))
+            }
+            Command::RecordingList => {
+                let rec = d.recordings.clone();
+                let l = blocking(move || rec.sessions().map_err(rec_err)).await?;
+                Ok(json!({ "recordings": l }))
+            }
+            Command::RecordingShow { id } => {
+                let rec = d.recordings.clone();
+                blocking(move || {
+                    let session = rec.session(&id).map_err(rec_err)?;
+                    let segments = rec.segments(&id).map_err(rec_err)?;
+                    Ok(json!({ "session": session, "segments": segments }))
+                })
+                .await
+            }
+            Command::RecordingVerify { id } => {
+                let (rec, key) = (d.recordings.clone(), d.key.clone());
+                to_value(blocking(move || rec.verify(&id, &key).map_err(rec_err)).await?)
+            }
+            Command::RecordingManifest { id } => {
+                let (rec, key) = (d.recordings.clone(), d.key.clone());
+                to_value(blocking(move || rec.manifest(&id, &key).map_err(rec_err)).await?)
+            }
+            Command::RecordingExport { .. } => Err(CommandError::bad_request(
+                "recording.export is streamed by the socket, not answered in one reply",
+            )),
+            Command::RecordingDelete { id, force } => {
+                let rec = d.recordings.clone();
+                let freed = blocking(move || rec.delete(&id, force).map_err(rec_err)).await?;
+                Ok(json!({ "freed_bytes": freed }))
+            }
+            Command::CameraPresets => {
+                let presets = d.presets.clone();
+                let l = blocking(move || presets.list().map_err(preset_err)).await?;
+                Ok(json!({ "presets": l }))
+            }
+            Command::CameraPreset { name, action } => {
+                let (presets, source) = (d.presets.clone(), d.camera.clone());
+                blocking(move || match action {
+                    PresetAction::Delete => match presets.delete(&name).map_err(preset_err)? {
+                        true => Ok(json!({ "deleted": name })),
+                        false => Err(CommandError::rejected(format!(
+                            "no preset named '{name}'"
+                        ))),
+                    },
+                    PresetAction::Save | PresetAction::Recall => {
+                        let mut c = crate::camera::open_controls(&source).map_err(preset_err)?;
+                        let p = if action == PresetAction::Save {
+                            presets.save(&name, &mut c)
+                        } else {
+                            presets.recall(&name, &mut c)
+                        }
+                        .map_err(preset_err)?;
+                        to_value(p)
+                    }
+                })
+                .await
+            }
+            Command::ConfigGet => {
+                let path = d.config_path.clone();
+                blocking(move || config_document(&path).map_err(CommandError::failed)).await
+            }
+            Command::ConfigSet { .. } => Err(CommandError::bad_request(
+                "config.set needs the transport's reply address; see Control::config_set",
+            )),
+            Command::Diagnostics { self_test } => {
+                let status = d
+                    .supervisor
+                    .status()
+                    .await
+                    .map_err(|e| CommandError::failed(e.to_string()))?;
+                let mut result = json!({ "status": status });
+                if self_test {
+                    // Blocking checks (capture, handshakes, a test write),
+                    // on a thread of their own.
+                    let (path, lang) = (d.config_path.clone(), d.language);
+                    let report = tokio::task::spawn_blocking(move || {
+                        crate::doctor::run(&path, lang, false)
+                    })
+                    .await
+                    .map_err(|e| CommandError::failed(format!("the self-test stopped: {e}")))?;
+                    result["doctor"] = to_value(report)?;
+                }
+                Ok(result)
+            }
+            Command::UploadRetry { .. } => {
+                let Some(upload) = &d.upload else {
+                    return Err(CommandError::rejected(
+                        "no archive is configured ([archive] in the configuration)",
+                    ));
+                };
+                upload.retry();
+                let rec = d.recordings.clone();
+                let (segments, bytes, _) =
+                    blocking(move || rec.backlog().map_err(rec_err)).await?;
+                Ok(json!({ "retrying": true, "backlog_segments": segments, "backlog_bytes": bytes }))
+            }
+            Command::Reboot => {
+                if !d.allow_reboot {
+                    return Err(CommandError::rejected(
+                        "reboot is disabled on this box ([mqtt] allow_reboot = false)",
+                    ));
+                }
+                self.require_between_sessions("stop it first").await?;
+                match tokio::process::Command::new("systemctl")
+                    .arg("reboot")
+                    .status()
+                    .await
+                {
+                    Ok(st) if st.success() => Ok(json!({})),
+                    Ok(st) => Err(CommandError::failed(format!("systemctl reboot: {st}"))),
+                    Err(e) => Err(CommandError::failed(format!("systemctl reboot: {e}"))),
+                }
+            }
+            Command::Rebirth => Err(CommandError::bad_request(
+                "rebirth is carried out by the MQTT connection itself",
+            )),
+            Command::ButtonTest { seconds } => {
+                let Some(button) = &d.button else {
+                    return Err(CommandError::rejected("no button is configured"));
+                };
+                self.require_idle("test the button when idle").await?;
+                let pressed = button.wait_press(Duration::from_secs(seconds)).await;
+                Ok(json!({ "pressed": pressed }))
+            }
+            Command::DisplayTest { seconds } => {
+                self.test_signal(d.display.as_ref(), "display", seconds).await
+            }
+            Command::SpeakerTest { seconds } => {
+                self.test_signal(d.speaker.as_ref(), "speaker", seconds).await
+            }
+        }
+    }
+
+    /// `config.set`: validated like the file, refused during a session or
+    /// for another site, written atomically beside the last-known-good copy
+    /// with `pending` (where the restarted daemon sends its answer), then a
+    /// restart in place is asked for. Returns what the `accepted` reply says.
+    pub async fn config_set(
+        &self,
+        toml: String,
+        pending: crate::config::apply::Pending,
+    ) -> Result<Value, CommandError> {
+        let d = &self.d;
+        let new = crate::config::Config::parse(&d.config_path, &toml)
+            .map_err(|e| CommandError::rejected(format!("invalid configuration: {e}")))?;
+        if new.site.id != d.site_id {
+            return Err(CommandError::rejected(format!(
+                "the new configuration is for site '{}', not '{}'",
+                new.site.id, d.site_id
+            )));
+        }
+        self.require_between_sessions(
+            "the configuration changes only between sessions",
+        )
+        .await?;
+        let path = d.config_path.clone();
+        blocking(move || {
+            crate::config::apply::persist(&path, &toml, &pending).map_err(|e| {
+                CommandError::failed(format!("cannot write {}: {e}", path.display()))
+            })
+        })
+        .await?;
+        d.restart.request();
+        Ok(json!({"applying": "restarting with the new configuration"}))
+    }
+
+    /// Exports are streamed by the socket: the segments to send, in order,
+    /// with their sizes (quarantined and pruned ones are left out).
+    pub async fn export_plan(&self, id: String) -> Result<Vec<(u32, u64)>, CommandError> {
+        let rec = self.d.recordings.clone();
+        blocking(move || {
+            let segs = rec.segments(&id).map_err(rec_err)?;
+            rec.session(&id).map_err(rec_err)?;
+            Ok(segs
+                .into_iter()
+                .filter(|m| m.quarantined.is_none() && !m.pruned)
+                .map(|m| (m.seq, m.bytes))
+                .collect())
+        })
+        .await
+    }
+
+    /// One segment's bytes, for a streamed export.
+    pub async fn segment_bytes(&self, id: String, seq: u32) -> Result<Vec<u8>, CommandError> {
+        let rec = self.d.recordings.clone();
+        blocking(move || rec.segment_bytes(&id, seq).map_err(rec_err)).await
+    }
+
+    /// The daemon's status, for the transports' own reports (MQTT's
+    /// retained state and health).
+    pub async fn status(&self) -> Result<crate::core::status::Status, CommandError> {
+        self.d
+            .supervisor
+            .status()
+            .await
+            .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))
+    }
+
+    async fn phase(&self) -> Result<Phase, CommandError> {
+        self.d
+            .supervisor
+            .status()
+            .await
+            .map(|s| s.phase)
+            .map_err(|e| CommandError::failed(e.to_string()))
+    }
+
+    async fn require_idle(&self, what: &str) -> Result<(), CommandError> {
+        match self.phase().await? {
+            Phase::Idle => Ok(()),
+            _ => Err(CommandError::rejected(format!(
+                "a session is running; {what}"
+            ))),
+        }
+    }
+
+    async fn require_between_sessions(&self, what: &str) -> Result<(), CommandError> {
+        match self.phase().await? {
+            Phase::Idle | Phase::Fault => Ok(()),
+            _ => Err(CommandError::rejected(format!(
+                "a session is in progress; {what}"
+            ))),
+        }
+    }
+
+    async fn test_signal(
+        &self,
+        signal: Option<&crate::display::TestSignal>,
+        what: &str,
+        seconds: u64,
+    ) -> Result<Value, CommandError> {
+        let Some(signal) = signal else {
+            return Err(CommandError::rejected(format!("no {what} is configured")));
+        };
+        self.require_idle(&format!("test the {what} when idle"))
+            .await?;
+        signal.start(Duration::from_secs(seconds));
+        Ok(json!({ "seconds": seconds }))
+    }
+}
+
+/// The configuration file as JSON, with every secret replaced
+/// (`core::secrets`).
+fn config_document(path: &std::path::Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let toml: toml::Value =
+        toml::from_str(&text).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+    let mut v = serde_json::to_value(toml).map_err(|e| e.to_string())?;
+    crate::core::secrets::redact_config(&mut v);
+    let version = crate::config::version(path);
+    Ok(json!({"version": version, "path": path, "config": v}))
+}
