@@ -11,11 +11,11 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::client;
-use crate::core::command::{Command as Request, PresetAction, Reply};
-use crate::core::status::Status;
 use crate::config::{self, Config, Language};
-use crate::core::words as i18n;
+use crate::core::command::{Command as Request, PresetAction, Reply};
 use crate::core::session::SessionRecord;
+use crate::core::status::Status;
+use crate::core::words as i18n;
 
 #[derive(Debug, Parser)]
 #[command(

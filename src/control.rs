@@ -131,9 +131,12 @@ impl Control {
         }
         let d = &self.d;
         match cmd {
-            Command::Status => to_value(d.supervisor.status().await.map_err(|e| {
-                CommandError::new(ErrorCode::Unavailable, e.to_string())
-            })?),
+            Command::Status => to_value(
+                d.supervisor
+                    .status()
+                    .await
+                    .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))?,
+            ),
             Command::SessionStart { metadata } => {
                 let rec = d
                     .supervisor
@@ -200,9 +203,7 @@ impl Control {
                 blocking(move || match action {
                     PresetAction::Delete => match presets.delete(&name).map_err(preset_err)? {
                         true => Ok(json!({ "deleted": name })),
-                        false => Err(CommandError::rejected(format!(
-                            "no preset named '{name}'"
-                        ))),
+                        false => Err(CommandError::rejected(format!("no preset named '{name}'"))),
                     },
                     PresetAction::Save | PresetAction::Recall => {
                         let mut c = crate::camera::open_controls(&source).map_err(preset_err)?;
@@ -235,11 +236,12 @@ impl Control {
                     // Blocking checks (capture, handshakes, a test write),
                     // on a thread of their own.
                     let (path, lang) = (d.config_path.clone(), d.language);
-                    let report = tokio::task::spawn_blocking(move || {
-                        crate::doctor::run(&path, lang, false)
-                    })
-                    .await
-                    .map_err(|e| CommandError::failed(format!("the self-test stopped: {e}")))?;
+                    let report =
+                        tokio::task::spawn_blocking(move || crate::doctor::run(&path, lang, false))
+                            .await
+                            .map_err(|e| {
+                                CommandError::failed(format!("the self-test stopped: {e}"))
+                            })?;
                     result["doctor"] = to_value(report)?;
                 }
                 Ok(result)
@@ -252,9 +254,10 @@ impl Control {
                 };
                 upload.retry();
                 let rec = d.recordings.clone();
-                let (segments, bytes, _) =
-                    blocking(move || rec.backlog().map_err(rec_err)).await?;
-                Ok(json!({ "retrying": true, "backlog_segments": segments, "backlog_bytes": bytes }))
+                let (segments, bytes, _) = blocking(move || rec.backlog().map_err(rec_err)).await?;
+                Ok(
+                    json!({ "retrying": true, "backlog_segments": segments, "backlog_bytes": bytes }),
+                )
             }
             Command::Reboot => {
                 if !d.allow_reboot {
@@ -285,10 +288,12 @@ impl Control {
                 Ok(json!({ "pressed": pressed }))
             }
             Command::DisplayTest { seconds } => {
-                self.test_signal(d.display.as_ref(), "display", seconds).await
+                self.test_signal(d.display.as_ref(), "display", seconds)
+                    .await
             }
             Command::SpeakerTest { seconds } => {
-                self.test_signal(d.speaker.as_ref(), "speaker", seconds).await
+                self.test_signal(d.speaker.as_ref(), "speaker", seconds)
+                    .await
             }
         }
     }
@@ -311,15 +316,12 @@ impl Control {
                 new.site.id, d.site_id
             )));
         }
-        self.require_between_sessions(
-            "the configuration changes only between sessions",
-        )
-        .await?;
+        self.require_between_sessions("the configuration changes only between sessions")
+            .await?;
         let path = d.config_path.clone();
         blocking(move || {
-            crate::config::apply::persist(&path, &toml, &pending).map_err(|e| {
-                CommandError::failed(format!("cannot write {}: {e}", path.display()))
-            })
+            crate::config::apply::persist(&path, &toml, &pending)
+                .map_err(|e| CommandError::failed(format!("cannot write {}: {e}", path.display())))
         })
         .await?;
         d.restart.request();

@@ -100,7 +100,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     };
     let presets = camera::Presets::open(store.db())?;
     let media = media::spawn(config.clone(), media_tx, rec, Some(presets.clone()))?;
-    let (upload_tx, upload_stats) = tokio::sync::watch::channel(crate::core::status::UploadStats::default());
+    let (upload_tx, upload_stats) =
+        tokio::sync::watch::channel(crate::core::status::UploadStats::default());
     let sup = supervisor::spawn(
         config.clone(),
         store.clone(),
@@ -110,7 +111,10 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         upload_stats,
     )?;
     // The archive upload drains the recording buffer, live stream first.
-    let upload_retry = config.archive.as_ref().map(|_| upload::RetryHandle::default());
+    let upload_retry = config
+        .archive
+        .as_ref()
+        .map(|_| upload::RetryHandle::default());
     if let (Some(archive), Some(retry)) = (config.archive.clone(), upload_retry.clone()) {
         upload::spawn(upload::Deps {
             retry,
@@ -162,8 +166,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             .then(|| button.test.clone()),
         display: (!matches!(config.display.sink, crate::config::DisplaySink::None))
             .then_some(test_pattern),
-        speaker: (!matches!(config.speaker, crate::config::SpeakerSink::None))
-            .then_some(test_tone),
+        speaker: (!matches!(config.speaker, crate::config::SpeakerSink::None)).then_some(test_tone),
         upload: upload_retry,
         config_path: config.path.clone(),
         site_id: config.site.id.clone(),

@@ -16,12 +16,11 @@ use gstreamer::prelude::*;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::core::status::{Hint, Status};
 use crate::config::{Config, Language};
-use crate::media::pipeline;
 use crate::core::session::{Degradation, Phase};
+use crate::core::status::{Hint, Status};
+use crate::media::pipeline;
 use crate::supervisor::SupervisorHandle;
-
 
 /// What the screen shows.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -476,7 +476,12 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
     }
 }
 
-fn display(cfg: &Config, w: &W, status: Option<&crate::core::status::Status>, interactive: bool) -> Check {
+fn display(
+    cfg: &Config,
+    w: &W,
+    status: Option<&crate::core::status::Status>,
+    interactive: bool,
+) -> Check {
     let name = w.t("Màn hình", "Display");
     if !matches!(cfg.display.sink, config::DisplaySink::Kms { .. }) {
         return check(name, Verdict::Skip, format!("{:?}", cfg.display.sink), "");
@@ -846,9 +851,7 @@ fn broker(cfg: &Config, w: &W) -> Check {
                 .map(|(c, k)| (c.as_path(), k.as_path()));
             let result = crate::tls::client_config(m.ca.as_deref(), client)
                 .map_err(|e| e.to_string())
-                .and_then(|c| {
-                    crate::tls::handshake(c, &b.host, b.port, Duration::from_secs(5))
-                });
+                .and_then(|c| crate::tls::handshake(c, &b.host, b.port, Duration::from_secs(5)));
             match result {
                 Ok(tls) => check(
                     name,

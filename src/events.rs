@@ -17,8 +17,6 @@ use tokio::sync::Notify;
 
 use crate::core::events::{Event, EventKind};
 
-
-
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("event outbox: {0}")]

@@ -29,7 +29,6 @@ use crate::core::secrets::SECRET_KEYS;
 /// ASCII, so that any laptop editor shows it unchanged.
 pub const SECRET_MARKER: &str = "(da luu tren hop / kept on the box)";
 
-
 /// The config of a box that has not taken in a valid site file yet: the
 /// display and the local devices work, nothing is sent anywhere.
 pub const UNPROVISIONED: &str = r#"# Written by `diemcau provision`: this box has no valid site.toml yet.

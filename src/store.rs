@@ -105,8 +105,12 @@ impl Store {
                 return Err(StoreError::Damaged { path, reason });
             }
         };
-        let session = db.open_tree(crate::core::trees::SESSION).map_err(io("open tree session"))?;
-        let history = db.open_tree(crate::core::trees::HISTORY).map_err(io("open tree history"))?;
+        let session = db
+            .open_tree(crate::core::trees::SESSION)
+            .map_err(io("open tree session"))?;
+        let history = db
+            .open_tree(crate::core::trees::HISTORY)
+            .map_err(io("open tree history"))?;
         Ok(Self {
             dir: state_dir.to_owned(),
             db,

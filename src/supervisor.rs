@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::core::status::{origin_name, ErrorCode, Status};
 use crate::config::{Config, OnInterrupted};
 use crate::core::events::EventKind;
-use crate::events::Outbox;
-use crate::core::status::MediaEvent;
-use crate::media::MediaHandle;
 use crate::core::session::{
     Action, Input, Machine, Origin, Phase, Rejection, SessionRecord, State, Timeouts,
 };
+use crate::core::status::MediaEvent;
+use crate::core::status::{origin_name, ErrorCode, Status};
+use crate::events::Outbox;
+use crate::media::MediaHandle;
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -326,10 +326,12 @@ impl Supervisor {
                     }
                     self.resolve_finished(&rec);
                     self.outbox.emit(match &rec.outcome {
-                        Some(crate::core::session::Outcome::Failed(reason)) => EventKind::SessionFailed {
-                            session: rec.id.clone(),
-                            reason: reason.clone(),
-                        },
+                        Some(crate::core::session::Outcome::Failed(reason)) => {
+                            EventKind::SessionFailed {
+                                session: rec.id.clone(),
+                                reason: reason.clone(),
+                            }
+                        }
                         _ => EventKind::SessionStopped {
                             session: rec.id.clone(),
                             by: origin_name(rec.stopped_by.as_ref()),
@@ -383,7 +385,10 @@ impl Supervisor {
                 tracing::info!(session = %session.id, "session stopping")
             }
         }
-        crate::systemd::status(crate::core::words::phase(crate::core::words::Language::En, phase));
+        crate::systemd::status(crate::core::words::phase(
+            crate::core::words::Language::En,
+            phase,
+        ));
         let _ = self.phase_tx.send(phase);
     }
 
@@ -442,4 +447,3 @@ impl Supervisor {
         }
     }
 }
-

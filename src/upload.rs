@@ -25,12 +25,11 @@ use tokio::sync::watch;
 
 use crate::config::Archive;
 use crate::core::events::EventKind;
+use crate::core::session::Phase;
 use crate::core::status::UploadStats;
 use crate::events::Outbox;
 use crate::media::MediaHandle;
 use crate::recorder::store::{object_name, RecSession, RecStore};
-use crate::core::session::Phase;
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {

@@ -65,7 +65,10 @@ mod tests {
         atomic_write(&p, b"old", None).unwrap();
         atomic_write(&p, b"new contents", Some(0o600)).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new contents");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
     }

@@ -183,9 +183,10 @@ fn store_sled_cannot_reopen_is_set_aside_and_recordings_come_back_from_the_journ
     let outbox = diemcau::events::Outbox::open(&db, "test-xa-01").unwrap();
     let pending = outbox.pending(1000).unwrap();
     assert!(
-        pending
-            .iter()
-            .any(|e| matches!(&e.kind, diemcau::core::events::EventKind::StoreSetAside { .. })),
+        pending.iter().any(|e| matches!(
+            &e.kind,
+            diemcau::core::events::EventKind::StoreSetAside { .. }
+        )),
         "{pending:?}"
     );
     for id in [&done, &live] {

@@ -51,7 +51,12 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     };
     let name = match fields.remove("cmd") {
         Some(Value::String(n)) => n,
-        _ => return Err(format!("malformed request: no \"cmd\" string; {}", expected())),
+        _ => {
+            return Err(format!(
+                "malformed request: no \"cmd\" string; {}",
+                expected()
+            ))
+        }
     };
     if let Some(alias) = command::alias(&name, Transport::Socket) {
         // The old form: arguments beside `cmd`.
@@ -69,13 +74,88 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         ));
     }
     if command::spec(&name).is_some() && !command::allowed(&name, Transport::Socket) {
-        return Err(format!("{name} is not available over {}", Transport::Socket.name()));
+        return Err(format!(
+            "{name} is not available over {}",
+            Transport::Socket.name()
+        ));
     }
     let command = command::parse(&name, args)?;
     Ok(Request {
         command,
         alias: None,
     })
+}
+
+/// The socket's reference (`docs/socket-api.md`), generated from the one
+/// table in `core::command`; a test keeps the file current.
+pub fn reference() -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "# The local socket API\n\n\
+         <!-- Generated from src/core/command.rs by src/api/mod.rs; a test fails if this file differs. -->\n\n\
+         The daemon listens on a Unix socket (`/run/diemcau/api.sock`, group `diemcau`). \
+         One request per line, one reply per line, JSON:\n\n\
+         ```text\n\
+         {\"cmd\":\"recording.show\",\"args\":{\"id\":\"...\"}}\n\
+         {\"ok\":true,\"result\":...}\n\
+         {\"ok\":false,\"error\":{\"code\":\"bad_request|rejected|failed|unavailable\",\"message\":\"...\"}}\n\
+         ```\n\n\
+         A line is at most 64 KiB. `bad_request`: the request is malformed (nothing was done); \
+         `rejected`: valid but refused now (nothing was changed); `failed`: carrying it out failed; \
+         `unavailable`: the daemon is stopping. The same commands, with the same results, \
+         are MQTT's `cmd/<name>` (`docs/mqtt-api.asyncapi.yaml`); the last column says which \
+         transport may use each.\n\n\
+         ## Commands\n\n\
+         | command | arguments | result | socket | MQTT |\n\
+         |---|---|---|---|---|\n",
+    );
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    for s in command::SPECS {
+        let args: Vec<String> = s
+            .args
+            .iter()
+            .map(|a| {
+                format!(
+                    "`{}` ({}{}): {}",
+                    a.name,
+                    a.ty,
+                    if a.required { ", required" } else { "" },
+                    a.doc
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| `{}` — {} | {} | {} | {} | {} |",
+            s.name,
+            s.summary,
+            if args.is_empty() {
+                "none".to_owned()
+            } else {
+                args.join("; ")
+            },
+            s.result.replace('|', "\\|"),
+            yes(s.socket),
+            yes(s.mqtt)
+        );
+    }
+    out.push_str(
+        "\n## Deprecated names\n\n\
+         Kept for at least one release; they answer exactly as before the command layer. \
+         Their arguments stand beside `cmd` (`{\"cmd\":\"recordings_show\",\"id\":\"...\"}`).\n\n\
+         | name | transport | use instead | difference |\n|---|---|---|---|\n",
+    );
+    for a in command::ALIASES {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | `{}` | {} |",
+            a.name,
+            a.transport.name(),
+            a.command,
+            a.note
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -116,6 +196,21 @@ mod tests {
         assert!(parse_request(&vec![b' '; MAX_REQUEST + 1])
             .unwrap_err()
             .contains("too large"));
+    }
+
+    #[test]
+    fn reference_on_disk_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/socket-api.md");
+        let want = reference();
+        if std::env::var_os("DIEMCAU_WRITE_DOCS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{} is out of date; regenerate with DIEMCAU_WRITE_DOCS=1 cargo test --lib api::",
+            path.display()
+        );
     }
 
     proptest! {

@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Button, ButtonInput, Language};
 use crate::core::events::EventKind;
-use crate::events::Outbox;
 use crate::core::session::{Origin, Phase};
+use crate::events::Outbox;
 use crate::supervisor::SupervisorHandle;
 use press::{Output, Presses, Timing};
 

@@ -12,8 +12,8 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use crate::client;
-use crate::core::command::{Command as Request, Reply};
 use crate::config::Config;
+use crate::core::command::{Command as Request, Reply};
 use crate::recorder::store::{self, Manifest, RecSession, RecStore, SegmentMeta, VerifyReport};
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +156,8 @@ impl Backend {
             Backend::Daemon(socket) => {
                 let mut stream = UnixStream::connect(socket)
                     .with_context(|| format!("cannot reach the daemon at {}", socket.display()))?;
-                let mut line = serde_json::to_vec(&Request::RecordingExport { id: id.into() }.to_request())?;
+                let mut line =
+                    serde_json::to_vec(&Request::RecordingExport { id: id.into() }.to_request())?;
                 line.push(b'\n');
                 stream.write_all(&line)?;
                 let mut reader = BufReader::new(stream);

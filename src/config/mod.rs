@@ -54,8 +54,6 @@ fn problem(section: &'static str, key: &'static str, message: impl Into<String>)
     }
 }
 
-
-
 /// What the daemon does after finding a session that a crash interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInterrupted {

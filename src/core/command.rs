@@ -52,30 +52,60 @@ pub enum PresetAction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Status,
-    SessionStart { metadata: BTreeMap<String, String> },
+    SessionStart {
+        metadata: BTreeMap<String, String>,
+    },
     SessionStop,
-    SessionHistory { limit: usize },
+    SessionHistory {
+        limit: usize,
+    },
     RecordingList,
-    RecordingShow { id: String },
-    RecordingVerify { id: String },
-    RecordingManifest { id: String },
+    RecordingShow {
+        id: String,
+    },
+    RecordingVerify {
+        id: String,
+    },
+    RecordingManifest {
+        id: String,
+    },
     /// Socket only: a header line with the size, then the raw bytes.
-    RecordingExport { id: String },
-    RecordingDelete { id: String, force: bool },
+    RecordingExport {
+        id: String,
+    },
+    RecordingDelete {
+        id: String,
+        force: bool,
+    },
     CameraPresets,
-    CameraPreset { name: String, action: PresetAction },
+    CameraPreset {
+        name: String,
+        action: PresetAction,
+    },
     ConfigGet,
-    ConfigSet { toml: String },
+    ConfigSet {
+        toml: String,
+    },
     /// The box's state; with `self_test`, also the technician's self-test
     /// (`diemcau doctor`, without the questions that need someone there).
-    Diagnostics { self_test: bool },
-    UploadRetry { session: Option<String> },
+    Diagnostics {
+        self_test: bool,
+    },
+    UploadRetry {
+        session: Option<String>,
+    },
     Reboot,
     /// MQTT only: publish the retained topics again (handled by the adapter).
     Rebirth,
-    ButtonTest { seconds: u64 },
-    DisplayTest { seconds: u64 },
-    SpeakerTest { seconds: u64 },
+    ButtonTest {
+        seconds: u64,
+    },
+    DisplayTest {
+        seconds: u64,
+    },
+    SpeakerTest {
+        seconds: u64,
+    },
 }
 
 /// One argument, for the documents generated from [`SPECS`].
@@ -119,7 +149,8 @@ const ID: Arg = arg("id", "string", true, "the recording's session id");
 /// Deleting a recording is for an operator at the box (the socket), since
 /// with `force` it removes what the archive never confirmed; the button test
 /// needs someone to press; `config.set` restarts the daemon, which ends a
-/// socket connection, and at the box the site file is the way.
+/// socket connection, and at the box the site file is the way; someone at
+/// the box who wants a reboot has `systemctl reboot`.
 pub const SPECS: &[Spec] = &[
     Spec { name: "status", summary: "What the box is doing: phase, session, devices, link, recording, upload.", args: &[], result: "the status object", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "session.start", summary: "Start a session (waits until live).", args: &[arg("metadata", "object", false, "case metadata, string values: at most 32 entries, keys 1-64 bytes, values up to 1024 bytes")], result: "{\"session\": the session record}", socket: true, mqtt: true, acknowledged: true },
@@ -137,7 +168,7 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "config.set", summary: "Replace the configuration between sessions: validated, written atomically, applied by a restart in place, rolled back if the box cannot start with it.", args: &[arg("toml", "string", true, "the whole new configuration file")], result: "accepted, then done or failed from the restarted daemon", socket: false, mqtt: true, acknowledged: true },
     Spec { name: "diagnostics", summary: "The box's state; with self_test, also the technician's self-test (about half a minute).", args: &[arg("self_test", "boolean", false, "run doctor's checks (the questions for a person are skipped)")], result: "{\"status\", \"doctor\"?, \"mqtt\"? (over MQTT)}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "upload.retry", summary: "Retry the archive upload now instead of at the end of its backoff.", args: &[arg("session", "string", false, "accepted for compatibility; the upload always takes the oldest unconfirmed segment first")], result: "{\"retrying\": true, \"backlog_segments\": N}", socket: true, mqtt: true, acknowledged: false },
-    Spec { name: "reboot", summary: "Reboot the box (not during a session; [mqtt] allow_reboot).", args: &[], result: "{}", socket: true, mqtt: true, acknowledged: true },
+    Spec { name: "reboot", summary: "Reboot the box (not during a session; [mqtt] allow_reboot).", args: &[], result: "{}", socket: false, mqtt: true, acknowledged: true },
     Spec { name: "rebirth", summary: "Publish the retained status and state again.", args: &[], result: "{\"boot_id\"}", socket: false, mqtt: true, acknowledged: false },
     Spec { name: "button.test", summary: "Wait for a press of the room's button, which then starts or ends nothing. Idle only.", args: &[arg("seconds", "integer", true, "1 to 60")], result: "{\"pressed\": bool}", socket: true, mqtt: false, acknowledged: false },
     Spec { name: "display.test", summary: "Colour bars with words saying it is a test on the room's screen. Idle only.", args: &[arg("seconds", "integer", true, "1 to 30")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
@@ -157,22 +188,102 @@ pub struct Alias {
 
 /// Deprecated names, still answered as before.
 pub const ALIASES: &[Alias] = &[
-    Alias { name: "start", transport: Transport::Socket, command: "session.start", note: "arguments beside cmd; the result is the session record itself" },
-    Alias { name: "stop", transport: Transport::Socket, command: "session.stop", note: "the result is the session record itself" },
-    Alias { name: "recordings_list", transport: Transport::Socket, command: "recording.list", note: "the result is the array itself" },
-    Alias { name: "recordings_show", transport: Transport::Socket, command: "recording.show", note: "arguments beside cmd" },
-    Alias { name: "recordings_verify", transport: Transport::Socket, command: "recording.verify", note: "arguments beside cmd" },
-    Alias { name: "recordings_manifest", transport: Transport::Socket, command: "recording.manifest", note: "arguments beside cmd" },
-    Alias { name: "recordings_export", transport: Transport::Socket, command: "recording.export", note: "arguments beside cmd" },
-    Alias { name: "recordings_delete", transport: Transport::Socket, command: "recording.delete", note: "arguments beside cmd" },
-    Alias { name: "camera_presets", transport: Transport::Socket, command: "camera.presets", note: "the result is the array itself" },
-    Alias { name: "camera_preset_save", transport: Transport::Socket, command: "camera.preset", note: "{name} beside cmd; action save" },
-    Alias { name: "camera_preset_recall", transport: Transport::Socket, command: "camera.preset", note: "{name} beside cmd; action recall" },
-    Alias { name: "camera_preset_delete", transport: Transport::Socket, command: "camera.preset", note: "{name} beside cmd; action delete" },
-    Alias { name: "button_test", transport: Transport::Socket, command: "button.test", note: "arguments beside cmd" },
-    Alias { name: "display_test", transport: Transport::Socket, command: "display.test", note: "arguments beside cmd" },
-    Alias { name: "speaker_test", transport: Transport::Socket, command: "speaker.test", note: "arguments beside cmd" },
-    Alias { name: "recordings.list", transport: Transport::Mqtt, command: "session.history", note: "lists session history, not recordings; the result adds a note" },
+    Alias {
+        name: "start",
+        transport: Transport::Socket,
+        command: "session.start",
+        note: "arguments beside cmd; the result is the session record itself",
+    },
+    Alias {
+        name: "stop",
+        transport: Transport::Socket,
+        command: "session.stop",
+        note: "the result is the session record itself",
+    },
+    Alias {
+        name: "recordings_list",
+        transport: Transport::Socket,
+        command: "recording.list",
+        note: "the result is the array itself",
+    },
+    Alias {
+        name: "recordings_show",
+        transport: Transport::Socket,
+        command: "recording.show",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "recordings_verify",
+        transport: Transport::Socket,
+        command: "recording.verify",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "recordings_manifest",
+        transport: Transport::Socket,
+        command: "recording.manifest",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "recordings_export",
+        transport: Transport::Socket,
+        command: "recording.export",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "recordings_delete",
+        transport: Transport::Socket,
+        command: "recording.delete",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "camera_presets",
+        transport: Transport::Socket,
+        command: "camera.presets",
+        note: "the result is the array itself",
+    },
+    Alias {
+        name: "camera_preset_save",
+        transport: Transport::Socket,
+        command: "camera.preset",
+        note: "{name} beside cmd; action save",
+    },
+    Alias {
+        name: "camera_preset_recall",
+        transport: Transport::Socket,
+        command: "camera.preset",
+        note: "{name} beside cmd; action recall",
+    },
+    Alias {
+        name: "camera_preset_delete",
+        transport: Transport::Socket,
+        command: "camera.preset",
+        note: "{name} beside cmd; action delete",
+    },
+    Alias {
+        name: "button_test",
+        transport: Transport::Socket,
+        command: "button.test",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "display_test",
+        transport: Transport::Socket,
+        command: "display.test",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "speaker_test",
+        transport: Transport::Socket,
+        command: "speaker.test",
+        note: "arguments beside cmd",
+    },
+    Alias {
+        name: "recordings.list",
+        transport: Transport::Mqtt,
+        command: "session.history",
+        note: "lists session history, not recordings; the result adds a note",
+    },
 ];
 
 /// The spec of a command name (not an alias).
@@ -244,7 +355,9 @@ impl Command {
             | Command::RecordingVerify { id }
             | Command::RecordingManifest { id }
             | Command::RecordingExport { id } => serde_json::json!({ "id": id }),
-            Command::RecordingDelete { id, force } => serde_json::json!({ "id": id, "force": force }),
+            Command::RecordingDelete { id, force } => {
+                serde_json::json!({ "id": id, "force": force })
+            }
             Command::CameraPreset { name, action } => {
                 serde_json::json!({ "name": name, "action": action })
             }
@@ -311,9 +424,10 @@ impl Reply {
         Self {
             ok: true,
             // A serialisation failure is reported, not panicked on.
-            result: Some(serde_json::to_value(result).unwrap_or_else(|e| {
-                Value::String(format!("result not serialisable: {e}"))
-            })),
+            result: Some(
+                serde_json::to_value(result)
+                    .unwrap_or_else(|e| Value::String(format!("result not serialisable: {e}"))),
+            ),
             error: None,
         }
     }
@@ -591,22 +705,35 @@ mod tests {
                 };
                 args.insert(a.name.into(), v);
             }
-            let c = parse(s.name, Value::Object(args)).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            let c =
+                parse(s.name, Value::Object(args)).unwrap_or_else(|e| panic!("{}: {e}", s.name));
             assert_eq!(c.name(), s.name);
             assert!(s.socket || s.mqtt, "{} reachable by nothing", s.name);
         }
         for a in ALIASES {
             assert!(spec(a.command).is_some(), "{} stands for nothing", a.name);
-            assert!(spec(a.name).is_none(), "{} is both a name and an alias", a.name);
+            assert!(
+                spec(a.name).is_none(),
+                "{} is both a name and an alias",
+                a.name
+            );
         }
     }
 
     #[test]
     fn requests_round_trip() {
         let cmds = [
-            Command::SessionStart { metadata: [("case".into(), "HS-1".into())].into() },
-            Command::RecordingDelete { id: "s".into(), force: true },
-            Command::CameraPreset { name: "p".into(), action: PresetAction::Delete },
+            Command::SessionStart {
+                metadata: [("case".into(), "HS-1".into())].into(),
+            },
+            Command::RecordingDelete {
+                id: "s".into(),
+                force: true,
+            },
+            Command::CameraPreset {
+                name: "p".into(),
+                action: PresetAction::Delete,
+            },
             Command::UploadRetry { session: None },
             Command::SpeakerTest { seconds: 2 },
             Command::Status,
@@ -640,7 +767,10 @@ mod tests {
             }
         );
         let a = alias("start", Transport::Socket).unwrap();
-        assert_eq!(shape_alias(a, json!({"session": {"id": "s"}})), json!({"id": "s"}));
+        assert_eq!(
+            shape_alias(a, json!({"session": {"id": "s"}})),
+            json!({"id": "s"})
+        );
         let a = alias("recordings.list", Transport::Mqtt).unwrap();
         assert_eq!(
             parse_alias(a, json!({})).unwrap(),
@@ -648,8 +778,11 @@ mod tests {
         );
         assert!(shape_alias(a, json!({"sessions": []}))["note"].is_string());
         assert!(alias("recordings.list", Transport::Socket).is_none());
-        let e = parse_alias(alias("recordings_show", Transport::Socket).unwrap(), json!({}))
-            .unwrap_err();
+        let e = parse_alias(
+            alias("recordings_show", Transport::Socket).unwrap(),
+            json!({}),
+        )
+        .unwrap_err();
         assert!(e.contains("recordings_show"), "{e}");
     }
 
@@ -663,7 +796,8 @@ mod tests {
         assert!(e.contains("fly"), "{e}");
         let e = parse("session.history", json!({"limit": 0})).unwrap_err();
         assert!(e.contains("1 to 1000"), "{e}");
-        let big: BTreeMap<String, String> = (0..33).map(|i| (format!("k{i}"), "v".into())).collect();
+        let big: BTreeMap<String, String> =
+            (0..33).map(|i| (format!("k{i}"), "v".into())).collect();
         assert!(parse("session.start", json!({ "metadata": big })).is_err());
         let e = parse("fly", Value::Null).unwrap_err();
         assert!(e.contains("unknown command 'fly'"), "{e}");

@@ -3,7 +3,6 @@
 
 use super::session::{Degradation, Outcome, Phase};
 
-
 /// The language of the words a person reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -23,14 +23,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, VideoSource};
+use crate::core::session::{Degradation, Origin, SessionRecord};
 use crate::core::status::{MediaEvent, MediaStats, ReturnStats, UplinkStats};
 use crate::recorder::{RecorderHandle, SessionStart};
-use crate::core::session::{Degradation, Origin, SessionRecord};
 use pipeline::Channels;
 use return_feed::ReturnTask;
 use uplink::UplinkTask;
-
-
 
 enum Command {
     Start(SessionRecord),
@@ -765,4 +763,37 @@ fn first_db(st: &gst::StructureRef, field: &str) -> f64 {
         .filter(|v| v.is_finite())
         .unwrap_or(-100.0)
         .max(-100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The TS scanner (`core::ts`) on what the engine's muxer really makes.
+    #[test]
+    fn real_mux_output_has_keyframes() {
+        // Produced by mpegtsmux alignment=7 in the engine's configuration.
+        gstreamer::init().expect("GStreamer is installed wherever the tests run");
+        use gstreamer::prelude::*;
+        let p = gstreamer::parse::launch(
+            "videotestsrc num-buffers=75 ! video/x-raw,width=160,height=120,framerate=25/1 ! x264enc key-int-max=25 speed-preset=ultrafast tune=zerolatency ! h264parse ! mpegtsmux alignment=7 ! appsink name=s sync=false",
+        );
+        let p = p
+            .expect("x264enc and mpegtsmux are installed")
+            .downcast::<gstreamer::Pipeline>()
+            .unwrap();
+        let sink = p
+            .by_name("s")
+            .unwrap()
+            .downcast::<gstreamer_app::AppSink>()
+            .unwrap();
+        p.set_state(gstreamer::State::Playing).unwrap();
+        let mut s = crate::core::ts::Scanner::default();
+        let mut keys = 0;
+        while let Ok(sample) = sink.pull_sample() {
+            let buf = sample.buffer().unwrap().map_readable().unwrap();
+            keys += usize::from(s.scan(&buf).is_some());
+        }
+        p.set_state(gstreamer::State::Null).unwrap();
+        assert_eq!(keys, 3, "75 frames at one keyframe per 25");
+        assert_eq!(s.psi().len(), 2 * crate::core::ts::PACKET);
+    }
 }

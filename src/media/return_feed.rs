@@ -17,16 +17,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::pipeline;
-use crate::core::backoff::{Backoff, Jitter};
-use crate::core::status::{MediaEvent, ReturnStats};
 use crate::config::{Display, SrtPeer};
+use crate::core::backoff::{Backoff, Jitter};
 use crate::core::session::Degradation;
+use crate::core::status::{MediaEvent, ReturnStats};
 
 /// No picture for this long means the feed is lost.
 pub const STALL: Duration = Duration::from_secs(3);
 /// A new pipeline has this long to deliver its first picture.
 const FIRST_PICTURE: Duration = Duration::from_secs(5);
-
 
 pub struct ReturnTask {
     pub peer: SrtPeer,

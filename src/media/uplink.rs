@@ -19,17 +19,16 @@ use tokio::time::Instant;
 
 use super::abr::{Controller, LinkSample};
 use super::pipeline;
-use crate::core::ts::Scanner;
-use crate::core::status::{MediaEvent, UplinkStats};
 use crate::config::{SrtPeer, Uplink as UplinkConfig, Video};
 use crate::core::backoff::{Backoff, Jitter};
 use crate::core::session::Degradation;
+use crate::core::status::{MediaEvent, UplinkStats};
+use crate::core::ts::Scanner;
 use crate::util::random_unit;
 
 /// How long an SRT handshake may take before the link is rebuilt (libsrt's
 /// own connect timeout is 3 s too).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
 
 /// A running uplink pipeline.
 struct Link {

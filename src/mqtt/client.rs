@@ -552,7 +552,8 @@ impl Actor {
         if !self.connected {
             return; // telemetry is not queued: the next sample is fresher
         }
-        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), self.control.status()).await
+        let Ok(Ok(status)) =
+            tokio::time::timeout(Duration::from_secs(2), self.control.status()).await
         else {
             return;
         };
@@ -692,8 +693,8 @@ impl Actor {
     fn execute(&mut self, client: &AsyncClient, env: Envelope, to: ReplyTo) {
         let id = env.id.clone();
         let name = env.name.clone();
-        let acknowledged = crate::core::command::spec(env.command.name())
-            .is_some_and(|s| s.acknowledged);
+        let acknowledged =
+            crate::core::command::spec(env.command.name()).is_some_and(|s| s.acknowledged);
         let reply_now = |me: &mut Self, status, error: Option<String>, result: Option<Value>| {
             let r = me.reply(Some(id.clone()), &name, status, error, result);
             me.finish(&r);

@@ -166,7 +166,8 @@ pub fn parse(
             format!("id must be 1 to {MAX_ID} printable ASCII characters without spaces"),
         ));
     }
-    let (command, alias) = parse_args(name, raw.args).map_err(|reason| Rejection::new(id_ref, reason))?;
+    let (command, alias) =
+        parse_args(name, raw.args).map_err(|reason| Rejection::new(id_ref, reason))?;
     if raw.expires_at <= now {
         return Err(Rejection {
             id: Some(raw.id),

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::core::status::Status;
 use crate::core::session::{Degradation, Outcome, Phase};
+use crate::core::status::Status;
 
 /// The box's presence, retained on `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,9 +32,9 @@ use tokio::sync::watch;
 
 use crate::config::Recording as RecordingConfig;
 use crate::core::events::EventKind;
-use crate::events::Outbox;
-use crate::core::status::{MediaEvent, RecorderStats};
 use crate::core::session::Degradation;
+use crate::core::status::{MediaEvent, RecorderStats};
+use crate::events::Outbox;
 use segment::{Piece, Segmenter};
 use store::{RecError, RecSession, RecStore, SegmentMeta};
 
@@ -54,7 +54,6 @@ pub struct SessionStart {
     pub started_by: String,
     pub metadata: BTreeMap<String, String>,
 }
-
 
 /// Handle to the recorder thread.
 #[derive(Clone)]
