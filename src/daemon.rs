@@ -1,6 +1,8 @@
 //! `diemcau run`: wire the actors together, serve until SIGTERM/SIGINT, end
 //! the live session cleanly, exit.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -115,19 +117,25 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         .archive
         .as_ref()
         .map(|_| upload::RetryHandle::default());
-    if let (Some(archive), Some(retry)) = (config.archive.clone(), upload_retry.clone()) {
-        upload::spawn(upload::Deps {
-            retry,
-            archive,
-            site: config.site.id.clone(),
-            store: rec_store.clone(),
-            key: device_key.clone(),
-            outbox: outbox.clone(),
-            media,
-            phase: sup.phase.clone(),
-            stats: upload_tx,
-        });
-    }
+    // Told when the daemon stops; the actors that hold one return by themselves.
+    let (shutdown, stopping) = crate::lifecycle::shutdown();
+    let uploader =
+        if let (Some(archive), Some(retry)) = (config.archive.clone(), upload_retry.clone()) {
+            Some(upload::spawn(upload::Deps {
+                retry,
+                stopping: stopping.clone(),
+                archive,
+                site: config.site.id.clone(),
+                store: rec_store.clone(),
+                key: device_key.clone(),
+                outbox: outbox.clone(),
+                media,
+                phase: sup.phase.clone(),
+                stats: upload_tx,
+            }))
+        } else {
+            None
+        };
     // The room's button and tally light; both follow the supervisor's phase.
     let button = button::spawn(
         &config.button,
@@ -144,7 +152,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     // The screen and speaker run for the daemon's whole life.
     let (test_pattern, pattern_rx) = display::TestSignal::new();
     let (test_tone, tone_rx) = display::TestSignal::new();
-    let _display = display::spawn(
+    let display = display::spawn(
         config.clone(),
         sup.handle.clone(),
         Some(button::display_hints(
@@ -207,16 +215,37 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         _ = restart.requested() => { tracing::info!("restarting to apply a new configuration"); Exit::Restart }
     };
     systemd::stopping();
+    // In this order, each awaited for a bounded time (docs/ARCHITECTURE.md,
+    // "Shutdown"). No new commands: the socket closes first.
+    server.abort();
+    let _ = server.await;
+    // The session ends: media stops, the recorder closes and syncs the
+    // recording, the session record is written.
     sup.handle.shutdown().await;
+    shutdown.trigger();
+    // The uploader finishes the PUT in hand (its confirmation is written)
+    // and returns; what is left uploads at the next start.
+    if let Some(task) = uploader {
+        if tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("archive upload still busy at shutdown; it resumes at the next start");
+        }
+    }
     // After the session closed, so its last events can still go out; then
     // `offline`, so the NOC sees a clean stop rather than `lost`.
-    if let Some((handle, _task)) = &mqtt {
-        handle.shutdown(std::time::Duration::from_secs(4)).await;
+    if let Some((handle, task)) = mqtt {
+        handle.shutdown(Duration::from_secs(4)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
-    // The session is closed: the light goes out, the button lets go.
+    // The session is closed: the light goes out, the button lets go, the
+    // screen's pipelines are set to Null as the display actor is dropped.
     button.task.abort();
+    let _ = button.task.await;
     led.shutdown().await;
-    server.abort();
+    display.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), display).await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     Ok(exit)

@@ -2,8 +2,8 @@
 //!
 //! Every subsystem that has something to report pushes an [`Event`] into the
 //! [`Outbox`], a sled tree keyed by a monotonically increasing sequence
-//! number. The write is durable before `push` returns, so an event survives
-//! a broker outage and a daemon restart. The MQTT publisher reads the outbox
+//! number, synced to disk (off the async workers, see [`Outbox::push`]), so
+//! an event survives a broker outage and a daemon restart. The MQTT publisher reads the outbox
 //! in order ([`Outbox::pending`]), publishes, and removes an event only after
 //! the broker acknowledged it ([`Outbox::ack`]).
 //!
@@ -71,7 +71,16 @@ impl Outbox {
         Ok(())
     }
 
-    /// Store an event durably and wake the publisher. Returns the event.
+    /// Store an event, make it durable, and wake the publisher. Returns the
+    /// event.
+    ///
+    /// On a thread of its own (the recorder) the sync happens before
+    /// `push` returns. Called from the async runtime, the sync goes to the
+    /// blocking pool and `push` returns at once: it used to fsync on
+    /// whichever of the two async workers emitted the event, and the socket,
+    /// MQTT and the display waited on the disk meanwhile. The event is then
+    /// durable a few milliseconds later (at worst sled's own flush interval,
+    /// 500 ms, the same bound a power cut has on the recording).
     pub fn push(&self, kind: EventKind) -> Result<Event, OutboxError> {
         // sled's generate_id is monotonic across restarts.
         let seq = self.base + self.db.generate_id()?;
@@ -84,7 +93,19 @@ impl Outbox {
         };
         let bytes = serde_json::to_vec(&ev).expect("events always serialise");
         self.tree.insert(seq.to_be_bytes(), bytes)?;
-        self.tree.flush()?;
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let tree = self.tree.clone();
+                rt.spawn_blocking(move || {
+                    if let Err(e) = tree.flush() {
+                        tracing::error!("event outbox: cannot sync to disk: {e}");
+                    }
+                });
+            }
+            Err(_) => {
+                self.tree.flush()?;
+            }
+        }
         self.notify.notify_one();
         Ok(ev)
     }

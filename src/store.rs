@@ -40,6 +40,9 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
+    /// The blocking task that wrote the store stopped (it panicked).
+    #[error("state store write did not finish: {0}")]
+    Task(String),
     #[error("state file {path}: {source}")]
     File {
         path: PathBuf,

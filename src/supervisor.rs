@@ -206,15 +206,18 @@ pub fn spawn(
         phase_tx,
         healthy_tx,
     };
-    if resume {
-        let (reply, _) = oneshot::channel();
-        sup.start(
-            Origin::Daemon("resume after interruption".into()),
-            resume_meta,
-            reply,
-        );
-    }
-    let task = tokio::spawn(sup.run(rx, media_events));
+    let task = tokio::spawn(async move {
+        if resume {
+            let (reply, _) = oneshot::channel();
+            sup.start(
+                Origin::Daemon("resume after interruption".into()),
+                resume_meta,
+                reply,
+            )
+            .await;
+        }
+        sup.run(rx, media_events).await
+    });
     Ok(Spawned {
         handle: SupervisorHandle { tx },
         phase,
@@ -234,8 +237,8 @@ impl Supervisor {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Start { by, metadata, reply }) => self.start(by, metadata, reply),
-                    Some(Command::Stop { by, reply }) => self.stop(by, reply),
+                    Some(Command::Start { by, metadata, reply }) => self.start(by, metadata, reply).await,
+                    Some(Command::Stop { by, reply }) => self.stop(by, reply).await,
                     Some(Command::Status { reply }) => {
                         let _ = reply.send(self.status().await);
                     }
@@ -246,20 +249,20 @@ impl Supervisor {
                     }
                     None => return,
                 },
-                Some(ev) = media_events.recv() => self.on_media(ev),
-                _ = tick.tick() => self.input(Input::Tick),
+                Some(ev) = media_events.recv() => self.on_media(ev).await,
+                _ = tick.tick() => self.input(Input::Tick).await,
             }
         }
     }
 
-    fn start(
+    async fn start(
         &mut self,
         by: Origin,
         metadata: BTreeMap<String, String>,
         reply: Reply<SessionRecord>,
     ) {
         let id = store::new_session_id(Utc::now());
-        match self.apply(Input::Start { id, by, metadata }) {
+        match self.apply(Input::Start { id, by, metadata }).await {
             Ok(()) => self.start_waiters.push(reply),
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -267,8 +270,8 @@ impl Supervisor {
         }
     }
 
-    fn stop(&mut self, by: Origin, reply: Reply<SessionRecord>) {
-        match self.apply(Input::Stop { by }) {
+    async fn stop(&mut self, by: Origin, reply: Reply<SessionRecord>) {
+        match self.apply(Input::Stop { by }).await {
             Ok(()) => self.stop_waiters.push(reply),
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -276,7 +279,7 @@ impl Supervisor {
         }
     }
 
-    fn on_media(&mut self, ev: MediaEvent) {
+    async fn on_media(&mut self, ev: MediaEvent) {
         let session = self.machine.session().map(|s| s.id.clone());
         let input = match ev {
             MediaEvent::Started => Input::MediaStarted,
@@ -297,22 +300,30 @@ impl Supervisor {
                 Input::Restored(d)
             }
         };
-        self.input(input);
+        self.input(input).await;
     }
 
-    fn input(&mut self, input: Input) {
-        if let Err(e) = self.apply(input) {
+    async fn input(&mut self, input: Input) {
+        if let Err(e) = self.apply(input).await {
             tracing::debug!("input ignored: {e}");
         }
     }
 
-    /// Feed the machine and carry out its actions.
-    fn apply(&mut self, input: Input) -> Result<(), SessionError> {
+    /// Feed the machine and carry out its actions, in order. The store's
+    /// writes sync to disk, so they run on the blocking pool and are awaited
+    /// there: the runtime's two workers go on serving the socket, MQTT and
+    /// the display meanwhile, and media still starts only after the record
+    /// is durable.
+    async fn apply(&mut self, input: Input) -> Result<(), SessionError> {
         let actions = self.machine.handle(input, Utc::now())?;
         for action in actions {
             match action {
                 Action::PersistCurrent(rec) => {
-                    if let Err(e) = self.store.put_current(&rec) {
+                    let (store, r) = (self.store.clone(), rec.clone());
+                    let written = tokio::task::spawn_blocking(move || store.put_current(&r))
+                        .await
+                        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
+                    if let Err(e) = written {
                         // Without a durable record the session must not run.
                         tracing::error!("cannot persist session {}: {e}", rec.id);
                         self.fault = Some(e.to_string());
@@ -320,7 +331,11 @@ impl Supervisor {
                     }
                 }
                 Action::PersistFinished(rec) => {
-                    if let Err(e) = self.store.finish(&rec) {
+                    let (store, r) = (self.store.clone(), rec.clone());
+                    let written = tokio::task::spawn_blocking(move || store.finish(&r))
+                        .await
+                        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
+                    if let Err(e) = written {
                         tracing::error!("cannot persist end of session {}: {e}", rec.id);
                         let _ = self.healthy_tx.send(false);
                     }
@@ -429,15 +444,15 @@ impl Supervisor {
     /// End a live session cleanly before the process exits.
     async fn shutdown(&mut self, media_events: &mut mpsc::UnboundedReceiver<MediaEvent>) {
         let (reply, _rx) = oneshot::channel();
-        self.stop(Origin::Daemon("shutdown".into()), reply);
+        self.stop(Origin::Daemon("shutdown".into()), reply).await;
         let deadline = tokio::time::Instant::now() + self.config.daemon.stop_timeout;
         while matches!(self.machine.phase(), Phase::Stopping | Phase::Starting) {
             match tokio::time::timeout_at(deadline, media_events.recv()).await {
-                Ok(Some(ev)) => self.on_media(ev),
+                Ok(Some(ev)) => self.on_media(ev).await,
                 Ok(None) => break,
                 Err(_) => {
                     // Past the deadline the machine's Tick closes the session as failed.
-                    self.input(Input::Tick);
+                    self.input(Input::Tick).await;
                     break;
                 }
             }

@@ -144,6 +144,8 @@ pub struct Deps {
     pub stats: watch::Sender<UploadStats>,
     /// Woken by `upload.retry`: cut the backoff short.
     pub retry: RetryHandle,
+    /// The daemon is stopping: finish the upload in hand, then return.
+    pub stopping: crate::lifecycle::Stopping,
 }
 
 /// Asks the uploader to try again now rather than at the end of its backoff
@@ -203,7 +205,14 @@ async fn run(d: Deps) {
     let mut backoff = crate::core::backoff::Backoff::new(Duration::from_secs(1), MAX_BACKOFF)
         .with_jitter(crate::core::backoff::Jitter::Spread(0.2));
     let mut last_backlog = std::time::Instant::now() - Duration::from_secs(60);
+    let mut stopping = d.stopping.clone();
     loop {
+        // Between uploads only: a PUT in hand finishes (or times out) and
+        // its confirmation is written before the uploader lets go.
+        if stopping.is_set() {
+            tracing::info!("archive upload stopped");
+            return;
+        }
         if last_backlog.elapsed() >= Duration::from_secs(2) {
             last_backlog = std::time::Instant::now();
             refresh_backlog(&d, &mut stats).await;
@@ -236,7 +245,10 @@ async fn run(d: Deps) {
             }
             Ok(false) => {
                 // Nothing to do: look again soon (new segments close every few seconds).
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stopping.wait() => {}
+                }
             }
             Err(e) => {
                 let wait = backoff.next_delay(crate::util::random_unit());
@@ -257,6 +269,7 @@ async fn run(d: Deps) {
                             backoff.reset();
                             break;
                         }
+                        _ = stopping.wait() => break,
                     }
                 }
             }

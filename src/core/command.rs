@@ -17,6 +17,12 @@ use serde_json::Value;
 
 use super::status::ErrorCode;
 
+/// The version of the command API (names, arguments, results) this box
+/// speaks, published in the retained `status` so a NOC can tell a mixed
+/// fleet apart during a staged update. 1: before the command layer (no
+/// field); 2: `core::command`'s names, old ones as deprecated aliases.
+pub const API_VERSION: u32 = 2;
+
 /// Session metadata limits: entries, key length, value length.
 pub const MAX_META: (usize, usize, usize) = (32, 64, 1024);
 

@@ -45,6 +45,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         site: "nghean-xa-nghiloc".into(),
         boot_id: "3f2a9c0d11e4b7a2".into(),
         version: "0.1.0".into(),
+        api_version: crate::core::command::API_VERSION,
         sessions: 42,
         at: t0(),
     };
@@ -196,10 +197,19 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
     let to = |v: &dyn erased::Ser| v.value();
 
     let status_schema = obj(
-        &["status", "site", "boot_id", "version", "sessions", "at"],
+        &[
+            "status",
+            "site",
+            "boot_id",
+            "version",
+            "api_version",
+            "sessions",
+            "at",
+        ],
         json!({
             "status": {"type": "string", "enum": ["online", "offline", "lost"], "description": "online on connect, offline on clean shutdown, lost: the last will"},
             "site": s("site id"), "boot_id": s("random per daemon start"), "version": s("software version"),
+            "api_version": i("version of the command API: 2 since the command layer; absent (1) before it"),
             "sessions": i("finished sessions in the box's history"), "at": s("RFC 3339 time"),
         }),
     );

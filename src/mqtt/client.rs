@@ -235,6 +235,7 @@ impl Actor {
             site: self.site.clone(),
             boot_id: self.boot_id.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
+            api_version: crate::core::command::API_VERSION,
             sessions: self.history.len() as u64,
             at: Utc::now(),
         };

@@ -31,9 +31,17 @@ pub struct StatusMsg {
     /// Random per daemon start: tells restarts apart.
     pub boot_id: String,
     pub version: String,
+    /// The command API's version (`core::command::API_VERSION`); absent
+    /// from boxes older than the command layer (read as 1).
+    #[serde(default = "api_v1")]
+    pub api_version: u32,
     /// Sessions in the box's history (finished ones).
     pub sessions: u64,
     pub at: DateTime<Utc>,
+}
+
+fn api_v1() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
