@@ -848,3 +848,206 @@ fn doctor_checks_broker_identity_and_hub_handshake() {
     // Nothing was streamed to the hub by the checks.
     assert!(hub.bytes() == 0, "the doctor sent media to the hub");
 }
+
+/// A distinct secret planted in every secret key (both SRT passphrases, the
+/// broker password, the archive's secret key) and the client's private key
+/// file: nothing the box says may contain any of them. Captured: everything
+/// it publishes over MQTT (status, state, health, events, the replies to
+/// `config.get` and `diagnostics` with the self-test), its whole debug log,
+/// the CLI's `status --json`, `doctor --json` and `config check` (of a good
+/// and of a broken file), and what `provision` leaves on the setup
+/// partition (`KET-QUA.txt`, the rewritten `site.toml`) and prints.
+#[test]
+fn no_secret_leaves_the_box() {
+    let _g = serial();
+    let s = setup();
+    let hub_port = common::free_udp_port();
+    let feed_port = common::free_udp_port();
+    let secrets = [
+        "UplinkPassphrase-s3cr3t-A1",
+        "ReturnPassphrase-s3cr3t-B2",
+        "MqttPassword-s3cr3t-C3",
+        "ArchiveSecretKey-s3cr3t-D4",
+    ];
+    // The private key: its base64 body, line by line.
+    let key_pem = std::fs::read_to_string(s.certs.join("box.key")).unwrap();
+    let key_lines: Vec<String> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .map(str::to_owned)
+        .collect();
+    assert!(!key_lines.is_empty(), "the key file has a body");
+    let extra = format!(
+        "username = \"box\"\npassword = \"{mqtt}\"\n\n\
+         [uplink]\nurl = \"srt://127.0.0.1:{hub_port}\"\npassphrase = \"{up}\"\n\n\
+         [return_feed]\nenabled = true\nurl = \"srt://127.0.0.1:{feed_port}\"\npassphrase = \"{ret}\"\n\n\
+         [archive]\nendpoint = \"http://127.0.0.1:{s3}\"\nbucket = \"rec\"\naccess_key_id = \"GKtest\"\nsecret_access_key = \"{arc}\"\n",
+        mqtt = secrets[2],
+        up = secrets[0],
+        ret = secrets[1],
+        arc = secrets[3],
+        s3 = common::free_tcp_port(),
+    );
+    let config = mqtt_config(&s.certs, s.broker.port) + &extra;
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-secrets",
+        false,
+        &site_filter(),
+    );
+    let d = Daemon::start(&config);
+    status_msg(&noc, "online", None);
+    let mut said: Vec<(String, String)> = Vec::new();
+
+    // A session, so the uplink, the return feed, the recorder and the
+    // uploader all run (and fail to reach their peers, and log it).
+    d.start_session();
+    std::thread::sleep(Duration::from_secs(3));
+    let out = d.cli(&["stop"]);
+    said.push(("stop".into(), String::from_utf8_lossy(&out.stdout).into()));
+
+    noc.send(SITE, "config.get", cmd("sec-get", json!({})), "g");
+    let r = noc.wait_reply("sec-get", "done", Duration::from_secs(15));
+    assert_eq!(r["result"]["config"]["uplink"]["passphrase"], "***", "{r}");
+    assert_eq!(r["result"]["config"]["archive"]["secret_access_key"], "***");
+    noc.send(
+        SITE,
+        "diagnostics",
+        cmd("sec-diag", json!({"self_test": true})),
+        "d",
+    );
+    noc.wait_reply("sec-diag", "done", Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2)); // a health period or two more
+
+    for args in [
+        &["status", "--json"][..],
+        &["doctor", "--json"][..],
+        &["recordings", "ls", "--json"][..],
+    ] {
+        let out = d.cli(args);
+        said.push((
+            args.join(" "),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    for (what, text) in [
+        ("a good file", std::fs::read_to_string(&d.config).unwrap()),
+        (
+            "a broken file",
+            std::fs::read_to_string(&d.config)
+                .unwrap()
+                .replace("[uplink]\n", "[uplink]\npasphrase = 1\n"),
+        ),
+    ] {
+        let f = d.dir.path().join("check.toml");
+        std::fs::write(&f, text).unwrap();
+        let out = Command::new(common::BIN)
+            .args(["config", "check"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        said.push((
+            format!("config check ({what})"),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+
+    // Provisioning from a setup partition holding the same secrets.
+    let setup_dir = tempfile::tempdir().unwrap();
+    let certs = setup_dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(s.certs.join("ca.crt"), certs.join("ca.pem")).unwrap();
+    std::fs::copy(s.certs.join("box.crt"), certs.join("box.pem")).unwrap();
+    std::fs::copy(s.certs.join("box.key"), certs.join("box.key")).unwrap();
+    let site = format!(
+        "[site]\nid = \"{SITE}\"\nname = \"Xã Thử Nghiệm\"\n\n[video]\nsource = \"synthetic\"\n\n[audio]\nsource = \"synthetic\"\n\n\
+         [display]\nsink = \"none\"\n\n[speaker]\nsink = \"none\"\n\n[mqtt]\nurl = \"mqtts://localhost:{port}\"\nusername = \"box\"\npassword = \"{mqtt}\"\n\n\
+         [uplink]\nurl = \"srt://127.0.0.1:{hub_port}\"\npassphrase = \"{up}\"\n\n\
+         [return_feed]\nenabled = true\nurl = \"srt://127.0.0.1:{feed_port}\"\npassphrase = \"{ret}\"\n\n\
+         [archive]\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"rec\"\naccess_key_id = \"GKtest\"\nsecret_access_key = \"{arc}\"\n",
+        port = s.broker.port,
+        mqtt = secrets[2],
+        up = secrets[0],
+        ret = secrets[1],
+        arc = secrets[3],
+    );
+    std::fs::write(setup_dir.path().join("site.toml"), &site).unwrap();
+    let live = tempfile::tempdir().unwrap();
+    let live_config = live.path().join("config.toml");
+    let out = Command::new(common::BIN)
+        .args(["provision", "--setup"])
+        .arg(setup_dir.path())
+        .arg("--config")
+        .arg(&live_config)
+        .output()
+        .unwrap();
+    said.push((
+        "provision".into(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ));
+    let result = std::fs::read_to_string(setup_dir.path().join("KET-QUA.txt")).unwrap_or_default();
+    assert!(
+        result.contains("ĐÃ NHẬN"),
+        "the site file was accepted: {result}\n{}",
+        said.last().unwrap().1
+    );
+    said.push(("KET-QUA.txt".into(), result));
+    said.push((
+        "site.toml after provisioning".into(),
+        std::fs::read_to_string(setup_dir.path().join("site.toml")).unwrap(),
+    ));
+    // The secrets did reach the box's own config (so the test can fail).
+    assert!(std::fs::read_to_string(&live_config)
+        .unwrap()
+        .contains(secrets[0]));
+
+    let log = d.log_text();
+    assert!(log.len() > 1000, "the debug log was captured");
+    said.push(("the daemon's log".into(), log));
+    let msgs = noc.msgs();
+    for kind in ["status", "state", "health", "event"] {
+        assert!(
+            msgs.iter().any(|m| m.topic.ends_with(&format!("/{kind}"))),
+            "captured no {kind} message"
+        );
+    }
+    for m in msgs {
+        said.push((m.topic.clone(), m.payload.to_string()));
+    }
+
+    let mut leaks = Vec::new();
+    for (what, text) in &said {
+        for secret in secrets
+            .iter()
+            .map(|s| s.to_string())
+            .chain(key_lines.clone())
+        {
+            if text.contains(&secret) {
+                leaks.push(format!("{what} contains {secret}"));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "secrets left the box:\n{}",
+        leaks.join("\n")
+    );
+    println!(
+        "checked {} outputs for {} secrets and the private key",
+        said.len(),
+        secrets.len()
+    );
+}
