@@ -9,13 +9,13 @@
 pub mod abr;
 pub mod pipeline;
 pub mod return_feed;
+pub mod runner;
 pub mod uplink;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -28,6 +28,7 @@ use crate::core::status::{MediaEvent, MediaStats, ReturnStats, UplinkStats};
 use crate::recorder::{RecorderHandle, SessionStart};
 use pipeline::Channels;
 use return_feed::ReturnTask;
+use runner::{launch, Running};
 use uplink::UplinkTask;
 
 enum Command {
@@ -99,19 +100,6 @@ enum Branch {
     Camera,
     Mic,
     Encode,
-}
-
-/// A pipeline and the task forwarding its bus. Dropping it stops both.
-struct Running {
-    pipeline: gst::Pipeline,
-    forward: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.forward.abort();
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
 }
 
 /// A capture branch (camera or microphone) that is restarted when it fails.
@@ -201,32 +189,6 @@ fn mono_ms() -> u64 {
 }
 
 type BusTx = mpsc::UnboundedSender<(Branch, u64, gst::Message)>;
-
-fn launch(desc: &str) -> Result<gst::Pipeline, String> {
-    gst::parse::launch(desc)
-        .map_err(|e| format!("{e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "description is not a pipeline".to_owned())
-}
-
-fn forward_bus(
-    pipeline: &gst::Pipeline,
-    branch: Branch,
-    gen: u64,
-    tx: BusTx,
-) -> tokio::task::JoinHandle<()> {
-    let Some(bus) = pipeline.bus() else {
-        return tokio::spawn(async {});
-    };
-    let mut stream = bus.stream();
-    tokio::spawn(async move {
-        while let Some(msg) = stream.next().await {
-            if tx.send((branch, gen, msg)).is_err() {
-                break;
-            }
-        }
-    })
-}
 
 impl Engine {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
@@ -351,7 +313,7 @@ impl Engine {
                 .build(),
         );
 
-        let forward = forward_bus(&encode, Branch::Encode, 0, bus_tx.clone());
+        let encode = Running::new(encode, bus_tx.clone(), |m| (Branch::Encode, 0, m));
         // The microphone's gain, as configured.
         if let (crate::config::AudioSource::Alsa(dev), Some(pct)) =
             (&cfg.audio.source, cfg.audio.gain_percent)
@@ -392,12 +354,9 @@ impl Engine {
             });
         }
         encode
+            .pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("encode pipeline does not start: {e}"))?;
-        let encode = Running {
-            pipeline: encode,
-            forward,
-        };
 
         let (ustats_tx, uplink_stats) = watch::channel(UplinkStats::default());
         let uplink_stop = if let Some(peer) = cfg.uplink.peer.clone() {
@@ -597,13 +556,13 @@ impl Engine {
                 gst::PadProbeReturn::Ok
             });
         }
-        let forward = forward_bus(&p, cap.branch, cap.gen, bus_tx.clone());
-        p.set_state(gst::State::Playing)
+        let (branch, gen) = (cap.branch, cap.gen);
+        let running = Running::new(p, bus_tx.clone(), move |m| (branch, gen, m));
+        running
+            .pipeline
+            .set_state(gst::State::Playing)
             .map_err(|e| format!("does not start: {e}"))?;
-        cap.running = Some(Running {
-            pipeline: p,
-            forward,
-        });
+        cap.running = Some(running);
         Ok(())
     }
 

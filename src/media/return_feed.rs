@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,24 +35,13 @@ pub struct ReturnTask {
 }
 
 struct Feed {
-    pipeline: gst::Pipeline,
-    bus: tokio::task::JoinHandle<()>,
+    /// `Null` off the runtime when dropped: srtsrc may wait for its socket.
+    _run: super::runner::Running,
     created: Instant,
     video: Arc<AtomicU64>,
     audio: Arc<AtomicU64>,
     last_video: u64,
     last_progress: Instant,
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        self.bus.abort();
-        let p = self.pipeline.clone();
-        // srtsrc may wait for its socket to close; not on the runtime.
-        std::thread::spawn(move || {
-            let _ = p.set_state(gst::State::Null);
-        });
-    }
 }
 
 fn count_buffers(p: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
@@ -179,15 +167,8 @@ impl ReturnTask {
         }
         let video = count_buffers(&p, pipeline::RETURN_VIDEO);
         let audio = count_buffers(&p, pipeline::RETURN_AUDIO);
-        let bus = p.bus().ok_or("pipeline without a bus")?;
-        let mut stream = bus.stream();
-        let bus = tokio::spawn(async move {
-            while let Some(msg) = stream.next().await {
-                if bus_tx.send((gen, msg)).is_err() {
-                    break;
-                }
-            }
-        });
+        let run =
+            super::runner::Running::new(p.clone(), bus_tx, move |m| (gen, m)).null_off_runtime();
         // srtsrc may block in its SRT connect: change state off the runtime.
         // A failure posts an error on the bus, which rebuilds the feed.
         p.call_async(|p| {
@@ -196,8 +177,7 @@ impl ReturnTask {
             }
         });
         Ok(Feed {
-            pipeline: p,
-            bus,
+            _run: run,
             created: Instant::now(),
             video,
             audio,

@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -32,10 +31,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A running uplink pipeline.
 struct Link {
-    pipeline: gst::Pipeline,
+    /// The pipeline and its bus; `Null` off the runtime when the link goes.
+    _run: super::runner::Running,
     src: gst_app::AppSrc,
     sink: gst::Element,
-    bus: tokio::task::JoinHandle<()>,
     created: Instant,
     connected: bool,
     /// A keyframe has been pushed; everything after it follows.
@@ -49,17 +48,6 @@ struct Counters {
     lost: u64,
     retrans: u64,
     bytes: u64,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.bus.abort();
-        let p = self.pipeline.clone();
-        // Null may wait for a pending SRT connect to give up; not on the runtime.
-        std::thread::spawn(move || {
-            let _ = p.set_state(gst::State::Null);
-        });
-    }
 }
 
 pub struct UplinkTask {
@@ -238,23 +226,16 @@ impl UplinkTask {
             .by_name(pipeline::UPLINK_SRC)
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
             .ok_or("no appsrc in the uplink pipeline")?;
-        let bus = pipeline.bus().ok_or("pipeline without a bus")?;
-        let mut stream = bus.stream();
-        let bus = tokio::spawn(async move {
-            while let Some(msg) = stream.next().await {
-                if bus_tx.send((gen, msg)).is_err() {
-                    break;
-                }
-            }
-        });
-        pipeline
+        // Null may wait for a pending SRT connect to give up; not on the runtime.
+        let run =
+            super::runner::Running::new(pipeline, bus_tx, move |m| (gen, m)).null_off_runtime();
+        run.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("uplink pipeline does not start: {e}"))?;
         Ok(Link {
-            pipeline,
+            _run: run,
             src,
             sink,
-            bus,
             created: Instant::now(),
             connected: false,
             started: false,

@@ -1,0 +1,122 @@
+//! The one pipeline runner: a GStreamer pipeline, the task that forwards its
+//! bus messages into the owning actor's single loop, and `Null` on drop.
+//! Used by the session's capture and encode pipelines, the uplink, the
+//! return feed and the display, so that each of them is torn down the same
+//! way whatever path drops it.
+//!
+//! Bus messages become a stream handled in the actor's one `select!` loop;
+//! `wrap` tags each with what the actor needs to tell pipelines apart (a
+//! branch, a generation number), so messages from a pipeline already torn
+//! down are recognised and ignored.
+
+use futures::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio::sync::mpsc;
+
+/// Parse a `gst-launch` description into a pipeline.
+pub fn launch(desc: &str) -> Result<gst::Pipeline, String> {
+    gst::parse::launch(desc)
+        .map_err(|e| format!("{e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "description is not a pipeline".to_owned())
+}
+
+/// How the pipeline reaches `Null` when dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NullOn {
+    /// In the dropping thread: local sources and sinks stop at once.
+    Caller,
+    /// On a thread of its own: SRT elements may wait for a pending connect
+    /// or a socket close, which must not hold an async worker.
+    Thread,
+}
+
+/// A pipeline and the task forwarding its bus. Dropping it stops both.
+pub struct Running {
+    pub pipeline: gst::Pipeline,
+    forward: tokio::task::JoinHandle<()>,
+    null: NullOn,
+}
+
+impl Running {
+    /// Start forwarding `pipeline`'s bus messages, each made into an `M` by
+    /// `wrap`, to `tx` (the owning actor's loop). The pipeline's state is
+    /// the caller's to change; call this before setting it to `Playing` so
+    /// that no message is missed.
+    pub fn new<M: Send + 'static>(
+        pipeline: gst::Pipeline,
+        tx: mpsc::UnboundedSender<M>,
+        wrap: impl Fn(gst::Message) -> M + Send + 'static,
+    ) -> Self {
+        let forward = match pipeline.bus() {
+            Some(bus) => {
+                let mut stream = bus.stream();
+                tokio::spawn(async move {
+                    while let Some(msg) = stream.next().await {
+                        if tx.send(wrap(msg)).is_err() {
+                            break;
+                        }
+                    }
+                })
+            }
+            // A pipeline always has a bus; without one there is nothing to forward.
+            None => tokio::spawn(async {}),
+        };
+        Self {
+            pipeline,
+            forward,
+            null: NullOn::Caller,
+        }
+    }
+
+    /// Reach `Null` on a thread of its own when dropped (SRT elements).
+    pub fn null_off_runtime(mut self) -> Self {
+        self.null = NullOn::Thread;
+        self
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.forward.abort();
+        match self.null {
+            NullOn::Caller => {
+                let _ = self.pipeline.set_state(gst::State::Null);
+            }
+            NullOn::Thread => {
+                let p = self.pipeline.clone();
+                std::thread::spawn(move || {
+                    let _ = p.set_state(gst::State::Null);
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn forwards_bus_messages_and_stops_on_drop() {
+        gst::init().expect("GStreamer is installed wherever the tests run");
+        let p = launch("videotestsrc num-buffers=3 ! fakesink").expect("a pipeline");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let r = Running::new(p.clone(), tx, |m| (7u64, m));
+        r.pipeline.set_state(gst::State::Playing).unwrap();
+        let eos = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some((tag, m)) = rx.recv().await {
+                if matches!(m.view(), gst::MessageView::Eos(_)) {
+                    return tag;
+                }
+            }
+            0
+        })
+        .await
+        .expect("EOS arrives");
+        assert_eq!(eos, 7);
+        drop(r);
+        assert_eq!(p.current_state(), gst::State::Null);
+    }
+}
