@@ -42,7 +42,15 @@ const TABLE: &[(&str, &[&str])] = &[
     ),
     (
         "upload",
-        &["core", "config", "events", "recorder", "media", "util"],
+        &[
+            "core",
+            "config",
+            "events",
+            "recorder",
+            "media",
+            "util",
+            "lifecycle",
+        ],
     ),
     (
         "supervisor",
