@@ -278,3 +278,68 @@ fn camera_presets_need_a_v4l2_camera_and_say_so() {
     assert_eq!(r["ok"], false);
     assert_eq!(d.phase(), "idle");
 }
+
+/// The socket speaks the command layer's names with `args`, and still
+/// answers the names from before it in their old shapes.
+#[test]
+fn new_command_names_and_old_aliases_answer_alike() {
+    let d = Daemon::start(&test_config(""));
+    // New form: the result is wrapped ({"session": ...}).
+    let r = d
+        .request(r#"{"cmd":"session.start","args":{"metadata":{"case":"HS-9"}}}"#)
+        .expect("a reply");
+    assert_eq!(r["ok"], true, "{r}");
+    let id = r["result"]["session"]["id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    assert_eq!(r["result"]["session"]["metadata"]["case"], "HS-9");
+    // Old form: the record itself, as before.
+    let r = d.request(r#"{"cmd":"stop"}"#).expect("a reply");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["id"], id.as_str(), "{r}");
+
+    let new = d.request(r#"{"cmd":"recording.list"}"#).expect("a reply");
+    let old = d.request(r#"{"cmd":"recordings_list"}"#).expect("a reply");
+    assert_eq!(new["result"]["recordings"], old["result"], "{new} vs {old}");
+    assert!(
+        old["result"].as_array().is_some_and(|a| !a.is_empty()),
+        "{old}"
+    );
+
+    let h = d
+        .request(r#"{"cmd":"session.history","args":{"limit":5}}"#)
+        .expect("a reply");
+    assert_eq!(h["result"]["sessions"][0]["id"], id.as_str(), "{h}");
+    let v = d
+        .request(&format!(
+            r#"{{"cmd":"recording.verify","args":{{"id":"{id}"}}}}"#
+        ))
+        .expect("a reply");
+    assert_eq!(v["ok"], true, "{v}");
+
+    // The table: MQTT-only commands are refused here, and say so.
+    for (line, why) in [
+        (
+            r#"{"cmd":"config.set","args":{"toml":""}}"#,
+            "not available",
+        ),
+        (r#"{"cmd":"reboot"}"#, "not available"),
+        (r#"{"cmd":"session.start","metadata":{}}"#, "unknown field"),
+        (
+            r#"{"cmd":"session.history","args":{"limit":0}}"#,
+            "1 to 1000",
+        ),
+    ] {
+        let r = d.request(line).expect("a reply");
+        assert_eq!(r["error"]["code"], "bad_request", "{line}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains(why),
+            "{line}: {r}"
+        );
+    }
+    // upload.retry without an archive is refused, not ignored.
+    let r = d.request(r#"{"cmd":"upload.retry"}"#).expect("a reply");
+    assert_eq!(r["error"]["code"], "rejected", "{r}");
+    assert_eq!(d.phase(), "idle");
+}

@@ -1051,3 +1051,79 @@ fn no_secret_leaves_the_box() {
         secrets.len()
     );
 }
+
+/// Over MQTT the same commands answer with the same shapes as on the
+/// socket; the old `recordings.list` (session history) still answers as
+/// before with a note; what is for someone at the box is refused.
+#[test]
+fn mqtt_takes_the_command_layers_names_and_its_table() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-names",
+        false,
+        &["diemcau/v1/+/cmd/+/reply".to_string()],
+    );
+    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    std::thread::sleep(Duration::from_millis(500));
+    d.start_session();
+    d.cli(&["stop"]);
+
+    noc.send(SITE, "status", cmd("n-status", json!({})), "1");
+    let r = noc.wait_reply("n-status", "done", Duration::from_secs(10));
+    assert_eq!(r["result"]["phase"], "idle", "{r}");
+    assert_eq!(r["result"]["site_id"], SITE, "the status object itself");
+
+    noc.send(SITE, "recording.list", cmd("n-recs", json!({})), "2");
+    let r = noc.wait_reply("n-recs", "done", Duration::from_secs(10));
+    let local = d.request(r#"{"cmd":"recording.list"}"#).unwrap();
+    assert_eq!(
+        r["result"], local["result"],
+        "same shape on both transports"
+    );
+
+    noc.send(
+        SITE,
+        "session.history",
+        cmd("n-hist", json!({"limit": 3})),
+        "3",
+    );
+    let new = noc.wait_reply("n-hist", "done", Duration::from_secs(10));
+    noc.send(
+        SITE,
+        "recordings.list",
+        cmd("n-old", json!({"limit": 3})),
+        "4",
+    );
+    let old = noc.wait_reply("n-old", "done", Duration::from_secs(10));
+    assert_eq!(
+        new["result"]["sessions"], old["result"]["sessions"],
+        "{new} {old}"
+    );
+    assert!(old["result"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("deprecated"));
+
+    for (id, name, args, why) in [
+        (
+            "n-del",
+            "recording.delete",
+            json!({"id": "x", "force": true}),
+            "not available over MQTT",
+        ),
+        (
+            "n-btn",
+            "button.test",
+            json!({"seconds": 5}),
+            "not available over MQTT",
+        ),
+        ("n-up", "upload.retry", json!({}), "no archive"),
+    ] {
+        noc.send(SITE, name, cmd(id, args), id);
+        let r = noc.wait_reply(id, "rejected", Duration::from_secs(10));
+        assert!(r["error"].as_str().unwrap().contains(why), "{name}: {r}");
+    }
+}
