@@ -122,13 +122,7 @@ impl Control {
     /// Carry out `cmd` for `ctx`; refused when the table does not allow it
     /// on that transport.
     pub async fn execute(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
-        let name = cmd.name();
-        if !command::allowed(name, ctx.transport) {
-            return Err(CommandError::rejected(format!(
-                "{name} is not available over {}",
-                ctx.transport.name()
-            )));
-        }
+        self.precheck(&cmd, ctx).await?;
         let d = &self.d;
         match cmd {
             Command::Status => to_value(
@@ -260,12 +254,7 @@ impl Control {
                 )
             }
             Command::Reboot => {
-                if !d.allow_reboot {
-                    return Err(CommandError::rejected(
-                        "reboot is disabled on this box ([mqtt] allow_reboot = false)",
-                    ));
-                }
-                self.require_between_sessions("stop it first").await?;
+                // Allowed and between sessions: checked by `precheck` above.
                 match tokio::process::Command::new("systemctl")
                     .arg("reboot")
                     .status()
@@ -296,6 +285,28 @@ impl Control {
                     .await
             }
         }
+    }
+
+    /// The quick checks of `cmd`, made before a transport says `accepted`:
+    /// the table, and for `reboot` whether it is allowed now. `execute`
+    /// makes them again.
+    pub async fn precheck(&self, cmd: &Command, ctx: &Ctx) -> Result<(), CommandError> {
+        let name = cmd.name();
+        if !command::allowed(name, ctx.transport) {
+            return Err(CommandError::rejected(format!(
+                "{name} is not available over {}",
+                ctx.transport.name()
+            )));
+        }
+        if matches!(cmd, Command::Reboot) {
+            if !self.d.allow_reboot {
+                return Err(CommandError::rejected(
+                    "reboot is disabled on this box ([mqtt] allow_reboot = false)",
+                ));
+            }
+            self.require_between_sessions("stop it first").await?;
+        }
+        Ok(())
     }
 
     /// `config.set`: validated like the file, refused during a session or

@@ -743,9 +743,6 @@ impl Actor {
                 });
             }
             command => {
-                if acknowledged {
-                    reply_now(self, ReplyStatus::Accepted, None, None);
-                }
                 let diagnostics = matches!(command, Command::Diagnostics { .. });
                 let mqtt = json!({
                     "boot_id": self.boot_id,
@@ -758,7 +755,28 @@ impl Actor {
                 let control = self.control.clone();
                 let ctx = crate::control::Ctx::mqtt(&env.id);
                 let alias = env.alias;
+                // `accepted` only once the quick checks passed, so that a
+                // refusal (reboot not allowed, a session running) is one
+                // `rejected` reply, as it always was.
+                let (tx, site) = (self.done_tx.clone(), self.site.clone());
+                let ack = Done {
+                    to: to.clone(),
+                    reply: self.reply(Some(id.clone()), &name, ReplyStatus::Accepted, None, None),
+                };
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
+                    if let Err(e) = control.precheck(&command, &ctx).await {
+                        return (reply_status(&e), Some(e.message), None);
+                    }
+                    if acknowledged {
+                        let _ = tx.send(Done {
+                            reply: CommandReply {
+                                at: Utc::now(),
+                                site,
+                                ..ack.reply
+                            },
+                            ..ack
+                        });
+                    }
                     match control.execute(command, &ctx).await {
                         Ok(mut v) => {
                             if diagnostics {
