@@ -15,7 +15,7 @@ use crate::config::{self, Config, Language};
 use crate::core::command::{Command as Request, PresetAction, Reply};
 use crate::core::session::SessionRecord;
 use crate::core::status::Status;
-use crate::core::words as i18n;
+use crate::core::words;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -327,11 +327,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 }
                 crate::provision::Outcome::Applied => {
                     let s = crate::provision::read_status(&config_path);
-                    println!("{}", s.map(|s| s.message_en).unwrap_or_default());
+                    println!("{}", s.map(|s| s.message(Language::En)).unwrap_or_default());
                     Ok(0)
                 }
                 crate::provision::Outcome::Rejected(s) => {
-                    println!("{}\n{}", s.message_vi, s.message_en);
+                    println!("{}\n{}", s.message(Language::Vi), s.message(Language::En));
                     Ok(1)
                 }
             }
@@ -377,8 +377,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             )?;
             let rec: SessionRecord =
                 serde_json::from_value(result["session"].clone()).context("start reply")?;
-            println!("{}: {}", i18n::labels(lang).session, rec.id);
-            println!("{}", i18n::phase(lang, crate::core::session::Phase::Live));
+            println!("{}: {}", words::cli::labels(lang).session, rec.id);
+            println!("{}", words::phase(lang, crate::core::session::Phase::Live));
             Ok(0)
         }
         Command::Stop => {
@@ -388,9 +388,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 serde_json::from_value(result["session"].clone()).context("stop reply")?;
             println!(
                 "{}: {} — {}",
-                i18n::labels(lang).session,
+                words::cli::labels(lang).session,
                 rec.id,
-                i18n::outcome(lang, rec.outcome.as_ref())
+                words::outcome(lang, rec.outcome.as_ref())
             );
             Ok(0)
         }
@@ -441,10 +441,10 @@ fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
 /// The human-readable status report.
 pub fn render_status(s: &Status, lang: Language) -> String {
     use std::fmt::Write;
-    let l = i18n::labels(lang);
+    let l = words::cli::labels(lang);
     let mut out = String::new();
     let _ = writeln!(out, "{}: {} ({})", l.site, s.site_name, s.site_id);
-    let _ = writeln!(out, "{}: {}", l.state, i18n::phase(lang, s.phase));
+    let _ = writeln!(out, "{}: {}", l.state, words::phase(lang, s.phase));
     if let Some(f) = &s.fault {
         let _ = writeln!(out, "  {f}");
     }
@@ -462,7 +462,7 @@ pub fn render_status(s: &Status, lang: Language) -> String {
         let list: Vec<_> = s
             .degraded
             .iter()
-            .map(|d| i18n::degradation(lang, *d))
+            .map(|d| words::degradation(lang, *d))
             .collect();
         let _ = writeln!(out, "{}: {}", l.problems, list.join("; "));
     }
@@ -486,7 +486,7 @@ pub fn render_status(s: &Status, lang: Language) -> String {
             "{}: {} — {}",
             l.last,
             last.id,
-            i18n::outcome(lang, last.outcome.as_ref())
+            words::outcome(lang, last.outcome.as_ref())
         );
     }
     out

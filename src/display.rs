@@ -3,10 +3,11 @@
 //! commune staff need to know, in their language.
 //!
 //! What the screen says is a pure function of the daemon's status
-//! ([`screen`]); the actor polls the supervisor and applies changes to the
-//! overlays. The session's pipelines feed the picture through process-wide
-//! `inter` channels (see `media::pipeline`), so the display keeps running
-//! when a session starts, stops or loses its feed.
+//! ([`screen`]), worded by `core::words::display`; the actor polls the
+//! supervisor and applies changes to the overlays. The session's pipelines
+//! feed the picture through process-wide `inter` channels (see
+//! `media::pipeline`), so the display keeps running when a session starts,
+//! stops or loses its feed.
 
 use std::time::Duration;
 
@@ -18,7 +19,9 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Language};
 use crate::core::session::{Degradation, Phase};
+pub use crate::core::status::LinkQuality;
 use crate::core::status::{Hint, Status};
+use crate::core::words::{self, display as say};
 use crate::media::pipeline;
 use crate::supervisor::SupervisorHandle;
 
@@ -39,11 +42,7 @@ pub struct Screen {
 /// saying what they mean, so nobody in the room takes them for a fault.
 pub fn test_pattern_screen(lang: Language) -> Screen {
     Screen {
-        center: if lang == Language::Vi {
-            "MÀN HÌNH THỬ\nThấy các sọc màu là màn hình hoạt động tốt".into()
-        } else {
-            "DISPLAY TEST\nColour bars mean the screen works".into()
-        },
+        center: say::test_pattern(lang).into(),
         banner: String::new(),
         self_view: false,
         pattern: true,
@@ -76,14 +75,6 @@ fn on(until: &watch::Receiver<Option<std::time::Instant>>) -> bool {
 }
 
 /// How well the uplink carries the stream, for the mark on screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkQuality {
-    Good,
-    Weak,
-    Lost,
-    NotConfigured,
-}
-
 pub fn link_quality(s: &Status, configured_kbps: u32) -> LinkQuality {
     let up = &s.media.uplink;
     if !up.configured {
@@ -98,7 +89,8 @@ pub fn link_quality(s: &Status, configured_kbps: u32) -> LinkQuality {
     }
 }
 
-/// The screen for a status. Pure: the words live here, not in the actor.
+/// The screen for a status. Pure: what to show is decided here, not in the
+/// actor; how it is worded, in `core::words::display`.
 /// `notice` is a standing message for the technician (a refused site file);
 /// it is shown under the idle and fault screens.
 pub fn screen(
@@ -108,79 +100,31 @@ pub fn screen(
     hint: Option<&str>,
     notice: Option<&str>,
 ) -> Screen {
-    let vi = lang == Language::Vi;
     let name = &s.site_name;
     let mut out = Screen::default();
     match s.phase {
-        Phase::Idle => {
-            out.center = if vi {
-                format!("{name}\nĐIỂM CẦU TIẾP CÔNG DÂN TRỰC TUYẾN\n\nSẵn sàng — nhấn nút để bắt đầu phiên")
-            } else {
-                format!("{name}\nONLINE CITIZEN RECEPTION\n\nReady — press the button to start")
-            };
-        }
-        Phase::Starting => {
-            out.center = if vi {
-                "Đang bắt đầu phiên…"
-            } else {
-                "Starting the session…"
-            }
-            .into();
-        }
-        Phase::Stopping => {
-            out.center = if vi {
-                "Đang kết thúc phiên…"
-            } else {
-                "Ending the session…"
-            }
-            .into();
-        }
+        Phase::Idle => out.center = say::idle(lang, name),
+        Phase::Starting => out.center = say::starting(lang).into(),
+        Phase::Stopping => out.center = say::stopping(lang).into(),
         Phase::Fault => {
-            let why = s.fault.clone().unwrap_or_default();
-            out.center = if vi {
-                format!("LỖI — hãy gọi kỹ thuật viên\n{why}")
-            } else {
-                format!("FAULT — call a technician\n{why}")
-            };
+            out.center = say::fault(lang, s.fault.as_deref().unwrap_or_default());
         }
         Phase::Live => {
             out.self_view = true;
-            let mut banner = vec![if vi {
-                "● ĐANG GHI HÌNH"
-            } else {
-                "● RECORDING"
-            }
-            .to_owned()];
-            let q = match (link_quality(s, configured_kbps), vi) {
-                (LinkQuality::Good, true) => Some("Tín hiệu: tốt"),
-                (LinkQuality::Weak, true) => Some("Tín hiệu: yếu"),
-                (LinkQuality::Lost, true) => Some("Tín hiệu: mất — đang kết nối lại"),
-                (LinkQuality::Good, false) => Some("Link: good"),
-                (LinkQuality::Weak, false) => Some("Link: weak"),
-                (LinkQuality::Lost, false) => Some("Link: lost — reconnecting"),
-                (LinkQuality::NotConfigured, _) => None,
-            };
-            banner.extend(q.map(str::to_owned));
+            let mut banner = vec![say::recording(lang)];
+            banner.extend(say::link(lang, link_quality(s, configured_kbps)));
             for d in &s.degraded {
                 if matches!(d, Degradation::UplinkDown | Degradation::ReturnFeedLost) {
                     continue; // shown by the link mark and the centre text
                 }
-                banner.push(crate::core::words::degradation(lang, *d).to_owned());
+                banner.push(words::degradation(lang, *d));
             }
             out.banner = banner.join("   ");
             let feed = &s.media.return_feed;
             if feed.configured && !feed.live {
-                out.center = if vi {
-                    "MẤT KẾT NỐI\nvới điểm cầu tỉnh — đang kết nối lại…\nPhiên vẫn đang được ghi hình".into()
-                } else {
-                    "CONNECTION LOST\nto the provincial hub — reconnecting…\nThe session is still being recorded".into()
-                };
+                out.center = say::feed_lost(lang).into();
             } else if !feed.configured {
-                out.center = if vi {
-                    format!("{name}\nĐang tiếp công dân trực tuyến")
-                } else {
-                    format!("{name}\nOnline reception in progress")
-                };
+                out.center = say::in_progress(lang, name);
             }
         }
     }
@@ -252,7 +196,7 @@ async fn run(
     // A site file the box refused at boot stays on the screen until fixed.
     let notice = crate::provision::read_status(&config.path)
         .filter(|s| !s.ok)
-        .map(|s| s.message(config.daemon.language).to_owned());
+        .map(|s| s.message(config.daemon.language));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {

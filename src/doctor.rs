@@ -1,6 +1,7 @@
 //! `diemcau doctor`: the technician's self-test. Every part of the room and
 //! every service the box depends on is checked and reported PASS, FAIL or
-//! SKIP, with a hint that says what to do, in Vietnamese by default.
+//! SKIP, with a hint that says what to do, in Vietnamese by default (the
+//! words are `core::words::doctor`).
 //!
 //! The checks only look and try (open, connect, capture a few frames, write
 //! one small object); they change nothing and never stop a live session:
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{self, Config, Language};
+use crate::core::words::doctor::{self as say, Advice, Finding, Name, Prompt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -41,21 +43,6 @@ pub struct Report {
     pub skipped: usize,
 }
 
-/// Words, in the technician's language.
-struct W {
-    vi: bool,
-}
-
-impl W {
-    fn t<'a>(&self, vi: &'a str, en: &'a str) -> &'a str {
-        if self.vi {
-            vi
-        } else {
-            en
-        }
-    }
-}
-
 fn check(
     name: &str,
     verdict: Verdict,
@@ -78,29 +65,23 @@ fn check(
 /// `interactive`: a technician is at the box, so the checks may ask for a
 /// button press.
 pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
-    let w = W {
-        vi: lang == Language::Vi,
-    };
     let mut checks = Vec::new();
     let cfg = match config::load(path) {
         Ok(c) => {
             checks.push(check(
-                w.t("Cấu hình", "Configuration"),
+                say::name(lang, Name::Config),
                 Verdict::Pass,
-                format!("{} {}", path.display(), w.t("hợp lệ", "is valid")),
+                say::config_valid(lang, &path.display().to_string()),
                 "",
             ));
             c
         }
         Err(e) => {
             checks.push(check(
-                w.t("Cấu hình", "Configuration"),
+                say::name(lang, Name::Config),
                 Verdict::Fail,
                 e.to_string(),
-                w.t(
-                    "Sửa dòng được chỉ ra trong site.toml/config.toml rồi chạy lại diemcau doctor",
-                    "Fix the line named above, then run diemcau doctor again",
-                ),
+                say::advice(lang, Advice::FixConfig),
             ));
             return tally(String::new(), checks);
         }
@@ -109,18 +90,20 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
         let when = chrono::DateTime::from_timestamp(p.at, 0)
             .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_default();
-        let name = w.t("Tệp site.toml (ổ DIEMCAU)", "site.toml (DIEMCAU partition)");
+        let name = say::name(lang, Name::SiteFile);
         checks.push(if p.ok {
-            check(name, Verdict::Pass, format!("{when}: {}", p.message(lang)), "")
+            check(
+                name,
+                Verdict::Pass,
+                format!("{when}: {}", p.message(lang)),
+                "",
+            )
         } else {
             check(
                 name,
                 Verdict::Fail,
                 format!("{when}: {}", p.message(lang)),
-                w.t(
-                    "Cắm ổ của hộp vào máy tính, mở ổ DIEMCAU, sửa site.toml theo KET-QUA.txt, rồi khởi động lại hộp",
-                    "Open the DIEMCAU partition on a laptop, fix site.toml as KET-QUA.txt says, and restart the box",
-                ),
+                say::advice(lang, Advice::FixSiteFile),
             )
         });
     }
@@ -130,65 +113,48 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
         .is_some_and(|s| s.phase == crate::core::session::Phase::Live);
     checks.push(match &status {
         Some(s) => check(
-            w.t("Phần mềm diemcau", "diemcau daemon"),
+            say::name(lang, Name::Daemon),
             Verdict::Pass,
-            format!(
-                "{} {} — {}",
-                w.t("đang chạy, phiên bản", "running, version"),
-                s.version,
-                crate::core::words::phase(lang, s.phase)
-            ),
+            say::daemon_running(lang, &s.version, crate::core::words::phase(lang, s.phase)),
             "",
         ),
         None => check(
-            w.t("Phần mềm diemcau", "diemcau daemon"),
+            say::name(lang, Name::Daemon),
             Verdict::Fail,
-            w.t("không chạy", "not running"),
-            w.t(
-                "Chạy: systemctl restart diemcau; xem lỗi: journalctl -u diemcau",
-                "Run: systemctl restart diemcau; see why: journalctl -u diemcau",
-            ),
+            say::finding(lang, Finding::NotRunning),
+            say::advice(lang, Advice::RestartDaemon),
         ),
     });
-    checks.push(camera(&cfg, &w, live));
-    checks.push(microphone(&cfg, &w, live));
-    checks.push(speaker(&cfg, &w, live, status.is_some()));
-    checks.push(display(&cfg, &w, status.as_ref(), interactive));
+    checks.push(camera(&cfg, lang, live));
+    checks.push(microphone(&cfg, lang, live));
+    checks.push(speaker(&cfg, lang, live, status.is_some()));
+    checks.push(display(&cfg, lang, status.as_ref(), interactive));
     checks.push(button_press(
         &cfg,
-        &w,
-        button(&cfg, &w),
+        lang,
+        button(&cfg, lang),
         status.as_ref(),
         interactive,
     ));
-    checks.push(led(&cfg, &w));
-    checks.push(network(&w));
-    checks.push(time_sync(&w));
-    checks.push(broker(&cfg, &w));
-    checks.push(hub(&cfg, &w, status.as_ref()));
-    checks.push(archive(&cfg, &w));
-    checks.push(disk(&w, status.as_ref()));
+    checks.push(led(&cfg, lang));
+    checks.push(network(lang));
+    checks.push(time_sync(lang));
+    checks.push(broker(&cfg, lang));
+    checks.push(hub(&cfg, lang, status.as_ref()));
+    checks.push(archive(&cfg, lang));
+    checks.push(disk(lang, status.as_ref()));
     let aside = crate::store::Store::set_aside(&cfg.daemon.state_dir);
     if !aside.is_empty() {
+        let folders = aside
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         checks.push(check(
-            w.t("Dữ liệu sau mất điện", "Data after a power cut"),
+            say::name(lang, Name::SetAside),
             Verdict::Fail,
-            format!(
-                "{}: {}",
-                w.t(
-                    "kho dữ liệu không mở lại được nên đã cất riêng; bản ghi hình chưa lưu trữ đã được lấy lại từ nhật ký ghi hình, còn lịch sử phiên và sự kiện chưa gửi nằm trong thư mục cất riêng",
-                    "the store could not be reopened and was set aside; recordings not yet archived were brought back from their journal, the session history and undelivered events stay in the set-aside folder"
-                ),
-                aside
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            w.t(
-                "Báo tỉnh; chỉ xoá thư mục này khi tỉnh đồng ý",
-                "Tell the province; delete the folder only when they agree",
-            ),
+            say::store_set_aside(lang, &folders),
+            say::advice(lang, Advice::StoreSetAside),
         ));
     }
     tally(cfg.site.id.clone(), checks)
@@ -244,19 +210,16 @@ fn gst_run(desc: &str, timeout: Duration) -> Result<Vec<gstreamer::Message>, Str
     result.map(|()| msgs)
 }
 
-fn camera(cfg: &Config, w: &W, live: bool) -> Check {
-    let name = w.t("Camera", "Camera");
+fn camera(cfg: &Config, lang: Language, live: bool) -> Check {
+    let name = say::name(lang, Name::Camera);
     let dev = match &cfg.video.source {
         config::VideoSource::V4l2(d) => d.clone(),
         other => {
             return check(
                 name,
                 Verdict::Skip,
-                format!("{} ({other:?})", w.t("nguồn giả lập", "synthetic source")),
-                w.t(
-                    "Cấu hình dùng nguồn thử; đặt [video] source = \"v4l2\" khi có camera",
-                    "The configuration uses a test source",
-                ),
+                say::synthetic(lang, &format!("{other:?}")),
+                say::advice(lang, Advice::CameraTestSource),
             );
         }
     };
@@ -264,11 +227,8 @@ fn camera(cfg: &Config, w: &W, live: bool) -> Check {
         return check(
             name,
             Verdict::Fail,
-            format!("{} {}", w.t("không thấy", "not found:"), dev.display()),
-            w.t(
-                "Cắm lại cáp USB của camera (hoặc đổi cổng), đợi 5 giây rồi chạy lại",
-                "Re-plug the camera's USB cable (or try another port), wait 5 s, run again",
-            ),
+            say::not_found(lang, &dev.display().to_string()),
+            say::advice(lang, Advice::ReplugCamera),
         );
     }
     let modes = crate::camera::probe_modes(&dev).unwrap_or_default();
@@ -279,22 +239,14 @@ fn camera(cfg: &Config, w: &W, live: bool) -> Check {
         cfg.video.framerate,
     );
     let mode = chosen.as_ref().map_or_else(
-        || {
-            w.t("không có định dạng phù hợp", "no usable format")
-                .to_owned()
-        },
+        || say::finding(lang, Finding::NoUsableFormat).to_owned(),
         |m| format!("{} {}x{}@{:.0}", m.fourcc, m.width, m.height, m.fps),
     );
     if live {
         return check(
             name,
             Verdict::Pass,
-            format!(
-                "{} {}; {mode} ({})",
-                w.t("có", "present"),
-                dev.display(),
-                w.t("đang dùng trong phiên", "in use by the session")
-            ),
+            say::camera_in_use(lang, &dev.display().to_string(), &mode),
             "",
         );
     }
@@ -306,20 +258,30 @@ fn camera(cfg: &Config, w: &W, live: bool) -> Check {
         dev.display().to_string().replace('"', "")
     );
     match gst_run(&desc, Duration::from_secs(8)) {
-        Ok(_) => check(name, Verdict::Pass, format!("{}; {mode}; {}", dev.display(), w.t("chụp thử 10 khung hình được", "test capture of 10 frames ok")), ""),
-        Err(e) => check(name, Verdict::Fail, format!("{}: {e}", dev.display()), w.t("Camera có nhưng không cho hình: rút ra cắm lại; nếu vẫn lỗi, thử camera khác", "The camera is there but gives no picture: re-plug it; if it persists, try another camera")),
+        Ok(_) => check(
+            name,
+            Verdict::Pass,
+            say::camera_captured(lang, &dev.display().to_string(), &mode),
+            "",
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Fail,
+            format!("{}: {e}", dev.display()),
+            say::advice(lang, Advice::CameraNoPicture),
+        ),
     }
 }
 
-fn microphone(cfg: &Config, w: &W, live: bool) -> Check {
-    let name = w.t("Micrô", "Microphone");
+fn microphone(cfg: &Config, lang: Language, live: bool) -> Check {
+    let name = say::name(lang, Name::Microphone);
     let dev = match &cfg.audio.source {
         config::AudioSource::Alsa(d) => d.clone(),
         config::AudioSource::Synthetic => {
             return check(
                 name,
                 Verdict::Skip,
-                w.t("nguồn giả lập", "synthetic source"),
+                say::finding(lang, Finding::SyntheticSource),
                 "",
             );
         }
@@ -329,11 +291,8 @@ fn microphone(cfg: &Config, w: &W, live: bool) -> Check {
         return check(
             name,
             Verdict::Fail,
-            w.t("không có card âm thanh nào", "no sound card"),
-            w.t(
-                "Cắm micrô/loa hội nghị USB rồi chạy lại",
-                "Plug in the USB microphone or speakerphone, run again",
-            ),
+            say::finding(lang, Finding::NoSoundCard),
+            say::advice(lang, Advice::PlugSoundCard),
         );
     }
     let names: Vec<String> = cards
@@ -344,21 +303,11 @@ fn microphone(cfg: &Config, w: &W, live: bool) -> Check {
         return check(
             name,
             Verdict::Pass,
-            format!(
-                "{} ({})",
-                names.join(", "),
-                w.t("đang dùng trong phiên", "in use by the session")
-            ),
+            say::microphone_in_use(lang, &names.join(", ")),
             "",
         );
     }
-    eprintln!(
-        "{}",
-        w.t(
-            ">>> Hãy nói vào micrô trong 3 giây…",
-            ">>> Speak into the microphone for 3 seconds…"
-        )
-    );
+    eprintln!("{}", say::prompt(lang, Prompt::SpeakIntoMicrophone));
     let desc = format!(
         "alsasrc device=\"{}\" num-buffers=300 ! audioconvert ! level interval=500000000 post-messages=true ! fakesink",
         dev.replace('"', "")
@@ -375,16 +324,17 @@ fn microphone(cfg: &Config, w: &W, live: bool) -> Check {
                 .filter_map(|a| a.first().and_then(|v| v.get::<f64>().ok()))
                 .fold(-100.0f64, f64::max);
             if peak < -50.0 {
-                check(name, Verdict::Fail, format!("{dev}: {} {peak:.0} dBFS", w.t("quá nhỏ, đỉnh", "too quiet, peak")), w.t("Kiểm tra micrô có bị tắt tiếng (mute) không, và âm lượng thu (gain_percent)", "Check the microphone is not muted, and the capture gain (gain_percent)"))
+                check(
+                    name,
+                    Verdict::Fail,
+                    say::microphone_too_quiet(lang, &dev, peak),
+                    say::advice(lang, Advice::MicTooQuiet),
+                )
             } else {
                 check(
                     name,
                     Verdict::Pass,
-                    format!(
-                        "{dev}: {} {peak:.0} dBFS; {}",
-                        w.t("mức đỉnh", "peak level"),
-                        names.join(", ")
-                    ),
+                    say::microphone_level(lang, &dev, peak, &names.join(", ")),
                     "",
                 )
             }
@@ -393,17 +343,14 @@ fn microphone(cfg: &Config, w: &W, live: bool) -> Check {
             name,
             Verdict::Fail,
             format!("{dev}: {e}"),
-            w.t(
-                "Thiết bị ALSA sai hoặc đang bận; xem [audio] device, hoặc cắm lại micrô",
-                "Wrong or busy ALSA device; check [audio] device, or re-plug the microphone",
-            ),
+            say::advice(lang, Advice::MicDevice),
         ),
     }
 }
 
 /// A 2-second test tone on the room's speaker.
-fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
-    let name = w.t("Loa", "Speaker");
+fn speaker(cfg: &Config, lang: Language, live: bool, daemon_running: bool) -> Check {
+    let name = say::name(lang, Name::Speaker);
     let config::SpeakerSink::Alsa(dev) = &cfg.speaker else {
         return check(name, Verdict::Skip, format!("{:?}", cfg.speaker), "");
     };
@@ -411,20 +358,11 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
         return check(
             name,
             Verdict::Skip,
-            w.t(
-                "đang trong phiên: không phát tiếng thử",
-                "a session is live: no test tone",
-            ),
+            say::finding(lang, Finding::LiveNoTone),
             "",
         );
     }
-    eprintln!(
-        "{}",
-        w.t(
-            "Loa: phát tiếng bíp 2 giây — hãy nghe…",
-            "Speaker: a 2-second beep — listen…"
-        )
-    );
+    eprintln!("{}", say::prompt(lang, Prompt::ListenToBeep));
     // The daemon holds the speaker, so when it runs it plays the beep
     // itself; otherwise the beep goes straight to the device.
     let played: Result<(), String> = if daemon_running {
@@ -452,37 +390,23 @@ fn speaker(cfg: &Config, w: &W, live: bool, daemon_running: bool) -> Check {
             .map_err(|e| e.to_string())
     };
     match played {
-        Ok(()) => check(
-            name,
-            Verdict::Pass,
-            format!(
-                "{dev}: {}",
-                w.t(
-                    "đã phát tiếng bíp; không nghe thấy thì kiểm tra dây loa và âm lượng",
-                    "beep played; if nobody heard it, check the speaker cable and volume"
-                )
-            ),
-            "",
-        ),
+        Ok(()) => check(name, Verdict::Pass, say::beep_played(lang, dev), ""),
         Err(e) => check(
             name,
             Verdict::Fail,
             format!("{dev}: {e}"),
-            w.t(
-                "Kiểm tra loa đã cắm và [speaker] device trong site.toml",
-                "Check that the speaker is plugged in and [speaker] device in site.toml",
-            ),
+            say::advice(lang, Advice::SpeakerDevice),
         ),
     }
 }
 
 fn display(
     cfg: &Config,
-    w: &W,
+    lang: Language,
     status: Option<&crate::core::status::Status>,
     interactive: bool,
 ) -> Check {
-    let name = w.t("Màn hình", "Display");
+    let name = say::name(lang, Name::Display);
     if !matches!(cfg.display.sink, config::DisplaySink::Kms { .. }) {
         return check(name, Verdict::Skip, format!("{:?}", cfg.display.sink), "");
     }
@@ -511,12 +435,11 @@ fn display(
         return check(
             name,
             Verdict::Fail,
-            format!("{c}: {mode}; {} {want}", w.t("cấu hình là", "configured")),
-            format!(
-                "{} [display] width = {}, height = {}",
-                w.t("Đặt trong site.toml:", "Set in site.toml:"),
+            say::display_mode(lang, c, mode, &want),
+            say::set_display_size(
+                lang,
                 mode.split('x').next().unwrap_or(""),
-                mode.split('x').nth(1).unwrap_or("")
+                mode.split('x').nth(1).unwrap_or(""),
             ),
         );
     }
@@ -528,14 +451,11 @@ fn display(
         check(
             name,
             Verdict::Fail,
-            w.t("không có màn hình nào được kết nối", "no display connected"),
-            w.t(
-                "Kiểm tra cáp HDMI và bật màn hình/TV",
-                "Check the HDMI cable and that the screen is on",
-            ),
+            say::finding(lang, Finding::NoDisplay),
+            say::advice(lang, Advice::HdmiCable),
         )
     } else {
-        let shown = test_pattern(cfg, w, status, interactive);
+        let shown = test_pattern(cfg, lang, status, interactive);
         check(
             name,
             Verdict::Pass,
@@ -549,29 +469,16 @@ fn display(
 /// seconds. Says what happened, for the check's line.
 fn test_pattern(
     cfg: &Config,
-    w: &W,
+    lang: Language,
     status: Option<&crate::core::status::Status>,
     interactive: bool,
 ) -> String {
+    // The words say 8 s too (`Prompt::LookAtScreen`, `Finding::PatternShown`).
     const SECONDS: u64 = 8;
     match status.map(|s| s.phase) {
-        None => {
-            return w
-                .t(
-                    "phần mềm không chạy: không hiện mẫu thử",
-                    "the daemon is not running: no test pattern",
-                )
-                .into()
-        }
+        None => return say::finding(lang, Finding::DaemonDownNoPattern).into(),
         Some(crate::core::session::Phase::Idle) => {}
-        Some(_) => {
-            return w
-                .t(
-                    "đang trong phiên: không hiện mẫu thử",
-                    "a session is running: no test pattern",
-                )
-                .into()
-        }
+        Some(_) => return say::finding(lang, Finding::LiveNoPattern).into(),
     }
     let reply = crate::client::request(
         &cfg.daemon.socket,
@@ -581,27 +488,13 @@ fn test_pattern(
     match reply {
         Ok(r) if r.ok => {
             if interactive {
-                eprintln!(
-                    "{}",
-                    w.t(
-                        "Màn hình: đang hiện các sọc màu 8 giây — hãy nhìn màn hình…",
-                        "Display: colour bars for 8 s — look at the screen…"
-                    )
-                );
+                eprintln!("{}", say::prompt(lang, Prompt::LookAtScreen));
                 std::thread::sleep(Duration::from_secs(SECONDS));
             }
-            w.t(
-                "đã hiện mẫu thử (sọc màu) 8 giây; không thấy thì kiểm tra cáp HDMI và nguồn vào của TV",
-                "test pattern (colour bars) shown for 8 s; if nobody saw it, check the HDMI cable and the TV's input",
-            )
-            .into()
+            say::finding(lang, Finding::PatternShown).into()
         }
-        Ok(r) => format!(
-            "{}: {}",
-            w.t("không hiện được mẫu thử", "no test pattern"),
-            r.error.map(|e| e.message).unwrap_or_default()
-        ),
-        Err(e) => format!("{}: {e}", w.t("không hiện được mẫu thử", "no test pattern")),
+        Ok(r) => say::no_pattern(lang, &r.error.map(|e| e.message).unwrap_or_default()),
+        Err(e) => say::no_pattern(lang, &e.to_string()),
     }
 }
 
@@ -609,7 +502,7 @@ fn test_pattern(
 /// counts the press without starting a session.
 fn button_press(
     cfg: &Config,
-    w: &W,
+    lang: Language,
     present: Check,
     status: Option<&crate::core::status::Status>,
     interactive: bool,
@@ -618,13 +511,8 @@ fn button_press(
     if present.verdict != Verdict::Pass || !interactive || !idle {
         return present;
     }
-    eprintln!(
-        "{}",
-        w.t(
-            "Nút bấm: hãy NHẤN NÚT ngay bây giờ (trong 10 giây; không bắt đầu phiên)…",
-            "Button: PRESS THE BUTTON now (within 10 s; no session starts)…"
-        )
-    );
+    // The words say 10 s too (`Prompt::PressButton`, `say::no_press`).
+    eprintln!("{}", say::prompt(lang, Prompt::PressButton));
     let reply = crate::client::request(
         &cfg.daemon.socket,
         &crate::core::command::Command::ButtonTest { seconds: 10 },
@@ -638,37 +526,26 @@ fn button_press(
         check(
             &present.name,
             Verdict::Pass,
-            format!(
-                "{} — {}",
-                present.detail,
-                w.t("đã nhận lần nhấn", "press received")
-            ),
+            say::press_received(lang, &present.detail),
             "",
         )
     } else {
         check(
             &present.name,
             Verdict::Fail,
-            format!(
-                "{} — {}",
-                present.detail,
-                w.t("không nhận được lần nhấn nào trong 10 giây", "no press within 10 s")
-            ),
-            w.t(
-                "Kiểm tra dây nút bấm (hoặc cắm lại nút USB); phím nút gửi phải đúng [button] key",
-                "Check the button's wiring (or re-plug the USB button); the key it sends must be [button] key",
-            ),
+            say::no_press(lang, &present.detail),
+            say::advice(lang, Advice::ButtonNoPress),
         )
     }
 }
 
-fn button(cfg: &Config, w: &W) -> Check {
-    let name = w.t("Nút bấm", "Button");
+fn button(cfg: &Config, lang: Language) -> Check {
+    let name = say::name(lang, Name::Button);
     match &cfg.button.input {
         config::ButtonInput::None => check(
             name,
             Verdict::Skip,
-            w.t("không cấu hình", "not configured"),
+            say::finding(lang, Finding::NotConfigured),
             "",
         ),
         config::ButtonInput::Evdev {
@@ -676,10 +553,10 @@ fn button(cfg: &Config, w: &W) -> Check {
             ..
         } => present(
             name,
-            w,
+            lang,
             p,
             p.display().to_string(),
-            w.t("Cắm lại nút bấm USB", "Re-plug the USB button"),
+            say::advice(lang, Advice::ReplugButton),
         ),
         config::ButtonInput::Evdev {
             device: config::EvdevDevice::Name(n),
@@ -693,72 +570,63 @@ fn button(cfg: &Config, w: &W) -> Check {
                 check(
                     name,
                     Verdict::Fail,
-                    format!(
-                        "{} '{n}'",
-                        w.t("không thấy thiết bị", "no input device named")
-                    ),
-                    w.t("Cắm lại nút bấm USB", "Re-plug the USB button"),
+                    say::no_input_device(lang, n),
+                    say::advice(lang, Advice::ReplugButton),
                 )
             }
         }
         config::ButtonInput::Gpio(g) => present(
             name,
-            w,
+            lang,
             &g.chip,
             format!("{} line {}", g.chip.display(), g.line),
-            w.t(
-                "Kiểm tra chip GPIO trong cấu hình (xem hw/WIRING.md)",
-                "Check the GPIO chip in the configuration (see hw/WIRING.md)",
-            ),
+            say::advice(lang, Advice::ButtonGpio),
         ),
     }
 }
 
 /// PASS with `detail` when `path` exists, else FAIL with `hint`.
-fn present(name: &str, w: &W, path: &Path, detail: String, hint: &str) -> Check {
+fn present(name: &str, lang: Language, path: &Path, detail: String, hint: &str) -> Check {
     if path.exists() {
         check(name, Verdict::Pass, detail, "")
     } else {
         check(
             name,
             Verdict::Fail,
-            format!("{} {}", w.t("không thấy", "not found:"), path.display()),
+            say::not_found(lang, &path.display().to_string()),
             hint,
         )
     }
 }
 
-fn led(cfg: &Config, w: &W) -> Check {
-    let name = w.t("Đèn báo", "Tally light");
+fn led(cfg: &Config, lang: Language) -> Check {
+    let name = say::name(lang, Name::Led);
     match &cfg.led {
         config::Led::None => check(
             name,
             Verdict::Skip,
-            w.t("không cấu hình", "not configured"),
+            say::finding(lang, Finding::NotConfigured),
             "",
         ),
         config::Led::Sysfs(p) => present(
             name,
-            w,
+            lang,
             &p.join("brightness"),
             p.display().to_string(),
-            w.t(
-                "Tên đèn trong /sys/class/leds không đúng",
-                "Wrong LED name under /sys/class/leds",
-            ),
+            say::advice(lang, Advice::LedName),
         ),
         config::Led::Gpio(g) => present(
             name,
-            w,
+            lang,
             &g.chip,
             format!("{} line {}", g.chip.display(), g.line),
-            w.t("Kiểm tra chip GPIO của đèn", "Check the LED's GPIO chip"),
+            say::advice(lang, Advice::LedGpio),
         ),
     }
 }
 
-fn network(w: &W) -> Check {
-    let name = w.t("Mạng", "Network");
+fn network(lang: Language) -> Check {
+    let name = say::name(lang, Name::Network);
     let route = std::fs::read_to_string("/proc/net/route").is_ok_and(|s| {
         s.lines()
             .skip(1)
@@ -768,40 +636,34 @@ fn network(w: &W) -> Check {
         check(
             name,
             Verdict::Pass,
-            w.t("có đường ra mạng (default route)", "default route present"),
+            say::finding(lang, Finding::DefaultRoute),
             "",
         )
     } else {
         check(
             name,
             Verdict::Fail,
-            w.t("không có đường ra mạng", "no default route"),
-            w.t(
-                "Kiểm tra cáp mạng / modem, và cấu hình địa chỉ IP",
-                "Check the network cable or modem, and the IP settings",
-            ),
+            say::finding(lang, Finding::NoDefaultRoute),
+            say::advice(lang, Advice::NetworkCable),
         )
     }
 }
 
-fn time_sync(w: &W) -> Check {
-    let name = w.t("Đồng bộ giờ", "Time sync");
+fn time_sync(lang: Language) -> Check {
+    let name = say::name(lang, Name::TimeSync);
     if crate::recorder::time_synced() {
         check(
             name,
             Verdict::Pass,
-            w.t("đồng hồ đã đồng bộ (NTP)", "clock synchronised (NTP)"),
+            say::finding(lang, Finding::ClockSynced),
             "",
         )
     } else {
         check(
             name,
             Verdict::Fail,
-            w.t("đồng hồ chưa đồng bộ", "clock not synchronised"),
-            w.t(
-                "Giờ ghi trong biên bản có thể sai: kiểm tra mạng và dịch vụ systemd-timesyncd",
-                "Recording times may be wrong: check the network and systemd-timesyncd",
-            ),
+            say::finding(lang, Finding::ClockNotSynced),
+            say::advice(lang, Advice::TimeSync),
         )
     }
 }
@@ -817,13 +679,13 @@ fn tcp(host: &str, port: u16) -> Result<(), String> {
         .map_err(|e| format!("{addr}: {e}"))
 }
 
-fn broker(cfg: &Config, w: &W) -> Check {
-    let name = w.t("Máy chủ MQTT (NOC)", "MQTT broker (NOC)");
+fn broker(cfg: &Config, lang: Language) -> Check {
+    let name = say::name(lang, Name::Broker);
     let Some(m) = &cfg.mqtt else {
         return check(
             name,
             Verdict::Skip,
-            w.t("không cấu hình", "not configured"),
+            say::finding(lang, Finding::NotConfigured),
             "",
         );
     };
@@ -834,15 +696,13 @@ fn broker(cfg: &Config, w: &W) -> Check {
                 return check(
                     name,
                     Verdict::Fail,
-                    format!("{} {}", w.t("thiếu tệp", "missing file"), f.display()),
-                    w.t(
-                        "Chép chứng chỉ của thiết bị vào phân vùng cấu hình",
-                        "Copy the device certificate onto the provisioning partition",
-                    ),
+                    say::missing_file(lang, &f.display().to_string()),
+                    say::advice(lang, Advice::CopyDeviceCert),
                 );
             }
         }
     }
+    let at = format!("{}:{}", b.host, b.port);
     match tcp(&b.host, b.port) {
         Ok(()) if b.tls => {
             let client = m
@@ -856,55 +716,34 @@ fn broker(cfg: &Config, w: &W) -> Check {
                 Ok(tls) => check(
                     name,
                     Verdict::Pass,
-                    format!(
-                        "{}:{} — {} ({tls}){}",
-                        b.host,
-                        b.port,
-                        w.t("chứng chỉ máy chủ hợp lệ", "broker certificate verified"),
-                        if client.is_some() {
-                            w.t(", hộp được chấp nhận bằng chứng chỉ riêng", ", this box accepted by its certificate")
-                        } else {
-                            ""
-                        }
-                    ),
+                    say::broker_verified(lang, &at, &tls, client.is_some()),
                     "",
                 ),
                 Err(e) => check(
                     name,
                     Verdict::Fail,
-                    format!("{}:{} TLS: {e}", b.host, b.port),
-                    w.t(
-                        "Chứng chỉ không khớp: chép đúng ca.pem, box.pem, box.key của tỉnh vào thư mục certs trên ổ DIEMCAU, kiểm tra giờ hệ thống",
-                        "Certificates do not match: copy the province's ca.pem, box.pem and box.key into certs on the DIEMCAU partition; check the clock",
-                    ),
+                    format!("{at} TLS: {e}"),
+                    say::advice(lang, Advice::BrokerCertificates),
                 ),
             }
         }
-        Ok(()) => check(
-            name,
-            Verdict::Pass,
-            format!("{}:{} {}", b.host, b.port, w.t("kết nối được", "reachable")),
-            "",
-        ),
+        Ok(()) => check(name, Verdict::Pass, say::reachable(lang, &at), ""),
         Err(e) => check(
             name,
             Verdict::Fail,
             e,
-            w.t(
-                "Không tới được máy chủ NOC: kiểm tra mạng, tường lửa, địa chỉ trong [mqtt] url",
-                "Broker unreachable: check the network, firewall, and [mqtt] url",
-            ),
+            say::advice(lang, Advice::BrokerUnreachable),
         ),
     }
 }
 
-fn hub(cfg: &Config, w: &W, status: Option<&crate::core::status::Status>) -> Check {
-    let name = w.t("Điểm cầu tỉnh (SRT)", "Provincial hub (SRT)");
+fn hub(cfg: &Config, lang: Language, status: Option<&crate::core::status::Status>) -> Check {
+    let name = say::name(lang, Name::Hub);
     let Some(p) = &cfg.uplink.peer else {
         return check(
             name,
             Verdict::Skip,
-            w.t("không cấu hình", "not configured"),
+            say::finding(lang, Finding::NotConfigured),
             "",
         );
     };
@@ -917,28 +756,15 @@ fn hub(cfg: &Config, w: &W, status: Option<&crate::core::status::Status>) -> Che
             check(
                 name,
                 Verdict::Pass,
-                format!(
-                    "{at}: {} {:.0} ms",
-                    w.t("đang truyền, RTT", "streaming, RTT"),
-                    up.rtt_ms
-                ),
+                say::hub_streaming(lang, &at, up.rtt_ms),
                 "",
             )
         } else {
             check(
                 name,
                 Verdict::Fail,
-                format!(
-                    "{at}: {}",
-                    w.t(
-                        "phiên đang chạy nhưng chưa kết nối được",
-                        "a session is running but the link is down"
-                    )
-                ),
-                w.t(
-                    "Kiểm tra mạng và báo điểm cầu tỉnh",
-                    "Check the network and call the provincial hub",
-                ),
+                say::hub_session_down(lang, &at),
+                say::advice(lang, Advice::HubLinkDown),
             )
         };
     }
@@ -953,38 +779,27 @@ fn hub(cfg: &Config, w: &W, status: Option<&crate::core::status::Status>) -> Che
             name,
             Verdict::Fail,
             format!("{}: DNS", p.host),
-            w.t(
-                "Tên máy điểm cầu tỉnh không phân giải được: kiểm tra DNS và [uplink] url",
-                "The hub's name does not resolve: check DNS and [uplink] url",
-            ),
+            say::advice(lang, Advice::HubDns),
         );
     }
     match crate::media::uplink::handshake(p, Duration::from_secs(6)) {
-        Ok(rtt) => check(
-            name,
-            Verdict::Pass,
-            format!("{at}: {} {rtt:.0} ms", w.t("bắt tay SRT thành công, RTT", "SRT handshake OK, RTT")),
-            "",
-        ),
+        Ok(rtt) => check(name, Verdict::Pass, say::hub_handshake(lang, &at, rtt), ""),
         Err(e) => check(
             name,
             Verdict::Fail,
             format!("{at}: {e}"),
-            w.t(
-                "Không kết nối được điểm cầu tỉnh: kiểm tra mạng, địa chỉ và mật khẩu (passphrase) trong [uplink]",
-                "The hub does not answer: check the network, and the address and passphrase in [uplink]",
-            ),
+            say::advice(lang, Advice::HubUnanswered),
         ),
     }
 }
 
-fn archive(cfg: &Config, w: &W) -> Check {
-    let name = w.t("Kho lưu trữ (S3)", "Archive (S3)");
+fn archive(cfg: &Config, lang: Language) -> Check {
+    let name = say::name(lang, Name::Archive);
     let Some(a) = &cfg.archive else {
         return check(
             name,
             Verdict::Skip,
-            w.t("không cấu hình", "not configured"),
+            say::finding(lang, Finding::NotConfigured),
             "",
         );
     };
@@ -995,7 +810,7 @@ fn archive(cfg: &Config, w: &W) -> Check {
                 name,
                 Verdict::Fail,
                 e.to_string(),
-                w.t("Sửa [archive] endpoint", "Fix [archive] endpoint"),
+                say::advice(lang, Advice::ArchiveEndpoint),
             )
         }
     };
@@ -1010,40 +825,40 @@ fn archive(cfg: &Config, w: &W) -> Check {
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
     );
     match client.put(&key, b"diemcau doctor write test\n", "text/plain") {
-        Ok(()) => check(name, Verdict::Pass, format!("{} {key}", w.t("ghi thử được", "test write ok:")), ""),
-        Err(e) => check(name, Verdict::Fail, e.to_string(), w.t("Kho lưu trữ không ghi được: kiểm tra mạng, khóa truy cập và tên bucket trong [archive]", "Cannot write to the archive: check the network, the access key and the bucket in [archive]")),
+        Ok(()) => check(name, Verdict::Pass, say::archive_written(lang, &key), ""),
+        Err(e) => check(
+            name,
+            Verdict::Fail,
+            e.to_string(),
+            say::advice(lang, Advice::ArchiveWrite),
+        ),
     }
 }
 
-fn disk(w: &W, status: Option<&crate::core::status::Status>) -> Check {
-    let name = w.t("Bộ nhớ ghi hình", "Recording storage");
+fn disk(lang: Language, status: Option<&crate::core::status::Status>) -> Check {
+    let name = say::name(lang, Name::Storage);
     let Some(s) = status else {
         return check(
             name,
             Verdict::Skip,
-            w.t("phần mềm không chạy", "daemon not running"),
+            say::finding(lang, Finding::DaemonNotRunning),
             "",
         );
     };
     let r = &s.media.recording;
     let up = &s.upload;
-    let detail = format!(
-        "{:.0}% {}; {} {} ({} MB)",
+    let detail = say::storage(
+        lang,
         r.used_percent,
-        w.t("hạn mức", "of quota"),
         up.backlog_segments,
-        w.t("đoạn chưa lên kho", "segments not yet archived"),
-        up.backlog_bytes / 1_000_000
+        up.backlog_bytes / 1_000_000,
     );
     if r.halted || r.used_percent >= 95.0 {
         check(
             name,
             Verdict::Fail,
             detail,
-            w.t(
-                "Bộ nhớ gần đầy vì chưa gửi được lên kho: kiểm tra kết nối kho lưu trữ",
-                "Nearly full of unarchived recordings: check the archive connection",
-            ),
+            say::advice(lang, Advice::StorageFull),
         )
     } else {
         check(name, Verdict::Pass, detail, "")
@@ -1053,7 +868,6 @@ fn disk(w: &W, status: Option<&crate::core::status::Status>) -> Check {
 /// The report as people read it.
 pub fn render(r: &Report, lang: Language) -> String {
     use std::fmt::Write;
-    let vi = lang == Language::Vi;
     let mut out = String::new();
     let _ = writeln!(out, "diemcau doctor — {}", r.site);
     for c in &r.checks {
@@ -1067,17 +881,7 @@ pub fn render(r: &Report, lang: Language) -> String {
             let _ = writeln!(out, "       → {}", c.hint);
         }
     }
-    let _ = writeln!(
-        out,
-        "{}: {} {}, {} {}, {} {}",
-        if vi { "Kết quả" } else { "Result" },
-        r.passed,
-        if vi { "đạt" } else { "passed" },
-        r.failed,
-        if vi { "lỗi" } else { "failed" },
-        r.skipped,
-        if vi { "bỏ qua" } else { "skipped" },
-    );
+    let _ = writeln!(out, "{}", say::summary(lang, r.passed, r.failed, r.skipped));
     out
 }
 

@@ -10,11 +10,15 @@
 //!   synced, renamed), private keys are deleted from the FAT partition and
 //!   secret values in `site.toml` are replaced by [`SECRET_MARKER`], which
 //!   the next ingest fills back from the protected copy;
-//! - invalid: nothing live changes; the error, in Vietnamese and English with
-//!   the line, goes to `provision.json` beside the config (the display and
-//!   `diemcau doctor` show it) and to `KET-QUA.txt` on the partition.
+//! - invalid: nothing live changes; what is wrong, with the line, goes to
+//!   `provision.json` beside the config (the display and `diemcau doctor`
+//!   tell it in their language) and, in Vietnamese and English, to
+//!   `KET-QUA.txt` on the partition.
 //!
-//! A box that has never had a valid site file runs on [`UNPROVISIONED`], so
+//! What the technician reads is worded in `core::words::provision`; this
+//! module records what it found ([`Ingest`]).
+//!
+//! A box that has never had a valid site file runs on [`unprovisioned`], so
 //! the display can still say what is wrong.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,19 +26,22 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Language};
 use crate::core::secrets::SECRET_KEYS;
-
-/// What a secret value in `site.toml` is replaced with once the box keeps it.
-/// ASCII, so that any laptop editor shows it unchanged.
-pub const SECRET_MARKER: &str = "(da luu tren hop / kept on the box)";
+use crate::core::words::provision as words;
+pub use crate::core::words::provision::{Ingest, Moved, SECRET_MARKER};
 
 /// The config of a box that has not taken in a valid site file yet: the
 /// display and the local devices work, nothing is sent anywhere.
-pub const UNPROVISIONED: &str = r#"# Written by `diemcau provision`: this box has no valid site.toml yet.
+pub fn unprovisioned() -> String {
+    // The config leaves `daemon.language` at its default, Vietnamese, so
+    // its name on the screen is Vietnamese too.
+    let name = toml::Value::String(words::unprovisioned_site_name(Language::Vi).into());
+    format!(
+        r#"# Written by `diemcau provision`: this box has no valid site.toml yet.
 [site]
 id = "chua-cau-hinh"
-name = "Điểm cầu chưa được cấu hình"
+name = {name}
 
 [video]
 source = "v4l2"
@@ -42,7 +49,9 @@ device = "/dev/video0"
 
 [display]
 sink = "kms"
-"#;
+"#
+    )
+}
 
 /// The site file on the setup partition.
 pub const SITE_FILE: &str = "site.toml";
@@ -78,16 +87,17 @@ pub struct Status {
     pub fingerprint: String,
     /// Line of the site file the error is on, when it has one.
     pub line: Option<usize>,
-    pub message_vi: String,
-    pub message_en: String,
+    /// What the ingest came to, told in the reader's language by
+    /// [`Status::message`].
+    pub ingest: Ingest,
+    /// A refused site file left the box on its previous configuration.
+    pub kept_previous: bool,
 }
 
 impl Status {
-    pub fn message(&self, lang: crate::core::words::Language) -> &str {
-        match lang {
-            crate::core::words::Language::Vi => &self.message_vi,
-            crate::core::words::Language::En => &self.message_en,
-        }
+    /// What the box says about the ingest, in `lang`.
+    pub fn message(&self, lang: Language) -> String {
+        words::message(lang, &self.ingest, self.kept_previous)
     }
 }
 
@@ -97,6 +107,8 @@ pub fn status_path(config: &Path) -> PathBuf {
 }
 
 /// The last ingest's status, if this box is provisioned from a partition.
+/// A file this version cannot read (an older one's) counts as none: the
+/// next ingest runs again and writes it anew.
 pub fn read_status(config: &Path) -> Option<Status> {
     let text = std::fs::read_to_string(status_path(config)).ok()?;
     serde_json::from_str(&text).ok()
@@ -130,15 +142,7 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
     let site = match std::fs::read_to_string(&site_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return reject(
-                setup,
-                config,
-                now,
-                fingerprint,
-                None,
-                "Không tìm thấy tệp site.toml trên ổ DIEMCAU. Chép tệp site.toml mẫu vào ổ đó, điền thông tin của xã rồi khởi động lại hộp.".into(),
-                "site.toml is not on the DIEMCAU partition. Copy the template site.toml onto it, fill in the site's details and restart the box.".into(),
-            );
+            return reject(setup, config, now, fingerprint, None, Ingest::NoSiteFile);
         }
         Err(e) => {
             return reject(
@@ -147,8 +151,9 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
                 now,
                 fingerprint,
                 None,
-                format!("Không đọc được site.toml ({e}). Lưu lại tệp dạng văn bản UTF-8 rồi khởi động lại hộp."),
-                format!("site.toml cannot be read ({e}). Save it as UTF-8 text and restart the box."),
+                Ingest::Unreadable {
+                    error: e.to_string(),
+                },
             );
         }
     };
@@ -173,8 +178,11 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
                     now,
                     fingerprint,
                     Some(line + 1),
-                    format!("site.toml, dòng {}: hộp không còn giữ {section}.{key}. Gõ lại giá trị này rồi khởi động lại hộp.", line + 1),
-                    format!("site.toml, line {}: the box no longer holds {section}.{key}. Type the value in again and restart the box.", line + 1),
+                    Ingest::SecretLost {
+                        line: line + 1,
+                        section: (*section).to_owned(),
+                        key: (*key).to_owned(),
+                    },
                 );
             }
             _ => {}
@@ -194,8 +202,8 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
         Ok(_) => {}
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
-            let (line, vi, en) = explain(&e, &staging);
-            return reject(setup, config, now, fingerprint, line, vi, en);
+            let (line, ingest) = explain(&e, &staging);
+            return reject(setup, config, now, fingerprint, line, ingest);
         }
     }
 
@@ -224,14 +232,17 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
                 .map(|b| String::from_utf8_lossy(&b).contains("PRIVATE KEY"))
                 .unwrap_or(false);
             if private && std::fs::remove_file(&p).is_ok() {
-                moved.push(format!("certs/{}", e.file_name().to_string_lossy()));
+                moved.push(Moved::PrivateKey(format!(
+                    "certs/{}",
+                    e.file_name().to_string_lossy()
+                )));
             }
         }
     }
     if let Some(redacted) = redact(&site) {
         if redacted != site {
             write_synced(&site_path, redacted.as_bytes())?;
-            moved.push("site.toml: mật khẩu / secrets".into());
+            moved.push(Moved::Secrets);
         }
     }
     let status = Status {
@@ -239,26 +250,11 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
         at: now,
         fingerprint: self::fingerprint(setup),
         line: None,
-        message_vi: format!(
-            "Đã nhận cấu hình từ site.toml.{}",
-            listed(" Đã cất vào hộp và xoá khỏi ổ DIEMCAU", &moved)
-        ),
-        message_en: format!(
-            "site.toml taken in.{}",
-            listed(" Kept on the box and removed from DIEMCAU", &moved)
-        ),
+        ingest: Ingest::Accepted { moved },
+        kept_previous: false,
     };
     finish(setup, config, &status)?;
     Ok(Outcome::Applied)
-}
-
-/// `" HEAD: a, b."`, or nothing for an empty list.
-fn listed(head: &str, items: &[String]) -> String {
-    if items.is_empty() {
-        String::new()
-    } else {
-        format!("{head}: {}.", items.join(", "))
-    }
 }
 
 fn reject(
@@ -267,30 +263,24 @@ fn reject(
     now: i64,
     fingerprint: String,
     line: Option<usize>,
-    vi: String,
-    en: String,
+    ingest: Ingest,
 ) -> Result<Outcome, ProvisionError> {
-    let keep = if config.exists() {
-        (
-            " Hộp vẫn chạy với cấu hình cũ.",
-            " The box keeps running on its previous configuration.",
-        )
-    } else {
+    let kept_previous = config.exists();
+    if !kept_previous {
         // Never configured: a config that starts the display, nothing else.
         if let Some(dir) = config.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        write_synced(config, UNPROVISIONED.as_bytes())?;
+        write_synced(config, unprovisioned().as_bytes())?;
         protect_file(config, config_group(config));
-        ("", "")
-    };
+    }
     let status = Status {
         ok: false,
         at: now,
         fingerprint,
         line,
-        message_vi: format!("{vi}{}", keep.0),
-        message_en: format!("{en}{}", keep.1),
+        ingest,
+        kept_previous,
     };
     finish(setup, config, &status)?;
     Ok(Outcome::Rejected(status))
@@ -306,15 +296,7 @@ fn finish(setup: &Path, config: &Path, status: &Status) -> Result<(), ProvisionE
     let when = chrono::DateTime::from_timestamp(status.at, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default();
-    let verdict = if status.ok {
-        ("ĐÃ NHẬN", "ACCEPTED")
-    } else {
-        ("CÓ LỖI", "ERROR")
-    };
-    let result = format!(
-        "diemcau: kết quả đọc site.toml / result of reading site.toml\r\n{when}\r\n\r\n{}: {}\r\n\r\n{}: {}\r\n",
-        verdict.0, status.message_vi, verdict.1, status.message_en
-    );
+    let result = words::result_file(&when, &status.ingest, status.kept_previous);
     // The partition may be read-only or full; the status file is what counts.
     if let Err(e) = write_synced(&setup.join(RESULT_FILE), result.as_bytes()) {
         tracing::warn!("cannot write the result onto the setup partition: {e}");
@@ -322,9 +304,9 @@ fn finish(setup: &Path, config: &Path, status: &Status) -> Result<(), ProvisionE
     Ok(())
 }
 
-/// A config error told to a technician: the line, in both languages, with
-/// the staging path shown as `site.toml`.
-fn explain(e: &ConfigError, staging: &Path) -> (Option<usize>, String, String) {
+/// A config error as the technician is told it: the line, with the staging
+/// path shown as `site.toml`.
+fn explain(e: &ConfigError, staging: &Path) -> (Option<usize>, Ingest) {
     let strip = |m: &str| {
         m.replace(&staging.join("certs").display().to_string(), "certs")
             .replace(&staging.display().to_string(), "")
@@ -332,27 +314,19 @@ fn explain(e: &ConfigError, staging: &Path) -> (Option<usize>, String, String) {
     match e {
         ConfigError::Invalid {
             line, key, message, ..
-        } => {
-            let message = strip(message);
-            let what = if key.is_empty() {
-                String::new()
-            } else {
-                format!(" ({key})")
-            };
-            (
-                Some(*line),
-                format!(
-                    "site.toml, dòng {line}{what}: {message}. Sửa dòng {line} trên ổ DIEMCAU rồi khởi động lại hộp."
-                ),
-                format!(
-                    "site.toml, line {line}{what}: {message}. Fix line {line} on the DIEMCAU partition and restart the box."
-                ),
-            )
-        }
+        } => (
+            Some(*line),
+            Ingest::Invalid {
+                line: *line,
+                key: key.clone(),
+                message: strip(message),
+            },
+        ),
         ConfigError::Read { source, .. } => (
             None,
-            format!("Không đọc được site.toml: {source}"),
-            format!("site.toml cannot be read: {source}"),
+            Ingest::StagedUnreadable {
+                error: source.to_string(),
+            },
         ),
     }
 }
@@ -611,9 +585,10 @@ state_dir = "/tmp/x"
             panic!("accepted a typo")
         };
         assert_eq!(s.line, Some(7));
-        assert!(s.message_vi.contains("dòng 7"), "{}", s.message_vi);
-        assert!(s.message_vi.contains("cấu hình cũ"), "{}", s.message_vi);
-        assert!(s.message_en.contains("sourse"), "{}", s.message_en);
+        let (vi, en) = (s.message(Language::Vi), s.message(Language::En));
+        assert!(vi.contains("dòng 7"), "{vi}");
+        assert!(vi.contains("cấu hình cũ"), "{vi}");
+        assert!(en.contains("sourse"), "{en}");
         assert_eq!(std::fs::read_to_string(&b.config).unwrap(), before);
         assert_eq!(read_status(&b.config).unwrap(), s);
         let result = std::fs::read_to_string(b.setup.join(RESULT_FILE)).unwrap();
@@ -634,6 +609,10 @@ state_dir = "/tmp/x"
         ));
         let c = crate::config::load(&b.config).unwrap();
         assert_eq!(c.site.id, "chua-cau-hinh");
+        assert_eq!(
+            c.site.name,
+            words::unprovisioned_site_name(c.daemon.language)
+        );
         let s = read_status(&b.config).unwrap();
         assert_eq!(s.line, Some(2));
     }
@@ -644,7 +623,9 @@ state_dir = "/tmp/x"
         let Outcome::Rejected(s) = run(&b.setup, &b.config, 1).unwrap() else {
             panic!()
         };
-        assert!(s.message_vi.contains("Không tìm thấy tệp site.toml"));
+        assert!(s
+            .message(Language::Vi)
+            .contains("Không tìm thấy tệp site.toml"));
     }
 
     #[test]
@@ -660,8 +641,9 @@ state_dir = "/tmp/x"
         let Outcome::Rejected(s) = run(&b.setup, &b.config, 1).unwrap() else {
             panic!()
         };
-        assert!(s.message_en.contains("certs/box.key"), "{}", s.message_en);
-        assert!(!s.message_en.contains(".provision-new"), "{}", s.message_en);
+        let en = s.message(Language::En);
+        assert!(en.contains("certs/box.key"), "{en}");
+        assert!(!en.contains(".provision-new"), "{en}");
         std::fs::write(
             b.setup.join("certs/box.key"),
             "-----BEGIN PRIVATE KEY-----\nx\n",

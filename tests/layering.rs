@@ -3,6 +3,9 @@
 //! `use crate::{…}`, inline `crate::` paths, `super::` paths that climb to
 //! the crate root, re-exports) must be an arrow the table allows, there is
 //! no import cycle between modules, and the code map names every file.
+//! Also the one home of the words people read: no string literal outside
+//! `src/core/` holds a Vietnamese letter, so a text shown in Vietnamese
+//! cannot be spelled out anywhere but `core::words`.
 //!
 //! Reads the sources as text; needs no build of its own.
 
@@ -454,4 +457,185 @@ fn the_reference_scanner_sees_every_form() {
         &modules
     )
     .is_empty());
+}
+
+/// Letters only Vietnamese writes, in lower case (capitals are matched
+/// through `to_lowercase`).
+const VIETNAMESE: &str = "àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵ";
+
+/// A Vietnamese letter, or one of the combining marks (U+0300 to U+0323)
+/// that spell one decomposed.
+fn vietnamese(c: char) -> bool {
+    c.to_lowercase().any(|l| VIETNAMESE.contains(l)) || ('\u{300}'..='\u{323}').contains(&c)
+}
+
+/// The string and character literals of a source file, each with the line
+/// it starts on. Comments are skipped (doc comments too), and so is
+/// everything from a line `#[cfg(test)]` on: the tests may say what they
+/// expect in Vietnamese.
+fn literals(text: &str) -> Vec<(usize, String)> {
+    let end = text
+        .lines()
+        .scan(0, |at, l| {
+            let start = *at;
+            *at += l.len() + 1;
+            Some((start, l))
+        })
+        .find(|(_, l)| l.trim() == "#[cfg(test)]")
+        .map_or(text.len(), |(start, _)| start);
+    let c: Vec<char> = text[..end].chars().collect();
+    let ident = |i: usize| i > 0 && (c[i - 1].is_alphanumeric() || c[i - 1] == '_');
+    let mut out = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
+    while i < c.len() {
+        let next = c.get(i + 1).copied();
+        match c[i] {
+            '\n' => {
+                line += 1;
+                i += 1;
+            }
+            '/' if next == Some('/') => {
+                while i < c.len() && c[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if next == Some('*') => {
+                // Block comments nest.
+                let mut depth = 0;
+                while i < c.len() {
+                    if c[i] == '/' && c.get(i + 1) == Some(&'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if c[i] == '*' && c.get(i + 1) == Some(&'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        line += usize::from(c[i] == '\n');
+                        i += 1;
+                    }
+                }
+            }
+            '"' => {
+                // A string ("…", or b"…" whose `b` was passed over).
+                let start = line;
+                let mut lit = String::new();
+                i += 1;
+                while i < c.len() && c[i] != '"' {
+                    if c[i] == '\\' && i + 1 < c.len() {
+                        lit.push(c[i]);
+                        i += 1;
+                    }
+                    line += usize::from(c[i] == '\n');
+                    lit.push(c[i]);
+                    i += 1;
+                }
+                i += 1;
+                out.push((start, lit));
+            }
+            'r' | 'b' if !ident(i) => {
+                // A raw string: r"…", r#"…"#, br"…" and so on.
+                let mut j = i + 1;
+                if c[i] == 'b' && next == Some('r') {
+                    j += 1;
+                }
+                let hashes = c[j..].iter().take_while(|&&h| h == '#').count();
+                j += hashes;
+                if (c[i] == 'r' || j > i + 1) && c.get(j) == Some(&'"') {
+                    let start = line;
+                    let close: Vec<char> = std::iter::once('"')
+                        .chain(std::iter::repeat_n('#', hashes))
+                        .collect();
+                    let mut lit = String::new();
+                    j += 1;
+                    while j < c.len() && !c[j..].starts_with(&close) {
+                        line += usize::from(c[j] == '\n');
+                        lit.push(c[j]);
+                        j += 1;
+                    }
+                    i = j + close.len();
+                    out.push((start, lit));
+                } else {
+                    i += 1;
+                }
+            }
+            '\'' => {
+                // A character ('x', '\n', '\u{…}') or a lifetime ('a).
+                if next == Some('\\') {
+                    let mut j = i + 3;
+                    while j < c.len() && c[j] != '\'' {
+                        j += 1;
+                    }
+                    out.push((line, c[i + 1..j.min(c.len())].iter().collect()));
+                    i = j + 1;
+                } else if c.get(i + 2) == Some(&'\'') {
+                    out.push((line, c[i + 1].to_string()));
+                    i += 3;
+                } else {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+#[test]
+fn no_vietnamese_in_a_string_outside_core() {
+    let root = src();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap();
+        if rel.starts_with("core") || rel.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for (line, lit) in literals(&text) {
+            if lit.chars().any(vietnamese) {
+                let shown: String = lit.chars().take(60).collect();
+                found.push(format!("src/{}:{line}: \"{shown}\"", rel.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "words in Vietnamese outside src/core/; give each a function (with its English) \
+         in src/core/words/ and call that:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_literal_scanner_sees_every_form() {
+    let text = "//! Đây là chú thích\n\
+                /* khối /* lồng */ đ */ let a = \"Sẵn sàng\";\n\
+                let b = r#\"có \"dấu\" ngoặc\"#; let c = b\"x\";\n\
+                fn f<'a>(x: &'a str) -> char { 'đ' }\n\
+                let d = '\\u{301}'; let e = br\"y\";\n\
+                let r#type = 1; // ấ\n\
+                #[cfg(test)]\n\
+                let z = \"thử\";\n";
+    let got = literals(text);
+    let want: Vec<(usize, String)> = vec![
+        (2, "Sẵn sàng".into()),
+        (3, "có \"dấu\" ngoặc".into()),
+        (3, "x".into()),
+        (4, "đ".into()),
+        (5, "\\u{301}".into()),
+        (5, "y".into()),
+    ];
+    assert_eq!(got, want);
+    assert!(vietnamese('Đ') && vietnamese('\u{301}') && !vietnamese('e') && !vietnamese('—'));
+    // A string over several lines counts the lines it holds.
+    assert_eq!(
+        literals("\"a\nb\"\n\"đ\""),
+        vec![(1, "a\nb".into()), (3, "đ".into())]
+    );
 }

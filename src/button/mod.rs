@@ -184,7 +184,7 @@ impl Hint {
 
     /// The words on the display.
     pub fn text(&self, lang: Language) -> String {
-        crate::core::words::hold_to_end(lang, self.hold)
+        crate::core::words::display::hold_to_end(lang, self.hold)
     }
 }
 

@@ -1,8 +1,9 @@
-//! The core: plain types, words and names that more than one part of the
-//! daemon uses. Nothing here does I/O or knows tokio, GStreamer or sled, and
-//! nothing here imports anything of ours outside `core`; every actor and
-//! adapter may import it. A type two actors share lives here, never inside
-//! one of them (see `docs/ARCHITECTURE.md`, "Layers").
+//! The core: plain types and names that more than one part of the daemon
+//! uses, and the words people read (`words`, the one place they are
+//! spelled out). Nothing here does I/O or knows tokio, GStreamer or sled,
+//! and nothing here imports anything of ours outside `core`; every actor
+//! and adapter may import it. A type two actors share lives here, never
+//! inside one of them (see `docs/ARCHITECTURE.md`, "Layers").
 
 pub mod backoff;
 pub mod command;

@@ -155,3 +155,13 @@ pub struct Hint {
     pub text: String,
     pub until: std::time::Instant,
 }
+
+/// How well the uplink carries the stream, for the mark on the room's
+/// screen (the display judges it, the words say it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkQuality {
+    Good,
+    Weak,
+    Lost,
+    NotConfigured,
+}

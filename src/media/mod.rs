@@ -476,7 +476,7 @@ impl Engine {
         }
         if let Some(slate) = s.slate.upgrade() {
             let text = if s.camera.lost {
-                "KHÔNG CÓ TÍN HIỆU CAMERA"
+                crate::core::words::display::camera_lost_slate(self.config.daemon.language)
             } else {
                 ""
             };

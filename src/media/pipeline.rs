@@ -12,9 +12,10 @@
 //! ```
 //!
 //! When the camera pipeline dies, `intervideosrc` turns black after its
-//! timeout and the encode pipeline's slate overlay says why; when the
-//! microphone dies, `interaudiosrc` sends silence. The encoder never stops,
-//! so the session and its recording go on.
+//! timeout and the encode pipeline's slate overlay says why (the engine
+//! sets its text, in the configured language); when the microphone dies,
+//! `interaudiosrc` sends silence. The encoder never stops, so the session
+//! and its recording go on.
 
 use crate::config::{
     Audio, AudioCodec, AudioSource, Display, DisplaySink, Encoder, SpeakerSink, SrtPeer, Video,

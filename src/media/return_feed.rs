@@ -3,8 +3,8 @@
 //!
 //! An actor per session, like the uplink: it rebuilds its pipeline with
 //! backoff when the hub is unreachable, the link breaks, or pictures stop
-//! arriving for [`STALL`]; meanwhile the display says "mất kết nối" over
-//! the last state (see `crate::display`).
+//! arriving for [`STALL`]; meanwhile the display says the connection to the
+//! hub is lost (see `crate::display`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
