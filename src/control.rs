@@ -228,14 +228,22 @@ impl Control {
                 let mut result = json!({ "status": status });
                 if self_test {
                     // Blocking checks (capture, handshakes, a test write),
-                    // on a thread of their own.
+                    // on a thread of their own; they reach the daemon
+                    // through this layer, not through its own socket.
                     let (path, lang) = (d.config_path.clone(), d.language);
-                    let report =
-                        tokio::task::spawn_blocking(move || crate::doctor::run(&path, lang, false))
-                            .await
-                            .map_err(|e| {
-                                CommandError::failed(format!("the self-test stopped: {e}"))
-                            })?;
+                    let link = InProcess {
+                        control: self.clone(),
+                        rt: tokio::runtime::Handle::current(),
+                        ctx: Ctx {
+                            transport: ctx.transport,
+                            origin: Origin::Daemon("self-test".into()),
+                        },
+                    };
+                    let report = tokio::task::spawn_blocking(move || {
+                        crate::doctor::run_with(&path, lang, false, &link)
+                    })
+                    .await
+                    .map_err(|e| CommandError::failed(format!("the self-test stopped: {e}")))?;
                     result["doctor"] = to_value(report)?;
                 }
                 Ok(result)
@@ -411,6 +419,27 @@ impl Control {
             .await?;
         signal.start(Duration::from_secs(seconds));
         Ok(json!({ "seconds": seconds }))
+    }
+}
+
+/// The self-test's way to the daemon when the daemon runs it: this layer,
+/// from the blocking thread the checks run on.
+struct InProcess {
+    control: Control,
+    rt: tokio::runtime::Handle,
+    ctx: Ctx,
+}
+
+impl crate::doctor::DaemonLink for InProcess {
+    fn call(&self, cmd: Command, timeout: Duration) -> Result<Value, String> {
+        // On a blocking-pool thread, never an async worker: block_on is allowed.
+        self.rt
+            .block_on(tokio::time::timeout(
+                timeout,
+                self.control.execute(cmd, &self.ctx),
+            ))
+            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+            .map_err(|e| e.message)
     }
 }
 

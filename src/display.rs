@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use tokio::sync::watch;
@@ -23,6 +22,7 @@ pub use crate::core::status::LinkQuality;
 use crate::core::status::{Hint, Status};
 use crate::core::words::{self, display as say};
 use crate::media::pipeline;
+use crate::media::runner::{launch, Running};
 use crate::supervisor::SupervisorHandle;
 
 /// What the screen shows.
@@ -135,18 +135,6 @@ pub fn screen(
         out.center = h.to_owned();
     }
     out
-}
-
-struct Running {
-    pipeline: gst::Pipeline,
-    bus: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.bus.abort();
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
 }
 
 /// The test pipelines' names, in logs and bus messages.
@@ -293,22 +281,13 @@ fn start(
     which: &'static str,
     bus_tx: tokio::sync::mpsc::UnboundedSender<(&'static str, gst::Message)>,
 ) -> Result<Running, String> {
-    let p = gst::parse::launch(desc)
-        .map_err(|e| format!("{e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_owned())?;
-    let mut stream = p.bus().ok_or("pipeline without a bus")?.stream();
-    let bus = tokio::spawn(async move {
-        while let Some(msg) = stream.next().await {
-            if bus_tx.send((which, msg)).is_err() {
-                break;
-            }
-        }
-    });
-    p.set_state(gst::State::Playing)
+    let running = Running::new(launch(desc)?, bus_tx, move |m| (which, m));
+    running
+        .pipeline
+        .set_state(gst::State::Playing)
         .map_err(|e| format!("{e}"))?;
     tracing::info!("{which} running");
-    Ok(Running { pipeline: p, bus })
+    Ok(running)
 }
 
 fn apply(p: &gst::Pipeline, s: &Screen, config: &Config) {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{self, Config, Language};
+use crate::core::command::Command;
 use crate::core::words::doctor::{self as say, Advice, Finding, Name, Prompt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,10 +62,42 @@ fn check(
     }
 }
 
-/// Run every check for the configuration at `path`.
-/// `interactive`: a technician is at the box, so the checks may ask for a
-/// button press.
+/// How the checks reach the daemon, which holds the screen, the speaker
+/// and the button: through its socket when `diemcau doctor` runs at the
+/// box, straight to its command layer when the daemon runs the self-test
+/// itself (the NOC's `diagnostics`), so it never calls back into its own
+/// socket.
+pub trait DaemonLink {
+    /// Carry out `cmd`; the result, or what went wrong in words.
+    fn call(&self, cmd: Command, timeout: Duration) -> Result<serde_json::Value, String>;
+}
+
+/// The daemon's socket, as the CLI reaches it.
+pub struct Socket(pub std::path::PathBuf);
+
+impl DaemonLink for Socket {
+    fn call(&self, cmd: Command, timeout: Duration) -> Result<serde_json::Value, String> {
+        let reply = crate::client::request(&self.0, &cmd, timeout).map_err(|e| e.to_string())?;
+        match (reply.ok, reply.result, reply.error) {
+            (true, Some(v), _) => Ok(v),
+            (_, _, Some(e)) => Err(e.message),
+            _ => Err("the daemon sent an empty reply".into()),
+        }
+    }
+}
+
+/// Run every check for the configuration at `path`, reaching the daemon
+/// through its socket. `interactive`: a technician is at the box, so the
+/// checks may ask for a button press.
 pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
+    let socket = config::load(path)
+        .map(|c| c.daemon.socket)
+        .unwrap_or_default();
+    run_with(path, lang, interactive, &Socket(socket))
+}
+
+/// [`run`], reaching the daemon through `link`.
+pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn DaemonLink) -> Report {
     let mut checks = Vec::new();
     let cfg = match config::load(path) {
         Ok(c) => {
@@ -107,7 +140,7 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
             )
         });
     }
-    let status = daemon_status(&cfg);
+    let status = daemon_status(link);
     let live = status
         .as_ref()
         .is_some_and(|s| s.phase == crate::core::session::Phase::Live);
@@ -127,10 +160,10 @@ pub fn run(path: &Path, lang: Language, interactive: bool) -> Report {
     });
     checks.push(camera(&cfg, lang, live));
     checks.push(microphone(&cfg, lang, live));
-    checks.push(speaker(&cfg, lang, live, status.is_some()));
-    checks.push(display(&cfg, lang, status.as_ref(), interactive));
+    checks.push(speaker(&cfg, lang, live, status.is_some(), link));
+    checks.push(display(&cfg, lang, status.as_ref(), interactive, link));
     checks.push(button_press(
-        &cfg,
+        link,
         lang,
         button(&cfg, lang),
         status.as_ref(),
@@ -171,14 +204,9 @@ fn tally(site: String, checks: Vec<Check>) -> Report {
     }
 }
 
-fn daemon_status(cfg: &Config) -> Option<crate::core::status::Status> {
-    let reply = crate::client::request(
-        &cfg.daemon.socket,
-        &crate::core::command::Command::Status,
-        Duration::from_secs(3),
-    )
-    .ok()?;
-    serde_json::from_value(reply.result?).ok()
+fn daemon_status(link: &dyn DaemonLink) -> Option<crate::core::status::Status> {
+    let v = link.call(Command::Status, Duration::from_secs(3)).ok()?;
+    serde_json::from_value(v).ok()
 }
 
 /// Run a short GStreamer pipeline to EOS; Err with the first error.
@@ -349,7 +377,13 @@ fn microphone(cfg: &Config, lang: Language, live: bool) -> Check {
 }
 
 /// A 2-second test tone on the room's speaker.
-fn speaker(cfg: &Config, lang: Language, live: bool, daemon_running: bool) -> Check {
+fn speaker(
+    cfg: &Config,
+    lang: Language,
+    live: bool,
+    daemon_running: bool,
+    link: &dyn DaemonLink,
+) -> Check {
     let name = say::name(lang, Name::Speaker);
     let config::SpeakerSink::Alsa(dev) = &cfg.speaker else {
         return check(name, Verdict::Skip, format!("{:?}", cfg.speaker), "");
@@ -366,18 +400,13 @@ fn speaker(cfg: &Config, lang: Language, live: bool, daemon_running: bool) -> Ch
     // The daemon holds the speaker, so when it runs it plays the beep
     // itself; otherwise the beep goes straight to the device.
     let played: Result<(), String> = if daemon_running {
-        match crate::client::request(
-            &cfg.daemon.socket,
-            &crate::core::command::Command::SpeakerTest { seconds: 2 },
-            Duration::from_secs(5),
-        ) {
-            Ok(r) if r.ok => {
+        match link.call(Command::SpeakerTest { seconds: 2 }, Duration::from_secs(5)) {
+            Ok(_) => {
                 // Let it finish before the next check talks to the room.
                 std::thread::sleep(Duration::from_millis(2500));
                 Ok(())
             }
-            Ok(r) => Err(r.error.map(|e| e.message).unwrap_or_default()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     } else {
         let desc = format!(
@@ -405,6 +434,7 @@ fn display(
     lang: Language,
     status: Option<&crate::core::status::Status>,
     interactive: bool,
+    link: &dyn DaemonLink,
 ) -> Check {
     let name = say::name(lang, Name::Display);
     if !matches!(cfg.display.sink, config::DisplaySink::Kms { .. }) {
@@ -455,7 +485,7 @@ fn display(
             say::advice(lang, Advice::HdmiCable),
         )
     } else {
-        let shown = test_pattern(cfg, lang, status, interactive);
+        let shown = test_pattern(lang, status, interactive, link);
         check(
             name,
             Verdict::Pass,
@@ -468,10 +498,10 @@ fn display(
 /// Ask the daemon, which holds the screen, to show colour bars for a few
 /// seconds. Says what happened, for the check's line.
 fn test_pattern(
-    cfg: &Config,
     lang: Language,
     status: Option<&crate::core::status::Status>,
     interactive: bool,
+    link: &dyn DaemonLink,
 ) -> String {
     // The words say 8 s too (`Prompt::LookAtScreen`, `Finding::PatternShown`).
     const SECONDS: u64 = 8;
@@ -480,28 +510,25 @@ fn test_pattern(
         Some(crate::core::session::Phase::Idle) => {}
         Some(_) => return say::finding(lang, Finding::LiveNoPattern).into(),
     }
-    let reply = crate::client::request(
-        &cfg.daemon.socket,
-        &crate::core::command::Command::DisplayTest { seconds: SECONDS },
+    match link.call(
+        Command::DisplayTest { seconds: SECONDS },
         Duration::from_secs(5),
-    );
-    match reply {
-        Ok(r) if r.ok => {
+    ) {
+        Ok(_) => {
             if interactive {
                 eprintln!("{}", say::prompt(lang, Prompt::LookAtScreen));
                 std::thread::sleep(Duration::from_secs(SECONDS));
             }
             say::finding(lang, Finding::PatternShown).into()
         }
-        Ok(r) => say::no_pattern(lang, &r.error.map(|e| e.message).unwrap_or_default()),
-        Err(e) => say::no_pattern(lang, &e.to_string()),
+        Err(e) => say::no_pattern(lang, &e),
     }
 }
 
 /// "Press the button now": through the daemon, which holds the button and
 /// counts the press without starting a session.
 fn button_press(
-    cfg: &Config,
+    link: &dyn DaemonLink,
     lang: Language,
     present: Check,
     status: Option<&crate::core::status::Status>,
@@ -513,15 +540,9 @@ fn button_press(
     }
     // The words say 10 s too (`Prompt::PressButton`, `say::no_press`).
     eprintln!("{}", say::prompt(lang, Prompt::PressButton));
-    let reply = crate::client::request(
-        &cfg.daemon.socket,
-        &crate::core::command::Command::ButtonTest { seconds: 10 },
-        Duration::from_secs(15),
-    );
-    let pressed = reply
-        .ok()
-        .and_then(|r| r.result)
-        .is_some_and(|v| v["pressed"] == true);
+    let pressed = link
+        .call(Command::ButtonTest { seconds: 10 }, Duration::from_secs(15))
+        .is_ok_and(|v| v["pressed"] == true);
     if pressed {
         check(
             &present.name,
