@@ -723,23 +723,11 @@ impl Actor {
                 // comes from the restarted daemon (`answer_pending_config`);
                 // a refusal is final here.
                 let control = self.control.clone();
-                let (tx, site) = (self.done_tx.clone(), self.site.clone());
-                let (to, id, name) = (to.clone(), id.clone(), name.clone());
-                tokio::spawn(async move {
-                    let (status, error, result) = match control.config_set(toml, pending).await {
+                self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
+                    match control.config_set(toml, pending).await {
                         Ok(v) => (ReplyStatus::Accepted, None, Some(v)),
                         Err(e) => (reply_status(&e), Some(e.message), None),
-                    };
-                    let reply = CommandReply {
-                        id: Some(id),
-                        site,
-                        command: name,
-                        status,
-                        error,
-                        result,
-                        at: Utc::now(),
-                    };
-                    let _ = tx.send(Done { to, reply });
+                    }
                 });
             }
             command => {
