@@ -144,7 +144,8 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
 
     // A tampered archive copy fails verification.
     let first = dir.path().join("000000.ts");
-    let mut b = std::fs::read(&first).unwrap();
+    let original_first = std::fs::read(&first).unwrap();
+    let mut b = original_first.clone();
     b[1000] ^= 1;
     std::fs::write(&first, b).unwrap();
     let out = d.cli(&[
@@ -155,4 +156,34 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not match"));
+    assert_eq!(out.status.code(), Some(3), "tampered: exit 3");
+    std::fs::write(&first, &original_first).unwrap();
+
+    // A copy missing a whole segment is never intact: incomplete, exit 4,
+    // naming the object that is missing.
+    let second = dir.path().join("000001.ts");
+    std::fs::remove_file(&second).unwrap();
+    let out = d.cli(&[
+        "recordings",
+        "verify",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "incomplete", "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["missing"], serde_json::json!([1]), "{v}");
+    assert_eq!(out.status.code(), Some(4));
+    let out = d.cli(&[
+        "recordings",
+        "verify",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("INCOMPLETE") && text.contains("000001.ts"),
+        "{text}"
+    );
 }

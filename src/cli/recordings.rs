@@ -194,7 +194,11 @@ fn print_report(r: &VerifyReport, json: bool) -> i32 {
         println!(
             "{}: {} — {} segments, {} bytes checked; signature {}, hash chain {}",
             r.session,
-            if r.ok { "INTACT" } else { "NOT INTACT" },
+            match r.verdict {
+                store::Verdict::Intact => "INTACT",
+                store::Verdict::Incomplete => "INCOMPLETE",
+                store::Verdict::Tampered => "NOT INTACT",
+            },
             r.segments,
             r.bytes_checked,
             if r.signature_ok { "ok" } else { "BAD" },
@@ -207,10 +211,12 @@ fn print_report(r: &VerifyReport, json: bool) -> i32 {
             println!("  PROBLEM: {p}");
         }
     }
-    if r.ok {
-        0
-    } else {
-        3
+    // 0 intact, 3 tampered, 4 incomplete: a script can tell "something is
+    // wrong" from "something is missing" without parsing the words.
+    match r.verdict {
+        store::Verdict::Intact => 0,
+        store::Verdict::Tampered => 3,
+        store::Verdict::Incomplete => 4,
     }
 }
 
@@ -222,7 +228,10 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
     )
     .with_context(|| format!("{} is not a manifest", path.display()))?;
     Ok(store::verify(&m, |s| {
-        std::fs::read(dir.join(&s.object)).ok()
+        match std::fs::read(dir.join(&s.object)) {
+            Ok(b) => store::SegmentBytes::Here(b),
+            Err(_) => store::SegmentBytes::Missing,
+        }
     }))
 }
 

@@ -166,11 +166,43 @@ impl Manifest {
     }
 }
 
+/// What a check of a recording concludes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every segment the manifest names is here and matches; the chain and
+    /// the signature hold.
+    #[default]
+    Intact,
+    /// Nothing contradicts the manifest, but segments it names are not here
+    /// (an archive copy missing objects): the recording is not whole.
+    Incomplete,
+    /// Something does not match: a segment's bytes, the chain, the
+    /// signature, the order.
+    Tampered,
+}
+
+/// Where a segment's bytes are, for [`verify`].
+pub enum SegmentBytes {
+    Here(Vec<u8>),
+    /// Removed from the box after the archive confirmed it (a note, on the
+    /// box only).
+    Pruned,
+    /// Not where they should be.
+    Missing,
+}
+
 /// The result of checking a recording.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub session: String,
+    /// Intact: nothing missing, nothing wrong.
     pub ok: bool,
+    #[serde(default)]
+    pub verdict: Verdict,
+    /// Segments the manifest names whose bytes are not here.
+    #[serde(default)]
+    pub missing: Vec<u32>,
     pub segments: u32,
     pub bytes_checked: u64,
     pub signature_ok: bool,
@@ -181,11 +213,12 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// Verify a manifest and the segments' bytes (`None`: bytes not available,
-/// e.g. pruned after archiving or quarantined).
+/// Verify a manifest and the segments' bytes. A missing segment is never
+/// intact: it makes the verdict `incomplete` (or `tampered`, if anything
+/// else is wrong too).
 pub fn verify(
     manifest: &Manifest,
-    mut bytes_of: impl FnMut(&ManifestSegment) -> Option<Vec<u8>>,
+    mut bytes_of: impl FnMut(&ManifestSegment) -> SegmentBytes,
 ) -> VerifyReport {
     let mut r = VerifyReport {
         session: manifest.session.clone(),
@@ -232,10 +265,12 @@ pub fn verify(
             continue;
         }
         match bytes_of(s) {
-            None => r
-                .notes
-                .push(format!("segment {}: bytes not available here", s.seq)),
-            Some(b) => {
+            SegmentBytes::Pruned => r.notes.push(format!(
+                "segment {}: removed from the box after the archive confirmed it",
+                s.seq
+            )),
+            SegmentBytes::Missing => r.missing.push(s.seq),
+            SegmentBytes::Here(b) => {
                 r.bytes_checked += b.len() as u64;
                 if b.len() as u64 != s.bytes || segment::hex(&segment::sha256(&b)) != s.sha256 {
                     r.problems.push(format!(
@@ -251,7 +286,26 @@ pub fn verify(
         r.problems
             .push("the chain head does not match the segments".into());
     }
-    r.ok = r.problems.is_empty();
+    if !r.missing.is_empty() {
+        r.notes.push(format!(
+            "{} of {} segments missing: {}",
+            r.missing.len(),
+            r.segments,
+            r.missing
+                .iter()
+                .map(|s| object_name(*s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    r.verdict = if !r.problems.is_empty() {
+        Verdict::Tampered
+    } else if !r.missing.is_empty() {
+        Verdict::Incomplete
+    } else {
+        Verdict::Intact
+    };
+    r.ok = r.verdict == Verdict::Intact;
     r
 }
 
@@ -755,9 +809,12 @@ impl RecStore {
             self.segments(id)?.into_iter().map(|m| (m.seq, m)).collect();
         let mut report = verify(&m, |s| {
             if metas.get(&s.seq).is_some_and(|m| m.pruned) {
-                return None;
+                return SegmentBytes::Pruned;
             }
-            self.segment_bytes(id, s.seq).ok()
+            match self.segment_bytes(id, s.seq) {
+                Ok(b) => SegmentBytes::Here(b),
+                Err(_) => SegmentBytes::Missing,
+            }
         });
         if !self.session(id)?.closed {
             report
