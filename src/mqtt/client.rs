@@ -791,8 +791,24 @@ impl Actor {
     {
         let tx = self.done_tx.clone();
         let site = self.site.clone();
+        let seen = self.seen.clone();
         tokio::spawn(async move {
-            let (status, error, result) = work.await;
+            // The id is durable before the command runs, so a replay after
+            // a crash is a duplicate, never a second run.
+            let synced = tokio::task::spawn_blocking(move || seen.sync()).await;
+            let (status, error, result) = match synced {
+                Ok(Ok(())) => work.await,
+                Ok(Err(e)) => (
+                    ReplyStatus::Failed,
+                    Some(format!("not executed: {e}")),
+                    None,
+                ),
+                Err(e) => (
+                    ReplyStatus::Failed,
+                    Some(format!("not executed: {e}")),
+                    None,
+                ),
+            };
             let reply = CommandReply {
                 id: Some(id),
                 site,

@@ -1,6 +1,7 @@
 //! Idempotency: the command ids this box has seen, persisted in sled.
 //!
-//! An id is marked (and flushed) *before* its command runs, so that a
+//! An id is marked, and made durable ([`Seen::sync`], on the blocking pool),
+//! *before* its command runs, so that a
 //! replay — by the NOC, by the broker redelivering after a reconnect, or
 //! after a crash of this box half way through — is answered `duplicate`
 //! and never executed twice. Entries are kept for the longest command
@@ -94,7 +95,15 @@ impl Seen {
 
     fn put(&self, id: &str, e: &SeenEntry) -> Result<(), SeenError> {
         let bytes = serde_json::to_vec(e).expect("seen entries always serialise");
+        // Visible at once to the next `mark`; durable by `sync`, which the
+        // command's task awaits before it runs (not here: this is called
+        // on the MQTT actor, an async worker, and a flush is an fsync).
         self.tree.insert(id.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Make every mark durable. Blocking: call it from the blocking pool.
+    pub fn sync(&self) -> Result<(), SeenError> {
         self.tree.flush()?;
         Ok(())
     }
