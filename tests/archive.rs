@@ -162,6 +162,7 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     // A copy missing a whole segment is never intact: incomplete, exit 4,
     // naming the object that is missing.
     let second = dir.path().join("000001.ts");
+    let segments_second = std::fs::read(&second).unwrap();
     std::fs::remove_file(&second).unwrap();
     let out = d.cli(&[
         "recordings",
@@ -175,6 +176,25 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["missing"], serde_json::json!([1]), "{v}");
     assert_eq!(out.status.code(), Some(4));
+    std::fs::write(&second, segments_second).unwrap();
+
+    // Pinned to the box's key the copy verifies; pinned to another key it
+    // is refused (a copy re-signed with a fresh key looks just like that).
+    let key = remote["public_key"].as_str().unwrap().to_owned();
+    let pinned = |k: &str| {
+        d.cli(&[
+            "recordings",
+            "verify",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--key",
+            k,
+        ])
+    };
+    assert_eq!(pinned(&key).status.code(), Some(0));
+    let other = pinned(&"ab".repeat(32));
+    assert_eq!(other.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&other.stdout).contains("not by the box's pinned key"));
     let out = d.cli(&[
         "recordings",
         "verify",

@@ -36,6 +36,10 @@ pub enum RecordingsCommand {
         /// A folder with manifest.json and the segment objects.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// The box's public key (64 hex digits, as registered with the
+        /// archive): a manifest signed by any other key is refused.
+        #[arg(long, value_name = "HEX", value_parser = parse_key)]
+        key: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -204,6 +208,7 @@ fn print_report(r: &VerifyReport, json: bool) -> i32 {
             if r.signature_ok { "ok" } else { "BAD" },
             if r.chain_ok { "ok" } else { "BROKEN" },
         );
+        println!("  signed by key {}", r.public_key);
         for n in &r.notes {
             println!("  note: {n}");
         }
@@ -235,14 +240,30 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
     }))
 }
 
+fn parse_key(s: &str) -> Result<String, String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(
+            "expected the box's Ed25519 public key: 64 hex digits (the manifest's public_key)"
+                .into(),
+        )
+    }
+}
+
 pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> anyhow::Result<i32> {
     if let RecordingsCommand::Verify {
         dir: Some(dir),
+        key,
         json,
         ..
     } = &cmd
     {
-        return Ok(print_report(&verify_dir(dir)?, *json));
+        let mut r = verify_dir(dir)?;
+        if let Some(k) = key {
+            r.pin(k);
+        }
+        return Ok(print_report(&r, *json));
     }
     let b = backend(socket, config)?;
     match cmd {
@@ -335,11 +356,15 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
             println!("  chain head {}", s.chain_head);
             Ok(0)
         }
-        RecordingsCommand::Verify { id, json, .. } => {
+        RecordingsCommand::Verify { id, key, json, .. } => {
             let Some(id) = id else {
                 bail!("give a recording id, or --dir DIR for an archive copy");
             };
-            Ok(print_report(&b.verify(&id)?, json))
+            let mut r = b.verify(&id)?;
+            if let Some(k) = key {
+                r.pin(&k);
+            }
+            Ok(print_report(&r, json))
         }
         RecordingsCommand::Manifest { id } => {
             println!("{}", serde_json::to_string_pretty(&b.manifest(&id)?)?);

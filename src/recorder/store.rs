@@ -203,6 +203,11 @@ pub struct VerifyReport {
     /// Segments the manifest names whose bytes are not here.
     #[serde(default)]
     pub missing: Vec<u32>,
+    /// The key the manifest says signed it (hex). A valid signature only
+    /// proves that *this* key signed; compare it with the box's registered
+    /// key ([`VerifyReport::pin`]) to know the box did.
+    #[serde(default)]
+    pub public_key: String,
     pub segments: u32,
     pub bytes_checked: u64,
     pub signature_ok: bool,
@@ -222,6 +227,7 @@ pub fn verify(
 ) -> VerifyReport {
     let mut r = VerifyReport {
         session: manifest.session.clone(),
+        public_key: manifest.public_key.clone(),
         signature_ok: manifest.signature_ok(),
         chain_ok: true,
         ..Default::default()
@@ -307,6 +313,23 @@ pub fn verify(
     };
     r.ok = r.verdict == Verdict::Intact;
     r
+}
+
+impl VerifyReport {
+    /// Require the manifest to be signed by `key_hex`, the box's key as
+    /// registered (pinned) elsewhere: a copy re-signed with another key is
+    /// a forgery, however well its own signature checks.
+    pub fn pin(&mut self, key_hex: &str) {
+        if !self.public_key.eq_ignore_ascii_case(key_hex.trim()) {
+            self.problems.push(format!(
+                "signed by key {}, not by the box's pinned key {}: not this box's recording",
+                self.public_key,
+                key_hex.trim()
+            ));
+            self.verdict = Verdict::Tampered;
+            self.ok = false;
+        }
+    }
 }
 
 fn seg_key(id: &str, seq: u32) -> Vec<u8> {
