@@ -176,6 +176,17 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["missing"], serde_json::json!([1]), "{v}");
     assert_eq!(out.status.code(), Some(4));
+    let out = d.cli(&[
+        "recordings",
+        "verify",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("INCOMPLETE") && text.contains("000001.ts"),
+        "{text}"
+    );
     std::fs::write(&second, segments_second).unwrap();
 
     // Pinned to the box's key the copy verifies; pinned to another key it
@@ -195,15 +206,4 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     let other = pinned(&"ab".repeat(32));
     assert_eq!(other.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&other.stdout).contains("not by the box's pinned key"));
-    let out = d.cli(&[
-        "recordings",
-        "verify",
-        "--dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("INCOMPLETE") && text.contains("000001.ts"),
-        "{text}"
-    );
 }
