@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mqtt;
+pub mod relay;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
