@@ -53,6 +53,8 @@ impl Ctx {
 /// What the command layer needs from the rest of the daemon.
 pub struct Deps {
     pub supervisor: SupervisorHandle,
+    /// The supervisor's phase, for the checks that need only it.
+    pub phase: tokio::sync::watch::Receiver<Phase>,
     pub store: Store,
     pub recordings: RecStore,
     /// The key manifests are signed with.
@@ -123,6 +125,12 @@ impl Control {
     /// on that transport.
     pub async fn execute(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
         self.precheck(&cmd, ctx).await?;
+        self.execute_prechecked(cmd, ctx).await
+    }
+
+    /// [`Control::execute`] for a transport that already ran
+    /// [`Control::precheck`] (MQTT, to answer `accepted` in between).
+    pub async fn execute_prechecked(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
         let d = &self.d;
         match cmd {
             Command::Status => to_value(
@@ -262,7 +270,7 @@ impl Control {
                 )
             }
             Command::Reboot => {
-                // Allowed and between sessions: checked by `precheck` above.
+                // Allowed and between sessions: checked by `precheck`.
                 match tokio::process::Command::new("systemctl")
                     .arg("reboot")
                     .status()
@@ -379,17 +387,12 @@ impl Control {
             .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))
     }
 
-    async fn phase(&self) -> Result<Phase, CommandError> {
-        self.d
-            .supervisor
-            .status()
-            .await
-            .map(|s| s.phase)
-            .map_err(|e| CommandError::failed(e.to_string()))
+    fn phase(&self) -> Phase {
+        *self.d.phase.borrow()
     }
 
     async fn require_idle(&self, what: &str) -> Result<(), CommandError> {
-        match self.phase().await? {
+        match self.phase() {
             Phase::Idle => Ok(()),
             _ => Err(CommandError::rejected(format!(
                 "a session is running; {what}"
@@ -398,7 +401,7 @@ impl Control {
     }
 
     async fn require_between_sessions(&self, what: &str) -> Result<(), CommandError> {
-        match self.phase().await? {
+        match self.phase() {
             Phase::Idle | Phase::Fault => Ok(()),
             _ => Err(CommandError::rejected(format!(
                 "a session is in progress; {what}"

@@ -165,6 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     // The command layer: every operator command, from the socket or MQTT.
     let control = control::Control::new(control::Deps {
         supervisor: sup.handle.clone(),
+        phase: sup.phase.clone(),
         store: store.clone(),
         recordings: rec_store.clone(),
         key: device_key.clone(),

@@ -129,13 +129,18 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     let local: Value =
         serde_json::from_slice(&d.cli(&["recordings", "verify", &id, "--json"]).stdout).unwrap();
     assert_eq!(local["ok"], true, "{local}");
-    let out = d.cli(&[
-        "recordings",
-        "verify",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--json",
-    ]);
+    // `recordings verify --dir` on the archive copy, with more arguments.
+    let verify_copy = |more: &[&str]| {
+        let mut args = vec![
+            "recordings",
+            "verify",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        d.cli(&args)
+    };
+    let out = verify_copy(&["--json"]);
     let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(remote["ok"], true, "{remote}");
     assert_eq!(remote["signature_ok"], true);
@@ -148,12 +153,7 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     let mut b = original_first.clone();
     b[1000] ^= 1;
     std::fs::write(&first, b).unwrap();
-    let out = d.cli(&[
-        "recordings",
-        "verify",
-        "--dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = verify_copy(&[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not match"));
     assert_eq!(out.status.code(), Some(3), "tampered: exit 3");
@@ -164,24 +164,13 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     let second = dir.path().join("000001.ts");
     let segments_second = std::fs::read(&second).unwrap();
     std::fs::remove_file(&second).unwrap();
-    let out = d.cli(&[
-        "recordings",
-        "verify",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--json",
-    ]);
+    let out = verify_copy(&["--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "incomplete", "{v}");
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["missing"], serde_json::json!([1]), "{v}");
     assert_eq!(out.status.code(), Some(4));
-    let out = d.cli(&[
-        "recordings",
-        "verify",
-        "--dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = verify_copy(&[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("INCOMPLETE") && text.contains("000001.ts"),
@@ -192,16 +181,7 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     // Pinned to the box's key the copy verifies; pinned to another key it
     // is refused (a copy re-signed with a fresh key looks just like that).
     let key = remote["public_key"].as_str().unwrap().to_owned();
-    let pinned = |k: &str| {
-        d.cli(&[
-            "recordings",
-            "verify",
-            "--dir",
-            dir.path().to_str().unwrap(),
-            "--key",
-            k,
-        ])
-    };
+    let pinned = |k: &str| verify_copy(&["--key", k]);
     assert_eq!(pinned(&key).status.code(), Some(0));
     let other = pinned(&"ab".repeat(32));
     assert_eq!(other.status.code(), Some(3));

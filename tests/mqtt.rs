@@ -624,6 +624,7 @@ fn bench_fleet_broadcast() {
             // The command layer as the daemon wires it, with no devices.
             let control = diemcau::control::Control::new(diemcau::control::Deps {
                 supervisor: sup.handle.clone(),
+                phase: sup.phase.clone(),
                 store: store.clone(),
                 recordings: diemcau::recorder::store::RecStore::open(store.db()).unwrap(),
                 key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),

@@ -731,14 +731,17 @@ impl Actor {
                 });
             }
             command => {
-                let diagnostics = matches!(command, Command::Diagnostics { .. });
-                let mqtt = json!({
-                    "boot_id": self.boot_id,
-                    "broker": self.cfg.brokers[self.broker % self.cfg.brokers.len()].to_string(),
-                    "connects": self.connects,
-                    "event_backlog": self.outbox.len(),
-                    "seen_command_ids": self.seen.len(),
-                    "config_version": self.config_version,
+                // This connection's part of `diagnostics`; only then, since
+                // counting sled trees walks them.
+                let mqtt = matches!(command, Command::Diagnostics { .. }).then(|| {
+                    json!({
+                        "boot_id": self.boot_id,
+                        "broker": self.cfg.brokers[self.broker % self.cfg.brokers.len()].to_string(),
+                        "connects": self.connects,
+                        "event_backlog": self.outbox.len(),
+                        "seen_command_ids": self.seen.len(),
+                        "config_version": self.config_version,
+                    })
                 });
                 let control = self.control.clone();
                 let ctx = crate::control::Ctx::mqtt(&env.id);
@@ -746,29 +749,24 @@ impl Actor {
                 // `accepted` only once the quick checks passed, so that a
                 // refusal (reboot not allowed, a session running) is one
                 // `rejected` reply, as it always was.
-                let (tx, site) = (self.done_tx.clone(), self.site.clone());
-                let ack = Done {
-                    to: to.clone(),
-                    reply: self.reply(Some(id.clone()), &name, ReplyStatus::Accepted, None, None),
-                };
+                let tx = self.done_tx.clone();
+                let ack = self.reply(Some(id.clone()), &name, ReplyStatus::Accepted, None, None);
+                let ack_to = to.clone();
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
                     if let Err(e) = control.precheck(&command, &ctx).await {
                         return (reply_status(&e), Some(e.message), None);
                     }
                     if acknowledged {
-                        let _ = tx.send(Done {
-                            reply: CommandReply {
-                                at: Utc::now(),
-                                site,
-                                ..ack.reply
-                            },
+                        let reply = CommandReply {
+                            at: Utc::now(),
                             ..ack
-                        });
+                        };
+                        let _ = tx.send(Done { to: ack_to, reply });
                     }
-                    match control.execute(command, &ctx).await {
+                    match control.execute_prechecked(command, &ctx).await {
                         Ok(mut v) => {
-                            if diagnostics {
-                                v["mqtt"] = mqtt;
+                            if let Some(m) = mqtt {
+                                v["mqtt"] = m;
                             }
                             if let Some(a) = alias {
                                 v = crate::core::command::shape_alias(a, v);

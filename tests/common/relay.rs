@@ -251,38 +251,31 @@ impl Relay {
                         None => {}
                     }
                 }
+                let out = now < outage_until;
                 let mut idle = true;
-                while let Ok((n, from)) = front.recv_from(&mut buf) {
-                    idle = false;
-                    client = Some(from);
-                    c.forward_in.fetch_add(1, Ordering::Relaxed);
-                    if now < outage_until {
-                        continue;
-                    }
-                    if let Some(at) = fwd.admit(now, n) {
-                        seq += 1;
-                        heap.push(Due {
-                            at,
-                            seq,
-                            forward: true,
-                            data: buf[..n].to_vec(),
-                        });
-                    }
-                }
-                while let Ok((n, _)) = rear.recv_from(&mut buf) {
-                    idle = false;
-                    c.back_in.fetch_add(1, Ordering::Relaxed);
-                    if now < outage_until {
-                        continue;
-                    }
-                    if let Some(at) = bwd.admit(now, n) {
-                        seq += 1;
-                        heap.push(Due {
-                            at,
-                            seq,
-                            forward: false,
-                            data: buf[..n].to_vec(),
-                        });
+                for (sock, shaper, forward, counter) in [
+                    (&front, &mut fwd, true, &c.forward_in),
+                    (&rear, &mut bwd, false, &c.back_in),
+                ] {
+                    while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        idle = false;
+                        if forward {
+                            client = Some(from);
+                        }
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if out {
+                            continue;
+                        }
+                        if let Some(at) = shaper.admit(now, n) {
+                            seq += 1;
+                            let data = buf[..n].to_vec();
+                            heap.push(Due {
+                                at,
+                                seq,
+                                forward,
+                                data,
+                            });
+                        }
                     }
                 }
                 while heap.peek().is_some_and(|d| d.at <= t0.elapsed()) {
