@@ -525,6 +525,7 @@ mod tests {
             uptime_s: 1,
             media: Default::default(),
             upload: Default::default(),
+            call: Default::default(),
         };
         let v = render_status(&s, Language::Vi);
         assert!(v.contains("Trạng thái: Sẵn sàng"), "{v}");

@@ -101,7 +101,9 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         None
     };
     let presets = camera::Presets::open(store.db())?;
-    let media = media::spawn(config.clone(), media_tx, rec, Some(presets.clone()))?;
+    let media = media::spawn(config.clone(), media_tx.clone(), rec, Some(presets.clone()))?;
+    let (call_tx, call_stats) =
+        tokio::sync::watch::channel(crate::core::status::CallStats::default());
     let (upload_tx, upload_stats) =
         tokio::sync::watch::channel(crate::core::status::UploadStats::default());
     let sup = supervisor::spawn(
@@ -111,6 +113,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         media.clone(),
         media_events,
         upload_stats,
+        call_stats,
     )?;
     // The archive upload drains the recording buffer, live stream first.
     let upload_retry = config
@@ -129,13 +132,27 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
                 store: rec_store.clone(),
                 key: device_key.clone(),
                 outbox: outbox.clone(),
-                media,
+                media: media.clone(),
                 phase: sup.phase.clone(),
                 stats: upload_tx,
             }))
         } else {
             None
         };
+    // The SIP room endpoint, when the room joins the conference by SIP.
+    let sip = config.sip.clone().map(|cfg| {
+        crate::sip::spawn(crate::sip::Deps {
+            config: cfg,
+            site_id: config.site.id.clone(),
+            video_kbps: config.video.bitrate_kbps,
+            media: media.clone(),
+            supervisor: sup.handle.clone(),
+            phase: sup.phase.clone(),
+            events: media_tx.clone(),
+            stats: call_tx,
+            stopping: stopping.clone(),
+        })
+    });
     // The room's button and tally light; both follow the supervisor's phase.
     let button = button::spawn(
         &config.button,
@@ -233,6 +250,11 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         {
             tracing::warn!("archive upload still busy at shutdown; it resumes at the next start");
         }
+    }
+    // The call is hung up with the session; the actor lets its
+    // registration lapse and returns.
+    if let Some(task) = sip {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     // After the session closed, so its last events can still go out; then
     // `offline`, so the NOC sees a clean stop rather than `lost`.

@@ -114,16 +114,24 @@ pub fn screen(
             let mut banner = vec![say::recording(lang)];
             banner.extend(say::link(lang, link_quality(s, configured_kbps)));
             for d in &s.degraded {
-                if matches!(d, Degradation::UplinkDown | Degradation::ReturnFeedLost) {
+                if matches!(
+                    d,
+                    Degradation::UplinkDown | Degradation::ReturnFeedLost | Degradation::CallDown
+                ) {
                     continue; // shown by the link mark and the centre text
                 }
                 banner.push(words::degradation(lang, *d));
             }
             out.banner = banner.join("   ");
             let feed = &s.media.return_feed;
-            if feed.configured && !feed.live {
+            let call = &s.call;
+            if call.configured && call.state != crate::core::status::CallState::Connected {
+                // The conference is the room's link to the province: without
+                // it the room must know, like a lost SRT feed.
                 out.center = say::feed_lost(lang).into();
-            } else if !feed.configured {
+            } else if feed.configured && !feed.live {
+                out.center = say::feed_lost(lang).into();
+            } else if !feed.configured && !call.configured {
                 out.center = say::in_progress(lang, name);
             }
         }
@@ -333,6 +341,7 @@ mod tests {
             uptime_s: 0,
             media: MediaStats::default(),
             upload: Default::default(),
+            call: Default::default(),
         }
     }
 

@@ -66,7 +66,7 @@ pub fn needs_technician(d: Degradation) -> bool {
         Degradation::CameraLost | Degradation::MicrophoneLost | Degradation::RecordingHalted => {
             true
         }
-        Degradation::UplinkDown | Degradation::ReturnFeedLost => false,
+        Degradation::UplinkDown | Degradation::ReturnFeedLost | Degradation::CallDown => false,
     }
 }
 

@@ -25,6 +25,7 @@ pub mod media;
 pub mod mqtt;
 pub mod provision;
 pub mod recorder;
+pub mod sip;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;

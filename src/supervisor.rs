@@ -127,6 +127,7 @@ struct Supervisor {
     /// The session whose going live was announced.
     announced_live: Option<String>,
     upload: watch::Receiver<crate::core::status::UploadStats>,
+    call: watch::Receiver<crate::core::status::CallStats>,
     fault: Option<String>,
     last_session: Option<SessionRecord>,
     /// Callers of `start` waiting for Live (or failure).
@@ -152,6 +153,7 @@ pub fn spawn(
     media: MediaHandle,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
     upload: watch::Receiver<crate::core::status::UploadStats>,
+    call: watch::Receiver<crate::core::status::CallStats>,
 ) -> Result<Spawned, StoreError> {
     let now = Utc::now();
     let recovered = store.recover(now)?;
@@ -199,6 +201,7 @@ pub fn spawn(
         started: Instant::now(),
         announced_live: None,
         upload,
+        call,
         fault: None,
         last_session,
         start_waiters: Vec::new(),
@@ -438,6 +441,11 @@ impl Supervisor {
             uptime_s: self.started.elapsed().as_secs(),
             media: self.media.stats(),
             upload: self.upload.borrow().clone(),
+            call: {
+                let mut c = self.call.borrow().clone();
+                c.media = self.media.stats().call;
+                c
+            },
         }
     }
 

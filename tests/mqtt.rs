@@ -612,6 +612,7 @@ fn bench_fleet_broadcast() {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let media = diemcau::media::spawn(config.clone(), tx, None, None).unwrap();
             let (_up_tx, up_rx) = tokio::sync::watch::channel(Default::default());
+            let (_call_tx, call_rx) = tokio::sync::watch::channel(Default::default());
             let sup = diemcau::supervisor::spawn(
                 config.clone(),
                 store.clone(),
@@ -619,6 +620,7 @@ fn bench_fleet_broadcast() {
                 media,
                 rx,
                 up_rx,
+                call_rx,
             )
             .unwrap();
             // The command layer as the daemon wires it, with no devices.

@@ -8,6 +8,7 @@
 pub mod apply;
 mod locate;
 pub mod raw;
+pub mod sip;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -283,6 +284,8 @@ pub struct Config {
     pub recording: Recording,
     /// The central archive; `None` when `[archive] endpoint` is empty.
     pub archive: Option<Archive>,
+    /// The SIP room endpoint; `None` when `[sip] mode` is `srt`.
+    pub sip: Option<sip::Sip>,
 }
 
 /// An S3-compatible object store.
@@ -415,7 +418,9 @@ impl Config {
         let mqtt = validate_mqtt(path, raw.mqtt)?;
         let recording = validate_recording(raw.recording)?;
         let archive = validate_archive(raw.archive)?;
+        let sip = sip::validate(raw.sip, uplink.peer.is_some())?;
         Ok(Config {
+            sip,
             recording,
             archive,
             path: path.to_owned(),

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub led: RawLed,
     #[serde(default)]
     pub mqtt: RawMqtt,
+    #[serde(default)]
+    pub sip: RawSip,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,6 +376,50 @@ impl Default for RawArchive {
             live_share: 0.3,
             live_max_kbps: 1000,
             idle_max_kbps: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSip {
+    pub mode: String,
+    pub conference: String,
+    pub registrar: String,
+    pub proxy: String,
+    pub transport: String,
+    pub user: String,
+    pub auth_user: String,
+    pub password: String,
+    pub local_port: u16,
+    pub rtp_port: u16,
+    pub answer: String,
+    pub allow: Vec<String>,
+    pub register_expires_s: u32,
+    pub keepalive_s: u32,
+    pub redial_max_s: f64,
+    pub video: bool,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        Self {
+            mode: "srt".into(),
+            conference: String::new(),
+            registrar: String::new(),
+            proxy: String::new(),
+            transport: "udp".into(),
+            user: String::new(),
+            auth_user: String::new(),
+            password: String::new(),
+            local_port: 5060,
+            rtp_port: 40000,
+            answer: "auto".into(),
+            allow: Vec::new(),
+            register_expires_s: 600,
+            keepalive_s: 25,
+            redial_max_s: 30.0,
+            video: true,
         }
     }
 }

@@ -8,6 +8,8 @@
 pub mod backoff;
 pub mod command;
 pub mod events;
+pub mod net;
+pub mod sdp;
 pub mod secrets;
 pub mod session;
 pub mod status;

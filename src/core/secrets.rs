@@ -22,6 +22,7 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("return_feed", "passphrase"),
     ("mqtt", "password"),
     ("archive", "secret_access_key"),
+    ("sip", "password"),
 ];
 
 /// Query parameters of a URL whose values are secrets.

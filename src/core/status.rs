@@ -25,6 +25,64 @@ pub struct Status {
     /// The archive upload: backlog and progress.
     #[serde(default)]
     pub upload: UploadStats,
+    /// The SIP room endpoint: registration and the conference call.
+    #[serde(default)]
+    pub call: CallStats,
+}
+
+/// Where the conference call stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// No SIP configured, or no session.
+    #[default]
+    Idle,
+    /// An INVITE is out, no final answer yet.
+    Dialing,
+    /// An incoming call waits for the button.
+    Ringing,
+    /// In the call.
+    Connected,
+    /// The call failed or ended while the session goes on: redialling.
+    Redialing,
+}
+
+/// The SIP side of status, filled by the SIP actor (signalling) and the
+/// call's media task (RTP and RTCP figures).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallStats {
+    pub configured: bool,
+    pub state: CallState,
+    /// The conference or caller, as a SIP URI.
+    pub remote: Option<String>,
+    /// `G722/8000 + H264/90000`.
+    pub codecs: Option<String>,
+    /// Registered with the registrar (false when none is configured).
+    pub registered: bool,
+    /// Why registration fails, in the registrar's words (`401 Unauthorized`).
+    pub registration_error: Option<String>,
+    /// Why the last call attempt failed or ended (`486 Busy Here`).
+    pub last_error: Option<String>,
+    /// Calls connected since the daemon started.
+    pub calls: u64,
+    /// Incoming calls refused (not allowed, busy, no common codec).
+    pub refused: u64,
+    pub media: CallMediaStats,
+}
+
+/// The call's RTP figures, from RTCP where the far end reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallMediaStats {
+    pub audio_packets_sent: u64,
+    pub video_packets_sent: u64,
+    pub audio_packets_received: u64,
+    pub video_packets_received: u64,
+    /// Round-trip time from the far end's receiver reports (ms).
+    pub rtt_ms: Option<f64>,
+    /// Interarrival jitter of what the box receives (ms).
+    pub jitter_ms: Option<f64>,
+    /// Packets lost of what the box receives, in percent.
+    pub loss_percent: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +135,9 @@ pub struct MediaStats {
     pub video_frames_encoded: u64,
     /// Measured over the last second, from the muxer's output.
     pub output_kbps: f64,
+    /// The call's RTP figures; shown under `call.media`, not here.
+    #[serde(skip)]
+    pub call: CallMediaStats,
 }
 
 /// What the rest of the daemon sees of the uplink.
@@ -145,6 +206,7 @@ pub fn origin_name(o: Option<&Origin>) -> String {
         Some(Origin::Button) => "button".into(),
         Some(Origin::Mqtt(id)) => format!("mqtt:{id}"),
         Some(Origin::Daemon(why)) => format!("daemon:{why}"),
+        Some(Origin::Call(from)) => format!("call:{from}"),
     }
 }
 

@@ -7,6 +7,7 @@
 //! [`MediaStats`] for health.
 
 pub mod abr;
+pub mod call;
 pub mod pipeline;
 pub mod return_feed;
 pub mod runner;
@@ -23,8 +24,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, VideoSource};
+use crate::core::sdp::Negotiated;
 use crate::core::session::{Degradation, Origin, SessionRecord};
-use crate::core::status::{MediaEvent, MediaStats, ReturnStats, UplinkStats};
+use crate::core::status::{CallMediaStats, MediaEvent, MediaStats, ReturnStats, UplinkStats};
 use crate::recorder::{RecorderHandle, SessionStart};
 use pipeline::Channels;
 use return_feed::ReturnTask;
@@ -34,6 +36,7 @@ use uplink::UplinkTask;
 enum Command {
     Start(SessionRecord),
     Stop(Option<Origin>),
+    Call(Option<Negotiated>),
 }
 
 /// Handle to the engine. Commands are rare (start, stop) and must never
@@ -52,6 +55,12 @@ impl MediaHandle {
     /// Stop the session's media; `by` is recorded with the recording.
     pub fn stop(&self, by: Option<Origin>) {
         let _ = self.tx.send(Command::Stop(by));
+    }
+
+    /// The conference call's media as negotiated (`None`: no call). The
+    /// RTP pipeline runs while a session is live and a call is up.
+    pub fn call(&self, negotiated: Option<Negotiated>) {
+        let _ = self.tx.send(Command::Call(negotiated));
     }
 
     pub fn stats(&self) -> MediaStats {
@@ -83,6 +92,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let (stats_tx, stats) = watch::channel(MediaStats::default());
     let engine = Engine {
+        call: watch::channel(None).0,
         config,
         events,
         stats: stats_tx,
@@ -150,6 +160,8 @@ struct Session {
     uplink_stats: watch::Receiver<UplinkStats>,
     return_stop: Option<oneshot::Sender<()>>,
     return_stats: watch::Receiver<ReturnStats>,
+    call_stop: Option<oneshot::Sender<()>>,
+    call_stats: watch::Receiver<CallMediaStats>,
     /// Buffers the recorder could not take.
     rec_dropped: Arc<AtomicU64>,
     rec_drop_reported: bool,
@@ -164,6 +176,10 @@ struct Session {
 }
 
 struct Engine {
+    /// The call's negotiated media, for the session's call task; it
+    /// outlives sessions because a call can be answered before its session
+    /// starts.
+    call: watch::Sender<Option<Negotiated>>,
     config: Config,
     events: mpsc::UnboundedSender<MediaEvent>,
     stats: watch::Sender<MediaStats>,
@@ -212,6 +228,9 @@ impl Engine {
                                 let _ = self.events.send(MediaEvent::Failed(e));
                             }
                         }
+                    }
+                    Some(Command::Call(n)) => {
+                        self.call.send_replace(n);
                     }
                     Some(Command::Stop(by)) => match session.as_mut() {
                         Some(s) if s.stopping_since.is_none() => {
@@ -263,7 +282,8 @@ impl Engine {
         let enc = pipeline::encoder_element(cfg.video.encoder, |name| {
             gst::ElementFactory::find(name).is_some()
         });
-        let desc = pipeline::encode(&cfg.video, &cfg.audio, enc, &ch);
+        let sip = cfg.sip.is_some();
+        let desc = pipeline::encode(&cfg.video, &cfg.audio, enc, &ch, sip);
         tracing::debug!("encode pipeline: {desc}");
         let encode = launch(&desc).map_err(|e| format!("encode pipeline: {e}"))?;
         let encoder = encode
@@ -313,6 +333,34 @@ impl Engine {
                 .build(),
         );
 
+        // The call's taps: dropped for the call alone when it lags.
+        let (tap_tx, tap_rx) = mpsc::channel::<call::Tap>(256);
+        if sip {
+            for (name, video) in [
+                (pipeline::CALL_VIDEO_TAP, true),
+                (pipeline::CALL_AUDIO_TAP, false),
+            ] {
+                let sink = encode
+                    .by_name(name)
+                    .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+                    .ok_or("encode pipeline has no call tap")?;
+                let tx = tap_tx.clone();
+                sink.set_callbacks(
+                    gst_app::AppSinkCallbacks::builder()
+                        .new_sample(move |sink| {
+                            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                            let _ = tx.try_send(if video {
+                                call::Tap::Video(sample)
+                            } else {
+                                call::Tap::Audio(sample)
+                            });
+                            Ok(gst::FlowSuccess::Ok)
+                        })
+                        .build(),
+                );
+            }
+        }
+        drop(tap_tx);
         let encode = Running::new(encode, bus_tx.clone(), |m| (Branch::Encode, 0, m));
         // The microphone's gain, as configured.
         if let (crate::config::AudioSource::Alsa(dev), Some(pct)) =
@@ -389,6 +437,19 @@ impl Engine {
             tokio::spawn(task.run(stop_rx));
             stop_tx
         });
+        let (cstats_tx, call_stats) = watch::channel(CallMediaStats::default());
+        let call_stop = sip.then(|| {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let task = call::CallTask {
+                negotiated: self.call.subscribe(),
+                taps: tap_rx,
+                encoder: encoder.downgrade(),
+                display: cfg.display.clone(),
+                stats: cstats_tx,
+            };
+            tokio::spawn(task.run(stop_rx));
+            stop_tx
+        });
         let encoded_frames = Arc::new(AtomicU64::new(0));
         if let Some(pad) = encoder.static_pad("src") {
             let n = encoded_frames.clone();
@@ -400,7 +461,7 @@ impl Engine {
         // Echo cancellation needs the speaker pipeline's probe (the reference
         // signal) and a return feed worth cancelling.
         let echo_cancel = cfg.audio.echo_cancel
-            && cfg.return_feed.peer.is_some()
+            && (cfg.return_feed.peer.is_some() || sip)
             && cfg.speaker != crate::config::SpeakerSink::None;
 
         let mut s = Session {
@@ -416,6 +477,8 @@ impl Engine {
             uplink_stats,
             return_stop,
             return_stats,
+            call_stop,
+            call_stats,
             rec_dropped,
             rec_drop_reported: false,
             stopped_by: None,
@@ -651,6 +714,9 @@ impl Engine {
             if let Some(stop) = s.return_stop.take() {
                 let _ = stop.send(());
             }
+            if let Some(stop) = s.call_stop.take() {
+                let _ = stop.send(());
+            }
             // After EOS: every byte the encoder produced is in the recorder's
             // queue ahead of this.
             if let Some(r) = &self.recorder {
@@ -697,6 +763,7 @@ impl Engine {
                     mic_rms_dbfs: s.mic_level.1,
                     uplink: s.uplink_stats.borrow().clone(),
                     return_feed: s.return_stats.borrow().clone(),
+                    call: s.call_stats.borrow().clone(),
                     recording: self
                         .recorder
                         .as_ref()

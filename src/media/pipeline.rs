@@ -21,6 +21,7 @@ use crate::config::{
     Audio, AudioCodec, AudioSource, Display, DisplaySink, Encoder, SpeakerSink, SrtPeer, Video,
     VideoSource,
 };
+use crate::core::sdp::{Codec, Negotiated, Stream};
 
 /// Names of the elements the engine looks up.
 pub const ENCODER: &str = "venc";
@@ -36,6 +37,11 @@ pub const RETURN_AUDIO: &str = "reta";
 pub const COMPOSITOR: &str = "comp";
 pub const CENTER_TEXT: &str = "center";
 pub const BANNER_TEXT: &str = "banner";
+pub const CALL_VIDEO_TAP: &str = "callvtap";
+pub const CALL_AUDIO_TAP: &str = "callatap";
+pub const CALL_VIDEO_SRC: &str = "callv";
+pub const CALL_AUDIO_SRC: &str = "calla";
+pub const CALL_RTPBIN: &str = "rtp";
 
 /// Process-wide channels between the session's pipelines and the display
 /// and speaker, which run for the daemon's whole life.
@@ -181,13 +187,32 @@ fn audio_encoder(a: &Audio) -> String {
 }
 
 /// The encode pipeline: inter sources to one MPEG-TS byte stream in an appsink.
-pub fn encode(v: &Video, a: &Audio, enc: Encoder, ch: &Channels) -> String {
+/// With `call_taps`, the same H.264 (after the parser) and the raw audio
+/// (before the TS's audio encoder) also go to two appsinks for the
+/// conference call: one camera encode serves the recording, SRT and the
+/// call. The taps' queues leak, so a stalled call never holds the
+/// recording back.
+pub fn encode(v: &Video, a: &Audio, enc: Encoder, ch: &Channels, call_taps: bool) -> String {
+    let (vtap, atap) = if call_taps {
+        (
+            format!(
+                "! tee name=vt vt. ! queue max-size-buffers=30 max-size-time=0 max-size-bytes=0 leaky=downstream \
+                 ! appsink name={CALL_VIDEO_TAP} sync=false async=false max-buffers=0 drop=false vt. "
+            ),
+            format!(
+                "! tee name=at at. ! queue max-size-buffers=50 max-size-time=0 max-size-bytes=0 leaky=downstream \
+                 ! appsink name={CALL_AUDIO_TAP} sync=false async=false max-buffers=0 drop=false at. "
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         "intervideosrc channel={vch} timeout=1000000000 ! {vcaps} \
          ! textoverlay name={SLATE} text=\"\" font-desc=\"DejaVu Sans Bold 28\" valignment=center halignment=center shaded-background=true \
          ! queue max-size-buffers=3 max-size-time=0 max-size-bytes=0 \
-         ! {venc} ! h264parse config-interval=-1 ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=60 ! mux. \
-         interaudiosrc channel={ach} ! {acaps} ! audioconvert ! audioresample \
+         ! {venc} ! h264parse config-interval=-1 {vtap}! queue max-size-time=0 max-size-bytes=0 max-size-buffers=60 ! mux. \
+         interaudiosrc channel={ach} ! {acaps} ! audioconvert ! audioresample {atap}\
          ! {aenc} ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=100 ! mux. \
          mpegtsmux name=mux alignment=7 ! appsink name={TS_SINK} sync=false async=false max-buffers=0 drop=false",
         vch = ch.video,
@@ -196,6 +221,96 @@ pub fn encode(v: &Video, a: &Audio, enc: Encoder, ch: &Channels) -> String {
         acaps = raw_audio_caps(a),
         venc = video_encoder(v, enc),
         aenc = audio_encoder(a),
+    )
+}
+
+/// The conference call's RTP pipeline for negotiated streams: the encode
+/// pipeline's H.264 and raw audio in through two appsrcs, out as RTP from
+/// each stream's local port (symmetric RTP: the engine makes each `udpsink`
+/// send from its `udpsrc`'s socket, so a far end behind NAT, or an MCU that
+/// latches, answers to where the packets came from); the far end's picture
+/// and sound decoded into the display's and speaker's channels. The inter
+/// sinks do not wait for preroll: the far end's picture starts only at its
+/// next keyframe, and its sound must not wait for it.
+/// Session 0 is audio, session 1 video; RTCP on the port above each. The
+/// engine links rtpbin's receive pads to `depay_0` and `depay_1` by their
+/// session number as they appear (a delayed link by caps in the
+/// description may take the wrong stream's pad).
+pub fn call(n: &Negotiated, d: &Display) -> String {
+    let mut out = format!("rtpbin name={CALL_RTPBIN} latency=120 ");
+    let udp = |s: &Stream, id: u32| {
+        let (ip, port) = (s.remote.ip(), s.remote.port());
+        format!(
+            "{CALL_RTPBIN}.send_rtp_src_{id} ! udpsink name=rtp_out_{id} host={ip} port={port} sync=false async=false \
+             {CALL_RTPBIN}.send_rtcp_src_{id} ! udpsink name=rtcp_out_{id} host={ip} port={rport} sync=false async=false \
+             udpsrc name=rtp_in_{id} port={lp} caps=\"{caps}\" ! {CALL_RTPBIN}.recv_rtp_sink_{id} \
+             udpsrc name=rtcp_in_{id} port={lrp} ! {CALL_RTPBIN}.recv_rtcp_sink_{id} ",
+            rport = port.saturating_add(1),
+            lp = s.local_port,
+            lrp = s.local_port + 1,
+            caps = rtp_caps(s),
+        )
+    };
+    if let Some(s) = &n.audio {
+        let (enc, pay, depay) = match s.codec {
+            Codec::G722 => (
+                "audio/x-raw,format=S16LE,rate=16000,channels=1 ! avenc_g722",
+                "rtpg722pay",
+                "rtpg722depay name=depay_0 ! avdec_g722",
+            ),
+            Codec::Opus => (
+                "audio/x-raw,rate=48000 ! opusenc bitrate=32000 frame-size=20 audio-type=voice inband-fec=true",
+                "rtpopuspay",
+                "rtpopusdepay name=depay_0 ! opusdec",
+            ),
+            Codec::Pcma => (
+                "audio/x-raw,rate=8000,channels=1 ! alawenc",
+                "rtppcmapay",
+                "rtppcmadepay name=depay_0 ! alawdec",
+            ),
+            _ => (
+                "audio/x-raw,rate=8000,channels=1 ! mulawenc",
+                "rtppcmupay",
+                "rtppcmudepay name=depay_0 ! mulawdec",
+            ),
+        };
+        out += &format!(
+            "appsrc name={CALL_AUDIO_SRC} is-live=true format=time max-bytes=200000 leaky-type=downstream block=false \
+             ! queue max-size-buffers=20 leaky=downstream ! audioconvert ! audioresample ! {enc} ! {pay} pt={pt} \
+             ! {CALL_RTPBIN}.send_rtp_sink_0 {udp} \
+             {depay} ! audioconvert ! audioresample ! {RETURN_AUDIO_CAPS} \
+             ! identity name={RETURN_AUDIO} ! interaudiosink channel={RETURN_AUDIO_CH} async=false ",
+            pt = s.pt,
+            udp = udp(s, 0),
+        );
+    }
+    if let Some(s) = &n.video {
+        // SPS and PPS before every keyframe: a far end that joins late, or
+        // an MCU that switched, decodes from the next keyframe on.
+        out += &format!(
+            "appsrc name={CALL_VIDEO_SRC} is-live=true format=time max-bytes=4000000 leaky-type=downstream block=false \
+             ! queue max-size-buffers=60 leaky=downstream ! h264parse ! rtph264pay pt={pt} config-interval=-1 mtu=1200 \
+             ! {CALL_RTPBIN}.send_rtp_sink_1 {udp} \
+             rtph264depay name=depay_1 request-keyframe=true wait-for-keyframe=true ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! videorate \
+             ! {vcaps} ! identity name={RETURN_VIDEO} ! intervideosink channel={RETURN_VIDEO_CH} async=false ",
+            pt = s.pt,
+            udp = udp(s, 1),
+            vcaps = display_caps(d),
+        );
+    }
+    out
+}
+
+fn rtp_caps(s: &Stream) -> String {
+    let name = match s.codec {
+        Codec::Opus => "OPUS",
+        c => c.name(),
+    };
+    let media = if s.codec.is_video() { "video" } else { "audio" };
+    format!(
+        "application/x-rtp,media={media},clock-rate={},encoding-name={name},payload={}",
+        s.codec.clock_rate(),
+        s.pt
     )
 }
 
@@ -330,7 +445,7 @@ mod tests {
     #[test]
     fn encode_uses_configured_gop_and_bitrate() {
         let c = cfg();
-        let d = encode(&c.video, &c.audio, Encoder::X264, &ch());
+        let d = encode(&c.video, &c.audio, Encoder::X264, &ch(), false);
         assert!(d.contains("key-int-max=50"), "{d}");
         assert!(d.contains("bitrate=2500"), "{d}");
         assert!(d.contains("opusenc bitrate=64000"), "{d}");

@@ -5,6 +5,7 @@
 
 pub mod mqtt;
 pub mod relay;
+pub mod sip;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

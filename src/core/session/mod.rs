@@ -35,6 +35,8 @@ pub enum Origin {
     Mqtt(String),
     /// The daemon itself (shutdown, resume after a crash, start timeout).
     Daemon(String),
+    /// A conference call the box answered (the caller's SIP URI).
+    Call(String),
 }
 
 /// How a session ended.
@@ -73,6 +75,8 @@ pub enum Degradation {
     UplinkDown,
     ReturnFeedLost,
     RecordingHalted,
+    /// The conference call dropped or cannot be set up; redialling.
+    CallDown,
 }
 
 /// The phase of the machine, without its data.

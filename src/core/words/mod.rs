@@ -117,11 +117,13 @@ pub fn degradation(lang: Language, d: Degradation) -> &'static str {
         (Vi, UplinkDown) => "mất kết nối lên điểm cầu tỉnh (đang thử lại)",
         (Vi, ReturnFeedLost) => "mất hình từ điểm cầu tỉnh",
         (Vi, RecordingHalted) => "ghi hình bị gián đoạn",
+        (Vi, CallDown) => "mất cuộc gọi với điểm cầu tỉnh (đang gọi lại)",
         (En, CameraLost) => "camera lost",
         (En, MicrophoneLost) => "microphone lost",
         (En, UplinkDown) => "uplink to the hub down (retrying)",
         (En, ReturnFeedLost) => "return feed from the hub lost",
         (En, RecordingHalted) => "recording halted",
+        (En, CallDown) => "call to the provincial conference down (redialling)",
     }
 }
 
@@ -166,6 +168,7 @@ mod tests {
             UplinkDown,
             ReturnFeedLost,
             RecordingHalted,
+            CallDown,
         ] {
             assert!(vietnamese(degradation(Language::Vi, d)), "{d:?}");
             assert!(!vietnamese(degradation(Language::En, d)), "{d:?}");

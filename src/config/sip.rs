@@ -1,0 +1,356 @@
+//! The `[sip]` section: the box as a room endpoint of the province's video
+//! conference (see `src/sip/` and docs/SIP.md).
+
+use std::time::Duration;
+
+use super::{problem, raw::RawSip, Problem};
+use crate::core::net::Cidr;
+
+/// Which paths carry the room to the province.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The SRT uplink only (`[uplink]`); no SIP.
+    Srt,
+    /// The conference call only.
+    Sip,
+    /// Both: the call, and the SRT uplink beside it.
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+impl SipTransport {
+    pub fn name(self) -> &'static str {
+        match self {
+            SipTransport::Udp => "udp",
+            SipTransport::Tcp => "tcp",
+        }
+    }
+}
+
+/// What an allowed incoming call does while the room is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Answer at once and start the session (MCUs that dial every room).
+    Auto,
+    /// Ring on the screen; the session starts when someone presses the button.
+    Button,
+}
+
+/// A SIP address, checked: `sip:[user@]host[:port][;params]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUri {
+    pub text: String,
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl SipUri {
+    pub fn parse(s: &str) -> Result<SipUri, String> {
+        let bad = |why: &str| {
+            format!(
+                "'{s}' is not a SIP address ({why}); expected e.g. \"sip:8001@mcu.tinh.example\""
+            )
+        };
+        let rest = s
+            .strip_prefix("sip:")
+            .ok_or_else(|| bad("it must start with sip:"))?;
+        let addr = rest.split([';', '?']).next().unwrap_or_default();
+        let (user, hostport) = match addr.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_owned()), h),
+            None => (None, addr),
+        };
+        if user.as_deref() == Some("") {
+            return Err(bad("the user before @ is empty"));
+        }
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad("the port is not 1 to 65535"))?;
+                (h, Some(port))
+            }
+            _ => (hostport, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c));
+        if !host_ok {
+            return Err(bad(
+                "the host is empty or has characters a host cannot have",
+            ));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it contains spaces"));
+        }
+        Ok(SipUri {
+            text: s.to_owned(),
+            user,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        })
+    }
+}
+
+/// `HOST:PORT` where requests go first (the province's SIP server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    fn parse(s: &str) -> Result<HostPort, String> {
+        let bad = || format!("'{s}' is not HOST:PORT, e.g. \"mcu.tinh.example:5060\"");
+        let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        if h.is_empty() || h.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        Ok(HostPort {
+            host: h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            port,
+        })
+    }
+}
+
+/// The validated `[sip]` section; in the config only when mode is not `srt`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sip {
+    pub mode: Mode,
+    /// Dialled when a session starts; `None`: the box only takes calls.
+    pub conference: Option<SipUri>,
+    /// Where the box registers, so that the MCU can call it; `None`: no
+    /// registration (calls come straight to `local_port`).
+    pub registrar: Option<SipUri>,
+    /// Where requests go first; `None`: the registrar's (or the
+    /// conference's) host.
+    pub proxy: Option<HostPort>,
+    pub transport: SipTransport,
+    /// The box's SIP user (`room1`); the site id when empty.
+    pub user: String,
+    /// Digest credentials; `None` when no password is set.
+    pub credentials: Option<(String, String)>,
+    pub local_port: u16,
+    /// Audio RTP on this port (RTCP on +1), video on +2 (RTCP +3).
+    pub rtp_port: u16,
+    pub answer: Answer,
+    /// Signalling sources that may call in directly, beside the registrar.
+    pub allow: Vec<Cidr>,
+    pub register_expires: Duration,
+    /// CRLF keep-alive interval on the registration flow (RFC 5626).
+    pub keepalive: Duration,
+    pub redial_max: Duration,
+    /// Offer and send video (off: an audio-only room).
+    pub video: bool,
+}
+
+pub(super) fn validate(raw: RawSip, uplink_set: bool) -> Result<Option<Sip>, Problem> {
+    let p = |key: &'static str, m: String| problem("sip", key, m);
+    let mode = match raw.mode.as_str() {
+        "srt" => Mode::Srt,
+        "sip" => Mode::Sip,
+        "both" => Mode::Both,
+        other => {
+            return Err(p(
+                "mode",
+                format!("'{other}' is not a mode; expected \"srt\", \"sip\" or \"both\""),
+            ))
+        }
+    };
+    if mode == Mode::Srt {
+        if !raw.conference.is_empty() || !raw.registrar.is_empty() {
+            return Err(p(
+                "mode",
+                "a conference or registrar is set but mode is \"srt\"; set mode = \"sip\" (the call only) or \"both\" (the call and the SRT uplink)".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if mode == Mode::Sip && uplink_set {
+        return Err(p(
+            "mode",
+            "mode \"sip\" sends no SRT, but [uplink] url is set; use mode = \"both\" for the call and the SRT uplink, or remove the url".into(),
+        ));
+    }
+    if mode == Mode::Both && !uplink_set {
+        return Err(p(
+            "mode",
+            "mode \"both\" needs the SRT uplink's [uplink] url; use mode = \"sip\" for the call only".into(),
+        ));
+    }
+    let uri = |key: &'static str, v: &str| -> Result<Option<SipUri>, Problem> {
+        if v.is_empty() {
+            Ok(None)
+        } else {
+            SipUri::parse(v).map(Some).map_err(|m| p(key, m))
+        }
+    };
+    let conference = uri("conference", &raw.conference)?;
+    let registrar = uri("registrar", &raw.registrar)?;
+    if conference.is_none() && registrar.is_none() {
+        return Err(p(
+            "conference",
+            "missing; expected the conference to dial, e.g. conference = \"sip:8001@mcu.tinh.example\", or a registrar so the MCU can call the box".into(),
+        ));
+    }
+    let proxy = if raw.proxy.is_empty() {
+        None
+    } else {
+        Some(HostPort::parse(&raw.proxy).map_err(|m| p("proxy", m))?)
+    };
+    let transport = match raw.transport.as_str() {
+        "udp" => SipTransport::Udp,
+        "tcp" => SipTransport::Tcp,
+        "tls" => {
+            return Err(p(
+                "transport",
+                "\"tls\" is not available yet on this box; use \"tcp\" or \"udp\"".into(),
+            ))
+        }
+        other => {
+            return Err(p(
+                "transport",
+                format!("'{other}' is not a transport; expected \"udp\" or \"tcp\""),
+            ))
+        }
+    };
+    let user_ok = |u: &str| {
+        u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()+".contains(c))
+    };
+    if !user_ok(&raw.user) {
+        return Err(p(
+            "user",
+            format!(
+                "'{}' has characters a SIP user cannot have; expected letters, digits, - _ .",
+                raw.user
+            ),
+        ));
+    }
+    if registrar.is_some() && raw.password.is_empty() {
+        return Err(p(
+            "password",
+            "a registrar is set but the password is empty; the province's SIP server gives each room a password (put it in site.toml)".into(),
+        ));
+    }
+    let credentials = (!raw.password.is_empty()).then(|| {
+        let who = if raw.auth_user.is_empty() {
+            raw.user.clone()
+        } else {
+            raw.auth_user.clone()
+        };
+        (who, raw.password.clone())
+    });
+    if raw.local_port == 0 {
+        return Err(p(
+            "local_port",
+            "0 is not a port; expected 1 to 65535, usually 5060".into(),
+        ));
+    }
+    if raw.rtp_port < 1024 || raw.rtp_port % 2 != 0 || raw.rtp_port > 65530 {
+        return Err(p(
+            "rtp_port",
+            format!(
+                "{} is not an even port from 1024 to 65530 (audio uses it and the next, video the two after)",
+                raw.rtp_port
+            ),
+        ));
+    }
+    let answer = match raw.answer.as_str() {
+        "auto" => Answer::Auto,
+        "button" => Answer::Button,
+        other => {
+            return Err(p(
+                "answer",
+                format!("'{other}' is not an answer mode; expected \"auto\" or \"button\""),
+            ))
+        }
+    };
+    let allow = raw
+        .allow
+        .iter()
+        .map(|a| a.parse::<Cidr>().map_err(|m| p("allow", m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(60..=3600).contains(&raw.register_expires_s) {
+        return Err(p(
+            "register_expires_s",
+            format!(
+                "{} is out of range; expected 60 to 3600 seconds",
+                raw.register_expires_s
+            ),
+        ));
+    }
+    if !(5..=120).contains(&raw.keepalive_s) {
+        return Err(p(
+            "keepalive_s",
+            format!(
+                "{} is out of range; expected 5 to 120 seconds (carrier NAT forgets a binding after about 30)",
+                raw.keepalive_s
+            ),
+        ));
+    }
+    if !(1.0..=300.0).contains(&raw.redial_max_s) {
+        return Err(p(
+            "redial_max_s",
+            format!(
+                "{} is out of range; expected 1 to 300 seconds",
+                raw.redial_max_s
+            ),
+        ));
+    }
+    Ok(Some(Sip {
+        mode,
+        conference,
+        registrar,
+        proxy,
+        transport,
+        user: raw.user,
+        credentials,
+        local_port: raw.local_port,
+        rtp_port: raw.rtp_port,
+        answer,
+        allow,
+        register_expires: Duration::from_secs(raw.register_expires_s.into()),
+        keepalive: Duration::from_secs(raw.keepalive_s.into()),
+        redial_max: Duration::from_secs_f64(raw.redial_max_s),
+        video: raw.video,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uris() {
+        let u = SipUri::parse("sip:8001@mcu.tinh.example:5070;transport=tcp").unwrap();
+        assert_eq!(u.user.as_deref(), Some("8001"));
+        assert_eq!((u.host.as_str(), u.port), ("mcu.tinh.example", Some(5070)));
+        let h = SipUri::parse("sip:10.0.0.5").unwrap();
+        assert_eq!((h.user, h.port), (None, None));
+        for bad in [
+            "8001@mcu",
+            "sip:",
+            "sip:@mcu",
+            "sip:8001@",
+            "sip:8001@mcu:0",
+            "sip:8001@mcu:x",
+            "sip:8001@mc u",
+            "tel:+84",
+        ] {
+            assert!(SipUri::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,688 @@
+//! SDP (RFC 4566) offers and answers for the room's calls (RFC 3264), as
+//! plain text in and typed results out, so every rule is unit-tested
+//! without a network.
+//!
+//! The box chooses what it sends: its offers are written from its own
+//! codec list, and an answer to a far end's offer keeps the first of the
+//! far end's codecs the box can serve (the offerer's order is its
+//! preference, RFC 3264 §6.1). The parser reads only what the media needs
+//! (`c=`, `m=`, `b=AS`, `a=rtpmap`, `a=fmtp`, the direction, `a=crypto`)
+//! and ignores the rest, as SDP requires of unknown attributes.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+/// Payload types the box uses in its own offers.
+pub const PT_PCMU: u8 = 0;
+pub const PT_PCMA: u8 = 8;
+pub const PT_G722: u8 = 9;
+pub const PT_OPUS: u8 = 111;
+pub const PT_H264: u8 = 96;
+
+/// H.264 Constrained Baseline, level 3.1: what the box's encoder makes
+/// (x264 with `profile=constrained-baseline`) and what every room system
+/// decodes.
+pub const H264_PROFILE_LEVEL: &str = "42e01f";
+
+/// An audio or video codec the box can send and receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    G722,
+    Opus,
+    Pcmu,
+    Pcma,
+    /// H.264 in packetization mode 1 (FU-A and STAP-A allowed). The
+    /// payloader always fragments large NAL units, which mode 0 forbids, so
+    /// the box sends only mode 1 (docs/SIP.md).
+    H264,
+}
+
+impl Codec {
+    /// The encoding name as SDP writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::G722 => "G722",
+            Codec::Opus => "opus",
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::H264 => "H264",
+        }
+    }
+
+    /// The RTP clock rate (G.722's is 8000 for historical reasons, RFC 3551).
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            Codec::G722 | Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::Opus => 48000,
+            Codec::H264 => 90000,
+        }
+    }
+
+    pub fn is_video(self) -> bool {
+        self == Codec::H264
+    }
+}
+
+/// The box's audio codecs in its order of preference: G.722 first because
+/// every MCU has it and it is wideband; Opus is better but not everywhere;
+/// G.711 last, as the fallback every SIP device has.
+pub const AUDIO_CODECS: &[(Codec, u8)] = &[
+    (Codec::G722, PT_G722),
+    (Codec::Opus, PT_OPUS),
+    (Codec::Pcmu, PT_PCMU),
+    (Codec::Pcma, PT_PCMA),
+];
+
+/// Media direction (RFC 3264 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn attr(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// What the answerer says to an offer in this direction.
+    fn answer(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+/// One `m=` section as parsed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaDesc {
+    pub kind: String,
+    pub port: u16,
+    pub proto: String,
+    pub formats: Vec<u8>,
+    /// `a=rtpmap`: payload type, encoding name, clock rate, channels.
+    pub rtpmap: Vec<(u8, String, u32, u8)>,
+    pub fmtp: Vec<(u8, String)>,
+    pub connection: Option<IpAddr>,
+    pub bandwidth_kbps: Option<u32>,
+    pub direction: Direction,
+    pub crypto: Vec<String>,
+}
+
+impl MediaDesc {
+    /// The encoding of payload type `pt`: its `rtpmap`, or the static
+    /// assignment of RFC 3551 when there is none.
+    fn encoding(&self, pt: u8) -> Option<(String, u32, u8)> {
+        if let Some((_, name, rate, ch)) = self.rtpmap.iter().find(|m| m.0 == pt) {
+            return Some((name.clone(), *rate, *ch));
+        }
+        match pt {
+            PT_PCMU => Some(("PCMU".into(), 8000, 1)),
+            PT_PCMA => Some(("PCMA".into(), 8000, 1)),
+            PT_G722 => Some(("G722".into(), 8000, 1)),
+            _ => None,
+        }
+    }
+
+    fn fmtp_of(&self, pt: u8) -> &str {
+        self.fmtp
+            .iter()
+            .find(|f| f.0 == pt)
+            .map(|f| f.1.as_str())
+            .unwrap_or("")
+    }
+
+    /// Every codec offered, as `NAME/RATE`, for error messages.
+    pub fn codec_names(&self) -> Vec<String> {
+        self.formats
+            .iter()
+            .map(|&pt| match self.encoding(pt) {
+                Some((n, r, _)) => format!("{n}/{r}"),
+                None => format!("pt {pt}"),
+            })
+            .collect()
+    }
+}
+
+/// A session description as parsed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sdp {
+    pub origin_version: u64,
+    pub connection: Option<IpAddr>,
+    pub bandwidth_kbps: Option<u32>,
+    pub media: Vec<MediaDesc>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SdpError {
+    #[error("the far end's SDP is malformed at line {line}: {why}")]
+    Malformed { line: usize, why: String },
+    #[error("the far end's SDP has no connection address for its {0} stream")]
+    NoAddress(String),
+    #[error("no codec in common: the far end offers audio {audio:?} and video {video:?}; this box sends G722/8000, opus/48000, PCMU/8000, PCMA/8000 and H264/90000 (packetization-mode 1)")]
+    NoCommonCodec {
+        audio: Vec<String>,
+        video: Vec<String>,
+    },
+    #[error("the far end asks for SRTP ({0}), which this box does not offer yet")]
+    SrtpRequired(String),
+}
+
+fn malformed(line: usize, why: impl Into<String>) -> SdpError {
+    SdpError::Malformed {
+        line,
+        why: why.into(),
+    }
+}
+
+/// Parse an SDP body.
+pub fn parse(text: &str) -> Result<Sdp, SdpError> {
+    let mut sdp = Sdp::default();
+    let mut saw_version = false;
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        let Some((kind, value)) = line.split_once('=') else {
+            return Err(malformed(n, format!("'{line}' is not TYPE=VALUE")));
+        };
+        if kind.len() != 1 {
+            return Err(malformed(n, format!("'{kind}' is not a one-letter type")));
+        }
+        let media = sdp.media.last_mut();
+        match (kind, media) {
+            ("v", _) => {
+                if value != "0" {
+                    return Err(malformed(n, format!("version {value}, expected 0")));
+                }
+                saw_version = true;
+            }
+            ("o", _) => {
+                sdp.origin_version = value
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+            }
+            ("c", m) => {
+                let addr = parse_connection(value)
+                    .ok_or_else(|| malformed(n, format!("'{value}' is not IN IP4|IP6 ADDRESS")))?;
+                match m {
+                    Some(m) => m.connection = Some(addr),
+                    None => sdp.connection = Some(addr),
+                }
+            }
+            ("b", m) => {
+                if let Some(kbps) = value
+                    .strip_prefix("AS:")
+                    .and_then(|v| v.trim().parse().ok())
+                {
+                    match m {
+                        Some(m) => m.bandwidth_kbps = Some(kbps),
+                        None => sdp.bandwidth_kbps = Some(kbps),
+                    }
+                }
+            }
+            ("m", _) => {
+                let mut parts = value.split_whitespace();
+                let kind = parts.next().unwrap_or_default().to_owned();
+                let port = parts
+                    .next()
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| malformed(n, format!("'{value}' has no port")))?;
+                let proto = parts
+                    .next()
+                    .ok_or_else(|| malformed(n, format!("'{value}' has no protocol")))?
+                    .to_owned();
+                // Non-RTP formats (e.g. BFCP's `*`) are not payload types.
+                let formats = parts.filter_map(|f| f.parse().ok()).collect();
+                sdp.media.push(MediaDesc {
+                    kind,
+                    port,
+                    proto,
+                    formats,
+                    ..Default::default()
+                });
+            }
+            ("a", Some(m)) => parse_attribute(m, value, n)?,
+            ("a", None) => {
+                // A session-level direction applies to every stream.
+                if let Some(d) = direction(value) {
+                    sdp.media.iter_mut().for_each(|m| m.direction = d);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !saw_version {
+        return Err(malformed(1, "no v=0 line: this is not SDP"));
+    }
+    for m in &mut sdp.media {
+        if m.connection.is_none() {
+            m.connection = sdp.connection;
+        }
+        if m.bandwidth_kbps.is_none() {
+            m.bandwidth_kbps = sdp.bandwidth_kbps;
+        }
+    }
+    Ok(sdp)
+}
+
+fn parse_connection(value: &str) -> Option<IpAddr> {
+    let mut p = value.split_whitespace();
+    if p.next()? != "IN" {
+        return None;
+    }
+    let _family = p.next()?;
+    // Multicast forms carry a TTL after a slash.
+    p.next()?.split('/').next()?.parse().ok()
+}
+
+fn direction(value: &str) -> Option<Direction> {
+    Some(match value {
+        "sendrecv" => Direction::SendRecv,
+        "sendonly" => Direction::SendOnly,
+        "recvonly" => Direction::RecvOnly,
+        "inactive" => Direction::Inactive,
+        _ => return None,
+    })
+}
+
+fn parse_attribute(m: &mut MediaDesc, value: &str, n: usize) -> Result<(), SdpError> {
+    if let Some(d) = direction(value) {
+        m.direction = d;
+    } else if let Some(rest) = value.strip_prefix("rtpmap:") {
+        let (pt, enc) = rest
+            .split_once(' ')
+            .ok_or_else(|| malformed(n, format!("rtpmap '{rest}' has no encoding")))?;
+        let pt: u8 = pt
+            .parse()
+            .map_err(|_| malformed(n, format!("rtpmap payload type '{pt}'")))?;
+        let mut e = enc.trim().split('/');
+        let name = e.next().unwrap_or_default().to_owned();
+        let rate = e
+            .next()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| malformed(n, format!("rtpmap '{rest}' has no clock rate")))?;
+        let channels = e.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+        m.rtpmap.push((pt, name, rate, channels));
+    } else if let Some(rest) = value.strip_prefix("fmtp:") {
+        if let Some((pt, params)) = rest.split_once(' ') {
+            if let Ok(pt) = pt.parse() {
+                m.fmtp.push((pt, params.trim().to_owned()));
+            }
+        }
+    } else if let Some(rest) = value.strip_prefix("crypto:") {
+        m.crypto.push(rest.to_owned());
+    }
+    Ok(())
+}
+
+/// One negotiated stream: where to send, where to listen, in what format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub codec: Codec,
+    pub pt: u8,
+    pub remote: SocketAddr,
+    pub local_port: u16,
+    pub direction: Direction,
+    /// The far end's `b=AS`, the most it wants to receive.
+    pub bandwidth_kbps: Option<u32>,
+}
+
+/// What a call's media was agreed to be.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Negotiated {
+    pub audio: Option<Stream>,
+    pub video: Option<Stream>,
+}
+
+impl Negotiated {
+    /// `G722/8000 + H264/90000`, for status and logs.
+    pub fn describe(&self) -> String {
+        [&self.audio, &self.video]
+            .iter()
+            .filter_map(|s| s.as_ref())
+            .map(|s| format!("{}/{}", s.codec.name(), s.codec.clock_rate()))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+/// Where the box's media listens and how it describes itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Local {
+    pub address: IpAddr,
+    pub audio_port: u16,
+    pub video_port: u16,
+    /// The video bitrate the box sends at most (kbit/s), as `b=AS`.
+    pub video_kbps: u32,
+    /// Session id and version for `o=`.
+    pub session_id: u64,
+    pub version: u64,
+}
+
+fn header(out: &mut String, l: &Local) {
+    let fam = if l.address.is_ipv4() { "IP4" } else { "IP6" };
+    // The writes below go to a String, which cannot fail.
+    let _ = write!(
+        out,
+        "v=0\r\no=diemcau {} {} IN {fam} {}\r\ns=diemcau\r\nc=IN {fam} {}\r\nt=0 0\r\n",
+        l.session_id, l.version, l.address, l.address
+    );
+}
+
+fn codec_lines(out: &mut String, codec: Codec, pt: u8) {
+    let _ = match codec {
+        Codec::Opus => write!(
+            out,
+            "a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} useinbandfec=1;maxaveragebitrate=32000\r\n"
+        ),
+        Codec::H264 => write!(
+            out,
+            "a=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} profile-level-id={H264_PROFILE_LEVEL};packetization-mode=1\r\na=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n"
+        ),
+        c => write!(out, "a=rtpmap:{pt} {}/{}\r\n", c.name(), c.clock_rate()),
+    };
+}
+
+/// The box's offer: its audio codecs and, with `video`, H.264.
+pub fn offer(l: &Local, video: bool) -> String {
+    let mut out = String::new();
+    header(&mut out, l);
+    let pts: Vec<String> = AUDIO_CODECS.iter().map(|c| c.1.to_string()).collect();
+    let _ = write!(
+        out,
+        "m=audio {} RTP/AVP {}\r\n",
+        l.audio_port,
+        pts.join(" ")
+    );
+    for &(c, pt) in AUDIO_CODECS {
+        codec_lines(&mut out, c, pt);
+    }
+    out.push_str("a=sendrecv\r\n");
+    if video {
+        let _ = write!(
+            out,
+            "m=video {} RTP/AVP {PT_H264}\r\nb=AS:{}\r\n",
+            l.video_port, l.video_kbps
+        );
+        codec_lines(&mut out, Codec::H264, PT_H264);
+        out.push_str("a=sendrecv\r\n");
+    }
+    out
+}
+
+/// The first of `m`'s formats the box can serve, with its payload type.
+fn choose(m: &MediaDesc) -> Option<(Codec, u8)> {
+    m.formats.iter().find_map(|&pt| {
+        let (name, rate, _) = m.encoding(pt)?;
+        let codec = match (name.to_ascii_uppercase().as_str(), rate) {
+            ("G722", 8000) => Codec::G722,
+            ("OPUS", 48000) => Codec::Opus,
+            ("PCMU", 8000) => Codec::Pcmu,
+            ("PCMA", 8000) => Codec::Pcma,
+            ("H264", 90000) if h264_mode_1(m.fmtp_of(pt)) => Codec::H264,
+            _ => return None,
+        };
+        (codec.is_video() == (m.kind == "video")).then_some((codec, pt))
+    })
+}
+
+/// Whether an H.264 format allows packetization mode 1 (absent means 0).
+fn h264_mode_1(fmtp: &str) -> bool {
+    fmtp.split(';').any(|p| {
+        p.trim()
+            .strip_prefix("packetization-mode=")
+            .is_some_and(|v| v.trim() == "1")
+    })
+}
+
+fn stream(m: &MediaDesc, codec: Codec, pt: u8, local_port: u16) -> Result<Stream, SdpError> {
+    let ip = m
+        .connection
+        .ok_or_else(|| SdpError::NoAddress(m.kind.clone()))?;
+    Ok(Stream {
+        codec,
+        pt,
+        remote: SocketAddr::new(ip, m.port),
+        local_port,
+        direction: m.direction.answer(),
+        bandwidth_kbps: m.bandwidth_kbps,
+    })
+}
+
+fn is_srtp_only(m: &MediaDesc) -> bool {
+    m.proto.contains("SAVP")
+}
+
+/// Answer a far end's offer (an incoming call). Streams the box cannot serve
+/// are refused with port 0, as RFC 3264 §6 requires; with no audio and no
+/// video in common the call is refused (488) with the codecs named.
+pub fn answer(offer: &Sdp, l: &Local) -> Result<(Negotiated, String), SdpError> {
+    let mut neg = Negotiated::default();
+    let mut body = String::new();
+    header(&mut body, l);
+    for m in &offer.media {
+        let chosen = if is_srtp_only(m) || m.port == 0 {
+            None
+        } else {
+            match m.kind.as_str() {
+                "audio" if neg.audio.is_none() => choose(m),
+                "video" if neg.video.is_none() => choose(m),
+                _ => None,
+            }
+        };
+        let fmts = m
+            .formats
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        match chosen {
+            Some((codec, pt)) => {
+                let port = if codec.is_video() {
+                    l.video_port
+                } else {
+                    l.audio_port
+                };
+                let s = stream(m, codec, pt, port)?;
+                let _ = write!(body, "m={} {port} RTP/AVP {pt}\r\n", m.kind);
+                if codec.is_video() {
+                    let _ = write!(body, "b=AS:{}\r\n", l.video_kbps);
+                }
+                codec_lines(&mut body, codec, pt);
+                let _ = write!(body, "a={}\r\n", s.direction.attr());
+                if codec.is_video() {
+                    neg.video = Some(s);
+                } else {
+                    neg.audio = Some(s);
+                }
+            }
+            None => {
+                let _ = write!(body, "m={} 0 {} {fmts}\r\n", m.kind, m.proto);
+            }
+        }
+    }
+    if neg.audio.is_none() && neg.video.is_none() {
+        if let Some(m) = offer.media.iter().find(|m| is_srtp_only(m)) {
+            return Err(SdpError::SrtpRequired(m.proto.clone()));
+        }
+        return Err(no_common(offer));
+    }
+    Ok((neg, body))
+}
+
+fn no_common(sdp: &Sdp) -> SdpError {
+    let names = |kind: &str| {
+        sdp.media
+            .iter()
+            .filter(|m| m.kind == kind)
+            .flat_map(|m| m.codec_names())
+            .collect()
+    };
+    SdpError::NoCommonCodec {
+        audio: names("audio"),
+        video: names("video"),
+    }
+}
+
+/// Read the far end's answer to the box's [`offer`] (an outgoing call).
+pub fn accept(answer: &Sdp, l: &Local) -> Result<Negotiated, SdpError> {
+    let mut neg = Negotiated::default();
+    for m in &answer.media {
+        if m.port == 0 || is_srtp_only(m) {
+            continue;
+        }
+        match (m.kind.as_str(), choose(m)) {
+            ("audio", Some((c, pt))) if neg.audio.is_none() => {
+                neg.audio = Some(stream(m, c, pt, l.audio_port)?)
+            }
+            ("video", Some((c, pt))) if neg.video.is_none() => {
+                neg.video = Some(stream(m, c, pt, l.video_port)?)
+            }
+            _ => {}
+        }
+    }
+    if neg.audio.is_none() && neg.video.is_none() {
+        return Err(no_common(answer));
+    }
+    // The direction in an answer is the far end's own: flip it back.
+    for s in [&mut neg.audio, &mut neg.video].into_iter().flatten() {
+        s.direction = s.direction.answer();
+    }
+    Ok(neg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> Local {
+        Local {
+            address: "192.0.2.10".parse().unwrap(),
+            audio_port: 40000,
+            video_port: 40002,
+            video_kbps: 1500,
+            session_id: 7,
+            version: 1,
+        }
+    }
+
+    /// What baresip 1.0 offers (captured on the wire), trimmed.
+    const BARESIP: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 20000 RTP/AVP 9 0 8 96 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n\
+m=video 20002 RTP/AVP 100 101\r\nb=AS:1000\r\na=rtpmap:100 H264/90000\r\na=fmtp:100 packetization-mode=0\r\na=rtpmap:101 H264/90000\r\na=fmtp:101 packetization-mode=1\r\na=sendrecv\r\n";
+
+    #[test]
+    fn answers_baresip_with_g722_and_h264_mode_1() {
+        let offer = parse(BARESIP).unwrap();
+        let (neg, body) = answer(&offer, &local()).unwrap();
+        let a = neg.audio.unwrap();
+        assert_eq!((a.codec, a.pt), (Codec::G722, 9));
+        assert_eq!(a.remote, "127.0.0.1:20000".parse().unwrap());
+        let v = neg.video.unwrap();
+        // Mode 0 is offered first, but the box sends only mode 1.
+        assert_eq!(
+            (v.codec, v.pt, v.bandwidth_kbps),
+            (Codec::H264, 101, Some(1000))
+        );
+        assert!(body.contains("m=audio 40000 RTP/AVP 9\r\n"), "{body}");
+        assert!(body.contains("m=video 40002 RTP/AVP 101\r\n"), "{body}");
+        assert!(body.contains("packetization-mode=1"), "{body}");
+        // Our own answer parses back to the same choices.
+        let back = accept(&parse(&body).unwrap(), &local()).unwrap();
+        assert_eq!(back.audio.unwrap().codec, Codec::G722);
+    }
+
+    #[test]
+    fn refuses_a_stream_it_cannot_serve_with_port_zero() {
+        let text = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 0\r\nm=video 5002 RTP/AVP 31\r\na=rtpmap:31 H261/90000\r\nm=application 5004 UDP/BFCP *\r\n";
+        let (neg, body) = answer(&parse(text).unwrap(), &local()).unwrap();
+        assert_eq!(neg.audio.unwrap().codec, Codec::Pcmu);
+        assert!(neg.video.is_none());
+        assert!(body.contains("m=video 0 RTP/AVP 31\r\n"), "{body}");
+        assert!(body.contains("m=application 0 UDP/BFCP \r\n"), "{body}");
+    }
+
+    #[test]
+    fn no_common_codec_names_what_was_offered() {
+        let text =
+            "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 18 3\r\na=rtpmap:18 G729/8000\r\n";
+        let e = answer(&parse(text).unwrap(), &local()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("G729/8000") && msg.contains("pt 3"), "{msg}");
+        assert!(msg.contains("G722/8000"), "{msg}");
+    }
+
+    #[test]
+    fn srtp_only_offers_are_refused_with_the_reason() {
+        let text = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/SAVP 9\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n";
+        let e = answer(&parse(text).unwrap(), &local()).unwrap_err();
+        assert_eq!(e, SdpError::SrtpRequired("RTP/SAVP".into()));
+    }
+
+    #[test]
+    fn offer_lists_every_codec_and_parses_back() {
+        let o = offer(&local(), true);
+        let p = parse(&o).unwrap();
+        assert_eq!(p.media.len(), 2);
+        assert_eq!(p.media[0].formats, vec![9, 111, 0, 8]);
+        assert_eq!(p.media[1].bandwidth_kbps, Some(1500));
+        assert_eq!(p.media[1].connection, Some("192.0.2.10".parse().unwrap()));
+        let audio_only = offer(&local(), false);
+        assert!(!audio_only.contains("m=video"));
+    }
+
+    #[test]
+    fn accept_reads_directions_from_our_side() {
+        let text = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 9\r\na=recvonly\r\n";
+        let n = accept(&parse(text).unwrap(), &local()).unwrap();
+        // The far end only receives: the box only sends.
+        assert_eq!(n.audio.unwrap().direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for text in [
+            "",
+            "hello",
+            "v=1\r\n",
+            "v=0\r\nm=audio\r\n",
+            "v=0\r\nc=IN IP4 nowhere\r\n",
+            "v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:x y\r\n",
+            "v=0\r\nm=audio 1 RTP/AVP 0\r\n",
+        ] {
+            let r = parse(text).and_then(|s| answer(&s, &local()));
+            assert!(r.is_err(), "{text:?} gave {r:?}");
+        }
+    }
+
+    #[test]
+    fn media_level_connection_wins() {
+        let text = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 9\r\nc=IN IP4 10.0.0.2\r\n";
+        let n = accept(&parse(text).unwrap(), &local()).unwrap();
+        assert_eq!(n.audio.unwrap().remote, "10.0.0.2:5000".parse().unwrap());
+    }
+}

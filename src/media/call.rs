@@ -1,0 +1,299 @@
+//! The conference call's media: RTP out of the session's one encode, and
+//! the far end's picture and sound into the display and speaker.
+//!
+//! A task per session, like the uplink. The SIP actor tells the engine what
+//! each call negotiated; the engine passes it here on a `watch`, and this
+//! task rebuilds its RTP pipeline for every new call (a redial, a
+//! re-INVITE) and tears it down when the call ends. Buffers from the
+//! encode pipeline's taps come on a bounded channel and are dropped for
+//! the call alone when no call is up or it cannot keep up: the recording
+//! and the SRT uplink never wait for the call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::pipeline;
+use super::runner::Running;
+use crate::config::Display;
+use crate::core::sdp::Negotiated;
+use crate::core::status::CallMediaStats;
+
+/// What the encode pipeline's call taps produce.
+pub enum Tap {
+    Video(gst::Sample),
+    Audio(gst::Sample),
+}
+
+pub struct CallTask {
+    pub negotiated: watch::Receiver<Option<Negotiated>>,
+    pub taps: mpsc::Receiver<Tap>,
+    pub encoder: gst::glib::WeakRef<gst::Element>,
+    pub display: Display,
+    pub stats: watch::Sender<CallMediaStats>,
+}
+
+struct Rtp {
+    _run: Running,
+    rtpbin: gst::Element,
+    video: Option<gst_app::AppSrc>,
+    audio: Option<gst_app::AppSrc>,
+    received: [Arc<AtomicU64>; 2],
+}
+
+impl CallTask {
+    pub async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let (bus_tx, mut bus_rx) = mpsc::unbounded_channel::<(u64, gst::Message)>();
+        let mut gen = 0u64;
+        let mut rtp: Option<Rtp> = self.rebuild(&mut gen, &bus_tx);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                changed = self.negotiated.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    // The old pipeline lets go of its ports first.
+                    drop(rtp.take());
+                    rtp = self.rebuild(&mut gen, &bus_tx);
+                }
+                tap = self.taps.recv() => match (tap, rtp.as_ref()) {
+                    (None, _) => break,
+                    (Some(Tap::Video(s)), Some(Rtp { video: Some(src), .. })) => {
+                        let _ = src.push_sample(&s);
+                    }
+                    (Some(Tap::Audio(s)), Some(Rtp { audio: Some(src), .. })) => {
+                        let _ = src.push_sample(&s);
+                    }
+                    _ => {}
+                },
+                Some((g, msg)) = bus_rx.recv() => {
+                    if g == gen {
+                        if let gst::MessageView::Error(e) = msg.view() {
+                            // The call's media is not the record: log it and
+                            // go on; the SIP actor sees the call itself.
+                            tracing::warn!(
+                                "call media error: {} ({})",
+                                e.error(),
+                                e.src().map(|s| s.path_string().to_string()).unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(r) = &rtp {
+                        self.stats.send_replace(read_stats(r));
+                    }
+                }
+            }
+        }
+        drop(rtp);
+        self.stats.send_replace(CallMediaStats::default());
+    }
+
+    fn rebuild(
+        &self,
+        gen: &mut u64,
+        bus_tx: &mpsc::UnboundedSender<(u64, gst::Message)>,
+    ) -> Option<Rtp> {
+        let n = self.negotiated.borrow().clone()?;
+        *gen += 1;
+        let g = *gen;
+        match build(&n, &self.display, bus_tx.clone(), g) {
+            Ok(r) => {
+                tracing::info!(codecs = %n.describe(), "call media running");
+                // The far end decodes from the first keyframe: ask for one
+                // now rather than wait for the next interval.
+                force_keyframe(&self.encoder);
+                // A far end's PLI or FIR reaches the payloader as an
+                // upstream force-key-unit event: pass it to the encoder.
+                if let Some(pad) = r.video.as_ref().and_then(|v| v.static_pad("src")) {
+                    let enc = self.encoder.clone();
+                    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                        if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+                            if gstreamer_video::ForceKeyUnitEvent::is(ev) {
+                                tracing::debug!("the far end asked for a keyframe");
+                                force_keyframe(&enc);
+                            }
+                        }
+                        gst::PadProbeReturn::Ok
+                    });
+                }
+                Some(r)
+            }
+            Err(e) => {
+                tracing::error!(codecs = %n.describe(), "call media cannot start: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn force_keyframe(encoder: &gst::glib::WeakRef<gst::Element>) {
+    let Some(enc) = encoder.upgrade() else {
+        return;
+    };
+    let ev = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+        .all_headers(true)
+        .build();
+    if let Some(pad) = enc.static_pad("src") {
+        pad.send_event(ev);
+    }
+}
+
+fn build(
+    n: &Negotiated,
+    d: &Display,
+    bus_tx: mpsc::UnboundedSender<(u64, gst::Message)>,
+    gen: u64,
+) -> Result<Rtp, String> {
+    let desc = pipeline::call(n, d);
+    tracing::debug!("call pipeline: {desc}");
+    let p = super::runner::launch(&desc)?;
+    // Symmetric RTP: each stream sends from the socket it receives on. The
+    // udpsrc binds its port in Ready; its socket then goes to the udpsink.
+    for id in 0..2 {
+        for (src, sink) in [
+            (format!("rtp_in_{id}"), format!("rtp_out_{id}")),
+            (format!("rtcp_in_{id}"), format!("rtcp_out_{id}")),
+        ] {
+            let (Some(src), Some(sink)) = (p.by_name(&src), p.by_name(&sink)) else {
+                continue;
+            };
+            src.set_state(gst::State::Ready)
+                .map_err(|_| format!("cannot bind {} (is the RTP port in use?)", src.name()))?;
+            let sock = src.property_value("used-socket");
+            sink.set_property_from_value("socket", &sock);
+            sink.set_property("close-socket", false);
+        }
+    }
+    let rtpbin = p.by_name(pipeline::CALL_RTPBIN).ok_or("no rtpbin")?;
+    // A receive pad is named recv_rtp_src_SESSION_SSRC_PT: link it to its
+    // session's depayloader. Weak: the pipeline owns rtpbin and the depayloaders.
+    let weak = p.downgrade();
+    rtpbin.connect_pad_added(move |_, pad| {
+        let name = pad.name();
+        let Some(rest) = name.strip_prefix("recv_rtp_src_") else {
+            return;
+        };
+        let session = rest.split('_').next().unwrap_or_default();
+        let Some(p) = weak.upgrade() else { return };
+        let Some(sink) = p
+            .by_name(&format!("depay_{session}"))
+            .and_then(|d| d.static_pad("sink"))
+        else {
+            return;
+        };
+        if sink.is_linked() {
+            // A new SSRC from the far end (an MCU switching sources):
+            // the newest stream is the one to show and play.
+            if let Some(old) = sink.peer() {
+                let _ = old.unlink(&sink);
+            }
+        }
+        if let Err(e) = pad.link(&sink) {
+            tracing::warn!("call media: cannot link {name}: {e:?}");
+        }
+    });
+    let appsrc = |name: &str| {
+        p.by_name(name)
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+    };
+    let (video, audio) = (
+        appsrc(pipeline::CALL_VIDEO_SRC),
+        appsrc(pipeline::CALL_AUDIO_SRC),
+    );
+    let received = [
+        count(&p, pipeline::RETURN_AUDIO),
+        count(&p, pipeline::RETURN_VIDEO),
+    ];
+    let run = Running::new(p.clone(), bus_tx, move |m| (gen, m));
+    p.set_state(gst::State::Playing)
+        .map_err(|e| format!("does not start: {e}"))?;
+    Ok(Rtp {
+        _run: run,
+        rtpbin,
+        video,
+        audio,
+        received,
+    })
+}
+
+fn count(p: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
+    let n = Arc::new(AtomicU64::new(0));
+    if let Some(pad) = p.by_name(name).and_then(|e| e.static_pad("src")) {
+        let c = n.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    n
+}
+
+/// RTP and RTCP figures from rtpbin's sessions (0 audio, 1 video).
+fn read_stats(r: &Rtp) -> CallMediaStats {
+    let mut out = CallMediaStats {
+        audio_packets_received: r.received[0].load(Ordering::Relaxed),
+        video_packets_received: r.received[1].load(Ordering::Relaxed),
+        ..Default::default()
+    };
+    let (mut rtts, mut jitters, mut lost, mut expected) = (Vec::new(), Vec::new(), 0i64, 0u64);
+    for id in 0..2u32 {
+        let Some(session) = r
+            .rtpbin
+            .emit_by_name::<Option<gst::Element>>("get-session", &[&id])
+        else {
+            continue;
+        };
+        let stats = session.property::<gst::Structure>("stats");
+        let Ok(sources) = stats.get::<gst::glib::ValueArray>("source-stats") else {
+            continue;
+        };
+        for v in sources.iter() {
+            let Ok(s) = v.get::<gst::Structure>() else {
+                continue;
+            };
+            let internal = s.get::<bool>("internal").unwrap_or(false);
+            if internal {
+                let sent = s.get::<u64>("packets-sent").unwrap_or(0);
+                if id == 0 {
+                    out.audio_packets_sent += sent;
+                } else {
+                    out.video_packets_sent += sent;
+                }
+                continue;
+            }
+            // The far end's receiver report about what the box sends.
+            if s.get::<bool>("have-rb").unwrap_or(false) {
+                let rtt = s.get::<u32>("rb-round-trip").unwrap_or(0);
+                if rtt > 0 {
+                    rtts.push(f64::from(rtt) * 1000.0 / 65536.0);
+                }
+            }
+            // What the box receives from the far end.
+            if s.get::<bool>("is-sender").unwrap_or(false) {
+                let clock = s.get::<i32>("clock-rate").unwrap_or(0);
+                if clock > 0 {
+                    let j = s.get::<u32>("jitter").unwrap_or(0);
+                    jitters.push(f64::from(j) * 1000.0 / f64::from(clock));
+                }
+                lost += i64::from(s.get::<i32>("packets-lost").unwrap_or(0).max(0));
+                expected += s.get::<u64>("packets-received").unwrap_or(0);
+            }
+        }
+    }
+    let max = |v: &[f64]| v.iter().copied().reduce(f64::max);
+    out.rtt_ms = max(&rtts);
+    out.jitter_ms = max(&jitters);
+    if expected > 0 {
+        out.loss_percent = Some(lost as f64 * 100.0 / (expected as f64 + lost as f64));
+    }
+    out
+}

@@ -1,0 +1,357 @@
+//! SIP peers for the tests, all from Debian and written by others: baresip
+//! (a far end that answers, calls and records what it hears), Kamailio (a
+//! registrar and proxy with digest authentication) and SIPp (scripted edge
+//! cases). Each runs on its own loopback ports and directory.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_tcp_port, free_udp_port};
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sip");
+
+/// A port free for both UDP and TCP (SIP listens on both).
+pub fn free_sip_port() -> u16 {
+    loop {
+        let p = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// An even port with the next three free (RTP and RTCP, audio and video).
+pub fn free_rtp_base() -> u16 {
+    loop {
+        let p = free_udp_port() & !1;
+        if p > 1024
+            && p < 65500
+            && (0..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", p + i)).is_ok())
+        {
+            return p;
+        }
+    }
+}
+
+/// The far end's media: a 1 kHz tone (16 kHz mono, what baresip's aufile
+/// reads) and a test picture, made with ffmpeg.
+pub fn far_end_media(dir: &Path) {
+    let run = |args: &[&str]| {
+        let ok = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y"])
+            .args(args)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(ok.success(), "ffmpeg {args:?}");
+    };
+    let tone = dir.join("tone1k.wav");
+    let video = dir.join("testv.mp4");
+    run(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=1000:sample_rate=16000:duration=120",
+        "-ac",
+        "1",
+        tone.to_str().unwrap(),
+    ]);
+    run(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25:duration=20",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        video.to_str().unwrap(),
+    ]);
+}
+
+/// baresip on loopback, headless: it plays a 1 kHz tone and records what it
+/// receives to `rec/` (`dump-*-dec.wav`).
+pub struct Baresip {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    ctrl: u16,
+    child: Child,
+}
+
+impl Baresip {
+    /// `account` is one line of baresip's `accounts` file.
+    pub fn start(account: &str) -> Baresip {
+        let dir = tempfile::tempdir().unwrap();
+        let (media, rec) = (dir.path().join("media"), dir.path().join("rec"));
+        std::fs::create_dir_all(&media).unwrap();
+        std::fs::create_dir_all(&rec).unwrap();
+        far_end_media(&media);
+        let port = free_sip_port();
+        let ctrl = free_tcp_port();
+        let rtp = free_rtp_base();
+        let text = std::fs::read_to_string(format!("{FIXTURES}/baresip/config"))
+            .unwrap()
+            .replace("@MEDIA_DIR@", media.to_str().unwrap())
+            .replace("@REC_DIR@", rec.to_str().unwrap())
+            .replace("@SIP_PORT@", &port.to_string())
+            .replace("@CTRL_PORT@", &ctrl.to_string())
+            .replace("@RTP_PORTS@", &format!("{rtp}-{}", rtp + 40));
+        let conf = dir.path().join("conf");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("config"), text).unwrap();
+        std::fs::write(conf.join("accounts"), format!("{account}\n")).unwrap();
+        let log = std::fs::File::create(dir.path().join("baresip.log")).unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip is installed (.ci/run installs baresip-core)");
+        let b = Baresip {
+            dir,
+            port,
+            ctrl,
+            child,
+        };
+        let t0 = Instant::now();
+        while !b.log().contains("baresip is ready") {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "baresip not ready:\n{}",
+                b.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        b
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
+    }
+
+    /// A command through baresip's ctrl_tcp (JSON in a netstring).
+    pub fn command(&self, command: &str, params: &str) -> String {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.ctrl)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let m = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
+        c.write_all(format!("{}:{m},", m.len()).as_bytes()).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = c.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// What baresip decoded from the box, as 16-bit samples, from its
+    /// newest recording.
+    pub fn received_audio(&self) -> (Vec<i16>, u32) {
+        let rec = self.dir.path().join("rec");
+        let mut wavs: Vec<PathBuf> = std::fs::read_dir(&rec)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        wavs.sort();
+        let Some(path) = wavs.last() else {
+            return (Vec::new(), 0);
+        };
+        wav_samples(&std::fs::read(path).unwrap())
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The samples and rate of a 16-bit PCM WAV file (the first channel).
+pub fn wav_samples(bytes: &[u8]) -> (Vec<i16>, u32) {
+    let (mut rate, mut channels, mut i) = (0u32, 1usize, 12usize);
+    while i + 8 <= bytes.len() {
+        let id = &bytes[i..i + 4];
+        let len = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().unwrap()) as usize;
+        let body = &bytes[i + 8..(i + 8 + len).min(bytes.len())];
+        if id == b"fmt " && body.len() >= 8 {
+            channels = u16::from_le_bytes([body[2], body[3]]).max(1) as usize;
+            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+        }
+        if id == b"data" {
+            // A file still being written says 0 (or too much): read to its end.
+            let body = if len == 0 || i + 8 + len > bytes.len() {
+                &bytes[i + 8..]
+            } else {
+                body
+            };
+            let s = body
+                .chunks_exact(2 * channels)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return (s, rate);
+        }
+        i += 8 + len + (len & 1);
+    }
+    (Vec::new(), rate)
+}
+
+/// The power of `freq` in `samples` relative to their total power
+/// (Goertzel): near 1 for a pure tone at that frequency, near 0 without it.
+pub fn tone_share(samples: &[i16], rate: u32, freq: f64) -> f64 {
+    if samples.is_empty() || rate == 0 {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
+    for &x in samples {
+        let x = f64::from(x);
+        let s0 = x + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+        total += x * x;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    if total == 0.0 {
+        0.0
+    } else {
+        2.0 * power / (samples.len() as f64 * total)
+    }
+}
+
+/// Kamailio as the province's registrar and proxy, users in db_text:
+/// `room1`/`room1pw` (the box), `8001`/`mcupw` (the MCU), domain
+/// `mcu.example`.
+pub struct Kamailio {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Kamailio {
+    pub fn start() -> Kamailio {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        for f in ["version", "subscriber"] {
+            std::fs::copy(format!("{FIXTURES}/kamailio/db/{f}"), db.join(f)).unwrap();
+        }
+        let port = free_sip_port();
+        let cfg = std::fs::read_to_string(format!("{FIXTURES}/kamailio/kamailio.cfg"))
+            .unwrap()
+            .replace("@DB_DIR@", db.to_str().unwrap())
+            .replace("@PORT@", &port.to_string());
+        std::fs::write(dir.path().join("kamailio.cfg"), cfg).unwrap();
+        let mut k = Kamailio {
+            dir,
+            port,
+            child: None,
+        };
+        k.spawn();
+        k
+    }
+
+    pub fn spawn(&mut self) {
+        let run = self.dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("kamailio.log"))
+            .unwrap();
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(self.dir.path().join("kamailio.cfg"))
+            .arg("-Y")
+            .arg(&run)
+            .args(["-DD", "-E"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("kamailio is installed (.ci/run installs it)");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "kamailio not listening:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// SIPp running one scenario from `tests/sip/sipp/`, in the background.
+pub struct Sipp {
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sipp {
+    /// `args` follow the scenario file: the remote host, `-i`, `-p`, ...
+    pub fn start(scenario: &str, args: &[&str]) -> Sipp {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(format!("{FIXTURES}/sipp/{scenario}"))
+            .args(args)
+            .args(["-nostdin", "-trace_err", "-trace_msg"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is installed (.ci/run installs sip-tester)");
+        Sipp { child, dir }
+    }
+
+    /// Wait for SIPp to end; its exit code is 0 when every call went as
+    /// the scenario says.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if t0.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIPp's message trace, for failure messages.
+    pub fn trace(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            out += &std::fs::read_to_string(e.path()).unwrap_or_default();
+        }
+        out
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,284 @@
+//! The box as a SIP room endpoint, against peers nobody here wrote:
+//! baresip as the conference's far end and as a caller, Kamailio as the
+//! province's registrar and proxy, SIPp for the edges. All on loopback.
+//!
+//! Not exercised here: the far end's picture on the box (baresip 1.0's
+//! file source sends no video in this headless setup, so only the box's
+//! H.264 to baresip is checked), SRTP, TLS and NAT (loopback has none).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::sip::{free_rtp_base, free_sip_port, tone_share, Baresip, Kamailio, Sipp};
+use common::{test_config, Daemon};
+use serde_json::Value;
+
+fn wait_for(d: &Daemon, what: &str, timeout: Duration, ok: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let s = d.status();
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "{what}: not within {timeout:?}; status {s:#}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sip_section(extra: &str) -> String {
+    format!(
+        "\n[sip]\nmode = \"sip\"\nlocal_port = {}\nrtp_port = {}\nredial_max_s = 2\n{extra}",
+        free_sip_port(),
+        free_rtp_base()
+    )
+}
+
+#[test]
+fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
+    let far = Baresip::start(
+        "<sip:8001@127.0.0.1;transport=udp>;regint=0;answermode=auto;audio_codecs=G722/16000/1,PCMU/8000/1",
+    );
+    let d = Daemon::start(&test_config(&sip_section(&format!(
+        "conference = \"sip:8001@127.0.0.1:{}\"\n",
+        far.port
+    ))));
+    let idle = d.status();
+    assert_eq!(idle["call"]["configured"], true);
+    assert_eq!(idle["call"]["state"], "idle");
+    let started = d.start_session();
+    let id = started["session"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = wait_for(&d, "call connected", Duration::from_secs(10), |s| {
+        s["call"]["state"] == "connected"
+    });
+    assert_eq!(s["call"]["codecs"], "G722/8000 + H264/90000", "{s:#}");
+    // Both directions carry sound: the far end's tone reaches the box's
+    // speaker path, and the box's 440 Hz microphone tone reaches the far end.
+    let s = wait_for(&d, "audio both ways", Duration::from_secs(15), |s| {
+        s["call"]["media"]["audio_packets_received"].as_u64() > Some(150)
+            && s["call"]["media"]["audio_packets_sent"].as_u64() > Some(150)
+            && !s["call"]["media"]["rtt_ms"].is_null()
+    });
+    // And pictures: the room's H.264 goes out, and the far end decodes it
+    // at the room's size.
+    wait_for(&d, "video out", Duration::from_secs(10), |s| {
+        s["call"]["media"]["video_packets_sent"].as_u64() > Some(50)
+    });
+    let t0 = Instant::now();
+    while !far
+        .log()
+        .contains("video: receiving with resolution 320 x 240")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "baresip decodes no video from the box:\n{}",
+            far.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("call media after connect: {:#}", s["call"]["media"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (samples, rate) = far.received_audio();
+    assert!(
+        rate > 0 && samples.len() > rate as usize,
+        "baresip recorded {} samples at {rate} Hz:\n{}",
+        samples.len(),
+        far.log()
+    );
+    // The last two seconds (the first may hold the jitter buffer's start).
+    let tail = &samples[samples.len() - rate as usize..];
+    let (ours, other) = (
+        tone_share(tail, rate, 440.0),
+        tone_share(tail, rate, 1000.0),
+    );
+    println!("baresip heard: 440 Hz share {ours:.2}, 1 kHz share {other:.2}");
+    assert!(
+        ours > 0.5,
+        "the far end does not hear the room's 440 Hz tone ({ours:.2})"
+    );
+
+    // The far end hangs up mid-session: the session and its recording go
+    // on, the call is redialled and comes back.
+    let r = far.command("hangup", "");
+    println!("baresip hangup: {r}");
+    let s = wait_for(&d, "call down", Duration::from_secs(5), |s| {
+        s["call"]["state"] != "connected"
+            && s["degraded"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "call_down"))
+    });
+    assert_eq!(s["phase"], "live", "{s:#}");
+    let s = wait_for(&d, "call back after redial", Duration::from_secs(15), |s| {
+        s["call"]["state"] == "connected" && s["call"]["calls"] == 2
+    });
+    assert_eq!(s["phase"], "live");
+    assert!(
+        !s["degraded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "call_down"),
+        "{s:#}"
+    );
+    let bytes_before = s["media"]["ts_bytes_out"].as_u64().unwrap();
+    assert!(bytes_before > 0);
+
+    // Ending the session hangs up.
+    let out = d.cli(&["stop"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(&d, "call idle", Duration::from_secs(5), |s| {
+        s["call"]["state"] == "idle"
+    });
+    let t0 = Instant::now();
+    while !far.log().contains("terminated") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "baresip saw no BYE:\n{}",
+            far.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The recording, through the hang-up and the redial, is whole.
+    let out = d.cli(&["recordings", "verify", &id, "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "intact", "{report:#}");
+}
+
+#[test]
+fn registers_with_kamailio_and_answers_the_mcus_call_through_it() {
+    let kam = Kamailio::start();
+    let d = Daemon::start(&test_config(&sip_section(&format!(
+        "registrar = \"sip:mcu.example\"\nproxy = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nuser = \"room1\"\npassword = \"room1pw\"\n",
+        kam.port
+    ))));
+    wait_for(&d, "registered", Duration::from_secs(10), |s| {
+        s["call"]["registered"] == true
+    });
+    // The MCU (baresip, user 8001) calls the room by its SIP name; Kamailio
+    // relays the INVITE over the box's own registration flow.
+    let mcu = Baresip::start(&format!(
+        "<sip:8001@mcu.example;transport=udp>;auth_pass=mcupw;outbound=\"sip:127.0.0.1:{};transport=udp\";regint=60;answermode=auto;audio_codecs=G722/16000/1",
+        kam.port
+    ));
+    let t0 = Instant::now();
+    while !mcu.log().contains("200 OK") && !mcu.log().to_lowercase().contains("registered") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "baresip did not register:\n{}",
+            mcu.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = mcu.command("dial", "sip:room1@mcu.example");
+    println!("baresip dial: {r}");
+    let s = wait_for(&d, "answered and live", Duration::from_secs(15), |s| {
+        s["phase"] == "live" && s["call"]["state"] == "connected"
+    });
+    assert!(
+        s["session"]["started_by"].to_string().contains("8001"),
+        "the session records who called: {s:#}"
+    );
+    wait_for(&d, "audio from the MCU", Duration::from_secs(10), |s| {
+        s["call"]["media"]["audio_packets_received"].as_u64() > Some(50)
+    });
+    let out = d.cli(&["stop"]);
+    assert!(out.status.success(), "{out:?}");
+
+    // A wrong password is a clear error, and the daemon goes on.
+    let bad = Daemon::start(&test_config(&sip_section(&format!(
+        "registrar = \"sip:mcu.example\"\nproxy = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nuser = \"room1\"\npassword = \"wrong\"\n",
+        kam.port
+    ))));
+    let s = wait_for(&bad, "registration refused", Duration::from_secs(10), |s| {
+        !s["call"]["registration_error"].is_null()
+    });
+    let e = s["call"]["registration_error"].as_str().unwrap();
+    println!("wrong password: {e}");
+    assert!(
+        e.contains("password") && (e.contains("401") || e.contains("403")),
+        "{e}"
+    );
+    assert_eq!(s["call"]["registered"], false);
+}
+
+#[test]
+fn busy_conference_is_redialled_and_strangers_are_refused() {
+    let sipp_port = free_sip_port();
+    let mut busy = Sipp::start(
+        "uas_486.xml",
+        &["-i", "127.0.0.1", "-p", &sipp_port.to_string(), "-m", "2"],
+    );
+    let d = Daemon::start(&test_config(&sip_section(&format!(
+        "conference = \"sip:8001@127.0.0.1:{sipp_port}\"\nallow = [\"127.0.0.1\"]\n"
+    ))));
+    d.start_session();
+    // A busy conference does not end the session: it is live, the call
+    // marked down with the reason.
+    let s = wait_for(&d, "486 seen while live", Duration::from_secs(10), |s| {
+        s["call"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("486 Busy Here"))
+            && s["phase"] == "live"
+            && s["degraded"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "call_down"))
+    });
+    println!("busy: {}", s["call"]["last_error"]);
+    // Redialled after the backoff: SIPp takes its second call and ends.
+    assert_eq!(
+        busy.wait(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        busy.trace()
+    );
+
+    // A call from a source not on the allow list (127.0.0.2) is refused
+    // with 403, whatever its From header says.
+    let port = d.status();
+    let _ = port;
+    let local_port = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("local_port = ").map(str::to_owned))
+        .unwrap();
+    let mut stranger = Sipp::start(
+        "uac_expect_reject.xml",
+        &[
+            &format!("127.0.0.1:{local_port}"),
+            "-s",
+            "room1",
+            "-i",
+            "127.0.0.2",
+            "-p",
+            &free_sip_port().to_string(),
+            "-m",
+            "1",
+        ],
+    );
+    assert_eq!(
+        stranger.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        stranger.trace()
+    );
+    let s = d.status();
+    assert!(s["call"]["refused"].as_u64() >= Some(1), "{s:#}");
+    // Garbage on the SIP port changes nothing.
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for junk in [
+        &b"\x00\x01garbage"[..],
+        b"INVITE\r\n\r\n",
+        b"SIP/2.0 200\r\n\r\n",
+    ] {
+        u.send_to(junk, format!("127.0.0.1:{local_port}")).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.status()["phase"], "live");
+}
