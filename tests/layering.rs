@@ -59,6 +59,10 @@ const TABLE: &[(&str, &[&str])] = &[
         "supervisor",
         &["core", "config", "events", "media", "store", "systemd"],
     ),
+    (
+        "sip",
+        &["core", "config", "media", "supervisor", "lifecycle", "util"],
+    ),
     ("button", &["core", "config", "events", "supervisor"]),
     ("led", &["core", "config", "button", "supervisor"]),
     (

@@ -156,7 +156,11 @@ pub struct Sip {
     pub video: bool,
 }
 
-pub(super) fn validate(raw: RawSip, uplink_set: bool) -> Result<Option<Sip>, Problem> {
+pub(super) fn validate(
+    raw: RawSip,
+    uplink_set: bool,
+    return_feed_set: bool,
+) -> Result<Option<Sip>, Problem> {
     let p = |key: &'static str, m: String| problem("sip", key, m);
     let mode = match raw.mode.as_str() {
         "srt" => Mode::Srt,
@@ -177,6 +181,12 @@ pub(super) fn validate(raw: RawSip, uplink_set: bool) -> Result<Option<Sip>, Pro
             ));
         }
         return Ok(None);
+    }
+    if return_feed_set {
+        return Err(p(
+            "mode",
+            "with a conference call the MCU's picture is the room's return feed; set [return_feed] enabled = false".into(),
+        ));
     }
     if mode == Mode::Sip && uplink_set {
         return Err(p(
@@ -332,6 +342,42 @@ pub(super) fn validate(raw: RawSip, uplink_set: bool) -> Result<Option<Sip>, Pro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "[site]\nid=\"x\"\nname=\"X\"\n";
+
+    fn parse(sip: &str) -> Result<Config, String> {
+        Config::parse(
+            std::path::Path::new("c.toml"),
+            &format!("{BASE}[sip]\n{sip}"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sip_section_errors_name_line_and_key() {
+        let e = parse("mode = \"sip\"\nconference = \"8001@mcu\"\n").unwrap_err();
+        assert!(e.starts_with("c.toml:6:1:") && e.contains("sip:"), "{e}");
+        let e = parse("mode = \"sip\"\n").unwrap_err();
+        assert!(e.contains("'conference'") && e.contains("registrar"), "{e}");
+        let e = parse("mode = \"srt\"\nconference = \"sip:1@h\"\n").unwrap_err();
+        assert!(e.contains("'mode'") && e.contains("\"both\""), "{e}");
+        let e = parse("mode = \"sip\"\nregistrar = \"sip:h\"\n").unwrap_err();
+        assert!(e.contains("'password'") && e.contains("site.toml"), "{e}");
+        let e = parse("mode = \"sip\"\nconference = \"sip:1@h\"\nallow = [\"10.0.0.0/40\"]\n")
+            .unwrap_err();
+        assert!(e.contains("'allow'") && e.contains("prefix"), "{e}");
+        let e = parse("mode = \"both\"\nconference = \"sip:1@h\"\n").unwrap_err();
+        assert!(e.contains("[uplink] url"), "{e}");
+        let e = parse("mode = \"sip\"\nconference = \"sip:1@h\"\nrtp_port = 40001\n").unwrap_err();
+        assert!(e.contains("even"), "{e}");
+        let e = parse("mode = \"sip\"\nconfernce = \"sip:1@h\"\n").unwrap_err();
+        assert!(e.contains("did you mean 'conference'"), "{e}");
+        let c = parse("mode = \"sip\"\nconference = \"sip:8001@mcu.example\"\n").unwrap();
+        let sip = c.sip.unwrap();
+        assert_eq!(sip.conference.unwrap().user.as_deref(), Some("8001"));
+        assert!(parse("").unwrap().sip.is_none());
+    }
 
     #[test]
     fn sip_uris() {

@@ -460,6 +460,7 @@ fn h264_mode_1(fmtp: &str) -> bool {
 }
 
 fn stream(m: &MediaDesc, codec: Codec, pt: u8, local_port: u16) -> Result<Stream, SdpError> {
+    // The box's direction is the mirror of the far end's (RFC 3264 §6.1).
     let ip = m
         .connection
         .ok_or_else(|| SdpError::NoAddress(m.kind.clone()))?;
@@ -568,10 +569,7 @@ pub fn accept(answer: &Sdp, l: &Local) -> Result<Negotiated, SdpError> {
     if neg.audio.is_none() && neg.video.is_none() {
         return Err(no_common(answer));
     }
-    // The direction in an answer is the far end's own: flip it back.
-    for s in [&mut neg.audio, &mut neg.video].into_iter().flatten() {
-        s.direction = s.direction.answer();
-    }
+    // `stream` turned the far end's direction into the box's own.
     Ok(neg)
 }
 

@@ -57,9 +57,22 @@ pub enum SipError {
         why: String,
     },
     #[error("SIP: {0}")]
-    Stack(#[from] rsipstack::Error),
+    Stack(String),
     #[error("not a SIP address: {0}")]
-    Uri(#[from] rsipstack::sip::Error),
+    Uri(String),
+}
+
+// The stack's errors are large; ours carry their text.
+impl From<rsipstack::Error> for SipError {
+    fn from(e: rsipstack::Error) -> Self {
+        SipError::Stack(e.to_string())
+    }
+}
+
+impl From<rsipstack::sip::Error> for SipError {
+    fn from(e: rsipstack::sip::Error) -> Self {
+        SipError::Uri(e.to_string())
+    }
 }
 
 /// What the actor needs.
@@ -86,10 +99,10 @@ pub fn spawn(deps: Deps) -> tokio::task::JoinHandle<()> {
 enum Ev {
     Dialed {
         call_id: String,
-        result: Result<Option<rsipstack::sip::Response>, String>,
+        result: Result<Option<Box<rsipstack::sip::Response>>, String>,
     },
-    Dialog(DialogState),
-    Invite(Transaction),
+    Dialog(Box<DialogState>),
+    Invite(Box<Transaction>),
     Registered(Result<(), String>),
 }
 
@@ -373,7 +386,7 @@ impl Agent {
             .await
             .map_err(|e| bind_err("udp", e))?;
         tl.add_transport(udp.into());
-        let tcp = TcpListenerConnection::new(bind.into(), None)
+        let tcp = TcpListenerConnection::new(bind, None)
             .await
             .map_err(|e| bind_err("tcp", e))?;
         tl.add_transport(tcp.into());
@@ -393,7 +406,7 @@ impl Agent {
         let ev = self.ev_tx.clone();
         tokio::spawn(async move {
             while let Some(st) = state_rx.recv().await {
-                if ev.send(Ev::Dialog(st)).is_err() {
+                if ev.send(Ev::Dialog(Box::new(st))).is_err() {
                     break;
                 }
             }
@@ -540,7 +553,7 @@ impl Agent {
                 let ev = self.ev_tx.clone();
                 tokio::spawn(async move {
                     let result = match handle.await {
-                        Ok(Ok((_, resp))) => Ok(resp),
+                        Ok(Ok((_, resp))) => Ok(resp.map(Box::new)),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
@@ -695,8 +708,8 @@ impl Agent {
                     Err(e) => self.failed(format!("the call could not be placed: {e}")),
                 }
             }
-            Ev::Dialog(st) => self.on_dialog(stack, st, phase),
-            Ev::Invite(tx) => self.on_invite(stack, tx, phase).await,
+            Ev::Dialog(st) => self.on_dialog(stack, *st, phase),
+            Ev::Invite(tx) => self.on_invite(stack, *tx, phase).await,
         }
     }
 
@@ -836,12 +849,12 @@ impl Agent {
     }
 }
 
-fn accept(dialog: &InviteDialog, body: String) -> Result<(), rsipstack::Error> {
+fn accept(dialog: &InviteDialog, body: String) -> Result<(), SipError> {
     // The stack does not add the Content-Type itself.
-    dialog.accept(
+    Ok(dialog.accept(
         Some(vec![Header::ContentType("application/sdp".into())]),
         Some(body.into_bytes()),
-    )
+    )?)
 }
 
 fn host_for_uri(ip: IpAddr) -> String {
@@ -907,7 +920,7 @@ async fn serve_incoming(
         }
         match tx.original.method {
             Method::Invite => {
-                if ev.send(Ev::Invite(tx)).is_err() {
+                if ev.send(Ev::Invite(Box::new(tx))).is_err() {
                     return;
                 }
             }
