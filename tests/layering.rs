@@ -129,6 +129,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "lifecycle",
             "systemd",
             "util",
+            "sip",
         ],
     ),
     (

@@ -18,8 +18,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::pipeline;
+use super::return_feed::count_buffers;
 use super::runner::Running;
+use super::{force_keyframe, pipeline};
 use crate::config::Display;
 use crate::core::sdp::Negotiated;
 use crate::core::status::CallMediaStats;
@@ -135,18 +136,6 @@ impl CallTask {
     }
 }
 
-fn force_keyframe(encoder: &gst::glib::WeakRef<gst::Element>) {
-    let Some(enc) = encoder.upgrade() else {
-        return;
-    };
-    let ev = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
-        .all_headers(true)
-        .build();
-    if let Some(pad) = enc.static_pad("src") {
-        pad.send_event(ev);
-    }
-}
-
 fn build(
     n: &Negotiated,
     d: &Display,
@@ -210,8 +199,8 @@ fn build(
         appsrc(pipeline::CALL_AUDIO_SRC),
     );
     let received = [
-        count(&p, pipeline::RETURN_AUDIO),
-        count(&p, pipeline::RETURN_VIDEO),
+        count_buffers(&p, pipeline::RETURN_AUDIO),
+        count_buffers(&p, pipeline::RETURN_VIDEO),
     ];
     let run = Running::new(p.clone(), bus_tx, move |m| (gen, m));
     p.set_state(gst::State::Playing)
@@ -223,18 +212,6 @@ fn build(
         audio,
         received,
     })
-}
-
-fn count(p: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
-    let n = Arc::new(AtomicU64::new(0));
-    if let Some(pad) = p.by_name(name).and_then(|e| e.static_pad("src")) {
-        let c = n.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            c.fetch_add(1, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    }
-    n
 }
 
 /// RTP and RTCP figures from rtpbin's sessions (0 audio, 1 video).

@@ -781,6 +781,20 @@ impl Engine {
     }
 }
 
+/// Ask the session's encoder for a keyframe with SPS and PPS: a new SRT
+/// link or a new call decodes from it, and a far end's PLI is answered.
+pub(crate) fn force_keyframe(encoder: &gst::glib::WeakRef<gst::Element>) {
+    let Some(enc) = encoder.upgrade() else {
+        return;
+    };
+    let ev = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+        .all_headers(true)
+        .build();
+    if let Some(pad) = enc.static_pad("src") {
+        pad.send_event(ev);
+    }
+}
+
 /// The first channel's value of a `level` message field, in dBFS.
 fn first_db(st: &gst::StructureRef, field: &str) -> f64 {
     st.get::<gst::glib::ValueArray>(field)

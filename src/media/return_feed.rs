@@ -44,7 +44,8 @@ struct Feed {
     last_progress: Instant,
 }
 
-fn count_buffers(p: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
+/// Count the buffers leaving element `name`'s src pad.
+pub(super) fn count_buffers(p: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
     let n = Arc::new(AtomicU64::new(0));
     if let Some(pad) = p.by_name(name).and_then(|e| e.static_pad("src")) {
         let c = n.clone();

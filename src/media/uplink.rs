@@ -244,15 +244,7 @@ impl UplinkTask {
     }
 
     fn force_keyframe(&self) {
-        let Some(enc) = self.encoder.upgrade() else {
-            return;
-        };
-        let ev = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
-            .all_headers(true)
-            .build();
-        if let Some(pad) = enc.static_pad("src") {
-            pad.send_event(ev);
-        }
+        super::force_keyframe(&self.encoder);
     }
 
     fn set_bitrate(&self, kbps: u32) {
