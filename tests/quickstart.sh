@@ -15,7 +15,7 @@ packages=(
   srt-tools ffmpeg mosquitto mosquitto-clients openssl time
   systemd
   # SIP peers for tests/sip.rs: a far end, a registrar/proxy, scripted edges.
-  baresip-core kamailio sip-tester
+  baresip-core baresip-ffmpeg kamailio sip-tester
   # The OS image (image/build.sh) and the virtual bridge room test.
   mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-system-x86 ovmf
 )
