@@ -149,6 +149,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             supervisor: sup.handle.clone(),
             phase: sup.phase.clone(),
             events: media_tx.clone(),
+            outbox: outbox.clone(),
             stats: call_tx,
             stopping: stopping.clone(),
         })

@@ -103,6 +103,9 @@ pub fn screen(
     let name = &s.site_name;
     let mut out = Screen::default();
     match s.phase {
+        Phase::Idle if s.call.state == crate::core::status::CallState::Ringing => {
+            out.center = say::ringing(lang).into()
+        }
         Phase::Idle => out.center = say::idle(lang, name),
         Phase::Starting => out.center = say::starting(lang).into(),
         Phase::Stopping => out.center = say::stopping(lang).into(),
@@ -437,5 +440,23 @@ mod tests {
         );
         let live = screen(Language::Vi, &status(Phase::Live), 2500, None, Some(n));
         assert!(!live.center.contains(n), "the hub's picture stays clear");
+    }
+
+    #[test]
+    fn the_conference_call_on_screen() {
+        use crate::core::status::CallState;
+        let mut s = status(Phase::Idle);
+        s.call.configured = true;
+        s.call.state = CallState::Ringing;
+        let ring = screen(Language::Vi, &s, 2500, None, None);
+        assert!(ring.center.contains("Nhấn nút để nhận"), "{}", ring.center);
+        // Live in the call: the MCU's picture, nothing over it.
+        s.phase = Phase::Live;
+        s.call.state = CallState::Connected;
+        assert_eq!(screen(Language::Vi, &s, 2500, None, None).center, "");
+        // Live, the call lost: the room is told, the session goes on.
+        s.call.state = CallState::Redialing;
+        let lost = screen(Language::Vi, &s, 2500, None, None);
+        assert!(lost.center.starts_with("MẤT KẾT NỐI"), "{}", lost.center);
     }
 }

@@ -174,6 +174,7 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
     checks.push(time_sync(lang));
     checks.push(broker(&cfg, lang));
     checks.push(hub(&cfg, lang, status.as_ref()));
+    checks.push(conference(&cfg, lang, status.as_ref()));
     checks.push(archive(&cfg, lang));
     checks.push(disk(lang, status.as_ref()));
     let aside = crate::store::Store::set_aside(&cfg.daemon.state_dir);
@@ -811,6 +812,172 @@ fn hub(cfg: &Config, lang: Language, status: Option<&crate::core::status::Status
             format!("{at}: {e}"),
             say::advice(lang, Advice::HubUnanswered),
         ),
+    }
+}
+
+/// The SIP room endpoint: the daemon's registration and call, and an
+/// OPTIONS ping to the SIP server (the MCU or the registrar), which shows
+/// the server is reachable on the configured transport.
+fn conference(cfg: &Config, lang: Language, status: Option<&crate::core::status::Status>) -> Check {
+    use crate::core::status::CallState;
+    let name = say::name(lang, Name::Conference);
+    let Some(sip) = &cfg.sip else {
+        return check(
+            name,
+            Verdict::Skip,
+            say::finding(lang, Finding::NotConfigured),
+            "",
+        );
+    };
+    let (host, port) = match (&sip.proxy, &sip.registrar, &sip.conference) {
+        (Some(p), _, _) => (p.host.clone(), p.port),
+        (None, Some(r), _) => (r.host.clone(), r.port.unwrap_or(5060)),
+        (None, None, Some(c)) => (c.host.clone(), c.port.unwrap_or(5060)),
+        _ => {
+            return check(
+                name,
+                Verdict::Skip,
+                say::finding(lang, Finding::NotConfigured),
+                "",
+            )
+        }
+    };
+    let at = format!("{host}:{port}/{}", sip.transport.name());
+    let ping = sip_options(&host, port, sip.transport, Duration::from_secs(3));
+    let ping_text = match &ping {
+        Ok((answer, ms)) => say::sip_options(lang, &at, answer, *ms),
+        Err(e) => format!("{at}: {e}"),
+    };
+    if let Some(s) = status {
+        let c = &s.call;
+        if sip.registrar.is_some() && !c.registered {
+            let why = c.registration_error.clone().unwrap_or_default();
+            return check(
+                name,
+                Verdict::Fail,
+                format!("{why}; {ping_text}"),
+                say::advice(lang, Advice::SipRegister),
+            );
+        }
+        let registered = sip.registrar.as_ref().map(|_| c.registered);
+        if c.state == CallState::Connected {
+            let call = say::sip_in_call(
+                lang,
+                c.remote.as_deref().unwrap_or_default(),
+                c.codecs.as_deref().unwrap_or_default(),
+                c.media.rtt_ms,
+            );
+            return check(
+                name,
+                Verdict::Pass,
+                say::sip_state(lang, registered, &call),
+                "",
+            );
+        }
+        if s.phase == crate::core::session::Phase::Live && sip.conference.is_some() {
+            let why = c.last_error.clone().unwrap_or_default();
+            return check(
+                name,
+                Verdict::Fail,
+                format!("{why}; {ping_text}"),
+                say::advice(lang, Advice::SipCallDown),
+            );
+        }
+        if ping.is_ok() {
+            return check(
+                name,
+                Verdict::Pass,
+                say::sip_state(lang, registered, &ping_text),
+                "",
+            );
+        }
+    }
+    match ping {
+        Ok(_) => check(name, Verdict::Pass, ping_text, ""),
+        Err(_) => check(
+            name,
+            Verdict::Fail,
+            ping_text,
+            say::advice(lang, Advice::SipUnanswered),
+        ),
+    }
+}
+
+/// Send one SIP OPTIONS to `host:port` and read the status line of the
+/// answer. Any final answer counts (a server may say 404 or 405 to a
+/// stranger's OPTIONS): it shows the server is there and speaks SIP.
+fn sip_options(
+    host: &str,
+    port: u16,
+    transport: crate::config::sip::SipTransport,
+    timeout: Duration,
+) -> Result<(String, f64), String> {
+    use std::io::{Read, Write};
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("DNS {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("DNS {host}: no address"))?;
+    let started = std::time::Instant::now();
+    let tag = format!(
+        "{:08x}",
+        (crate::util::random_unit() * f64::from(u32::MAX)) as u32
+    );
+    let msg = |local: std::net::SocketAddr, proto: &str| {
+        format!(
+            "OPTIONS sip:{host}:{port} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{tag};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:doctor@{ip}>;tag={tag}\r\nTo: <sip:{host}:{port}>\r\n\
+             Call-ID: {tag}@diemcau-doctor\r\nCSeq: 1 OPTIONS\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n",
+            ip = local.ip(),
+        )
+    };
+    let mut buf = vec![0u8; 4096];
+    let text = match transport {
+        crate::config::sip::SipTransport::Udp => {
+            let bind: std::net::SocketAddr = if addr.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                ([0u16; 8], 0).into()
+            };
+            let sock = std::net::UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+            sock.connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+            sock.set_read_timeout(Some(timeout))
+                .map_err(|e| e.to_string())?;
+            let local = sock.local_addr().map_err(|e| e.to_string())?;
+            sock.send(msg(local, "UDP").as_bytes())
+                .map_err(|e| format!("{addr}: {e}"))?;
+            loop {
+                let n = sock
+                    .recv(&mut buf)
+                    .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?;
+                let t = String::from_utf8_lossy(&buf[..n]).into_owned();
+                // Skip provisional answers (100 Trying).
+                if !t.starts_with("SIP/2.0 1") {
+                    break t;
+                }
+            }
+        }
+        crate::config::sip::SipTransport::Tcp => {
+            let mut s =
+                TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+            s.set_read_timeout(Some(timeout))
+                .map_err(|e| e.to_string())?;
+            let local = s.local_addr().map_err(|e| e.to_string())?;
+            s.write_all(msg(local, "TCP").as_bytes())
+                .map_err(|e| format!("{addr}: {e}"))?;
+            let n = s
+                .read(&mut buf)
+                .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?;
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+    };
+    let line = text.lines().next().unwrap_or_default();
+    match line.strip_prefix("SIP/2.0 ") {
+        Some(status) => Ok((
+            status.trim().to_owned(),
+            started.elapsed().as_secs_f64() * 1000.0,
+        )),
+        None => Err(format!("{addr}: not a SIP answer")),
     }
 }
 

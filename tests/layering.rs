@@ -61,7 +61,15 @@ const TABLE: &[(&str, &[&str])] = &[
     ),
     (
         "sip",
-        &["core", "config", "media", "supervisor", "lifecycle", "util"],
+        &[
+            "core",
+            "config",
+            "events",
+            "media",
+            "supervisor",
+            "lifecycle",
+            "util",
+        ],
     ),
     ("button", &["core", "config", "events", "supervisor"]),
     ("led", &["core", "config", "button", "supervisor"]),
@@ -83,6 +91,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "audio_devices",
             "provision",
             "tls",
+            "util",
         ],
     ),
     (

@@ -30,6 +30,24 @@ fn wait_for(d: &Daemon, what: &str, timeout: Duration, ok: impl Fn(&Value) -> bo
     }
 }
 
+/// `diemcau doctor`'s line for the conference.
+fn doctor_line(d: &Daemon) -> Value {
+    let out = d.cli(&["doctor", "--json", "--lang", "en"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Video conference (SIP)")
+        .cloned()
+        .unwrap_or_else(|| panic!("no conference line in {report:#}"))
+}
+
 fn sip_section(extra: &str) -> String {
     format!(
         "\n[sip]\nmode = \"sip\"\nlocal_port = {}\nrtp_port = {}\nredial_max_s = 2\n{extra}",
@@ -161,6 +179,15 @@ fn registers_with_kamailio_and_answers_the_mcus_call_through_it() {
     wait_for(&d, "registered", Duration::from_secs(10), |s| {
         s["call"]["registered"] == true
     });
+    // The technician's view: registered, and the server answers OPTIONS.
+    let conf = doctor_line(&d);
+    println!("doctor: {conf}");
+    assert_eq!(conf["verdict"], "PASS", "{conf:#}");
+    let detail = conf["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("registered") && detail.contains("answered OPTIONS"),
+        "{detail}"
+    );
     // The MCU (baresip, user 8001) calls the room by its SIP name; Kamailio
     // relays the INVITE over the box's own registration flow.
     let mcu = Baresip::start(&format!(
@@ -206,6 +233,12 @@ fn registers_with_kamailio_and_answers_the_mcus_call_through_it() {
         "{e}"
     );
     assert_eq!(s["call"]["registered"], false);
+    let conf = doctor_line(&bad);
+    assert_eq!(conf["verdict"], "FAIL", "{conf:#}");
+    assert!(
+        conf["hint"].as_str().unwrap().contains("password"),
+        "{conf:#}"
+    );
 }
 
 #[test]
@@ -281,4 +314,123 @@ fn busy_conference_is_redialled_and_strangers_are_refused() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.status()["phase"], "live");
+}
+
+#[test]
+fn srtp_required_encrypts_both_ways_and_a_plain_far_end_is_a_clear_error() {
+    // baresip insisting on SRTP (SDES keys in the SDP).
+    let far = Baresip::start(
+        "<sip:8001@127.0.0.1;transport=udp>;regint=0;answermode=auto;audio_codecs=G722/16000/1;mediaenc=srtp-mand",
+    );
+    let d = Daemon::start(&test_config(&sip_section(&format!(
+        "conference = \"sip:8001@127.0.0.1:{}\"\nsrtp = \"required\"\n",
+        far.port
+    ))));
+    d.start_session();
+    let s = wait_for(&d, "encrypted call", Duration::from_secs(10), |s| {
+        s["call"]["state"] == "connected"
+    });
+    assert_eq!(
+        s["call"]["codecs"], "G722/8000 + H264/90000 (SRTP)",
+        "{s:#}"
+    );
+    // Decrypted both ways: the box decodes the far end's packets, and the
+    // far end hears the box's tone.
+    wait_for(
+        &d,
+        "encrypted audio both ways",
+        Duration::from_secs(15),
+        |s| {
+            s["call"]["media"]["audio_packets_received"].as_u64() > Some(150)
+                && s["call"]["media"]["audio_packets_sent"].as_u64() > Some(150)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (samples, rate) = far.received_audio();
+    assert!(
+        samples.len() > rate as usize,
+        "baresip recorded nothing:\n{}",
+        far.log()
+    );
+    let share = tone_share(&samples[samples.len() - rate as usize..], rate, 440.0);
+    println!("through SRTP, baresip heard 440 Hz at share {share:.2}");
+    assert!(share > 0.5, "{share:.2}");
+    assert!(d.cli(&["stop"]).status.success());
+
+    // A far end without SRTP, and the box requiring it: a clear reason,
+    // and the session goes on.
+    let plain = Baresip::start(
+        "<sip:8002@127.0.0.1;transport=udp>;regint=0;answermode=auto;audio_codecs=G722/16000/1",
+    );
+    let d = Daemon::start(&test_config(&sip_section(&format!(
+        "conference = \"sip:8002@127.0.0.1:{}\"\nsrtp = \"required\"\n",
+        plain.port
+    ))));
+    d.start_session();
+    let s = wait_for(
+        &d,
+        "refused for want of SRTP",
+        Duration::from_secs(10),
+        |s| {
+            s["call"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("SRTP") || e.contains("encrypted"))
+        },
+    );
+    println!("plain far end: {}", s["call"]["last_error"]);
+    assert_ne!(s["call"]["state"], "connected");
+}
+
+#[test]
+fn with_answer_button_a_call_rings_until_the_session_starts() {
+    // The MCU dials the room straight (no registrar): allowed by address.
+    let d = Daemon::start(&test_config(&sip_section(
+        "answer = \"button\"\nallow = [\"127.0.0.1\"]\n",
+    )));
+    let local_port = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("local_port = ").map(str::to_owned))
+        .unwrap();
+    let mut mcu = Sipp::start(
+        "uac_bye_midcall.xml",
+        &[
+            &format!("127.0.0.1:{local_port}"),
+            "-s",
+            "room1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_sip_port().to_string(),
+            "-m",
+            "1",
+            "-d",
+            "3000",
+            "-mp",
+            &free_rtp_base().to_string(),
+        ],
+    );
+    // It rings; nothing starts by itself.
+    let s = wait_for(&d, "ringing", Duration::from_secs(10), |s| {
+        s["call"]["state"] == "ringing"
+    });
+    assert_eq!(s["phase"], "idle", "{s:#}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(d.status()["phase"], "idle");
+    // The button's press (here the same start through the CLI) answers.
+    d.start_session();
+    wait_for(&d, "answered", Duration::from_secs(10), |s| {
+        s["call"]["state"] == "connected" && s["phase"] == "live"
+    });
+    // The MCU hangs up after 3 s; the session goes on without its call.
+    assert_eq!(
+        mcu.wait(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        mcu.trace()
+    );
+    let s = wait_for(&d, "call ended", Duration::from_secs(5), |s| {
+        s["call"]["state"] != "connected"
+    });
+    assert_eq!(s["phase"], "live", "{s:#}");
 }

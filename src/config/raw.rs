@@ -399,6 +399,7 @@ pub struct RawSip {
     pub keepalive_s: u32,
     pub redial_max_s: f64,
     pub video: bool,
+    pub srtp: String,
 }
 
 impl Default for RawSip {
@@ -420,6 +421,7 @@ impl Default for RawSip {
             keepalive_s: 25,
             redial_max_s: 30.0,
             video: true,
+            srtp: "optional".into(),
         }
     }
 }

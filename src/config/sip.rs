@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{problem, raw::RawSip, Problem};
 use crate::core::net::Cidr;
+use crate::core::sdp::SrtpPolicy;
 
 /// Which paths carry the room to the province.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +155,7 @@ pub struct Sip {
     pub redial_max: Duration,
     /// Offer and send video (off: an audio-only room).
     pub video: bool,
+    pub srtp: SrtpPolicy,
 }
 
 pub(super) fn validate(
@@ -209,10 +211,10 @@ pub(super) fn validate(
     };
     let conference = uri("conference", &raw.conference)?;
     let registrar = uri("registrar", &raw.registrar)?;
-    if conference.is_none() && registrar.is_none() {
+    if conference.is_none() && registrar.is_none() && raw.allow.is_empty() {
         return Err(p(
             "conference",
-            "missing; expected the conference to dial, e.g. conference = \"sip:8001@mcu.tinh.example\", or a registrar so the MCU can call the box".into(),
+            "missing; expected the conference to dial, e.g. conference = \"sip:8001@mcu.tinh.example\", a registrar so the MCU can call the box, or the MCU's address in allow".into(),
         ));
     }
     let proxy = if raw.proxy.is_empty() {
@@ -320,7 +322,21 @@ pub(super) fn validate(
             ),
         ));
     }
+    let srtp = match raw.srtp.as_str() {
+        "off" => SrtpPolicy::Off,
+        "optional" => SrtpPolicy::Optional,
+        "required" => SrtpPolicy::Required,
+        other => {
+            return Err(p(
+                "srtp",
+                format!(
+                "'{other}' is not an SRTP setting; expected \"off\", \"optional\" or \"required\""
+            ),
+            ))
+        }
+    };
     Ok(Some(Sip {
+        srtp,
         mode,
         conference,
         registrar,

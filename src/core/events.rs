@@ -77,6 +77,25 @@ pub enum EventKind {
     ConfigChanged {
         version: String,
     },
+    /// The conference call is up (`direction`: "outgoing" when the box
+    /// dialled, "incoming" when the MCU called).
+    CallConnected {
+        remote: String,
+        direction: String,
+        codecs: String,
+    },
+    /// ... and ended, with why (`486 Busy Here`, `the call ended (UacBye)`,
+    /// `hung up`).
+    CallEnded {
+        remote: String,
+        reason: String,
+    },
+    /// An incoming call was refused (`forbidden`, `busy`, `not acceptable`).
+    CallRefused {
+        from: String,
+        source: String,
+        reason: String,
+    },
 }
 
 /// One event as stored and published.

@@ -182,8 +182,10 @@ pub enum SdpError {
         audio: Vec<String>,
         video: Vec<String>,
     },
-    #[error("the far end asks for SRTP ({0}), which this box does not offer yet")]
-    SrtpRequired(String),
+    #[error("the far end offers SRTP only with suites this box does not have ({0:?}); it has AES_CM_128_HMAC_SHA1_80 and AES_CM_128_HMAC_SHA1_32")]
+    SrtpSuite(Vec<String>),
+    #[error("the far end's media is not encrypted, and [sip] srtp = \"required\" refuses unencrypted media (set srtp = \"optional\" to allow it)")]
+    NotEncrypted,
 }
 
 fn malformed(line: usize, why: impl Into<String>) -> SdpError {
@@ -339,6 +341,98 @@ fn parse_attribute(m: &mut MediaDesc, value: &str, n: usize) -> Result<(), SdpEr
     Ok(())
 }
 
+/// Whether media is encrypted: SRTP (RFC 3711) with its keys in the SDP
+/// (SDES, RFC 4568), which every MCU of the last decade has. The keys
+/// travel in the SIP signalling, so they are only as secret as the
+/// signalling is (TLS to the SIP server protects them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// Plain RTP; an encrypted-only offer is refused.
+    Off,
+    /// Offer keys on plain RTP/AVP ("best effort"): encrypted when the far
+    /// end takes them, plain otherwise.
+    #[default]
+    Optional,
+    /// RTP/SAVP only: a far end without SRTP is refused.
+    Required,
+}
+
+/// An SDES crypto suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    AesCm128HmacSha1_80,
+    AesCm128HmacSha1_32,
+}
+
+impl Suite {
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Suite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Suite> {
+        match s {
+            "AES_CM_128_HMAC_SHA1_80" => Some(Suite::AesCm128HmacSha1_80),
+            "AES_CM_128_HMAC_SHA1_32" => Some(Suite::AesCm128HmacSha1_32),
+            _ => None,
+        }
+    }
+
+    /// GStreamer's name for the RTP authentication (SRTCP keeps 80 bits
+    /// with either suite, RFC 4568 §6.2).
+    pub fn rtp_auth(self) -> &'static str {
+        match self {
+            Suite::AesCm128HmacSha1_80 => "hmac-sha1-80",
+            Suite::AesCm128HmacSha1_32 => "hmac-sha1-32",
+        }
+    }
+}
+
+/// The length of an AES-CM-128 master key and salt.
+pub const SRTP_KEY_LEN: usize = 30;
+
+/// A stream's SRTP keys: the box's own for what it sends, the far end's
+/// for what it receives.
+#[derive(Clone, PartialEq)]
+pub struct SrtpKeys {
+    pub suite: Suite,
+    pub send: Vec<u8>,
+    pub recv: Vec<u8>,
+}
+
+// Keys never go into logs.
+impl std::fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SrtpKeys({})", self.suite.name())
+    }
+}
+
+/// One `a=crypto` line: tag, suite, key (undecodable or unknown: `None`).
+fn crypto(line: &str) -> Option<(u32, Suite, Vec<u8>)> {
+    use base64::Engine as _;
+    let mut p = line.split_whitespace();
+    let tag = p.next()?.parse().ok()?;
+    let suite = Suite::parse(p.next()?)?;
+    let key = p.next()?.strip_prefix("inline:")?.split('|').next()?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(key))
+        .ok()?;
+    (key.len() == SRTP_KEY_LEN).then_some((tag, suite, key))
+}
+
+fn crypto_line(out: &mut String, tag: u32, suite: Suite, key: &[u8]) {
+    use base64::Engine as _;
+    let _ = write!(
+        out,
+        "a=crypto:{tag} {} inline:{}\r\n",
+        suite.name(),
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+}
+
 /// One negotiated stream: where to send, where to listen, in what format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stream {
@@ -349,6 +443,8 @@ pub struct Stream {
     pub direction: Direction,
     /// The far end's `b=AS`, the most it wants to receive.
     pub bandwidth_kbps: Option<u32>,
+    /// `None`: plain RTP.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// What a call's media was agreed to be.
@@ -359,14 +455,22 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
-    /// `G722/8000 + H264/90000`, for status and logs.
+    /// `G722/8000 + H264/90000`, and ` (SRTP)` when encrypted, for status
+    /// and logs.
     pub fn describe(&self) -> String {
-        [&self.audio, &self.video]
-            .iter()
+        let streams: Vec<&Stream> = [&self.audio, &self.video]
+            .into_iter()
             .filter_map(|s| s.as_ref())
+            .collect();
+        let mut out = streams
+            .iter()
             .map(|s| format!("{}/{}", s.codec.name(), s.codec.clock_rate()))
             .collect::<Vec<_>>()
-            .join(" + ")
+            .join(" + ");
+        if !streams.is_empty() && streams.iter().all(|s| s.srtp.is_some()) {
+            out += " (SRTP)";
+        }
+        out
     }
 }
 
@@ -381,6 +485,9 @@ pub struct Local {
     /// Session id and version for `o=`.
     pub session_id: u64,
     pub version: u64,
+    pub srtp: SrtpPolicy,
+    /// The box's SRTP master key and salt for this call (fresh per call).
+    pub key: [u8; SRTP_KEY_LEN],
 }
 
 fn header(out: &mut String, l: &Local) {
@@ -407,31 +514,71 @@ fn codec_lines(out: &mut String, codec: Codec, pt: u8) {
     };
 }
 
-/// The box's offer: its audio codecs and, with `video`, H.264.
+/// The tag of the box's offered crypto line.
+const OFFER_TAG: u32 = 1;
+
+fn offer_proto(l: &Local) -> &'static str {
+    if l.srtp == SrtpPolicy::Required {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    }
+}
+
+/// The box's offer: its audio codecs and, with `video`, H.264; SRTP keys
+/// unless `srtp` is off.
 pub fn offer(l: &Local, video: bool) -> String {
     let mut out = String::new();
     header(&mut out, l);
+    let proto = offer_proto(l);
     let pts: Vec<String> = AUDIO_CODECS.iter().map(|c| c.1.to_string()).collect();
     let _ = write!(
         out,
-        "m=audio {} RTP/AVP {}\r\n",
+        "m=audio {} {proto} {}\r\n",
         l.audio_port,
         pts.join(" ")
     );
     for &(c, pt) in AUDIO_CODECS {
         codec_lines(&mut out, c, pt);
     }
+    if l.srtp != SrtpPolicy::Off {
+        crypto_line(&mut out, OFFER_TAG, Suite::AesCm128HmacSha1_80, &l.key);
+    }
     out.push_str("a=sendrecv\r\n");
     if video {
         let _ = write!(
             out,
-            "m=video {} RTP/AVP {PT_H264}\r\nb=AS:{}\r\n",
+            "m=video {} {proto} {PT_H264}\r\nb=AS:{}\r\n",
             l.video_port, l.video_kbps
         );
         codec_lines(&mut out, Codec::H264, PT_H264);
+        if l.srtp != SrtpPolicy::Off {
+            crypto_line(&mut out, OFFER_TAG, Suite::AesCm128HmacSha1_80, &l.key);
+        }
         out.push_str("a=sendrecv\r\n");
     }
     out
+}
+
+/// What SRTP a far end's offer gets from the box: `Err` refuses the stream.
+fn srtp_for_offer(m: &MediaDesc, l: &Local) -> Result<Option<(u32, SrtpKeys)>, SdpError> {
+    let savp = is_savp(m);
+    let offered = m.crypto.iter().find_map(|c| crypto(c));
+    match (l.srtp, offered) {
+        (SrtpPolicy::Off, _) if savp => Err(SdpError::NotEncrypted),
+        (SrtpPolicy::Off, _) => Ok(None),
+        (_, Some((tag, suite, recv))) => Ok(Some((
+            tag,
+            SrtpKeys {
+                suite,
+                send: l.key.to_vec(),
+                recv,
+            },
+        ))),
+        (_, None) if savp => Err(SdpError::SrtpSuite(m.crypto.clone())),
+        (SrtpPolicy::Required, None) => Err(SdpError::NotEncrypted),
+        (SrtpPolicy::Optional, None) => Ok(None),
+    }
 }
 
 /// The first of `m`'s formats the box can serve, with its payload type.
@@ -471,10 +618,11 @@ fn stream(m: &MediaDesc, codec: Codec, pt: u8, local_port: u16) -> Result<Stream
         local_port,
         direction: m.direction.answer(),
         bandwidth_kbps: m.bandwidth_kbps,
+        srtp: None,
     })
 }
 
-fn is_srtp_only(m: &MediaDesc) -> bool {
+fn is_savp(m: &MediaDesc) -> bool {
     m.proto.contains("SAVP")
 }
 
@@ -484,9 +632,10 @@ fn is_srtp_only(m: &MediaDesc) -> bool {
 pub fn answer(offer: &Sdp, l: &Local) -> Result<(Negotiated, String), SdpError> {
     let mut neg = Negotiated::default();
     let mut body = String::new();
+    let mut srtp_refusal = None;
     header(&mut body, l);
     for m in &offer.media {
-        let chosen = if is_srtp_only(m) || m.port == 0 {
+        let chosen = if m.port == 0 {
             None
         } else {
             match m.kind.as_str() {
@@ -495,6 +644,14 @@ pub fn answer(offer: &Sdp, l: &Local) -> Result<(Negotiated, String), SdpError> 
                 _ => None,
             }
         };
+        let chosen = match chosen.map(|c| (c, srtp_for_offer(m, l))) {
+            Some((c, Ok(srtp))) => Some((c, srtp)),
+            Some((_, Err(e))) => {
+                srtp_refusal = Some(e);
+                None
+            }
+            None => None,
+        };
         let fmts = m
             .formats
             .iter()
@@ -502,18 +659,22 @@ pub fn answer(offer: &Sdp, l: &Local) -> Result<(Negotiated, String), SdpError> 
             .collect::<Vec<_>>()
             .join(" ");
         match chosen {
-            Some((codec, pt)) => {
+            Some(((codec, pt), srtp)) => {
                 let port = if codec.is_video() {
                     l.video_port
                 } else {
                     l.audio_port
                 };
-                let s = stream(m, codec, pt, port)?;
-                let _ = write!(body, "m={} {port} RTP/AVP {pt}\r\n", m.kind);
+                let mut s = stream(m, codec, pt, port)?;
+                let _ = write!(body, "m={} {port} {} {pt}\r\n", m.kind, m.proto);
                 if codec.is_video() {
                     let _ = write!(body, "b=AS:{}\r\n", l.video_kbps);
                 }
                 codec_lines(&mut body, codec, pt);
+                if let Some((tag, keys)) = srtp {
+                    crypto_line(&mut body, tag, keys.suite, &keys.send);
+                    s.srtp = Some(keys);
+                }
                 let _ = write!(body, "a={}\r\n", s.direction.attr());
                 if codec.is_video() {
                     neg.video = Some(s);
@@ -527,10 +688,7 @@ pub fn answer(offer: &Sdp, l: &Local) -> Result<(Negotiated, String), SdpError> 
         }
     }
     if neg.audio.is_none() && neg.video.is_none() {
-        if let Some(m) = offer.media.iter().find(|m| is_srtp_only(m)) {
-            return Err(SdpError::SrtpRequired(m.proto.clone()));
-        }
-        return Err(no_common(offer));
+        return Err(srtp_refusal.unwrap_or_else(|| no_common(offer)));
     }
     Ok((neg, body))
 }
@@ -552,22 +710,50 @@ fn no_common(sdp: &Sdp) -> SdpError {
 /// Read the far end's answer to the box's [`offer`] (an outgoing call).
 pub fn accept(answer: &Sdp, l: &Local) -> Result<Negotiated, SdpError> {
     let mut neg = Negotiated::default();
+    let mut srtp_refusal = None;
     for m in &answer.media {
-        if m.port == 0 || is_srtp_only(m) {
+        if m.port == 0 {
             continue;
         }
-        match (m.kind.as_str(), choose(m)) {
-            ("audio", Some((c, pt))) if neg.audio.is_none() => {
-                neg.audio = Some(stream(m, c, pt, l.audio_port)?)
+        // The far end answers the box's crypto line with its own key.
+        let theirs = m
+            .crypto
+            .iter()
+            .filter_map(|c| crypto(c))
+            .find(|(tag, suite, _)| *tag == OFFER_TAG && *suite == Suite::AesCm128HmacSha1_80);
+        let srtp = match (l.srtp, theirs) {
+            (SrtpPolicy::Off, _) => None,
+            (_, Some((_, suite, recv))) => Some(SrtpKeys {
+                suite,
+                send: l.key.to_vec(),
+                recv,
+            }),
+            (SrtpPolicy::Required, None) => {
+                srtp_refusal = Some(SdpError::NotEncrypted);
+                continue;
             }
-            ("video", Some((c, pt))) if neg.video.is_none() => {
-                neg.video = Some(stream(m, c, pt, l.video_port)?)
+            (SrtpPolicy::Optional, None) if is_savp(m) => {
+                srtp_refusal = Some(SdpError::SrtpSuite(m.crypto.clone()));
+                continue;
             }
-            _ => {}
+            (SrtpPolicy::Optional, None) => None,
+        };
+        let port = match (m.kind.as_str(), choose(m)) {
+            ("audio", Some(_)) if neg.audio.is_none() => l.audio_port,
+            ("video", Some(_)) if neg.video.is_none() => l.video_port,
+            _ => continue,
+        };
+        let Some((c, pt)) = choose(m) else { continue };
+        let mut s = stream(m, c, pt, port)?;
+        s.srtp = srtp;
+        if c.is_video() {
+            neg.video = Some(s);
+        } else {
+            neg.audio = Some(s);
         }
     }
     if neg.audio.is_none() && neg.video.is_none() {
-        return Err(no_common(answer));
+        return Err(srtp_refusal.unwrap_or_else(|| no_common(answer)));
     }
     // `stream` turned the far end's direction into the box's own.
     Ok(neg)
@@ -585,6 +771,8 @@ mod tests {
             video_kbps: 1500,
             session_id: 7,
             version: 1,
+            srtp: SrtpPolicy::Off,
+            key: [7; SRTP_KEY_LEN],
         }
     }
 
@@ -634,11 +822,103 @@ m=video 20002 RTP/AVP 100 101\r\nb=AS:1000\r\na=rtpmap:100 H264/90000\r\na=fmtp:
         assert!(msg.contains("G722/8000"), "{msg}");
     }
 
+    const KEY_B64: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw";
+
     #[test]
-    fn srtp_only_offers_are_refused_with_the_reason() {
-        let text = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/SAVP 9\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n";
-        let e = answer(&parse(text).unwrap(), &local()).unwrap_err();
-        assert_eq!(e, SdpError::SrtpRequired("RTP/SAVP".into()));
+    fn srtp_offers_by_policy() {
+        let savp = format!("v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/SAVP 9\r\na=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B64}|2^31\r\n");
+        // Off: an encrypted-only offer is refused, saying why.
+        let e = answer(&parse(&savp).unwrap(), &local()).unwrap_err();
+        assert_eq!(e, SdpError::NotEncrypted);
+        // Optional or required: taken, with the far end's tag and suite.
+        for policy in [SrtpPolicy::Optional, SrtpPolicy::Required] {
+            let l = Local {
+                srtp: policy,
+                ..local()
+            };
+            let (n, body) = answer(&parse(&savp).unwrap(), &l).unwrap();
+            let keys = n.audio.as_ref().unwrap().srtp.clone().unwrap();
+            assert_eq!(keys.suite, Suite::AesCm128HmacSha1_32);
+            assert_eq!(keys.recv, b"123456789012345678901234567890");
+            assert_eq!(keys.send, vec![7; SRTP_KEY_LEN]);
+            assert!(body.contains("m=audio 40000 RTP/SAVP 9\r\n"), "{body}");
+            assert!(
+                body.contains("a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:BwcH"),
+                "{body}"
+            );
+            assert!(n.describe().ends_with("(SRTP)"), "{}", n.describe());
+            // Keys stay out of debug output.
+            assert!(!format!("{n:?}").contains("49, 50"), "{n:?}");
+        }
+        // A plain offer: fine unless SRTP is required.
+        let plain = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 9\r\n";
+        let l = Local {
+            srtp: SrtpPolicy::Optional,
+            ..local()
+        };
+        assert!(answer(&parse(plain).unwrap(), &l)
+            .unwrap()
+            .0
+            .audio
+            .unwrap()
+            .srtp
+            .is_none());
+        let l = Local {
+            srtp: SrtpPolicy::Required,
+            ..local()
+        };
+        assert_eq!(
+            answer(&parse(plain).unwrap(), &l).unwrap_err(),
+            SdpError::NotEncrypted
+        );
+        // Unknown suites only: named.
+        let odd = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/SAVP 9\r\na=crypto:1 AEAD_AES_256_GCM inline:x\r\n";
+        let l = Local {
+            srtp: SrtpPolicy::Optional,
+            ..local()
+        };
+        let e = answer(&parse(odd).unwrap(), &l).unwrap_err();
+        assert!(e.to_string().contains("AEAD_AES_256_GCM"), "{e}");
+    }
+
+    #[test]
+    fn srtp_offer_and_the_far_ends_answer() {
+        let l = Local {
+            srtp: SrtpPolicy::Required,
+            ..local()
+        };
+        let o = offer(&l, true);
+        assert!(o.contains("m=audio 40000 RTP/SAVP 9 111 0 8\r\n"), "{o}");
+        assert_eq!(
+            o.matches("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+                .count(),
+            2,
+            "{o}"
+        );
+        let reply = format!("v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/SAVP 9\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B64}\r\n");
+        let n = accept(&parse(&reply).unwrap(), &l).unwrap();
+        assert_eq!(
+            n.audio.unwrap().srtp.unwrap().recv,
+            b"123456789012345678901234567890"
+        );
+        // A plain answer to a required offer is a clear error.
+        let plain = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 9\r\n";
+        assert_eq!(
+            accept(&parse(plain).unwrap(), &l).unwrap_err(),
+            SdpError::NotEncrypted
+        );
+        // Optional: plain RTP/AVP with keys offered; a plain answer is fine.
+        let l = Local {
+            srtp: SrtpPolicy::Optional,
+            ..local()
+        };
+        assert!(offer(&l, false).contains("m=audio 40000 RTP/AVP"));
+        assert!(accept(&parse(plain).unwrap(), &l)
+            .unwrap()
+            .audio
+            .unwrap()
+            .srtp
+            .is_none());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::return_feed::count_buffers;
 use super::runner::Running;
 use super::{force_keyframe, pipeline};
 use crate::config::Display;
-use crate::core::sdp::Negotiated;
+use crate::core::sdp::{Negotiated, SrtpKeys};
 use crate::core::status::CallMediaStats;
 
 /// What the encode pipeline's call taps produce.
@@ -162,6 +162,11 @@ fn build(
             sink.set_property("close-socket", false);
         }
     }
+    for (id, stream) in [(0, &n.audio), (1, &n.video)] {
+        if let Some(keys) = stream.as_ref().and_then(|s| s.srtp.as_ref()) {
+            set_srtp_keys(&p, id, keys)?;
+        }
+    }
     let rtpbin = p.by_name(pipeline::CALL_RTPBIN).ok_or("no rtpbin")?;
     // A receive pad is named recv_rtp_src_SESSION_SSRC_PT: link it to its
     // session's depayloader. Weak: the pipeline owns rtpbin and the depayloaders.
@@ -212,6 +217,31 @@ fn build(
         audio,
         received,
     })
+}
+
+/// The box's key on `srtpenc_N`; the far end's, for every SSRC it sends
+/// from, through `srtpdec_N`'s `request-key`.
+fn set_srtp_keys(p: &gst::Pipeline, id: u32, keys: &SrtpKeys) -> Result<(), String> {
+    let enc = p
+        .by_name(&format!("srtpenc_{id}"))
+        .ok_or("no srtpenc in the call pipeline")?;
+    enc.set_property("key", gst::Buffer::from_slice(keys.send.clone()));
+    enc.set_property_from_str("rtp-cipher", "aes-128-icm");
+    enc.set_property_from_str("rtp-auth", keys.suite.rtp_auth());
+    enc.set_property_from_str("rtcp-cipher", "aes-128-icm");
+    enc.set_property_from_str("rtcp-auth", "hmac-sha1-80");
+    let dec = p
+        .by_name(&format!("srtpdec_{id}"))
+        .ok_or("no srtpdec in the call pipeline")?;
+    let caps = gst::Caps::builder("application/x-srtp")
+        .field("srtp-key", gst::Buffer::from_slice(keys.recv.clone()))
+        .field("srtp-cipher", "aes-128-icm")
+        .field("srtp-auth", keys.suite.rtp_auth())
+        .field("srtcp-cipher", "aes-128-icm")
+        .field("srtcp-auth", "hmac-sha1-80")
+        .build();
+    dec.connect("request-key", false, move |_| Some(caps.to_value()));
+    Ok(())
 }
 
 /// RTP and RTCP figures from rtpbin's sessions (0 audio, 1 video).

@@ -240,16 +240,38 @@ pub fn call(n: &Negotiated, d: &Display) -> String {
     let mut out = format!("rtpbin name={CALL_RTPBIN} latency=120 ");
     let udp = |s: &Stream, id: u32| {
         let (ip, port) = (s.remote.ip(), s.remote.port());
-        format!(
-            "{CALL_RTPBIN}.send_rtp_src_{id} ! udpsink name=rtp_out_{id} host={ip} port={port} sync=false async=false \
-             {CALL_RTPBIN}.send_rtcp_src_{id} ! udpsink name=rtcp_out_{id} host={ip} port={rport} sync=false async=false \
-             udpsrc name=rtp_in_{id} port={lp} caps=\"{caps}\" ! {CALL_RTPBIN}.recv_rtp_sink_{id} \
-             udpsrc name=rtcp_in_{id} port={lrp} ! {CALL_RTPBIN}.recv_rtcp_sink_{id} ",
-            rport = port.saturating_add(1),
-            lp = s.local_port,
-            lrp = s.local_port + 1,
-            caps = rtp_caps(s),
-        )
+        let (rport, lp, lrp) = (port.saturating_add(1), s.local_port, s.local_port + 1);
+        let out = |what: &str| {
+            format!(
+                "udpsink name={what}_out_{id} host={ip} port={} sync=false async=false",
+                if what == "rtp" { port } else { rport }
+            )
+        };
+        if s.srtp.is_some() {
+            // SRTP outside rtpbin: rtpbin's figures stay readable, and the
+            // engine sets the keys on `srtpenc_N` and `srtpdec_N` (never in
+            // this description, which is logged).
+            format!(
+                "srtpenc name=srtpenc_{id} {CALL_RTPBIN}.send_rtp_src_{id} ! srtpenc_{id}.rtp_sink_0 srtpenc_{id}.rtp_src_0 ! {rtp_out} \
+                 {CALL_RTPBIN}.send_rtcp_src_{id} ! srtpenc_{id}.rtcp_sink_0 srtpenc_{id}.rtcp_src_0 ! {rtcp_out} \
+                 srtpdec name=srtpdec_{id} \
+                 udpsrc name=rtp_in_{id} port={lp} caps=\"{caps}\" ! srtpdec_{id}.rtp_sink srtpdec_{id}.rtp_src ! {CALL_RTPBIN}.recv_rtp_sink_{id} \
+                 udpsrc name=rtcp_in_{id} port={lrp} caps=\"application/x-srtcp\" ! srtpdec_{id}.rtcp_sink srtpdec_{id}.rtcp_src ! {CALL_RTPBIN}.recv_rtcp_sink_{id} ",
+                rtp_out = out("rtp"),
+                rtcp_out = out("rtcp"),
+                caps = rtp_caps(s).replacen("application/x-rtp", "application/x-srtp", 1),
+            )
+        } else {
+            format!(
+                "{CALL_RTPBIN}.send_rtp_src_{id} ! {rtp_out} \
+                 {CALL_RTPBIN}.send_rtcp_src_{id} ! {rtcp_out} \
+                 udpsrc name=rtp_in_{id} port={lp} caps=\"{caps}\" ! {CALL_RTPBIN}.recv_rtp_sink_{id} \
+                 udpsrc name=rtcp_in_{id} port={lrp} ! {CALL_RTPBIN}.recv_rtcp_sink_{id} ",
+                rtp_out = out("rtp"),
+                rtcp_out = out("rtcp"),
+                caps = rtp_caps(s),
+            )
+        }
     };
     if let Some(s) = &n.audio {
         let (enc, pay, depay) = match s.codec {

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::command::{names, CommandReply, ReplyStatus};
 use super::payload::{
-    Health, LastSession, Presence, RecordingState, StateMsg, StatusMsg, StreamState, UploadState,
+    CallSummary, Health, LastSession, Presence, RecordingState, StateMsg, StatusMsg, StreamState,
+    UploadState,
 };
 use crate::core::events::{Event, EventKind};
 use crate::core::session::{Degradation, Phase};
@@ -78,6 +79,12 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             outcome: "ended".into(),
         }),
         config_version: "9ae1c0ffee15600d".into(),
+        call: Some(CallSummary {
+            state: crate::core::status::CallState::Connected,
+            remote: Some("sip:8001@mcu.nghean.example".into()),
+            codecs: Some("G722/8000 + H264/90000 (SRTP)".into()),
+            registered: true,
+        }),
     };
     let health = Health {
         ts: t0().timestamp(),
@@ -166,6 +173,29 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
                 bytes: 38_512_640,
             },
         ),
+        event(
+            108,
+            EventKind::CallConnected {
+                remote: "sip:8001@mcu.nghean.example".into(),
+                direction: "outgoing".into(),
+                codecs: "G722/8000 + H264/90000 (SRTP)".into(),
+            },
+        ),
+        event(
+            109,
+            EventKind::CallEnded {
+                remote: "sip:8001@mcu.nghean.example".into(),
+                reason: "the call ended (UacBye)".into(),
+            },
+        ),
+        event(
+            110,
+            EventKind::CallRefused {
+                from: "sip:sipp@198.51.100.7".into(),
+                source: "198.51.100.7:5060".into(),
+                reason: "forbidden".into(),
+            },
+        ),
     ];
     let reply = |status, error: Option<&str>, result: Option<Value>| CommandReply {
         id: Some("cmd-7".into()),
@@ -215,7 +245,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
     );
     let phase =
         json!({"type": "string", "enum": ["idle", "starting", "live", "stopping", "fault"]});
-    let degr = json!({"type": "array", "items": {"type": "string", "enum": ["camera_lost", "microphone_lost", "uplink_down", "return_feed_lost", "recording_halted"]}});
+    let degr = json!({"type": "array", "items": {"type": "string", "enum": ["camera_lost", "microphone_lost", "uplink_down", "return_feed_lost", "recording_halted", "call_down"]}});
     let state_schema = obj(
         &[
             "seq",
@@ -244,6 +274,9 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             "upload": obj(&["backlog_segments", "oldest_unconfirmed_s"], json!({"backlog_segments": i("segments not confirmed by the archive"), "oldest_unconfirmed_s": i("age of the oldest, s")})),
             "last_session": {"type": ["object", "null"], "additionalProperties": false, "required": ["id", "outcome"], "properties": {"id": s("session id"), "outcome": {"type": "string", "enum": ["ended", "interrupted", "failed"]}}},
             "config_version": s("hash of the configuration file"),
+            "call": {"type": "object", "additionalProperties": false, "required": ["state", "remote", "codecs", "registered"], "description": "only when the box is a SIP room endpoint",
+                "properties": {"state": {"type": "string", "enum": ["idle", "dialing", "ringing", "connected", "redialing"]}, "remote": ns("the conference or the caller (SIP URI)"),
+                "codecs": ns("e.g. G722/8000 + H264/90000 (SRTP)"), "registered": b("registered with the province's SIP server")}},
         }),
     );
     let health_value = to(&health);
@@ -259,7 +292,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         "required": hp.keys().filter(|k| *k != "temperature_c").collect::<Vec<_>>(), "properties": hp});
     let event_schema = json!({"type": "object", "required": ["id", "seq", "site", "at", "type"], "description": "fields beyond these depend on type",
         "properties": {"id": s("unique: <site>-<seq>; deduplicate on it"), "seq": i("per box, strictly increasing across restarts"), "site": s("site id"), "at": s("RFC 3339"),
-        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "recording_salvaged", "upload_completed", "config_changed"]}}});
+        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "recording_salvaged", "upload_completed", "config_changed", "call_connected", "call_ended", "call_refused"]}}});
     let command_schema = obj(
         &["id", "expires_at"],
         json!({

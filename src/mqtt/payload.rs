@@ -77,6 +77,19 @@ pub struct LastSession {
     pub outcome: String,
 }
 
+/// The conference call, when the box is a SIP room endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSummary {
+    pub state: crate::core::status::CallState,
+    /// The conference or the caller.
+    pub remote: Option<String>,
+    /// `G722/8000 + H264/90000 (SRTP)`.
+    pub codecs: Option<String>,
+    /// With the province's SIP server (false when none is configured).
+    pub registered: bool,
+}
+
 /// What the box is doing, retained on `state`, republished on every change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +114,9 @@ pub struct StateMsg {
     pub last_session: Option<LastSession>,
     /// Hash of the configuration file the daemon runs with.
     pub config_version: String,
+    /// Only when `[sip]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallSummary>,
 }
 
 impl StateMsg {
@@ -118,6 +134,12 @@ impl StateMsg {
             since: sess.map(|r| r.live_at.unwrap_or(r.requested_at)),
             degraded: s.degraded.clone(),
             fault: s.fault.clone(),
+            call: s.call.configured.then(|| CallSummary {
+                state: s.call.state,
+                remote: s.call.remote.clone(),
+                codecs: s.call.codecs.clone(),
+                registered: s.call.registered,
+            }),
             stream: StreamState {
                 configured: s.media.uplink.configured,
                 connected: s.media.uplink.connected,

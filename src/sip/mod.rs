@@ -38,9 +38,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::sip::{Sip, SipTransport};
 use crate::core::backoff::{Backoff, Jitter};
+use crate::core::events::EventKind;
 use crate::core::sdp::{self, Local, Negotiated};
 use crate::core::session::{Degradation, Origin, Phase};
 use crate::core::status::{CallState, CallStats, MediaEvent};
+use crate::events::Outbox;
 use crate::lifecycle::Stopping;
 use crate::media::MediaHandle;
 use crate::supervisor::SupervisorHandle;
@@ -85,6 +87,8 @@ pub struct Deps {
     pub supervisor: SupervisorHandle,
     pub phase: watch::Receiver<Phase>,
     pub events: mpsc::UnboundedSender<MediaEvent>,
+    /// The NOC's events: calls connected, ended, refused.
+    pub outbox: Outbox,
     pub stats: watch::Sender<CallStats>,
     pub stopping: Stopping,
 }
@@ -136,6 +140,10 @@ struct Agent {
     media: MediaHandle,
     supervisor: SupervisorHandle,
     events: mpsc::UnboundedSender<MediaEvent>,
+    outbox: Outbox,
+    /// The last failure told to the NOC, so a redial loop on the same
+    /// refusal is one event, not one a minute.
+    last_reported: Option<String>,
     stats_tx: watch::Sender<CallStats>,
     stats: CallStats,
     call: Option<Call>,
@@ -146,6 +154,8 @@ struct Agent {
     /// while live (the session machine keeps none before).
     phase: Phase,
     version: u64,
+    /// This call's SRTP master key, fresh for every call.
+    key: [u8; sdp::SRTP_KEY_LEN],
     ev_tx: mpsc::UnboundedSender<Ev>,
 }
 
@@ -158,6 +168,7 @@ async fn run(d: Deps) {
         supervisor,
         mut phase,
         events,
+        outbox,
         stats,
         mut stopping,
     } = d;
@@ -176,6 +187,8 @@ async fn run(d: Deps) {
         media,
         supervisor,
         events,
+        outbox,
+        last_reported: None,
         stats_tx: stats,
         stats: CallStats {
             configured: true,
@@ -186,6 +199,7 @@ async fn run(d: Deps) {
         reported_down: false,
         phase: Phase::Idle,
         version: 1,
+        key: [0; sdp::SRTP_KEY_LEN],
         ev_tx,
     };
     agent.publish();
@@ -371,7 +385,16 @@ impl Agent {
             Some((h, p)) => Some(resolve(h, *p).await?),
             None => None,
         };
-        let local_ip = next_hop
+        // The address the box is reached at: the one facing the SIP server,
+        // or, for a box the MCU calls directly, the one facing the allowed
+        // callers.
+        let facing = next_hop.or_else(|| {
+            self.cfg
+                .allow
+                .first()
+                .map(|c| SocketAddr::new(c.addr, 5060))
+        });
+        let local_ip = facing
             .and_then(local_ip_towards)
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let token = CancellationToken::new();
@@ -494,6 +517,13 @@ impl Agent {
         Ok(())
     }
 
+    /// A fresh SRTP key for the next call. Without the OS's randomness no
+    /// key is safe, and the call is not made.
+    fn new_key(&mut self) -> Result<(), String> {
+        getrandom::getrandom(&mut self.key)
+            .map_err(|e| format!("no randomness for an SRTP key: {e}"))
+    }
+
     fn local(&self, stack: &Stack) -> Local {
         Local {
             address: stack.local_ip,
@@ -502,6 +532,8 @@ impl Agent {
             video_kbps: self.video_kbps,
             session_id: u64::from(self.cfg.rtp_port),
             version: self.version,
+            srtp: self.cfg.srtp,
+            key: self.key,
         }
     }
 
@@ -510,6 +542,10 @@ impl Agent {
             return;
         };
         self.version += 1;
+        if let Err(e) = self.new_key() {
+            self.failed(e);
+            return;
+        }
         let offer = sdp::offer(&self.local(stack), self.cfg.video);
         let result = (|| -> Result<InviteOption, SipError> {
             let domain = self
@@ -568,6 +604,18 @@ impl Agent {
     /// say why, mark the link down once, and redial after the backoff.
     fn failed(&mut self, why: String) {
         tracing::warn!("conference call: {why}");
+        let was_up = self.state() == CallState::Connected;
+        if was_up || self.last_reported.as_deref() != Some(why.as_str()) {
+            self.last_reported = Some(why.clone());
+            self.outbox.emit(EventKind::CallEnded {
+                remote: self
+                    .call
+                    .as_ref()
+                    .map(|c| c.remote.clone())
+                    .unwrap_or_default(),
+                reason: why.clone(),
+            });
+        }
         self.call = None;
         self.media.call(None);
         self.stats.last_error = Some(why);
@@ -587,8 +635,18 @@ impl Agent {
         }
     }
 
-    fn connected(&mut self, n: Negotiated) {
+    fn connected(&mut self, n: Negotiated, direction: &str) {
         tracing::info!(codecs = %n.describe(), "in the conference call");
+        self.last_reported = None;
+        self.outbox.emit(EventKind::CallConnected {
+            remote: self
+                .call
+                .as_ref()
+                .map(|c| c.remote.clone())
+                .unwrap_or_default(),
+            direction: direction.into(),
+            codecs: n.describe(),
+        });
         self.stats.codecs = Some(n.describe());
         self.stats.calls += 1;
         self.stats.last_error = None;
@@ -626,7 +684,7 @@ impl Agent {
                     if c.state == CallState::Ringing {
                         if let Some((n, body)) = c.pending_answer.take() {
                             match accept(&c.dialog, body) {
-                                Ok(()) => self.connected(n),
+                                Ok(()) => self.connected(n, "incoming"),
                                 Err(e) => self.failed(format!("cannot answer: {e}")),
                             }
                         }
@@ -642,6 +700,12 @@ impl Agent {
         };
         tracing::info!(remote = %c.remote, "hanging up the conference call");
         self.media.call(None);
+        if c.state == CallState::Connected {
+            self.outbox.emit(EventKind::CallEnded {
+                remote: c.remote.clone(),
+                reason: "hung up: the session ended".into(),
+            });
+        }
         let r = match c.state {
             CallState::Ringing => c.dialog.reject(Some(StatusCode::Decline), None),
             CallState::Dialing => c.dialog.cancel().await,
@@ -677,7 +741,7 @@ impl Agent {
                         match sdp::parse(&body).and_then(|a| sdp::accept(&a, &self.local(stack))) {
                             Ok(n) => {
                                 if phase == Phase::Live || phase == Phase::Starting {
-                                    self.connected(n);
+                                    self.connected(n, "outgoing");
                                 } else {
                                     self.hang_up().await;
                                 }
@@ -693,8 +757,13 @@ impl Agent {
                     Ok(Some(resp)) => {
                         let why = match resp.status_code.code() {
                             488 | 606 => format!(
-                                "{}: the conference accepts none of the codecs this box offers (G722, opus, PCMU, PCMA; H264 packetization-mode 1)",
-                                resp.status_code
+                                "{}: the conference accepts none of the codecs this box offers (G722, opus, PCMU, PCMA; H264 packetization-mode 1){}",
+                                resp.status_code,
+                                if self.cfg.srtp == sdp::SrtpPolicy::Required {
+                                    ", or it has no SRTP, which [sip] srtp = \"required\" insists on"
+                                } else {
+                                    ""
+                                }
                             ),
                             401 | 403 | 407 => format!(
                                 "{}: the SIP server refused the call (check [sip] user and password)",
@@ -734,6 +803,16 @@ impl Agent {
         }
     }
 
+    fn refused(&mut self, from: &str, source: Option<SocketAddr>, reason: &str) {
+        self.stats.refused += 1;
+        self.publish();
+        self.outbox.emit(EventKind::CallRefused {
+            from: from.to_owned(),
+            source: source.map(|s| s.to_string()).unwrap_or_default(),
+            reason: reason.to_owned(),
+        });
+    }
+
     async fn on_invite(&mut self, stack: &Stack, mut tx: Transaction, phase: Phase) {
         let source = tx
             .original
@@ -764,25 +843,27 @@ impl Agent {
                     source = ?source,
                     "refused a call from a source not on [sip] allow nor the registrar"
                 );
-                self.stats.refused += 1;
-                self.publish();
+                self.refused(&from, source, "forbidden");
                 refuse(&mut tx, StatusCode::Forbidden).await;
             }
             Incoming::Busy => {
                 tracing::info!(from = %from, "refused a call: the room is busy");
-                self.stats.refused += 1;
-                self.publish();
+                self.refused(&from, source, "busy");
                 refuse(&mut tx, StatusCode::BusyHere).await;
             }
             Incoming::Answer { .. } | Incoming::Ring => {
+                if let Err(e) = self.new_key() {
+                    tracing::error!("cannot take the call: {e}");
+                    refuse(&mut tx, StatusCode::ServerInternalError).await;
+                    return;
+                }
                 let local = self.local(stack);
                 let (n, body) = match sdp::parse(&offer).and_then(|o| sdp::answer(&o, &local)) {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(from = %from, "refused a call: {e}");
-                        self.stats.refused += 1;
                         self.stats.last_error = Some(e.to_string());
-                        self.publish();
+                        self.refused(&from, source, &format!("not acceptable: {e}"));
                         refuse(&mut tx, StatusCode::NotAcceptableHere).await;
                         return;
                     }
@@ -829,7 +910,7 @@ impl Agent {
                             self.failed(format!("cannot answer: {e}"));
                             return;
                         }
-                        self.connected(n);
+                        self.connected(n, "incoming");
                         if decision == (Incoming::Answer { start: true }) {
                             let sup = self.supervisor.clone();
                             tokio::spawn(async move {

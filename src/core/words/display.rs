@@ -18,6 +18,14 @@ pub fn idle(lang: Language, site: &str) -> String {
     }
 }
 
+/// An incoming conference call waits for the button (`answer = "button"`).
+pub fn ringing(lang: Language) -> &'static str {
+    lang.pick(
+        "CUỘC GỌI TỪ ĐIỂM CẦU TỈNH\n\nNhấn nút để nhận và bắt đầu phiên",
+        "CALL FROM THE PROVINCIAL CONFERENCE\n\nPress the button to answer and start the session",
+    )
+}
+
 pub fn starting(lang: Language) -> &'static str {
     lang.pick("Đang bắt đầu phiên…", "Starting the session…")
 }

@@ -24,6 +24,7 @@ words! {
         TimeSync => ("Đồng bộ giờ", "Time sync"),
         Broker => ("Máy chủ MQTT (NOC)", "MQTT broker (NOC)"),
         Hub => ("Điểm cầu tỉnh (SRT)", "Provincial hub (SRT)"),
+        Conference => ("Hội nghị truyền hình (SIP)", "Video conference (SIP)"),
         Archive => ("Kho lưu trữ (S3)", "Archive (S3)"),
         Storage => ("Bộ nhớ ghi hình", "Recording storage"),
         SetAside => ("Dữ liệu sau mất điện", "Data after a power cut"),
@@ -155,6 +156,18 @@ words! {
         HubDns => (
             "Tên máy điểm cầu tỉnh không phân giải được: kiểm tra DNS và [uplink] url",
             "The hub's name does not resolve: check DNS and [uplink] url",
+        ),
+        SipRegister => (
+            "Máy chủ SIP không nhận đăng ký: kiểm tra user, password và registrar trong [sip] (site.toml)",
+            "The SIP server refuses the registration: check user, password and registrar in [sip] (site.toml)",
+        ),
+        SipUnanswered => (
+            "Máy chủ SIP không trả lời: kiểm tra mạng, địa chỉ và cổng trong [sip] (registrar, proxy, conference, transport)",
+            "The SIP server does not answer: check the network, and the address and port in [sip] (registrar, proxy, conference, transport)",
+        ),
+        SipCallDown => (
+            "Cuộc gọi vào hội nghị chưa thành: xem lý do bên cạnh; kiểm tra số hội nghị (conference) và báo tỉnh",
+            "The conference call is not up: see the reason beside; check [sip] conference and call the province",
         ),
         HubUnanswered => (
             "Không kết nối được điểm cầu tỉnh: kiểm tra mạng, địa chỉ và mật khẩu (passphrase) trong [uplink]",
@@ -385,6 +398,38 @@ pub fn hub_handshake(lang: Language, at: &str, rtt_ms: f64) -> String {
     format!(
         "{at}: {} {rtt_ms:.0} ms",
         lang.pick("bắt tay SRT thành công, RTT", "SRT handshake OK, RTT")
+    )
+}
+
+/// The SIP server answered an OPTIONS ping.
+pub fn sip_options(lang: Language, at: &str, answer: &str, ms: f64) -> String {
+    format!(
+        "{at}: {} {answer} ({ms:.0} ms)",
+        lang.pick("trả lời OPTIONS:", "answered OPTIONS:")
+    )
+}
+
+/// Registered with the SIP server; the call's state.
+pub fn sip_state(lang: Language, registered: Option<bool>, call: &str) -> String {
+    let reg = match registered {
+        Some(true) => lang.pick("đã đăng ký", "registered"),
+        Some(false) => lang.pick("chưa đăng ký", "not registered"),
+        None => lang.pick(
+            "không đăng ký (không có registrar)",
+            "no registration (no registrar)",
+        ),
+    };
+    format!("{reg}; {call}")
+}
+
+/// In the conference call.
+pub fn sip_in_call(lang: Language, remote: &str, codecs: &str, rtt_ms: Option<f64>) -> String {
+    let rtt = rtt_ms
+        .map(|r| format!(", RTT {r:.0} ms"))
+        .unwrap_or_default();
+    format!(
+        "{} {remote}: {codecs}{rtt}",
+        lang.pick("đang trong cuộc gọi với", "in the call with")
     )
 }
 
