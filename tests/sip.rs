@@ -405,7 +405,7 @@ fn with_answer_button_a_call_rings_until_the_session_starts() {
             "-m",
             "1",
             "-d",
-            "3000",
+            "10000",
             "-mp",
             &free_rtp_base().to_string(),
         ],
@@ -419,12 +419,17 @@ fn with_answer_button_a_call_rings_until_the_session_starts() {
     assert_eq!(d.status()["phase"], "idle");
     // The button's press (here the same start through the CLI) answers.
     d.start_session();
-    wait_for(&d, "answered", Duration::from_secs(10), |s| {
-        s["call"]["state"] == "connected" && s["phase"] == "live"
+    let s = wait_for(&d, "answered", Duration::from_secs(10), |s| {
+        s["call"]["state"] == "connected"
+            && s["phase"] == "live"
+            && !s["call"]["media"]["video_cap_kbps"].is_null()
     });
-    // The MCU hangs up after 3 s; the session goes on without its call.
+    // The MCU's `b=AS:256` for video caps the one encoder (nine tenths of
+    // it: the headers count too), below the configured 600.
+    assert_eq!(s["call"]["media"]["video_cap_kbps"], 230, "{s:#}");
+    // The MCU hangs up after 10 s; the session goes on without its call.
     assert_eq!(
-        mcu.wait(Duration::from_secs(15)),
+        mcu.wait(Duration::from_secs(25)),
         Some(0),
         "{}",
         mcu.trace()

@@ -83,6 +83,8 @@ pub struct CallMediaStats {
     pub jitter_ms: Option<f64>,
     /// Packets lost of what the box receives, in percent.
     pub loss_percent: Option<f64>,
+    /// The encoder's ceiling from the far end's `b=AS` (kbit/s).
+    pub video_cap_kbps: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 //! the call alone when no call is up or it cannot keep up: the recording
 //! and the SRT uplink never wait for the call.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,11 @@ pub struct CallTask {
     pub encoder: gst::glib::WeakRef<gst::Element>,
     pub display: Display,
     pub stats: watch::Sender<CallMediaStats>,
+    /// The encoder's bitrate ceiling this call asks for (0: none); the
+    /// uplink's adaptive bitrate reads it too.
+    pub cap: Arc<AtomicU32>,
+    /// The configured video bitrate, restored when a capped call ends.
+    pub video_kbps: u32,
 }
 
 struct Rtp {
@@ -63,6 +68,10 @@ impl CallTask {
                     // The old pipeline lets go of its ports first.
                     drop(rtp.take());
                     rtp = self.rebuild(&mut gen, &bus_tx);
+                    if rtp.is_none() {
+                        // No call: no figures from the last one linger.
+                        self.stats.send_replace(CallMediaStats::default());
+                    }
                 }
                 tap = self.taps.recv() => match (tap, rtp.as_ref()) {
                     (None, _) => break,
@@ -89,7 +98,12 @@ impl CallTask {
                 }
                 _ = tick.tick() => {
                     if let Some(r) = &rtp {
-                        self.stats.send_replace(read_stats(r));
+                        let mut st = read_stats(r);
+                        st.video_cap_kbps = match self.cap.load(Ordering::Relaxed) {
+                            0 => None,
+                            c => Some(c),
+                        };
+                        self.stats.send_replace(st);
                     }
                 }
             }
@@ -103,7 +117,9 @@ impl CallTask {
         gen: &mut u64,
         bus_tx: &mpsc::UnboundedSender<(u64, gst::Message)>,
     ) -> Option<Rtp> {
-        let n = self.negotiated.borrow().clone()?;
+        let n = self.negotiated.borrow().clone();
+        self.apply_cap(n.as_ref());
+        let n = n?;
         *gen += 1;
         let g = *gen;
         match build(&n, &self.display, bus_tx.clone(), g) {
@@ -133,6 +149,35 @@ impl CallTask {
                 None
             }
         }
+    }
+}
+
+impl CallTask {
+    /// The far end's `b=AS` for video caps the one encoder: with two paths,
+    /// the lower target wins. `b=AS` counts the RTP, UDP and IP headers
+    /// too, so the encoder gets nine tenths of it. Without a call (or a
+    /// limit) the configured bitrate comes back; the uplink's adaptive
+    /// bitrate moves it from there as before.
+    fn apply_cap(&self, n: Option<&Negotiated>) {
+        let cap = n
+            .and_then(|n| n.video.as_ref())
+            .and_then(|v| v.bandwidth_kbps)
+            .map(|b| b * 9 / 10)
+            .filter(|c| *c > 0 && *c < self.video_kbps)
+            .unwrap_or(0);
+        let before = self.cap.swap(cap, Ordering::Relaxed);
+        if cap == before {
+            return;
+        }
+        let Some(enc) = self.encoder.upgrade() else {
+            return;
+        };
+        if enc.find_property("bitrate").is_none() {
+            return;
+        }
+        let kbps = if cap == 0 { self.video_kbps } else { cap };
+        tracing::info!("call: encoder bitrate {kbps} kbit/s (the far end's limit: {cap})");
+        enc.set_property_from_str("bitrate", &kbps.to_string());
     }
 }
 

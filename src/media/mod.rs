@@ -13,7 +13,7 @@ pub mod return_feed;
 pub mod runner;
 pub mod uplink;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -406,6 +406,10 @@ impl Engine {
             .set_state(gst::State::Playing)
             .map_err(|e| format!("encode pipeline does not start: {e}"))?;
 
+        // The call's ceiling on the encoder's bitrate, which the uplink's
+        // adaptive bitrate must respect: one atomic between the two tasks
+        // of this session, written by the call, read by the uplink.
+        let call_cap = Arc::new(AtomicU32::new(0));
         let (ustats_tx, uplink_stats) = watch::channel(UplinkStats::default());
         let uplink_stop = if let Some(peer) = cfg.uplink.peer.clone() {
             let (stop_tx, stop_rx) = oneshot::channel();
@@ -417,6 +421,7 @@ impl Engine {
                 buffers: up_rx,
                 events: self.events.clone(),
                 stats: ustats_tx,
+                call_cap: call_cap.clone(),
             };
             tokio::spawn(task.run(stop_rx));
             Some(stop_tx)
@@ -446,6 +451,8 @@ impl Engine {
                 encoder: encoder.downgrade(),
                 display: cfg.display.clone(),
                 stats: cstats_tx,
+                cap: call_cap.clone(),
+                video_kbps: cfg.video.bitrate_kbps,
             };
             tokio::spawn(task.run(stop_rx));
             stop_tx

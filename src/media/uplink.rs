@@ -8,6 +8,8 @@
 //! a picture at once. While connected, SRT statistics drive the
 //! [`abr::Controller`](super::abr::Controller).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -58,6 +60,9 @@ pub struct UplinkTask {
     pub buffers: mpsc::Receiver<gst::Buffer>,
     pub events: mpsc::UnboundedSender<MediaEvent>,
     pub stats: watch::Sender<UplinkStats>,
+    /// The conference call's ceiling on the encoder's bitrate (kbit/s; 0:
+    /// none). One encoder feeds both paths, so the lower target wins.
+    pub call_cap: Arc<AtomicU32>,
 }
 
 impl UplinkTask {
@@ -248,6 +253,10 @@ impl UplinkTask {
     }
 
     fn set_bitrate(&self, kbps: u32) {
+        let kbps = match self.call_cap.load(Ordering::Relaxed) {
+            0 => kbps,
+            cap => kbps.min(cap),
+        };
         let Some(enc) = self.encoder.upgrade() else {
             return;
         };
