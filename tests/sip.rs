@@ -439,3 +439,26 @@ fn with_answer_button_a_call_rings_until_the_session_starts() {
     });
     assert_eq!(s["phase"], "live", "{s:#}");
 }
+
+#[test]
+fn a_sip_port_in_use_is_reported_and_taken_once_free() {
+    // Something else holds the box's SIP port when the daemon starts.
+    let port = free_sip_port();
+    let blocker = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let d = Daemon::start(&test_config(&format!(
+        "\n[sip]\nmode = \"sip\"\nlocal_port = {port}\nrtp_port = {}\nallow = [\"127.0.0.1\"]\n",
+        free_rtp_base()
+    )));
+    let s = wait_for(&d, "the port problem shown", Duration::from_secs(10), |s| {
+        s["call"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("port {port}")))
+    });
+    println!("while the port is taken: {}", s["call"]["last_error"]);
+    assert_eq!(s["phase"], "idle", "the daemon runs on: {s:#}");
+    // Freed: the endpoint comes up by itself, with no restart.
+    drop(blocker);
+    wait_for(&d, "SIP up", Duration::from_secs(45), |s| {
+        s["call"]["last_error"].is_null()
+    });
+}

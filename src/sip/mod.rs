@@ -197,7 +197,8 @@ async fn run(d: Deps) {
         call: None,
         redial_at: None,
         reported_down: false,
-        phase: Phase::Idle,
+        // A session resumed after a crash may already be starting.
+        phase: *phase.borrow(),
         version: 1,
         key: [0; sdp::SRTP_KEY_LEN],
         ev_tx,
@@ -213,7 +214,7 @@ async fn run(d: Deps) {
             Err(e) => {
                 let delay = setup_backoff.next_delay(crate::util::random_unit());
                 tracing::warn!("SIP cannot start: {e}; trying again in {delay:?}");
-                agent.stats.registration_error = Some(e.to_string());
+                agent.stats.last_error = Some(format!("SIP cannot start: {e}"));
                 agent.publish();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -222,6 +223,8 @@ async fn run(d: Deps) {
             }
         }
     };
+    agent.stats.last_error = None;
+    agent.publish();
     tracing::info!(
         local = %stack.local_ip,
         port = agent.cfg.local_port,
@@ -398,6 +401,9 @@ impl Agent {
             .and_then(local_ip_towards)
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let token = CancellationToken::new();
+        // A setup that fails half-way lets go of what it bound, so the
+        // retry can bind the port again.
+        let guard = token.clone().drop_guard();
         let tl = TransportLayer::new(token.child_token());
         let bind = SocketAddr::new(local_ip, self.cfg.local_port);
         let bind_err = |transport: &'static str, e: rsipstack::Error| SipError::Bind {
@@ -452,6 +458,7 @@ impl Agent {
         if let Some(registrar) = self.cfg.registrar.clone() {
             self.start_registration(&stack, &registrar.text)?;
         }
+        guard.disarm();
         Ok(stack)
     }
 
