@@ -829,11 +829,9 @@ fn conference(cfg: &Config, lang: Language, status: Option<&crate::core::status:
             "",
         );
     };
-    let (host, port) = match (&sip.proxy, &sip.registrar, &sip.conference) {
-        (Some(p), _, _) => (p.host.clone(), p.port),
-        (None, Some(r), _) => (r.host.clone(), r.port.unwrap_or(5060)),
-        (None, None, Some(c)) => (c.host.clone(), c.port.unwrap_or(5060)),
-        _ => {
+    let (host, port) = match sip.next_hop() {
+        Some(hop) => hop,
+        None => {
             return check(
                 name,
                 Verdict::Skip,

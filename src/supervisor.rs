@@ -429,6 +429,11 @@ impl Supervisor {
     }
 
     async fn status(&self) -> Status {
+        // One copy of the engine's figures; the call's RTP part is shown
+        // under `call`, beside its signalling state.
+        let media = self.media.stats();
+        let mut call = self.call.borrow().clone();
+        call.media = media.call.clone();
         Status {
             version: env!("CARGO_PKG_VERSION").into(),
             site_id: self.config.site.id.clone(),
@@ -439,13 +444,9 @@ impl Supervisor {
             degraded: self.machine.degraded(),
             last_session: self.last_session.clone(),
             uptime_s: self.started.elapsed().as_secs(),
-            media: self.media.stats(),
+            media,
             upload: self.upload.borrow().clone(),
-            call: {
-                let mut c = self.call.borrow().clone();
-                c.media = self.media.stats().call;
-                c
-            },
+            call,
         }
     }
 

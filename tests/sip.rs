@@ -48,6 +48,15 @@ fn doctor_line(d: &Daemon) -> Value {
         .unwrap_or_else(|| panic!("no conference line in {report:#}"))
 }
 
+/// The SIP port written into the daemon's config by [`sip_section`].
+fn sip_port(d: &Daemon) -> String {
+    std::fs::read_to_string(&d.config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("local_port = ").map(str::to_owned))
+        .expect("the config has [sip] local_port")
+}
+
 fn sip_section(extra: &str) -> String {
     format!(
         "\n[sip]\nmode = \"sip\"\nlocal_port = {}\nrtp_port = {}\nredial_max_s = 2\n{extra}",
@@ -274,13 +283,7 @@ fn busy_conference_is_redialled_and_strangers_are_refused() {
 
     // A call from a source not on the allow list (127.0.0.2) is refused
     // with 403, whatever its From header says.
-    let port = d.status();
-    let _ = port;
-    let local_port = std::fs::read_to_string(&d.config)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("local_port = ").map(str::to_owned))
-        .unwrap();
+    let local_port = sip_port(&d);
     let mut stranger = Sipp::start(
         "uac_expect_reject.xml",
         &[
@@ -387,11 +390,7 @@ fn with_answer_button_a_call_rings_until_the_session_starts() {
     let d = Daemon::start(&test_config(&sip_section(
         "answer = \"button\"\nallow = [\"127.0.0.1\"]\n",
     )));
-    let local_port = std::fs::read_to_string(&d.config)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("local_port = ").map(str::to_owned))
-        .unwrap();
+    let local_port = sip_port(&d);
     let mut mcu = Sipp::start(
         "uac_bye_midcall.xml",
         &[

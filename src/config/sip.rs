@@ -158,6 +158,20 @@ pub struct Sip {
     pub srtp: SrtpPolicy,
 }
 
+impl Sip {
+    /// Where the box's SIP requests go first: the proxy, else the
+    /// registrar, else the conference (port 5060 when none is written).
+    /// `None` for a box that only takes calls from `allow`.
+    pub fn next_hop(&self) -> Option<(String, u16)> {
+        match (&self.proxy, &self.registrar, &self.conference) {
+            (Some(p), _, _) => Some((p.host.clone(), p.port)),
+            (None, Some(r), _) => Some((r.host.clone(), r.port.unwrap_or(5060))),
+            (None, None, Some(c)) => Some((c.host.clone(), c.port.unwrap_or(5060))),
+            _ => None,
+        }
+    }
+}
+
 pub(super) fn validate(
     raw: RawSip,
     uplink_set: bool,

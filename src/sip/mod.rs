@@ -378,12 +378,7 @@ impl Agent {
 
     async fn start_stack(&mut self) -> Result<Stack, SipError> {
         // The next hop: the proxy, else the registrar, else the conference.
-        let hop = match (&self.cfg.proxy, &self.cfg.registrar, &self.cfg.conference) {
-            (Some(p), _, _) => Some((p.host.clone(), p.port)),
-            (None, Some(r), _) => Some((r.host.clone(), r.port.unwrap_or(5060))),
-            (None, None, Some(c)) => Some((c.host.clone(), c.port.unwrap_or(5060))),
-            _ => None,
-        };
+        let hop = self.cfg.next_hop();
         let next_hop = match &hop {
             Some((h, p)) => Some(resolve(h, *p).await?),
             None => None,
