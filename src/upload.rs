@@ -49,12 +49,16 @@ pub fn session_prefix(a: &Archive, site: &str, s: &RecSession) -> String {
         p.push_str(a.prefix.trim_matches('/'));
         p.push('/');
     }
+    // A far-end track lives in its room recording's folder.
+    let folder = match &s.of {
+        Some(room) => format!("{room}/{}", crate::recorder::store::FAR_FOLDER),
+        None => s.id.clone(),
+    };
     p.push_str(&format!(
-        "{site}/{:04}/{:02}/{:02}/{}/",
+        "{site}/{:04}/{:02}/{:02}/{folder}/",
         d.year(),
         d.month(),
         d.day(),
-        s.id
     ));
     p
 }
@@ -401,10 +405,21 @@ mod tests {
             closed: false,
             gaps: vec![],
             manifest_confirmed_at: None,
+            of: None,
+            far: None,
         };
         assert_eq!(
             session_prefix(&a, "xa", &s),
             "recordings/xa/2026/01/02/20260102T030405Z-abcd/"
+        );
+        let far = RecSession {
+            id: "20260102T030405Z-abcd.far".into(),
+            of: Some(s.id.clone()),
+            ..s
+        };
+        assert_eq!(
+            session_prefix(&a, "xa", &far),
+            "recordings/xa/2026/01/02/20260102T030405Z-abcd/far/"
         );
     }
 

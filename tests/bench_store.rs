@@ -37,6 +37,8 @@ fn session(id: &str) -> RecSession {
         closed: false,
         gaps: vec![],
         manifest_confirmed_at: None,
+        of: None,
+        far: None,
     }
 }
 

@@ -172,10 +172,81 @@ fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The recording, through the hang-up and the redial, is whole.
+    // The recording, through the hang-up and the redial, is whole: the
+    // room's stream and the far end's track, each hash-chained, both named
+    // by the room's signed manifest.
     let out = d.cli(&["recordings", "verify", &id, "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["verdict"], "intact", "{report:#}");
+    assert_eq!(report["far"]["verdict"], "intact", "{report:#}");
+    assert!(report["far"]["segments"].as_u64() > Some(0), "{report:#}");
+    let manifest: Value =
+        serde_json::from_slice(&d.cli(&["recordings", "manifest", &id]).stdout).unwrap();
+    assert_eq!(
+        manifest["far"]["session"],
+        format!("{id}.far"),
+        "{manifest:#}"
+    );
+    // The list shows the session once; its far track goes with it.
+    let ls = String::from_utf8_lossy(&d.cli(&["recordings", "ls"]).stdout).into_owned();
+    assert!(!ls.contains(".far"), "{ls}");
+
+    // Exported, the conversation is one file: the room's 440 Hz on the
+    // first audio track, the far end's 1 kHz (baresip's tone) on the second.
+    let mp4 = d.dir.path().join("dialog.mp4");
+    let out = d.cli(&["recordings", "export", &id, "--out", mp4.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let track = |n: usize| -> Vec<i16> {
+        let o = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&mp4)
+            .args([
+                "-map",
+                &format!("0:a:{n}"),
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                "-f",
+                "s16le",
+                "-",
+            ])
+            .output()
+            .expect("ffmpeg runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    };
+    // The best second of each: the far end is silent while the call is
+    // being (re)dialled.
+    let best = |samples: &[i16], freq: f64| {
+        samples
+            .chunks(16000)
+            .filter(|c| c.len() == 16000)
+            .map(|c| tone_share(c, 16000, freq))
+            .fold(0.0f64, f64::max)
+    };
+    let (room, far_track) = (track(0), track(1));
+    let (room440, far1k) = (best(&room, 440.0), best(&far_track, 1000.0));
+    println!(
+        "export: room track {} s (440 Hz share {room440:.2}), far track {} s (1 kHz share {far1k:.2})",
+        room.len() / 16000,
+        far_track.len() / 16000
+    );
+    assert!(room440 > 0.5, "the room's track lacks its 440 Hz tone");
+    assert!(
+        far1k > 0.5,
+        "the far end's track lacks baresip's 1 kHz tone"
+    );
+    // The far track runs the whole session, silence while the call was down.
+    assert!(
+        far_track.len() + 2 * 16000 >= room.len(),
+        "far track {} samples, room {}",
+        far_track.len(),
+        room.len()
+    );
 }
 
 #[test]

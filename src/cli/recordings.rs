@@ -209,6 +209,16 @@ fn print_report(r: &VerifyReport, json: bool) -> i32 {
             if r.chain_ok { "ok" } else { "BROKEN" },
         );
         println!("  signed by key {}", r.public_key);
+        if let Some(f) = &r.far {
+            println!(
+                "  far end's track {}: {} segments, {} bytes checked; signature {}, hash chain {}",
+                f.session,
+                f.segments,
+                f.bytes_checked,
+                if f.signature_ok { "ok" } else { "BAD" },
+                if f.chain_ok { "ok" } else { "BROKEN" },
+            );
+        }
         for n in &r.notes {
             println!("  note: {n}");
         }
@@ -225,19 +235,47 @@ fn print_report(r: &VerifyReport, json: bool) -> i32 {
     }
 }
 
-/// Verify an archive copy: `dir/manifest.json` and the objects it names.
-pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
+fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let path = dir.join("manifest.json");
-    let m: Manifest = serde_json::from_slice(
+    serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
     )
-    .with_context(|| format!("{} is not a manifest", path.display()))?;
-    Ok(store::verify(&m, |s| {
-        match std::fs::read(dir.join(&s.object)) {
-            Ok(b) => store::SegmentBytes::Here(b),
-            Err(_) => store::SegmentBytes::Missing,
-        }
-    }))
+    .with_context(|| format!("{} is not a manifest", path.display()))
+}
+
+fn verify_one_dir(dir: &Path, m: &Manifest) -> VerifyReport {
+    store::verify(m, |s| match std::fs::read(dir.join(&s.object)) {
+        Ok(b) => store::SegmentBytes::Here(b),
+        Err(_) => store::SegmentBytes::Missing,
+    })
+}
+
+/// Verify an archive copy: `dir/manifest.json` and the objects it names,
+/// and the far end's track in `dir/far/` when the manifest names one. The
+/// far track must be the one the room's signed manifest names, signed by
+/// the same key, and say it belongs to this room.
+pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
+    let m = read_manifest(dir)?;
+    let report = verify_one_dir(dir, &m);
+    let Some(named) = &m.far else {
+        return Ok(report);
+    };
+    let far_dir = dir.join(&named.folder);
+    let Ok(fm) = read_manifest(&far_dir) else {
+        return Ok(report.with_far(named, None, ""));
+    };
+    let mut f = verify_one_dir(&far_dir, &fm);
+    if fm.of.as_deref() != Some(m.session.as_str()) {
+        f.problems.push(format!(
+            "it says it belongs to {:?}, not to {}",
+            fm.of, m.session
+        ));
+    }
+    if fm.public_key != m.public_key {
+        f.problems
+            .push("it is signed by another key than the room's".into());
+    }
+    Ok(report.with_far(named, Some(f), &fm.chain_head))
 }
 
 fn parse_key(s: &str) -> Result<String, String> {
@@ -278,7 +316,9 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                     "{:<24} {:<20} {:>8} {:>12}  {:<12} metadata",
                     "ID", "STARTED", "SEGMENTS", "BYTES", "STATE"
                 );
-                for s in list {
+                // A far end's track is shown with its room (`show`), not
+                // as a recording of its own.
+                for s in list.into_iter().filter(|s| s.of.is_none()) {
                     let state = if !s.closed {
                         "recording".to_owned()
                     } else if s.manifest_confirmed_at.is_some() {
@@ -354,6 +394,18 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                 }
             }
             println!("  chain head {}", s.chain_head);
+            if let Some(f) = &s.far {
+                match b.show(f) {
+                    Ok((t, tsegs)) => println!(
+                        "  far end   track {}: {} segments ({} bytes), chain head {}",
+                        t.id,
+                        tsegs.len(),
+                        t.bytes,
+                        t.chain_head
+                    ),
+                    Err(e) => println!("  far end   track {f}: NOT FOUND ({e})"),
+                }
+            }
             Ok(0)
         }
         RecordingsCommand::Verify { id, key, json, .. } => {
@@ -407,10 +459,33 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                     b.export(&id, &mut f)?;
                     f.flush()?;
                     drop(f);
-                    let r = remux_mp4(&tmp, &out);
+                    // The whole conversation in one file: the far end's
+                    // sound as the second audio track.
+                    let far = match b.show(&id)?.0.far {
+                        Some(far_id) => {
+                            let p = out.with_extension("export-far.ts");
+                            let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
+                            b.export(&far_id, &mut f)?;
+                            f.flush()?;
+                            Some(p)
+                        }
+                        None => None,
+                    };
+                    let r = remux_mp4(&tmp, far.as_deref(), &out);
                     let _ = std::fs::remove_file(&tmp);
+                    if let Some(p) = &far {
+                        let _ = std::fs::remove_file(p);
+                    }
                     r?;
-                    eprintln!("wrote {}", out.display());
+                    eprintln!(
+                        "wrote {}{}",
+                        out.display(),
+                        if far.is_some() {
+                            " (audio track 2: the far end)"
+                        } else {
+                            ""
+                        }
+                    );
                 }
                 _ => bail!(
                     "'{}': the output must end in .ts or .mp4, or be - for stdout",
@@ -422,21 +497,56 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
     }
 }
 
-/// Rewrap the TS (H.264 + Opus) as MP4 without re-encoding.
-fn remux_mp4(ts: &Path, mp4: &Path) -> anyhow::Result<()> {
+/// The earliest presentation time near the start of a TS file (90 kHz).
+fn start_pts(ts: &Path) -> anyhow::Result<Option<u64>> {
+    use std::io::Read;
+    let mut head = vec![0u8; 188 * 4000];
+    let mut f = std::fs::File::open(ts)?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(crate::core::ts::earliest_pts(&head[..n - n % 188]))
+}
+
+/// Rewrap the TS (H.264 + Opus) as MP4 without re-encoding, with the far
+/// end's track (Opus) as a second audio track when given. Each demuxer
+/// starts its own timeline at its stream's earliest time; both TS carry
+/// times on one clock (they come from one pipeline), so the far track is
+/// shifted by the difference of the two starts.
+fn remux_mp4(ts: &Path, far: Option<&Path>, mp4: &Path) -> anyhow::Result<()> {
     use gstreamer as gst;
     use gstreamer::prelude::*;
     gst::init()?;
     let clean = |p: &Path| p.display().to_string().replace('"', "");
+    let far_branch = match far {
+        Some(f) => format!(
+            "filesrc location=\"{}\" ! tsdemux name=fd fd. ! queue ! opusparse name=faraudio ! mux. ",
+            clean(f)
+        ),
+        None => String::new(),
+    };
     let desc = format!(
         "filesrc location=\"{}\" ! tsdemux name=d d. ! queue ! h264parse ! mux. d. ! queue ! opusparse ! mux. \
-         mp4mux name=mux faststart=true ! filesink location=\"{}\"",
+         {far_branch}mp4mux name=mux faststart=true ! filesink location=\"{}\"",
         clean(ts),
         clean(mp4)
     );
     let p = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    if let Some(f) = far {
+        if let (Some(room), Some(far_t)) = (start_pts(ts)?, start_pts(f)?) {
+            // 90 kHz ticks to nanoseconds.
+            let offset = (far_t as i64 - room as i64) * 100_000 / 9;
+            if let Some(pad) = p.by_name("faraudio").and_then(|e| e.static_pad("src")) {
+                pad.set_offset(offset);
+            }
+        }
+    }
     p.set_state(gst::State::Playing)?;
     let bus = p.bus().context("no bus")?;
     let result = loop {

@@ -15,6 +15,9 @@ pub struct Scanner {
     pat: Option<[u8; PACKET]>,
     pmt_pid: Option<u16>,
     pmt: Option<[u8; PACKET]>,
+    /// A stream of sound alone (the far end's track): every audio frame
+    /// decodes on its own, so any audio PES start is a place to cut.
+    audio_only: bool,
 }
 
 fn pid(p: &[u8]) -> u16 {
@@ -47,7 +50,46 @@ fn video_pes_start(p: &[u8]) -> bool {
     pl.len() >= 4 && pl[..3] == [0, 0, 1] && (0xE0..=0xEF).contains(&pl[3])
 }
 
+/// True if the payload begins a PES packet of an audio stream: MPEG audio
+/// (0xC0-0xDF) or private stream 1 (0xBD), which carries Opus.
+fn audio_pes_start(p: &[u8]) -> bool {
+    let pl = payload(p);
+    pl.len() >= 4 && pl[..3] == [0, 0, 1] && (pl[3] == 0xBD || (0xC0..=0xDF).contains(&pl[3]))
+}
+
+/// The presentation time (90 kHz) in a PES header at the start of `pl`.
+fn pes_pts(pl: &[u8]) -> Option<u64> {
+    if pl.len() < 14 || pl[..3] != [0, 0, 1] || pl[7] & 0x80 == 0 {
+        return None;
+    }
+    let b = &pl[9..14];
+    Some(
+        (u64::from(b[0] >> 1) & 0x07) << 30
+            | u64::from(b[1]) << 22
+            | (u64::from(b[2]) >> 1) << 15
+            | u64::from(b[3]) << 7
+            | u64::from(b[4]) >> 1,
+    )
+}
+
+/// The earliest presentation time among the PES headers in `data`: where
+/// a demuxer starts the stream's timeline.
+pub fn earliest_pts(data: &[u8]) -> Option<u64> {
+    data.chunks_exact(PACKET)
+        .filter(|p| p[0] == SYNC && payload_start(p) && pid(p) != 0)
+        .filter_map(|p| pes_pts(payload(p)))
+        .min()
+}
+
 impl Scanner {
+    /// A scanner for a sound-only stream, which cuts at any audio frame.
+    pub fn audio_only() -> Self {
+        Self {
+            audio_only: true,
+            ..Self::default()
+        }
+    }
+
     /// Look at a buffer of whole packets. Returns the byte offset of the
     /// first packet that starts a video keyframe, if any, and updates the
     /// cached PAT and PMT.
@@ -65,8 +107,11 @@ impl Scanner {
                 self.pmt = Some(p.try_into().expect("chunk is one packet"));
             } else if keyframe.is_none()
                 && payload_start(p)
-                && random_access(p)
-                && video_pes_start(p)
+                && if self.audio_only {
+                    audio_pes_start(p)
+                } else {
+                    random_access(p) && video_pes_start(p)
+                }
             {
                 keyframe = Some(i * PACKET);
             }
@@ -159,6 +204,39 @@ mod tests {
         assert_eq!(psi.len(), 2 * PACKET);
         assert_eq!(pid(&psi[..PACKET]), 0);
         assert_eq!(pid(&psi[PACKET..]), 0x20);
+    }
+
+    #[test]
+    fn a_sound_only_stream_cuts_at_any_audio_frame() {
+        let mut s = Scanner::audio_only();
+        let mut data = pat(0x20);
+        data.extend(packet(0x20, true, false, &[0, 2, 0xb0]));
+        data.extend(packet(0x42, false, false, &[1, 2, 3])); // continuation
+        data.extend(packet(0x42, true, false, &[0, 0, 1, 0xbd])); // Opus PES
+        assert_eq!(s.scan(&data), Some(3 * PACKET));
+        assert_eq!(s.psi().len(), 2 * PACKET);
+        // The room's scanner does not cut there: no video keyframe.
+        assert_eq!(Scanner::default().scan(&data), None);
+    }
+
+    #[test]
+    fn reads_the_earliest_pts() {
+        // PES header: start code, stream id, length, flags (PTS only),
+        // header length 5, PTS = 0x1_2345_6789 coded in 5 bytes.
+        let pts: u64 = 0x1_2345_6789;
+        let coded = [
+            0x21 | ((pts >> 29) & 0x0e) as u8,
+            (pts >> 22) as u8,
+            (((pts >> 14) & 0xfe) | 1) as u8,
+            (pts >> 7) as u8,
+            (((pts << 1) & 0xfe) | 1) as u8,
+        ];
+        let mut pes = vec![0, 0, 1, 0xbd, 0, 0, 0x80, 0x80, 5];
+        pes.extend(coded);
+        let mut data = pat(0x20);
+        data.extend(packet(0x42, true, false, &pes));
+        assert_eq!(earliest_pts(&data), Some(pts));
+        assert_eq!(earliest_pts(&pat(0x20)), None);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct CallTask {
     pub cap: Arc<AtomicU32>,
     /// The configured video bitrate, restored when a capped call ends.
     pub video_kbps: u32,
+    /// The far track's channel, when the session records the far end.
+    pub far: Option<String>,
 }
 
 struct Rtp {
@@ -122,7 +124,7 @@ impl CallTask {
         let n = n?;
         *gen += 1;
         let g = *gen;
-        match build(&n, &self.display, bus_tx.clone(), g) {
+        match build(&n, &self.display, self.far.as_deref(), bus_tx.clone(), g) {
             Ok(r) => {
                 tracing::info!(codecs = %n.describe(), "call media running");
                 // The far end decodes from the first keyframe: ask for one
@@ -184,10 +186,11 @@ impl CallTask {
 fn build(
     n: &Negotiated,
     d: &Display,
+    far: Option<&str>,
     bus_tx: mpsc::UnboundedSender<(u64, gst::Message)>,
     gen: u64,
 ) -> Result<Rtp, String> {
-    let desc = pipeline::call(n, d);
+    let desc = pipeline::call(n, d, far);
     tracing::debug!("call pipeline: {desc}");
     let p = super::runner::launch(&desc)?;
     // Symmetric RTP: each stream sends from the socket it receives on. The

@@ -274,15 +274,19 @@ impl Engine {
     fn start(&mut self, rec: &SessionRecord, bus_tx: &BusTx) -> Result<Session, String> {
         let id = rec.id.as_str();
         self.seq += 1;
+        let cfg = &self.config;
+        let sip = cfg.sip.is_some();
+        // The far end is recorded whenever there is one to hear: a call or
+        // a return feed.
+        let record_far = self.recorder.is_some() && (sip || cfg.return_feed.peer.is_some());
         let ch = Channels {
             video: format!("diemcau-v{}", self.seq),
             audio: format!("diemcau-a{}", self.seq),
+            far: record_far.then(|| format!("diemcau-f{}", self.seq)),
         };
-        let cfg = &self.config;
         let enc = pipeline::encoder_element(cfg.video.encoder, |name| {
             gst::ElementFactory::find(name).is_some()
         });
-        let sip = cfg.sip.is_some();
         let desc = pipeline::encode(&cfg.video, &cfg.audio, enc, &ch, sip);
         tracing::debug!("encode pipeline: {desc}");
         let encode = launch(&desc).map_err(|e| format!("encode pipeline: {e}"))?;
@@ -332,6 +336,29 @@ impl Engine {
                 })
                 .build(),
         );
+
+        // The far end's track goes to the recorder alone; a full queue is
+        // counted with the room's, and raised the same way.
+        if let (Some(r), true) = (&self.recorder, record_far) {
+            let far_sink = encode
+                .by_name(pipeline::FAR_SINK)
+                .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+                .ok_or("encode pipeline has no far-end appsink")?;
+            let (r, dropped) = (r.clone(), rec_dropped.clone());
+            far_sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        if let Some(buf) = sample.buffer_owned() {
+                            if !r.offer_far(buf) {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
 
         // The call's taps: dropped for the call alone when it lags.
         let (tap_tx, tap_rx) = mpsc::channel::<call::Tap>(256);
@@ -438,6 +465,7 @@ impl Engine {
                 reconnect_max: cfg.uplink.reconnect_max,
                 events: self.events.clone(),
                 stats: rstats_tx,
+                far: ch.far.clone(),
             };
             tokio::spawn(task.run(stop_rx));
             stop_tx
@@ -453,6 +481,7 @@ impl Engine {
                 stats: cstats_tx,
                 cap: call_cap.clone(),
                 video_kbps: cfg.video.bitrate_kbps,
+                far: ch.far.clone(),
             };
             tokio::spawn(task.run(stop_rx));
             stop_tx
@@ -512,6 +541,7 @@ impl Engine {
         let ch = Channels {
             video: format!("diemcau-v{}", self.seq),
             audio: format!("diemcau-a{}", self.seq),
+            far: None,
         };
         let echo_cancel = s.echo_cancel;
         for cap in [&mut s.camera, &mut s.mic] {

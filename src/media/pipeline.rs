@@ -27,6 +27,8 @@ use crate::core::sdp::{Codec, Negotiated, Stream};
 pub const ENCODER: &str = "venc";
 pub const SLATE: &str = "slate";
 pub const TS_SINK: &str = "ts";
+/// The far end's track for the recording: sound only, its own TS.
+pub const FAR_SINK: &str = "farts";
 pub const UPLINK_SRC: &str = "src";
 pub const UPLINK_SINK: &str = "sink";
 pub const CAMERA_OUT: &str = "camout";
@@ -60,6 +62,23 @@ pub const RETURN_AUDIO_CAPS: &str =
 pub struct Channels {
     pub video: String,
     pub audio: String,
+    /// The far end's sound on its way to the recording, when the session
+    /// has a call or a return feed to record.
+    pub far: Option<String>,
+}
+
+/// Where the far end's decoded sound goes: the speaker's channel and, when
+/// the session records it, the far track's channel too. Each branch leaks on
+/// its own, so a stalled speaker never starves the record nor the reverse.
+fn far_audio_out(far: Option<&str>, sink_opts: &str) -> String {
+    match far {
+        None => format!("interaudiosink channel={RETURN_AUDIO_CH}{sink_opts}"),
+        Some(f) => format!(
+            "tee name=faraudio \
+             faraudio. ! queue max-size-buffers=50 max-size-time=0 max-size-bytes=0 leaky=downstream ! interaudiosink channel={RETURN_AUDIO_CH}{sink_opts} \
+             faraudio. ! queue max-size-buffers=50 max-size-time=0 max-size-bytes=0 leaky=downstream ! interaudiosink channel={f}{sink_opts}"
+        ),
+    }
 }
 
 fn raw_video_caps(v: &Video) -> String {
@@ -214,7 +233,20 @@ pub fn encode(v: &Video, a: &Audio, enc: Encoder, ch: &Channels, call_taps: bool
          ! {venc} ! h264parse config-interval=-1 {vtap}! queue max-size-time=0 max-size-bytes=0 max-size-buffers=60 ! mux. \
          interaudiosrc channel={ach} ! {acaps} ! audioconvert ! audioresample {atap}\
          ! {aenc} ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=100 ! mux. \
-         mpegtsmux name=mux alignment=7 ! appsink name={TS_SINK} sync=false async=false max-buffers=0 drop=false",
+         mpegtsmux name=mux alignment=7 ! appsink name={TS_SINK} sync=false async=false max-buffers=0 drop=false{far}",
+        far = match &ch.far {
+            // In the same pipeline as the room's stream, on the same clock:
+            // both TS carry times on one scale, so export lines them up.
+            // The source plays silence whenever no far end is heard, so the
+            // track runs the whole session, gaps in the call included.
+            Some(f) => format!(
+                " interaudiosrc channel={f} ! {RETURN_AUDIO_CAPS} ! audioconvert ! audioresample \
+                 ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 audio-type=voice \
+                 ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=100 \
+                 ! mpegtsmux name=farmux alignment=7 ! appsink name={FAR_SINK} sync=false async=false max-buffers=0 drop=false"
+            ),
+            None => String::new(),
+        },
         vch = ch.video,
         ach = ch.audio,
         vcaps = raw_video_caps(v),
@@ -236,7 +268,7 @@ pub fn encode(v: &Video, a: &Audio, enc: Encoder, ch: &Channels, call_taps: bool
 /// engine links rtpbin's receive pads to `depay_0` and `depay_1` by their
 /// session number as they appear (a delayed link by caps in the
 /// description may take the wrong stream's pad).
-pub fn call(n: &Negotiated, d: &Display) -> String {
+pub fn call(n: &Negotiated, d: &Display, far: Option<&str>) -> String {
     let mut out = format!("rtpbin name={CALL_RTPBIN} latency=120 ");
     let udp = |s: &Stream, id: u32| {
         let (ip, port) = (s.remote.ip(), s.remote.port());
@@ -301,9 +333,10 @@ pub fn call(n: &Negotiated, d: &Display) -> String {
              ! queue max-size-buffers=20 leaky=downstream ! audioconvert ! audioresample ! {enc} ! {pay} pt={pt} \
              ! {CALL_RTPBIN}.send_rtp_sink_0 {udp} \
              {depay} ! audioconvert ! audioresample ! {RETURN_AUDIO_CAPS} \
-             ! identity name={RETURN_AUDIO} ! interaudiosink channel={RETURN_AUDIO_CH} async=false ",
+             ! identity name={RETURN_AUDIO} ! {out} ",
             pt = s.pt,
             udp = udp(s, 0),
+            out = far_audio_out(far, " async=false"),
         );
     }
     if let Some(s) = &n.video {
@@ -350,13 +383,14 @@ pub fn uplink(peer: &SrtPeer, queue_bytes: u64) -> String {
 
 /// The return feed: the hub's program (MPEG-TS over SRT, caller mode),
 /// decoded into the display's and speaker's channels.
-pub fn return_feed(peer: &SrtPeer, d: &Display) -> String {
+pub fn return_feed(peer: &SrtPeer, d: &Display, far: Option<&str>) -> String {
     format!(
         "srtsrc name={RETURN_SRC} uri=\"{uri}\" latency={lat} ! decodebin name=dec \
          dec. ! queue max-size-buffers=3 leaky=downstream ! videoconvert ! videoscale ! videorate \
          ! {vcaps} ! identity name={RETURN_VIDEO} ! intervideosink channel={RETURN_VIDEO_CH} \
          dec. ! queue ! audioconvert ! audioresample ! {RETURN_AUDIO_CAPS} ! identity name={RETURN_AUDIO} \
-         ! interaudiosink channel={RETURN_AUDIO_CH}",
+         ! {out}",
+        out = far_audio_out(far, ""),
         uri = peer.uri(),
         lat = peer.latency_ms,
         vcaps = display_caps(d),
@@ -461,6 +495,7 @@ mod tests {
         Channels {
             video: "v1".into(),
             audio: "a1".into(),
+            far: None,
         }
     }
 
@@ -472,6 +507,16 @@ mod tests {
         assert!(d.contains("bitrate=2500"), "{d}");
         assert!(d.contains("opusenc bitrate=64000"), "{d}");
         assert!(d.contains("channel=v1") && d.contains("channel=a1"));
+        assert!(!d.contains(FAR_SINK), "{d}");
+        let far = Channels {
+            far: Some("f1".into()),
+            ..ch()
+        };
+        let d = encode(&c.video, &c.audio, Encoder::X264, &far, false);
+        assert!(
+            d.contains("interaudiosrc channel=f1") && d.contains(FAR_SINK),
+            "{d}"
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct ReturnTask {
     pub reconnect_max: Duration,
     pub events: mpsc::UnboundedSender<MediaEvent>,
     pub stats: watch::Sender<ReturnStats>,
+    /// The far track's channel, when the session records the hub's sound.
+    pub far: Option<String>,
 }
 
 struct Feed {
@@ -153,7 +155,7 @@ impl ReturnTask {
         gen: u64,
         bus_tx: mpsc::UnboundedSender<(u64, gst::Message)>,
     ) -> Result<Feed, String> {
-        let desc = pipeline::return_feed(&self.peer, &self.display);
+        let desc = pipeline::return_feed(&self.peer, &self.display, self.far.as_deref());
         let p = gst::parse::launch(&desc)
             .map_err(|e| format!("{e} in `{desc}`"))?
             .downcast::<gst::Pipeline>()

@@ -42,6 +42,8 @@ use store::{RecError, RecSession, RecStore, SegmentMeta};
 pub enum Msg {
     /// One buffer of the encoded TS stream.
     Data(gst::Buffer),
+    /// One buffer of the far end's track (TS, sound only).
+    Far(gst::Buffer),
     Start(SessionStart),
     Stop {
         stopped_by: Option<String>,
@@ -69,6 +71,11 @@ impl RecorderHandle {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// The far end's track, from its appsink: like [`Self::offer`].
+    pub fn offer_far(&self, buf: gst::Buffer) -> bool {
+        self.tx.try_send(Msg::Far(buf)).is_ok()
     }
 
     pub fn start(&self, s: SessionStart) {
@@ -236,11 +243,36 @@ struct OpenSegment {
     started: Instant,
 }
 
-struct Active {
+/// Which of a session's two streams a buffer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The room as sent: the uplink's own bytes.
+    Room,
+    /// The far end as the room heard it (the call's or the return feed's
+    /// sound), a separately hash-chained recording of its own.
+    Far,
+}
+
+/// One hash-chained stream of the session being recorded.
+struct Track {
     session: RecSession,
     segmenter: Segmenter,
     open: Option<OpenSegment>,
+}
+
+struct Active {
+    room: Track,
+    far: Option<Track>,
     origin: Instant,
+}
+
+impl Active {
+    fn track(&mut self, side: Side) -> Option<&mut Track> {
+        match side {
+            Side::Room => Some(&mut self.room),
+            Side::Far => self.far.as_mut(),
+        }
+    }
 }
 
 struct Recorder {
@@ -269,7 +301,12 @@ impl Recorder {
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Msg::Data(buf)) => {
-                    if let Err(e) = self.data(&buf) {
+                    if let Err(e) = self.data(Side::Room, &buf) {
+                        self.fail(e);
+                    }
+                }
+                Ok(Msg::Far(buf)) => {
+                    if let Err(e) = self.data(Side::Far, &buf) {
                         self.fail(e);
                     }
                 }
@@ -334,40 +371,97 @@ impl Recorder {
             closed: false,
             gaps: Vec::new(),
             manifest_confirmed_at: None,
+            of: None,
+            far: None,
         };
         self.store.put_session(&session)?;
         self.store.flush()?;
         tracing::info!(session = %s.id, "recording started");
         self.active = Some(Active {
-            session,
-            segmenter: Segmenter::new(self.config.segment.as_millis() as u64),
-            open: None,
+            room: Track {
+                session,
+                segmenter: Segmenter::new(self.config.segment.as_millis() as u64),
+                open: None,
+            },
+            far: None,
             origin: Instant::now(),
         });
         Ok(())
     }
 
-    fn data(&mut self, buf: &gst::Buffer) -> Result<(), RecError> {
+    /// The far track begins with the first of its bytes: a session with
+    /// neither a call nor a return feed has none. It is written before the
+    /// room's record names it, so a cut between the two leaves a track the
+    /// room does not name (kept, closed by recovery), never a name without
+    /// its track.
+    fn open_far(&mut self) -> Result<(), RecError> {
         let Some(active) = self.active.as_mut() else {
             return Ok(());
         };
+        if active.far.is_some() {
+            return Ok(());
+        }
+        let room = &active.room.session;
+        let session = RecSession {
+            id: store::far_id(&room.id),
+            started_at: room.started_at,
+            stopped_by: None,
+            outcome: String::new(),
+            segments: 0,
+            bytes: 0,
+            chain_head: String::new(),
+            closed: false,
+            gaps: Vec::new(),
+            manifest_confirmed_at: None,
+            of: Some(room.id.clone()),
+            far: None,
+            ..room.clone()
+        };
+        self.store.put_session(&session)?;
+        let far = session.id.clone();
+        active.room.session.far = Some(far.clone());
+        self.store
+            .update_session(&active.room.session.id, |s| s.far = Some(far.clone()))?;
+        self.store.flush()?;
+        tracing::info!(session = %active.room.session.id, track = %far, "recording the far end's track");
+        active.far = Some(Track {
+            session,
+            segmenter: Segmenter::audio(self.config.segment.as_millis() as u64),
+            open: None,
+        });
+        Ok(())
+    }
+
+    fn data(&mut self, side: Side, buf: &gst::Buffer) -> Result<(), RecError> {
+        if self.active.is_none() {
+            return Ok(());
+        }
+        if side == Side::Far {
+            self.open_far()?;
+        }
         let Ok(map) = buf.map_readable() else {
             return Ok(());
         };
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
         let now_ms = active.origin.elapsed().as_millis() as u64;
-        let pieces = active.segmenter.push(&map, now_ms);
+        let Some(track) = active.track(side) else {
+            return Ok(());
+        };
+        let pieces = track.segmenter.push(&map, now_ms);
         for p in pieces {
             match p {
                 Piece::Open(psi) => {
-                    self.close_segment(false)?;
+                    self.close_segment(side, false)?;
                     if self.halted {
                         continue;
                     }
-                    let Some(active) = self.active.as_mut() else {
+                    let Some(track) = self.active.as_mut().and_then(|a| a.track(side)) else {
                         break;
                     };
-                    let seq = active.session.segments;
-                    active.open = Some(OpenSegment {
+                    let seq = track.session.segments;
+                    track.open = Some(OpenSegment {
                         seq,
                         chunk: 0,
                         pending: Vec::with_capacity(self.config.chunk_bytes),
@@ -376,20 +470,20 @@ impl Recorder {
                         started_at: Utc::now(),
                         started: Instant::now(),
                     });
-                    self.append(&psi)?;
+                    self.append(side, &psi)?;
                 }
-                Piece::Data(d) => self.append(&d)?,
+                Piece::Data(d) => self.append(side, &d)?,
             }
         }
         Ok(())
     }
 
-    fn append(&mut self, d: &[u8]) -> Result<(), RecError> {
+    fn append(&mut self, side: Side, d: &[u8]) -> Result<(), RecError> {
         let chunk_bytes = self.config.chunk_bytes;
-        let Some(active) = self.active.as_mut() else {
+        let Some(track) = self.active.as_mut().and_then(|a| a.track(side)) else {
             return Ok(());
         };
-        let Some(open) = active.open.as_mut() else {
+        let Some(open) = track.open.as_mut() else {
             return Ok(());
         };
         open.hasher.update(d);
@@ -397,7 +491,7 @@ impl Recorder {
         open.pending.extend_from_slice(d);
         if open.pending.len() >= chunk_bytes {
             self.store
-                .write_chunk(&active.session.id, open.seq, open.chunk, &open.pending)?;
+                .write_chunk(&track.session.id, open.seq, open.chunk, &open.pending)?;
             open.chunk += 1;
             open.pending.clear();
         }
@@ -407,16 +501,18 @@ impl Recorder {
     /// Write what is pending and make it durable.
     fn flush(&mut self) -> Result<(), RecError> {
         if let Some(active) = self.active.as_mut() {
-            if let Some(open) = active.open.as_mut() {
-                if !open.pending.is_empty() {
-                    self.store.write_chunk(
-                        &active.session.id,
-                        open.seq,
-                        open.chunk,
-                        &open.pending,
-                    )?;
-                    open.chunk += 1;
-                    open.pending.clear();
+            for track in std::iter::once(&mut active.room).chain(active.far.as_mut()) {
+                if let Some(open) = track.open.as_mut() {
+                    if !open.pending.is_empty() {
+                        self.store.write_chunk(
+                            &track.session.id,
+                            open.seq,
+                            open.chunk,
+                            &open.pending,
+                        )?;
+                        open.chunk += 1;
+                        open.pending.clear();
+                    }
                 }
             }
         }
@@ -437,21 +533,21 @@ impl Recorder {
         r
     }
 
-    /// Finish the open segment: last chunk, hash, chain link, metadata.
-    fn close_segment(&mut self, partial: bool) -> Result<(), RecError> {
-        let Some(active) = self.active.as_mut() else {
+    /// Finish a track's open segment: last chunk, hash, chain link, metadata.
+    fn close_segment(&mut self, side: Side, partial: bool) -> Result<(), RecError> {
+        let Some(track) = self.active.as_mut().and_then(|a| a.track(side)) else {
             return Ok(());
         };
-        let Some(open) = active.open.take() else {
+        let Some(open) = track.open.take() else {
             return Ok(());
         };
-        let id = active.session.id.clone();
+        let id = track.session.id.clone();
         if !open.pending.is_empty() {
             self.store
                 .write_chunk(&id, open.seq, open.chunk, &open.pending)?;
         }
         let sha: segment::Hash = open.hasher.finalize().into();
-        let chain = store::link(&active.session.chain_head, &id, open.seq, &sha, open.bytes);
+        let chain = store::link(&track.session.chain_head, &id, open.seq, &sha, open.bytes);
         let meta = SegmentMeta {
             seq: open.seq,
             bytes: open.bytes,
@@ -466,13 +562,13 @@ impl Recorder {
             pruned: false,
         };
         self.store.put_segment(&id, &meta)?;
-        active.session.segments += 1;
-        active.session.bytes += open.bytes;
-        active.session.chain_head = meta.chain.clone();
+        track.session.segments += 1;
+        track.session.bytes += open.bytes;
+        track.session.chain_head = meta.chain.clone();
         let (segments, bytes, head) = (
-            active.session.segments,
-            active.session.bytes,
-            active.session.chain_head.clone(),
+            track.session.segments,
+            track.session.bytes,
+            track.session.chain_head.clone(),
         );
         self.store.update_session(&id, |s| {
             s.segments = segments;
@@ -483,21 +579,35 @@ impl Recorder {
         Ok(())
     }
 
+    fn close_all(&mut self) -> Result<(), RecError> {
+        self.close_segment(Side::Far, false)?;
+        self.close_segment(Side::Room, false)
+    }
+
+    /// Close the far track first, then the room: the room's record is the
+    /// last word on the session.
     fn stop(&mut self, stopped_by: Option<String>) -> Result<(), RecError> {
-        self.close_segment(false)?;
+        self.close_all()?;
         let Some(active) = self.active.take() else {
             return Ok(());
         };
-        let gaps = active.session.gaps.clone();
-        let s = self.store.update_session(&active.session.id, |s| {
-            s.closed = true;
-            s.outcome = "ended".into();
-            s.ended_at = Some(Utc::now());
-            s.stopped_by = stopped_by.clone();
-            s.gaps = gaps.clone();
-        })?;
+        let gaps = active.room.session.gaps.clone();
+        let ended = Utc::now();
+        let tracks = active.far.iter().chain(std::iter::once(&active.room));
+        let mut closed = None;
+        for t in tracks {
+            closed = Some(self.store.update_session(&t.session.id, |s| {
+                s.closed = true;
+                s.outcome = "ended".into();
+                s.ended_at = Some(ended);
+                s.stopped_by = stopped_by.clone();
+                s.gaps = gaps.clone();
+            })?);
+        }
         self.store.flush()?;
-        tracing::info!(session = %s.id, segments = s.segments, bytes = s.bytes, "recording closed");
+        if let Some(s) = closed {
+            tracing::info!(session = %s.id, segments = s.segments, bytes = s.bytes, far = ?s.far, "recording closed");
+        }
         Ok(())
     }
 
@@ -556,11 +666,11 @@ impl Recorder {
         self.alarm_level = level;
         if level == 3 && !self.halted {
             // Keep what is recorded; stop adding. The session goes on.
-            let _ = self.close_segment(false);
+            let _ = self.close_all();
             let _ = self.flush();
             self.halted = true;
             if let Some(a) = self.active.as_mut() {
-                a.session.gaps.push(format!(
+                a.room.session.gaps.push(format!(
                     "recording halted at {}: disk quota reached",
                     Utc::now()
                 ));
@@ -574,8 +684,13 @@ impl Recorder {
         } else if level < 2 && self.halted {
             self.halted = false;
             if let Some(a) = self.active.as_mut() {
-                a.segmenter = Segmenter::new(self.config.segment.as_millis() as u64);
-                a.session
+                let target = self.config.segment.as_millis() as u64;
+                a.room.segmenter = Segmenter::new(target);
+                if let Some(f) = a.far.as_mut() {
+                    f.segmenter = Segmenter::audio(target);
+                }
+                a.room
+                    .session
                     .gaps
                     .push(format!("recording resumed at {}", Utc::now()));
             }
@@ -597,9 +712,9 @@ impl Recorder {
         self.stats.send_replace(RecorderStats {
             enabled: true,
             recording: a.is_some() && !self.halted,
-            session: a.map(|a| a.session.id.clone()),
-            segments: a.map_or(0, |a| a.session.segments),
-            bytes: a.map_or(0, |a| a.session.bytes),
+            session: a.map(|a| a.room.session.id.clone()),
+            segments: a.map_or(0, |a| a.room.session.segments),
+            bytes: a.map_or(0, |a| a.room.session.bytes),
             halted: self.halted,
             quota_bytes: if limit == u64::MAX { 0 } else { limit },
             held_bytes: self.used(),

@@ -42,6 +42,14 @@ impl Segmenter {
         }
     }
 
+    /// For a sound-only stream (the far end's track): cuts at audio frames.
+    pub fn audio(target_ms: u64) -> Self {
+        Self {
+            scanner: Scanner::audio_only(),
+            ..Self::new(target_ms)
+        }
+    }
+
     /// Feed one buffer of whole TS packets that arrived at `now_ms`.
     pub fn push(&mut self, data: &[u8], now_ms: u64) -> Vec<Piece> {
         let key = self.scanner.scan(data);

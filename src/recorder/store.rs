@@ -96,6 +96,31 @@ pub struct RecSession {
     #[serde(default)]
     pub gaps: Vec<String>,
     pub manifest_confirmed_at: Option<DateTime<Utc>>,
+    /// On a far-end track: the id of the room's recording it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
+    /// On a room's recording: the id of its far-end track, when the session
+    /// had a call or a return feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far: Option<String>,
+}
+
+/// The id of a room recording's far-end track.
+pub fn far_id(room: &str) -> String {
+    format!("{room}.far")
+}
+
+/// What a room's manifest says of its far-end track, so that the room's
+/// signature also binds the other side of the conversation: a far track
+/// that is swapped, cut or dropped no longer matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FarTrack {
+    pub session: String,
+    /// The far track's folder, relative to the room's.
+    pub folder: String,
+    pub segments: u32,
+    pub bytes: u64,
+    pub chain_head: String,
 }
 
 /// A segment as listed in the signed manifest.
@@ -128,11 +153,28 @@ pub struct Manifest {
     pub gaps: Vec<String>,
     pub segments: Vec<ManifestSegment>,
     pub chain_head: String,
+    /// Which side of the conversation this is: "room" (what the box sent)
+    /// or "far" (what the far end said, as the room heard it).
+    #[serde(default = "room_track")]
+    pub track: String,
+    /// On a far track: the room's recording it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
+    /// On a room's recording that has one: its far track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far: Option<FarTrack>,
     pub public_key: String,
     pub signature: String,
 }
 
+fn room_track() -> String {
+    "room".into()
+}
+
 pub const MANIFEST_FORMAT: &str = "diemcau-recording-manifest/1";
+
+/// The far track's folder inside the room recording's folder in the archive.
+pub const FAR_FOLDER: &str = "far";
 
 impl Manifest {
     fn signed_bytes(&self) -> Vec<u8> {
@@ -216,6 +258,10 @@ pub struct VerifyReport {
     pub notes: Vec<String>,
     /// Anything that makes the recording untrustworthy.
     pub problems: Vec<String>,
+    /// The far end's track, checked the same way, when the room's manifest
+    /// names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far: Option<Box<VerifyReport>>,
 }
 
 /// Verify a manifest and the segments' bytes. A missing segment is never
@@ -316,6 +362,50 @@ pub fn verify(
 }
 
 impl VerifyReport {
+    /// Fold in the check of the far track the room's manifest names (`None`
+    /// when its manifest is not to be found). The room's verdict is the
+    /// worse of the two: the record is the whole conversation.
+    pub fn with_far(mut self, named: &FarTrack, far: Option<VerifyReport>, head: &str) -> Self {
+        match far {
+            None => {
+                self.problems.push(format!(
+                    "the far end's track {} that the manifest names is not here",
+                    named.session
+                ));
+            }
+            Some(f) => {
+                if head != named.chain_head || f.segments != named.segments {
+                    self.problems.push(format!(
+                        "the far end's track {} is not the one the room's manifest names \
+                         (chain head {head}, {} segments; the manifest says {}, {})",
+                        named.session, f.segments, named.chain_head, named.segments
+                    ));
+                }
+                for p in &f.problems {
+                    self.problems.push(format!("far end: {p}"));
+                }
+                if !f.missing.is_empty() {
+                    self.notes
+                        .push(format!("far end: {} segments missing", f.missing.len()));
+                }
+                self.far = Some(Box::new(f));
+            }
+        }
+        let far_incomplete = self
+            .far
+            .as_ref()
+            .is_some_and(|f| f.verdict == Verdict::Incomplete);
+        self.verdict = if !self.problems.is_empty() {
+            Verdict::Tampered
+        } else if !self.missing.is_empty() || far_incomplete {
+            Verdict::Incomplete
+        } else {
+            Verdict::Intact
+        };
+        self.ok = self.verdict == Verdict::Intact;
+        self
+    }
+
     /// Require the manifest to be signed by `key_hex`, the box's key as
     /// registered (pinned) elsewhere: a copy re-signed with another key is
     /// a forgery, however well its own signature checks.
@@ -818,6 +908,21 @@ impl RecStore {
                 })
                 .collect(),
             chain_head: s.chain_head.clone(),
+            track: if s.of.is_some() { "far" } else { "room" }.into(),
+            of: s.of.clone(),
+            far: match &s.far {
+                Some(f) => {
+                    let t = self.session(f)?;
+                    Some(FarTrack {
+                        session: t.id.clone(),
+                        folder: FAR_FOLDER.into(),
+                        segments: t.segments,
+                        bytes: t.bytes,
+                        chain_head: t.chain_head,
+                    })
+                }
+                None => None,
+            },
             public_key: String::new(),
             signature: String::new(),
         };
@@ -825,8 +930,24 @@ impl RecStore {
         Ok(m)
     }
 
-    /// Verify a recording on the box.
+    /// Verify a recording on the box, with its far track if it has one.
     pub fn verify(&self, id: &str, key: &SigningKey) -> Result<VerifyReport, RecError> {
+        let report = self.verify_one(id, key)?;
+        let m = self.manifest(id, key)?;
+        Ok(match &m.far {
+            Some(named) => match self.verify_one(&named.session, key) {
+                Ok(f) => {
+                    let head = self.session(&named.session)?.chain_head;
+                    report.with_far(named, Some(f), &head)
+                }
+                Err(RecError::NotFound(_)) => report.with_far(named, None, ""),
+                Err(e) => return Err(e),
+            },
+            None => report,
+        })
+    }
+
+    fn verify_one(&self, id: &str, key: &SigningKey) -> Result<VerifyReport, RecError> {
         let m = self.manifest(id, key)?;
         let metas: BTreeMap<u32, SegmentMeta> =
             self.segments(id)?.into_iter().map(|m| (m.seq, m)).collect();
@@ -854,13 +975,32 @@ impl RecStore {
         if !s.closed {
             return Err(RecError::Live(id.into()));
         }
-        let unconfirmed = self
-            .segments(id)?
-            .iter()
-            .any(|m| m.confirmed_at.is_none() && m.quarantined.is_none());
-        if unconfirmed && !force {
-            return Err(RecError::Unconfirmed(id.into()));
+        let tracks: Vec<String> = std::iter::once(id.to_owned())
+            .chain(s.far.clone())
+            .collect();
+        for t in &tracks {
+            let unconfirmed = match self.segments(t) {
+                Ok(v) => v
+                    .iter()
+                    .any(|m| m.confirmed_at.is_none() && m.quarantined.is_none()),
+                Err(RecError::NotFound(_)) => false,
+                Err(e) => return Err(e),
+            };
+            if unconfirmed && !force {
+                return Err(RecError::Unconfirmed(id.into()));
+            }
         }
+        // The far track goes with its room: one is not a record without the other.
+        let mut freed = 0;
+        if let Some(f) = &s.far {
+            if self.session(f).is_ok() {
+                freed += self.delete_one(f)?;
+            }
+        }
+        Ok(freed + self.delete_one(id)?)
+    }
+
+    fn delete_one(&self, id: &str) -> Result<u64, RecError> {
         let freed = self.remove_chunks(id, None)?;
         for kv in self.segments.scan_prefix(prefix(id)).keys() {
             self.segments.remove(kv?)?;
@@ -989,6 +1129,8 @@ pub(crate) fn test_session(id: &str, closed: bool) -> RecSession {
         closed,
         gaps: Vec::new(),
         manifest_confirmed_at: None,
+        of: None,
+        far: None,
     }
 }
 
