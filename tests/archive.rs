@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{garage_bin, probe, test_config, Daemon, Garage};
+use common::{
+    free_udp_port, garage_bin, hub_program, probe, return_config, test_config, Daemon, Garage,
+};
 use serde_json::Value;
 
 #[test]
@@ -189,4 +191,149 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     let other = pinned(&"ab".repeat(32));
     assert_eq!(other.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&other.stdout).contains("not by the box's pinned key"));
+}
+
+/// The hub's sound (an SRT return feed from ffmpeg) is recorded as the far
+/// end's track beside the room's stream, archived in the room's folder, and
+/// checked with it: the archive copy is intact only with both, and a far
+/// track that is cut, swapped or missing is caught.
+#[test]
+fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
+    if garage_bin().is_none() {
+        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
+        return;
+    }
+    let mut garage = Garage::new();
+    garage.start();
+    let port = free_udp_port();
+    let mut hub = hub_program(port);
+    let d = Daemon::start(&return_config(port, &garage.archive_toml()));
+    let id = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(d.status()["media"]["return_feed"]["live"], true);
+    assert!(d.cli(&["stop"]).status.success());
+    let _ = hub.kill();
+    let _ = hub.wait();
+
+    // Both tracks and both manifests reach the archive.
+    let far_id = format!("{id}.far");
+    let t0 = Instant::now();
+    loop {
+        let list: Vec<Value> =
+            serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap();
+        let done = |x: &str| {
+            list.iter()
+                .any(|s| s["id"] == x && s["manifest_confirmed_at"].is_string())
+        };
+        if done(&id) && done(&far_id) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "upload did not finish: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let keys = garage.list();
+    let room_folder = keys
+        .iter()
+        .find(|k| k.ends_with(&format!("{id}/manifest.json")))
+        .expect("the room's manifest")
+        .trim_end_matches("/manifest.json")
+        .to_owned();
+    let far_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{room_folder}/far/")))
+        .collect();
+    assert!(
+        far_keys.iter().any(|k| k.ends_with("/far/manifest.json")) && far_keys.len() >= 2,
+        "{keys:?}"
+    );
+
+    // The archive copy, downloaded as it is laid out.
+    let dir = tempfile::tempdir().unwrap();
+    for k in &keys {
+        let Some(rel) = k.strip_prefix(&format!("{room_folder}/")) else {
+            continue;
+        };
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, garage.get(k)).unwrap();
+    }
+    let verify = || {
+        let out = d.cli(&[
+            "recordings",
+            "verify",
+            "--json",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (code, v) = verify();
+    assert_eq!(
+        (code, &v["verdict"]),
+        (Some(0), &Value::from("intact")),
+        "{v:#}"
+    );
+    assert_eq!(v["far"]["verdict"], "intact", "{v:#}");
+    println!(
+        "room: {} segments; far end: {} segments, {} bytes",
+        v["segments"], v["far"]["segments"], v["far"]["bytes_checked"]
+    );
+    // The far track is the hub's sound (its 300 Hz tone), not silence.
+    let far_ts = dir.path().join("far.ts");
+    let mut joined = Vec::new();
+    let mut objects: Vec<_> = std::fs::read_dir(dir.path().join("far"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .collect();
+    objects.sort();
+    for o in &objects {
+        joined.extend(std::fs::read(o).unwrap());
+    }
+    std::fs::write(&far_ts, &joined).unwrap();
+    let (codecs, duration) = probe(&far_ts);
+    assert_eq!(codecs, vec!["opus".to_owned()], "{codecs:?}");
+    assert!(duration > 5.0, "far track lasts {duration} s");
+
+    // A far segment missing: the whole record is incomplete, not intact.
+    let last = objects.last().unwrap().clone();
+    let kept = std::fs::read(&last).unwrap();
+    std::fs::remove_file(&last).unwrap();
+    let (code, v) = verify();
+    assert_eq!(code, Some(4), "{v:#}");
+    assert_eq!(v["verdict"], "incomplete", "{v:#}");
+    std::fs::write(&last, &kept).unwrap();
+
+    // A far track cut short and re-signed is not the one the room's signed
+    // manifest names: tampered. (Here: its manifest loses its last segment.)
+    let far_manifest = dir.path().join("far/manifest.json");
+    let original = std::fs::read(&far_manifest).unwrap();
+    let mut m: Value = serde_json::from_slice(&original).unwrap();
+    let segs = m["segments"].as_array_mut().unwrap();
+    let cut = segs.pop().unwrap();
+    m["chain_head"] = segs.last().map_or(Value::from(""), |s| s["chain"].clone());
+    std::fs::write(&far_manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let (code, v) = verify();
+    assert_eq!(code, Some(3), "{v:#}");
+    let problems = v["problems"].to_string();
+    assert!(
+        problems.contains("not the one the room's manifest names"),
+        "{problems}"
+    );
+    println!("cut far track ({}): {problems}", cut["object"]);
+    std::fs::write(&far_manifest, &original).unwrap();
+
+    // And without its far track at all, the room's copy is not whole.
+    std::fs::remove_dir_all(dir.path().join("far")).unwrap();
+    let (code, v) = verify();
+    assert_eq!(code, Some(4), "{v:#}");
+    assert_eq!(v["verdict"], "incomplete", "{v:#}");
+    assert!(v["notes"].to_string().contains("is not here"), "{v:#}");
 }

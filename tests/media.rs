@@ -3,46 +3,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_udp_port, have, test_config, Daemon};
-
-/// The hub's program feed, from ffmpeg (not written here) as an SRT listener:
-/// a test picture and a tone in MPEG-TS, H.264 + Opus.
-fn hub_program(port: u16) -> Child {
-    Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-        ])
-        .args(["-c:a", "libopus", "-b:a", "64k", "-t", "60", "-f", "mpegts"])
-        .arg(format!(
-            "srt://127.0.0.1:{port}?mode=listener&pkt_size=1316"
-        ))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("ffmpeg")
-}
-
-fn return_config(port: u16) -> String {
-    test_config(&format!(
-        "\n[return_feed]\nenabled = true\nurl = \"srt://127.0.0.1:{port}\"\nlatency_ms = 120\n"
-    ))
-    .replace(
-        "[display]\nsink = \"fake\"",
-        "[display]\nsink = \"fake\"\nwidth = 640\nheight = 360",
-    )
-}
+use common::{free_udp_port, have, hub_program, return_config, test_config, Daemon};
 
 #[test]
 fn hub_program_reaches_display_and_speaker() {
@@ -52,7 +15,7 @@ fn hub_program_reaches_display_and_speaker() {
     }
     let port = free_udp_port();
     let mut hub = hub_program(port);
-    let d = Daemon::start(&return_config(port));
+    let d = Daemon::start(&return_config(port, ""));
     d.start_session();
     std::thread::sleep(Duration::from_secs(5));
     let st = d.status();

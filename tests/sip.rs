@@ -71,7 +71,7 @@ fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
         "<sip:8001@127.0.0.1;transport=udp>;regint=0;answermode=auto;audio_codecs=G722/16000/1,PCMU/8000/1",
     );
     let d = Daemon::start(&test_config(&sip_section(&format!(
-        "conference = \"sip:8001@127.0.0.1:{}\"\n",
+        "conference = \"sip:8001@127.0.0.1:{}\"\npin = \"12#\"\npin_delay_s = 0.5\n",
         far.port
     ))));
     let idle = d.status();
@@ -86,6 +86,27 @@ fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
         s["call"]["state"] == "connected"
     });
     assert_eq!(s["call"]["codecs"], "G722/8000 + H264/90000", "{s:#}");
+    // The conference hears the meeting PIN as RFC 4733 keypad events, in
+    // order, after the configured pause.
+    let t0 = Instant::now();
+    loop {
+        let log = far.log();
+        // baresip: `received event: '1' (end=1)` as each key is let go.
+        let keys: String = log
+            .split("received event: '")
+            .skip(1)
+            .filter(|r| r.get(1..10) == Some("' (end=1)"))
+            .filter_map(|r| r.chars().next())
+            .collect();
+        if keys == "12#" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "baresip heard the keys {keys:?}, not \"12#\":\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Both directions carry sound: the far end's tone reaches the box's
     // speaker path, and the box's 440 Hz microphone tone reaches the far end.
     let s = wait_for(&d, "audio both ways", Duration::from_secs(15), |s| {

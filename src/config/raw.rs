@@ -400,6 +400,8 @@ pub struct RawSip {
     pub redial_max_s: f64,
     pub video: bool,
     pub srtp: String,
+    pub pin: String,
+    pub pin_delay_s: f64,
 }
 
 impl Default for RawSip {
@@ -422,6 +424,8 @@ impl Default for RawSip {
             redial_max_s: 30.0,
             video: true,
             srtp: "optional".into(),
+            pin: String::new(),
+            pin_delay_s: 3.0,
         }
     }
 }

@@ -156,6 +156,11 @@ pub struct Sip {
     /// Offer and send video (off: an audio-only room).
     pub video: bool,
     pub srtp: SrtpPolicy,
+    /// A meeting PIN sent as RFC 4733 events once the conference answers
+    /// (digits 0-9, `*`, `#`, A-D), after `pin_delay`: MCUs play their
+    /// "enter the PIN" prompt first.
+    pub pin: Option<String>,
+    pub pin_delay: Duration,
 }
 
 impl Sip {
@@ -349,7 +354,35 @@ pub(super) fn validate(
             ))
         }
     };
+    let pin = raw.pin.trim().to_ascii_uppercase();
+    if let Some(c) = pin.chars().find(|c| !"0123456789*#ABCD".contains(*c)) {
+        return Err(p(
+            "pin",
+            format!("'{c}' cannot be sent as a keypad tone; a PIN is digits 0-9, *, # and A-D, e.g. \"123456#\""),
+        ));
+    }
+    if pin.len() > 32 {
+        return Err(p("pin", "is longer than 32 keys".to_owned()));
+    }
+    if !pin.is_empty() && conference.is_none() {
+        return Err(p(
+            "pin",
+            "is sent when the box dials the conference; set conference too (or remove pin)"
+                .to_owned(),
+        ));
+    }
+    if !(0.0..=60.0).contains(&raw.pin_delay_s) {
+        return Err(p(
+            "pin_delay_s",
+            format!(
+                "{} is out of range; expected 0 to 60 seconds",
+                raw.pin_delay_s
+            ),
+        ));
+    }
     Ok(Some(Sip {
+        pin: (!pin.is_empty()).then_some(pin),
+        pin_delay: Duration::from_secs_f64(raw.pin_delay_s),
         srtp,
         mode,
         conference,
@@ -407,6 +440,26 @@ mod tests {
         let sip = c.sip.unwrap();
         assert_eq!(sip.conference.unwrap().user.as_deref(), Some("8001"));
         assert!(parse("").unwrap().sip.is_none());
+    }
+
+    #[test]
+    fn a_meeting_pin_is_keypad_keys_for_a_dialled_conference() {
+        let c = parse("mode = \"sip\"\nconference = \"sip:1@h\"\npin = \" 12ab# \"\n").unwrap();
+        let sip = c.sip.unwrap();
+        assert_eq!(sip.pin.as_deref(), Some("12AB#"));
+        assert_eq!(sip.pin_delay, Duration::from_secs(3));
+        let e = parse("mode = \"sip\"\nconference = \"sip:1@h\"\npin = \"12-34\"\n").unwrap_err();
+        assert!(e.contains("'pin'") && e.contains("'-'"), "{e}");
+        let e = parse("mode = \"sip\"\nallow = [\"10.0.0.1\"]\npin = \"1\"\n").unwrap_err();
+        assert!(e.contains("'pin'") && e.contains("conference"), "{e}");
+        let e = parse("mode = \"sip\"\nconference = \"sip:1@h\"\npin_delay_s = 99\n").unwrap_err();
+        assert!(e.contains("'pin_delay_s'"), "{e}");
+        assert!(parse("mode = \"sip\"\nconference = \"sip:1@h\"\n")
+            .unwrap()
+            .sip
+            .unwrap()
+            .pin
+            .is_none());
     }
 
     #[test]

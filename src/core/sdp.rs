@@ -18,6 +18,10 @@ pub const PT_PCMA: u8 = 8;
 pub const PT_G722: u8 = 9;
 pub const PT_OPUS: u8 = 111;
 pub const PT_H264: u8 = 96;
+/// RFC 4733 events (a meeting PIN's digits) beside 8 kHz-clocked audio
+/// (G.722's RTP clock is 8 kHz too) and beside Opus.
+pub const PT_DTMF_8K: u8 = 101;
+pub const PT_DTMF_48K: u8 = 100;
 
 /// H.264 Constrained Baseline, level 3.1: what the box's encoder makes
 /// (x264 with `profile=constrained-baseline`) and what every room system
@@ -445,6 +449,9 @@ pub struct Stream {
     pub bandwidth_kbps: Option<u32>,
     /// `None`: plain RTP.
     pub srtp: Option<SrtpKeys>,
+    /// The payload type of RFC 4733 events at this stream's clock rate, when
+    /// both sides take them (audio only).
+    pub dtmf_pt: Option<u8>,
 }
 
 /// What a call's media was agreed to be.
@@ -452,6 +459,9 @@ pub struct Stream {
 pub struct Negotiated {
     pub audio: Option<Stream>,
     pub video: Option<Stream>,
+    /// The box placed the call (it dialled the conference): only then does
+    /// a configured meeting PIN go out.
+    pub outgoing: bool,
 }
 
 impl Negotiated {
@@ -514,6 +524,22 @@ fn codec_lines(out: &mut String, codec: Codec, pt: u8) {
     };
 }
 
+fn dtmf_lines(out: &mut String, pt: u8, rate: u32) {
+    let _ = write!(
+        out,
+        "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} 0-15\r\n"
+    );
+}
+
+/// The far end's RFC 4733 payload type at `codec`'s clock rate, if any.
+fn dtmf_of(m: &MediaDesc, codec: Codec) -> Option<u8> {
+    m.formats.iter().copied().find(|&pt| {
+        m.encoding(pt).is_some_and(|(name, rate, _)| {
+            name.eq_ignore_ascii_case("telephone-event") && rate == codec.clock_rate()
+        })
+    })
+}
+
 /// The tag of the box's offered crypto line.
 const OFFER_TAG: u32 = 1;
 
@@ -531,7 +557,8 @@ pub fn offer(l: &Local, video: bool) -> String {
     let mut out = String::new();
     header(&mut out, l);
     let proto = offer_proto(l);
-    let pts: Vec<String> = AUDIO_CODECS.iter().map(|c| c.1.to_string()).collect();
+    let mut pts: Vec<String> = AUDIO_CODECS.iter().map(|c| c.1.to_string()).collect();
+    pts.extend([PT_DTMF_8K.to_string(), PT_DTMF_48K.to_string()]);
     let _ = write!(
         out,
         "m=audio {} {proto} {}\r\n",
@@ -541,6 +568,8 @@ pub fn offer(l: &Local, video: bool) -> String {
     for &(c, pt) in AUDIO_CODECS {
         codec_lines(&mut out, c, pt);
     }
+    dtmf_lines(&mut out, PT_DTMF_8K, 8000);
+    dtmf_lines(&mut out, PT_DTMF_48K, 48000);
     if l.srtp != SrtpPolicy::Off {
         crypto_line(&mut out, OFFER_TAG, Suite::AesCm128HmacSha1_80, &l.key);
     }
@@ -619,6 +648,11 @@ fn stream(m: &MediaDesc, codec: Codec, pt: u8, local_port: u16) -> Result<Stream
         direction: m.direction.answer(),
         bandwidth_kbps: m.bandwidth_kbps,
         srtp: None,
+        dtmf_pt: if codec.is_video() {
+            None
+        } else {
+            dtmf_of(m, codec)
+        },
     })
 }
 
@@ -666,11 +700,15 @@ pub fn answer(offer: &Sdp, l: &Local) -> Result<(Negotiated, String), SdpError> 
                     l.audio_port
                 };
                 let mut s = stream(m, codec, pt, port)?;
-                let _ = write!(body, "m={} {port} {} {pt}\r\n", m.kind, m.proto);
+                let events = s.dtmf_pt.map(|d| format!(" {d}")).unwrap_or_default();
+                let _ = write!(body, "m={} {port} {} {pt}{events}\r\n", m.kind, m.proto);
                 if codec.is_video() {
                     let _ = write!(body, "b=AS:{}\r\n", l.video_kbps);
                 }
                 codec_lines(&mut body, codec, pt);
+                if let Some(d) = s.dtmf_pt {
+                    dtmf_lines(&mut body, d, codec.clock_rate());
+                }
                 if let Some((tag, keys)) = srtp {
                     crypto_line(&mut body, tag, keys.suite, &keys.send);
                     s.srtp = Some(keys);
@@ -755,6 +793,7 @@ pub fn accept(answer: &Sdp, l: &Local) -> Result<Negotiated, SdpError> {
     if neg.audio.is_none() && neg.video.is_none() {
         return Err(srtp_refusal.unwrap_or_else(|| no_common(answer)));
     }
+    neg.outgoing = true;
     // `stream` turned the far end's direction into the box's own.
     Ok(neg)
 }
@@ -794,12 +833,33 @@ m=video 20002 RTP/AVP 100 101\r\nb=AS:1000\r\na=rtpmap:100 H264/90000\r\na=fmtp:
             (v.codec, v.pt, v.bandwidth_kbps),
             (Codec::H264, 101, Some(1000))
         );
-        assert!(body.contains("m=audio 40000 RTP/AVP 9\r\n"), "{body}");
+        // Keypad events at G.722's 8 kHz RTP clock go along.
+        assert_eq!(a.dtmf_pt, Some(101));
+        assert!(body.contains("m=audio 40000 RTP/AVP 9 101\r\n"), "{body}");
+        assert!(
+            body.contains("a=rtpmap:101 telephone-event/8000\r\n"),
+            "{body}"
+        );
         assert!(body.contains("m=video 40002 RTP/AVP 101\r\n"), "{body}");
         assert!(body.contains("packetization-mode=1"), "{body}");
+        assert!(!neg.outgoing);
         // Our own answer parses back to the same choices.
         let back = accept(&parse(&body).unwrap(), &local()).unwrap();
-        assert_eq!(back.audio.unwrap().codec, Codec::G722);
+        let a = back.audio.unwrap();
+        assert_eq!((a.codec, a.dtmf_pt), (Codec::G722, Some(101)));
+        assert!(back.outgoing);
+    }
+
+    #[test]
+    fn keypad_events_only_at_the_codecs_clock() {
+        let o = offer(&local(), false);
+        assert!(o.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{o}");
+        assert!(o.contains("a=rtpmap:100 telephone-event/48000\r\n"), "{o}");
+        // A far end that answers Opus with 8 kHz events only: none sent.
+        let ans = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 20000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+        let n = accept(&parse(ans).unwrap(), &local()).unwrap();
+        assert_eq!(n.audio.unwrap().dtmf_pt, None);
     }
 
     #[test]
@@ -888,7 +948,10 @@ m=video 20002 RTP/AVP 100 101\r\nb=AS:1000\r\na=rtpmap:100 H264/90000\r\na=fmtp:
             ..local()
         };
         let o = offer(&l, true);
-        assert!(o.contains("m=audio 40000 RTP/SAVP 9 111 0 8\r\n"), "{o}");
+        assert!(
+            o.contains("m=audio 40000 RTP/SAVP 9 111 0 8 101 100\r\n"),
+            "{o}"
+        );
         assert_eq!(
             o.matches("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
                 .count(),
@@ -926,7 +989,7 @@ m=video 20002 RTP/AVP 100 101\r\nb=AS:1000\r\na=rtpmap:100 H264/90000\r\na=fmtp:
         let o = offer(&local(), true);
         let p = parse(&o).unwrap();
         assert_eq!(p.media.len(), 2);
-        assert_eq!(p.media[0].formats, vec![9, 111, 0, 8]);
+        assert_eq!(p.media[0].formats, vec![9, 111, 0, 8, 101, 100]);
         assert_eq!(p.media[1].bandwidth_kbps, Some(1500));
         assert_eq!(p.media[1].connection, Some("192.0.2.10".parse().unwrap()));
         let audio_only = offer(&local(), false);

@@ -23,6 +23,7 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("mqtt", "password"),
     ("archive", "secret_access_key"),
     ("sip", "password"),
+    ("sip", "pin"),
 ];
 
 /// Query parameters of a URL whose values are secrets.
@@ -120,16 +121,25 @@ mod tests {
             "return_feed": {"passphrase": "s-return"},
             "mqtt": {"password": "s-mqtt", "username": "box", "key": "/etc/diemcau/box.key"},
             "archive": {"secret_access_key": "s-archive", "access_key_id": "GK1"},
+            "sip": {"password": "s-sip", "pin": "s-pin", "user": "room1"},
         });
         redact_config(&mut v);
         let text = v.to_string();
-        for s in ["s-uplink", "s-return", "s-mqtt", "s-archive"] {
+        for s in [
+            "s-uplink",
+            "s-return",
+            "s-mqtt",
+            "s-archive",
+            "s-sip",
+            "s-pin",
+        ] {
             assert!(!text.contains(s), "{s} leaked: {text}");
         }
         assert_eq!(v["uplink"]["url"], "srt://h:1");
         assert_eq!(v["mqtt"]["username"], "box");
         assert_eq!(v["mqtt"]["key"], "/etc/diemcau/box.key");
         assert_eq!(v["archive"]["access_key_id"], "GK1");
+        assert_eq!(v["sip"]["user"], "room1");
     }
 
     #[test]

@@ -44,11 +44,15 @@ pub struct CallTask {
     pub video_kbps: u32,
     /// The far track's channel, when the session records the far end.
     pub far: Option<String>,
+    /// A meeting PIN for the conference the box dials, and the pause
+    /// before it.
+    pub pin: Option<(String, Duration)>,
 }
 
 struct Rtp {
     _run: Running,
     rtpbin: gst::Element,
+    dtmf: Option<gst::Element>,
     video: Option<gst_app::AppSrc>,
     audio: Option<gst_app::AppSrc>,
     received: [Arc<AtomicU64>; 2],
@@ -130,6 +134,16 @@ impl CallTask {
                 // The far end decodes from the first keyframe: ask for one
                 // now rather than wait for the next interval.
                 force_keyframe(&self.encoder);
+                if let (true, Some((pin, delay))) = (n.outgoing, &self.pin) {
+                    match &r.dtmf {
+                        Some(src) => {
+                            tokio::spawn(send_pin(src.downgrade(), pin.clone(), *delay));
+                        }
+                        None => tracing::warn!(
+                            "the conference takes no keypad events (RFC 4733 telephone-event): the meeting PIN is not sent"
+                        ),
+                    }
+                }
                 // A far end's PLI or FIR reaches the payloader as an
                 // upstream force-key-unit event: pass it to the encoder.
                 if let Some(pad) = r.video.as_ref().and_then(|v| v.static_pad("src")) {
@@ -181,6 +195,58 @@ impl CallTask {
         tracing::info!("call: encoder bitrate {kbps} kbit/s (the far end's limit: {cap})");
         enc.set_property_from_str("bitrate", &kbps.to_string());
     }
+}
+
+/// RFC 4733 event code of a keypad key.
+fn event_code(key: char) -> Option<i32> {
+    match key {
+        '0'..='9' => Some(key as i32 - '0' as i32),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(12 + key as i32 - 'A' as i32),
+        _ => None,
+    }
+}
+
+/// Press the PIN's keys, `delay` after the call's media starts: each key
+/// 200 ms down, 150 ms apart (what MCUs' PIN prompts take from a keypad).
+/// Stops quietly when the call's pipeline is gone. The digits are never
+/// logged.
+async fn send_pin(src: gst::glib::WeakRef<gst::Element>, pin: String, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    let event = |code: i32, start: bool| {
+        let mut st = gst::Structure::builder("dtmf-event")
+            .field("type", 1i32)
+            .field("number", code)
+            .field("start", start);
+        if start {
+            st = st.field("volume", 10i32);
+        }
+        gst::event::CustomUpstream::new(st.build())
+    };
+    // Into the source's pad, as if from downstream: `GstBaseSrc` does not
+    // hand custom upstream events given to the element to its subclass.
+    let press = |code: i32, start: bool| -> bool {
+        let Some(pad) = src.upgrade().and_then(|e| e.static_pad("src")) else {
+            return false;
+        };
+        pad.send_event(event(code, start));
+        true
+    };
+    for key in pin.chars() {
+        let Some(code) = event_code(key) else {
+            continue;
+        };
+        if !press(code, true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !press(code, false) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    tracing::info!(keys = pin.len(), "meeting PIN sent to the conference");
 }
 
 fn build(
@@ -255,12 +321,14 @@ fn build(
         count_buffers(&p, pipeline::RETURN_AUDIO),
         count_buffers(&p, pipeline::RETURN_VIDEO),
     ];
+    let p_dtmf = p.by_name(pipeline::CALL_DTMF);
     let run = Running::new(p.clone(), bus_tx, move |m| (gen, m));
     p.set_state(gst::State::Playing)
         .map_err(|e| format!("does not start: {e}"))?;
     Ok(Rtp {
         _run: run,
         rtpbin,
+        dtmf: p_dtmf,
         video,
         audio,
         received,
@@ -351,4 +419,16 @@ fn read_stats(r: &Rtp) -> CallMediaStats {
         out.loss_percent = Some(lost as f64 * 100.0 / (expected as f64 + lost as f64));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_code;
+
+    #[test]
+    fn keypad_keys_are_rfc_4733_codes() {
+        let codes: Vec<_> = "0159*#AD".chars().map(event_code).collect();
+        assert_eq!(codes, [0, 1, 5, 9, 10, 11, 12, 15].map(Some).to_vec());
+        assert_eq!(event_code('x'), None);
+    }
 }

@@ -482,6 +482,10 @@ impl Engine {
                 cap: call_cap.clone(),
                 video_kbps: cfg.video.bitrate_kbps,
                 far: ch.far.clone(),
+                pin: cfg
+                    .sip
+                    .as_ref()
+                    .and_then(|s| s.pin.clone().map(|p| (p, s.pin_delay))),
             };
             tokio::spawn(task.run(stop_rx));
             stop_tx

@@ -44,6 +44,8 @@ pub const CALL_AUDIO_TAP: &str = "callatap";
 pub const CALL_VIDEO_SRC: &str = "callv";
 pub const CALL_AUDIO_SRC: &str = "calla";
 pub const CALL_RTPBIN: &str = "rtp";
+/// The source of a meeting PIN's RFC 4733 events.
+pub const CALL_DTMF: &str = "dtmf";
 
 /// Process-wide channels between the session's pipelines and the display
 /// and speaker, which run for the daemon's whole life.
@@ -328,10 +330,22 @@ pub fn call(n: &Negotiated, d: &Display, far: Option<&str>) -> String {
                 "rtppcmudepay name=depay_0 ! mulawdec",
             ),
         };
+        // RFC 4733 events (a meeting PIN) share the audio stream: the mux
+        // gives them priority and keeps one SSRC and sequence.
+        let (mux, events) = match s.dtmf_pt {
+            Some(d) => (
+                "! rtpdtmfmux name=dtmfmux ".to_owned(),
+                format!(
+                    "rtpdtmfsrc name={CALL_DTMF} pt={d} clock-rate={rate} ! dtmfmux.priority_sink_0 ",
+                    rate = s.codec.clock_rate()
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         out += &format!(
             "appsrc name={CALL_AUDIO_SRC} is-live=true format=time max-bytes=200000 leaky-type=downstream block=false \
              ! queue max-size-buffers=20 leaky=downstream ! audioconvert ! audioresample ! {enc} ! {pay} pt={pt} \
-             ! {CALL_RTPBIN}.send_rtp_sink_0 {udp} \
+             {mux}! {CALL_RTPBIN}.send_rtp_sink_0 {events}{udp} \
              {depay} ! audioconvert ! audioresample ! {RETURN_AUDIO_CAPS} \
              ! identity name={RETURN_AUDIO} ! {out} ",
             pt = s.pt,

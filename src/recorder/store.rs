@@ -366,9 +366,12 @@ impl VerifyReport {
     /// when its manifest is not to be found). The room's verdict is the
     /// worse of the two: the record is the whole conversation.
     pub fn with_far(mut self, named: &FarTrack, far: Option<VerifyReport>, head: &str) -> Self {
+        // Missing, like a missing segment, makes the record incomplete;
+        // present but different makes it tampered.
+        let mut far_incomplete = far.is_none();
         match far {
             None => {
-                self.problems.push(format!(
+                self.notes.push(format!(
                     "the far end's track {} that the manifest names is not here",
                     named.session
                 ));
@@ -391,7 +394,7 @@ impl VerifyReport {
                 self.far = Some(Box::new(f));
             }
         }
-        let far_incomplete = self
+        far_incomplete |= self
             .far
             .as_ref()
             .is_some_and(|f| f.verdict == Verdict::Incomplete);

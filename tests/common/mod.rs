@@ -631,3 +631,41 @@ impl Drop for Garage {
         self.stop();
     }
 }
+
+/// The hub's program feed, from ffmpeg (not written here) as an SRT listener:
+/// a test picture and a tone in MPEG-TS, H.264 + Opus.
+pub fn hub_program(port: u16) -> Child {
+    Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+        ])
+        .args(["-c:a", "libopus", "-b:a", "64k", "-t", "60", "-f", "mpegts"])
+        .arg(format!(
+            "srt://127.0.0.1:{port}?mode=listener&pkt_size=1316"
+        ))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+/// A test config whose return feed pulls [`hub_program`] on `port`, with
+/// the fake display at the program's size, and `extra` sections.
+pub fn return_config(port: u16, extra: &str) -> String {
+    test_config(&format!(
+        "{extra}\n[return_feed]\nenabled = true\nurl = \"srt://127.0.0.1:{port}\"\nlatency_ms = 120\n"
+    ))
+    .replace(
+        "[display]\nsink = \"fake\"",
+        "[display]\nsink = \"fake\"\nwidth = 640\nheight = 360",
+    )
+}
