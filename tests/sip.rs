@@ -531,6 +531,61 @@ fn with_answer_button_a_call_rings_until_the_session_starts() {
     assert_eq!(s["phase"], "live", "{s:#}");
 }
 
+/// An MCU adapting to its link re-INVITEs with a new `b=AS`: answered at
+/// once (SIPp gives it 5 s; the stack alone would send 501 after 32 s), the
+/// encoder's ceiling follows, and the call's media run on without a rebuild.
+#[test]
+fn a_reinvite_with_a_new_bandwidth_moves_the_encoders_ceiling_mid_call() {
+    let d = Daemon::start(&test_config(&sip_section("allow = [\"127.0.0.1\"]\n")));
+    let local_port = sip_port(&d);
+    let mut mcu = Sipp::start(
+        "uac_reinvite.xml",
+        &[
+            &format!("127.0.0.1:{local_port}"),
+            "-s",
+            "room1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_sip_port().to_string(),
+            "-m",
+            "1",
+            "-d",
+            "4000",
+            "-mp",
+            &free_rtp_base().to_string(),
+        ],
+    );
+    // b=AS:256 first: nine tenths of it for the encoder.
+    let s = wait_for(&d, "answered", Duration::from_secs(10), |s| {
+        s["call"]["state"] == "connected" && s["call"]["media"]["video_cap_kbps"] == 230
+    });
+    assert_eq!(s["phase"], "live", "{s:#}");
+    let before = s["call"]["media"]["video_packets_sent"]
+        .as_u64()
+        .unwrap_or(0);
+    // Then b=AS:500 in the re-INVITE: 450, the same call.
+    let s = wait_for(&d, "the new ceiling", Duration::from_secs(10), |s| {
+        s["call"]["media"]["video_cap_kbps"] == 450
+    });
+    assert_eq!(s["call"]["state"], "connected", "{s:#}");
+    assert_eq!(s["call"]["calls"], 1, "{s:#}");
+    // The pipeline was not rebuilt: its counters ran on from before.
+    assert!(
+        s["call"]["media"]["video_packets_sent"]
+            .as_u64()
+            .unwrap_or(0)
+            >= before,
+        "{s:#}"
+    );
+    assert_eq!(
+        mcu.wait(Duration::from_secs(20)),
+        Some(0),
+        "the re-INVITE was not answered in time:\n{}",
+        mcu.trace()
+    );
+}
+
 #[test]
 fn a_sip_port_in_use_is_reported_and_taken_once_free() {
     // Something else holds the box's SIP port when the daemon starts.

@@ -62,6 +62,7 @@ impl CallTask {
     pub async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let (bus_tx, mut bus_rx) = mpsc::unbounded_channel::<(u64, gst::Message)>();
         let mut gen = 0u64;
+        let mut current = self.negotiated.borrow_and_update().clone();
         let mut rtp: Option<Rtp> = self.rebuild(&mut gen, &bus_tx);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -71,6 +72,16 @@ impl CallTask {
                     if changed.is_err() {
                         break;
                     }
+                    let now = self.negotiated.borrow_and_update().clone();
+                    // A new `b=AS` alone (a re-INVITE from an MCU adapting
+                    // to its link) moves the encoder's ceiling; the call's
+                    // pipeline, its ports and keys stay as they are.
+                    if rtp.is_some() && same_streams(current.as_ref(), now.as_ref()) {
+                        self.apply_cap(now.as_ref());
+                        current = now;
+                        continue;
+                    }
+                    current = now;
                     // The old pipeline lets go of its ports first.
                     drop(rtp.take());
                     rtp = self.rebuild(&mut gen, &bus_tx);
@@ -195,6 +206,21 @@ impl CallTask {
         tracing::info!("call: encoder bitrate {kbps} kbit/s (the far end's limit: {cap})");
         enc.set_property_from_str("bitrate", &kbps.to_string());
     }
+}
+
+/// Whether two negotiations differ at most in the far end's `b=AS`.
+fn same_streams(a: Option<&Negotiated>, b: Option<&Negotiated>) -> bool {
+    let strip = |n: Option<&Negotiated>| {
+        n.map(|n| {
+            let mut n = n.clone();
+            for s in [&mut n.audio, &mut n.video].into_iter().flatten() {
+                s.bandwidth_kbps = None;
+            }
+            n.outgoing = false;
+            n
+        })
+    };
+    a.is_some() && strip(a) == strip(b)
 }
 
 /// RFC 4733 event code of a keypad key.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rsipstack::dialog::authenticate::Credential;
-use rsipstack::dialog::dialog::{DialogState, DialogStateSender};
+use rsipstack::dialog::dialog::{DialogState, DialogStateSender, TransactionHandle};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -118,6 +118,8 @@ struct Call {
     remote: String,
     /// The answer to send when a ringing call is picked up.
     pending_answer: Option<(Negotiated, String)>,
+    /// What the media runs with now (a re-INVITE may change it).
+    negotiated: Option<Negotiated>,
 }
 
 /// The stack once it runs.
@@ -586,6 +588,7 @@ impl Agent {
                     state: CallState::Dialing,
                     remote: conference.text.clone(),
                     pending_answer: None,
+                    negotiated: None,
                 });
                 self.publish();
                 let ev = self.ev_tx.clone();
@@ -652,6 +655,9 @@ impl Agent {
         self.stats.codecs = Some(n.describe());
         self.stats.calls += 1;
         self.stats.last_error = None;
+        if let Some(c) = self.call.as_mut() {
+            c.negotiated = Some(n.clone());
+        }
         self.media.call(Some(n));
         self.backoff.reset();
         self.redial_at = None;
@@ -784,7 +790,76 @@ impl Agent {
         }
     }
 
+    /// A re-INVITE or UPDATE in the call's dialog (an MCU changing the
+    /// bitrate with a new `b=AS`, moving its media, putting the room on
+    /// hold): answered at once from the same policy as a new call, with the
+    /// call's key, and the media follow. An offer the box cannot take is
+    /// refused (488) and the call goes on as it was. Without an answer the
+    /// stack would send 501 after 32 s and the MCU would drop the room.
+    fn on_update(
+        &mut self,
+        stack: &Stack,
+        req: &rsipstack::sip::Request,
+        handle: TransactionHandle,
+    ) {
+        let Some(call) = self.call.as_mut() else {
+            tokio::spawn(async move {
+                let _ = handle.reply(StatusCode::CallTransactionDoesNotExist).await;
+            });
+            return;
+        };
+        let body = String::from_utf8_lossy(req.body()).to_string();
+        if body.trim().is_empty() {
+            // No offer (a session refresh): nothing changes.
+            tokio::spawn(async move {
+                let _ = handle.reply(StatusCode::OK).await;
+            });
+            return;
+        }
+        let outgoing = call.negotiated.as_ref().is_some_and(|n| n.outgoing);
+        self.version += 1;
+        let local = self.local(stack);
+        match sdp::parse(&body).and_then(|o| sdp::answer(&o, &local)) {
+            Ok((mut n, answer)) => {
+                n.outgoing = outgoing;
+                tracing::info!(codecs = %n.describe(), video_kbps = ?n.video.as_ref().and_then(|v| v.bandwidth_kbps), "the far end changed the call's media ({})", req.method);
+                if let Some(c) = self.call.as_mut() {
+                    c.negotiated = Some(n.clone());
+                }
+                self.stats.codecs = Some(n.describe());
+                self.media.call(Some(n));
+                self.publish();
+                tokio::spawn(async move {
+                    let _ = handle
+                        .respond(
+                            StatusCode::OK,
+                            Some(vec![Header::ContentType("application/sdp".into())]),
+                            Some(answer.into_bytes()),
+                        )
+                        .await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!("refused the far end's new offer ({}): {e}", req.method);
+                tokio::spawn(async move {
+                    let _ = handle.reply(StatusCode::NotAcceptableHere).await;
+                });
+            }
+        }
+    }
+
     fn on_dialog(&mut self, stack: &Stack, st: DialogState, phase: Phase) {
+        if let DialogState::Updated(id, req, handle) = st {
+            let ours = self.call.as_ref().is_some_and(|c| c.call_id == id.call_id);
+            if ours {
+                self.on_update(stack, &req, handle);
+            } else {
+                tokio::spawn(async move {
+                    let _ = handle.reply(StatusCode::CallTransactionDoesNotExist).await;
+                });
+            }
+            return;
+        }
         if let DialogState::Terminated(id, reason) = st {
             stack.dialogs.remove_dialog(&id);
             let ours = self
@@ -898,6 +973,7 @@ impl Agent {
                     state: CallState::Ringing,
                     remote: from.clone(),
                     pending_answer: None,
+                    negotiated: None,
                 });
                 match decision {
                     Incoming::Ring => {
