@@ -842,10 +842,19 @@ fn conference(cfg: &Config, lang: Language, status: Option<&crate::core::status:
     };
     let at = format!("{host}:{port}/{}", sip.transport.name());
     let ping = sip_options(&host, port, sip.transport, Duration::from_secs(3));
-    let ping_text = match &ping {
+    let mut ping_text = match &ping {
         Ok((answer, ms)) => say::sip_options(lang, &at, answer, *ms),
         Err(e) => format!("{at}: {e}"),
     };
+    // Where the NAT shows the box, on every line this check can give.
+    let stun_text = sip.stun.as_ref().map(|server| {
+        let seen = stun_probe(&server.host, server.port, Duration::from_secs(1));
+        format!(
+            "; {}",
+            say::stun(lang, &format!("{}:{}", server.host, server.port), seen)
+        )
+    });
+    ping_text += stun_text.as_deref().unwrap_or_default();
     if let Some(s) = status {
         let c = &s.call;
         if sip.registrar.is_some() && !c.registered {
@@ -865,6 +874,7 @@ fn conference(cfg: &Config, lang: Language, status: Option<&crate::core::status:
                 c.codecs.as_deref().unwrap_or_default(),
                 c.media.rtt_ms,
             );
+            let call = call + stun_text.as_deref().unwrap_or_default();
             return check(
                 name,
                 Verdict::Pass,
@@ -899,6 +909,36 @@ fn conference(cfg: &Config, lang: Language, status: Option<&crate::core::status:
             say::advice(lang, Advice::SipUnanswered),
         ),
     }
+}
+
+/// Ask a STUN server where this machine is seen from (from a port of its
+/// own: the media ports may be in a call). Twice, `timeout` each.
+fn stun_probe(host: &str, port: u16, timeout: Duration) -> Result<String, String> {
+    use crate::core::stun;
+    use std::net::ToSocketAddrs;
+    let server = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .find(|a| a.is_ipv4())
+        .ok_or("no IPv4 address")?;
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut txid = [0u8; 12];
+    getrandom::getrandom(&mut txid).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 576];
+    for _ in 0..2 {
+        sock.send_to(&stun::binding_request(txid), server)
+            .map_err(|e| e.to_string())?;
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if from == server {
+                return stun::mapped_address(&buf[..n], txid)
+                    .map(|a| a.to_string())
+                    .map_err(|e| e.to_string());
+            }
+        }
+    }
+    Err(format!("nothing within {} s", 2 * timeout.as_secs()))
 }
 
 /// Send one SIP OPTIONS to `host:port` and read the status line of the

@@ -16,6 +16,9 @@ packages=(
   systemd
   # SIP peers for tests/sip.rs: a far end, a registrar/proxy, scripted edges.
   baresip-core baresip-ffmpeg kamailio sip-tester
+  # A real NAT for the SIP test behind it (libslirp, as in QEMU), and a STUN
+  # server on its far side; nsenter and unshare come with util-linux.
+  slirp4netns coturn iproute2 util-linux
   # The OS image (image/build.sh) and the virtual bridge room test.
   mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-system-x86 ovmf
 )

@@ -586,6 +586,93 @@ fn a_reinvite_with_a_new_bandwidth_moves_the_encoders_ceiling_mid_call() {
     );
 }
 
+/// The box behind a real NAT (slirp, as in the virtual bridge room) dials
+/// a far end that sends where the SDP says and does not follow where media
+/// come from (baresip). With `[sip] stun` the box advertises the NAT's
+/// mapping of its media ports, and the far end's sound gets in.
+#[test]
+fn behind_a_nat_stun_lets_the_far_ends_media_in() {
+    if !common::nat::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "slirp4netns, coturn and nsenter are installed by .ci/run"
+        );
+        eprintln!("SKIP: slirp4netns or coturn missing (tests/quickstart.sh installs them)");
+        return;
+    }
+    use common::nat::{SlirpNat, BOX_IP, FAR_IP};
+    println!(
+        "not exercised here: a carrier's address-and-port-dependent NAT (slirp maps \
+         independently of the destination, like QEMU's in the virtual room)"
+    );
+    let mut nat = SlirpNat::new();
+    nat.start_stun();
+    let far_ns = nat.far_ns();
+    let far = common::sip::Baresip::start_at(
+        "<sip:8001@10.0.3.5;transport=udp>;regint=0;answermode=auto;audio_codecs=G722/16000/1",
+        FAR_IP,
+        Some(&far_ns),
+    );
+    let rtp = free_rtp_base();
+    let cfg = test_config(&format!(
+        "\n[sip]\nmode = \"sip\"\nlocal_port = {}\nrtp_port = {rtp}\nredial_max_s = 2\n\
+         conference = \"sip:8001@{FAR_IP}:{}\"\nstun = \"{FAR_IP}:3478\"\n",
+        free_sip_port(),
+        far.port
+    ));
+    let d = Daemon::start_in(&cfg, Some(nat.box_ns()));
+    d.start_session();
+    let s = wait_for(&d, "call connected", Duration::from_secs(15), |s| {
+        s["call"]["state"] == "connected"
+    });
+    // The SDP carries the NAT's mapping, not the box's 10.0.2.100:rtp_port.
+    let advertised = s["call"]["media_address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("box {BOX_IP}:{rtp} advertised as {advertised}");
+    assert!(advertised.starts_with(&format!("{FAR_IP}:")), "{s:#}");
+    assert!(
+        !advertised.contains(&format!(":{rtp} ")),
+        "slirp keeps no port: {s:#}"
+    );
+    // The far end's sound comes in through the NAT, and the room's goes out.
+    let s = wait_for(&d, "media both ways", Duration::from_secs(15), |s| {
+        s["call"]["media"]["audio_packets_received"].as_u64() > Some(100)
+            && s["call"]["media"]["audio_packets_sent"].as_u64() > Some(100)
+    });
+    println!("through the NAT: {:#}", s["call"]["media"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (samples, rate) = far.received_audio();
+    // Quarter seconds of what baresip heard: the room's tone must come
+    // through clearly (slirp's user-space relay adds jitter that baresip's
+    // buffer shows as a click now and then, so not every quarter is clean).
+    let quarters: Vec<f64> = samples
+        .chunks(rate.max(4) as usize / 4)
+        .map(|c| tone_share(c, rate, 440.0))
+        .collect();
+    let clean = quarters.iter().filter(|q| **q > 0.8).count();
+    println!(
+        "the far end hears the room's 440 Hz: {clean} of {} quarter seconds clean",
+        quarters.len()
+    );
+    assert!(
+        clean >= 4,
+        "baresip's recording, 440 Hz share per quarter second: {quarters:.2?}\n{}",
+        far.log()
+    );
+    // The technician's view: doctor asks the STUN server too.
+    let line = doctor_line(&d);
+    println!("doctor: {line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("seen from outside as {FAR_IP}:"))),
+        "{line}"
+    );
+    assert!(d.cli(&["stop"]).status.success());
+}
+
 #[test]
 fn a_sip_port_in_use_is_reported_and_taken_once_free() {
     // Something else holds the box's SIP port when the daemon starts.

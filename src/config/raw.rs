@@ -402,6 +402,7 @@ pub struct RawSip {
     pub srtp: String,
     pub pin: String,
     pub pin_delay_s: f64,
+    pub stun: String,
 }
 
 impl Default for RawSip {
@@ -426,6 +427,7 @@ impl Default for RawSip {
             srtp: "optional".into(),
             pin: String::new(),
             pin_delay_s: 3.0,
+            stun: String::new(),
         }
     }
 }

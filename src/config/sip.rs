@@ -161,6 +161,9 @@ pub struct Sip {
     /// "enter the PIN" prompt first.
     pub pin: Option<String>,
     pub pin_delay: Duration,
+    /// A STUN server (RFC 8489) to learn where the media ports are seen
+    /// from outside a NAT, asked before each offer or answer.
+    pub stun: Option<HostPort>,
 }
 
 impl Sip {
@@ -380,7 +383,15 @@ pub(super) fn validate(
             ),
         ));
     }
+    let stun = match raw.stun.trim() {
+        "" => None,
+        s if !s.contains(':') => {
+            Some(HostPort::parse(&format!("{s}:3478")).map_err(|m| p("stun", m))?)
+        }
+        s => Some(HostPort::parse(s).map_err(|m| p("stun", m))?),
+    };
     Ok(Some(Sip {
+        stun,
         pin: (!pin.is_empty()).then_some(pin),
         pin_delay: Duration::from_secs_f64(raw.pin_delay_s),
         srtp,

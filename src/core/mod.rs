@@ -13,6 +13,7 @@ pub mod sdp;
 pub mod secrets;
 pub mod session;
 pub mod status;
+pub mod stun;
 pub mod trees;
 pub mod ts;
 pub mod words;

@@ -129,6 +129,9 @@ pub struct MediaDesc {
     pub bandwidth_kbps: Option<u32>,
     pub direction: Direction,
     pub crypto: Vec<String>,
+    /// `a=rtcp` (RFC 3605): RTCP's port when it is not RTP's plus one
+    /// (a far end behind a NAT that learnt its mapping).
+    pub rtcp_port: Option<u16>,
 }
 
 impl MediaDesc {
@@ -341,6 +344,8 @@ fn parse_attribute(m: &mut MediaDesc, value: &str, n: usize) -> Result<(), SdpEr
         }
     } else if let Some(rest) = value.strip_prefix("crypto:") {
         m.crypto.push(rest.to_owned());
+    } else if let Some(rest) = value.strip_prefix("rtcp:") {
+        m.rtcp_port = rest.split_whitespace().next().and_then(|p| p.parse().ok());
     }
     Ok(())
 }
@@ -443,6 +448,8 @@ pub struct Stream {
     pub codec: Codec,
     pub pt: u8,
     pub remote: SocketAddr,
+    /// Where the far end takes RTCP (its `a=rtcp`, else RTP's port + 1).
+    pub remote_rtcp: u16,
     pub local_port: u16,
     pub direction: Direction,
     /// The far end's `b=AS`, the most it wants to receive.
@@ -498,15 +505,52 @@ pub struct Local {
     pub srtp: SrtpPolicy,
     /// The box's SRTP master key and salt for this call (fresh per call).
     pub key: [u8; SRTP_KEY_LEN],
+    /// Where the media ports are seen from outside a NAT (learnt by STUN);
+    /// `None`: the local address and ports.
+    pub public: Option<PublicMedia>,
+}
+
+/// The box's media ports as a NAT maps them: RTP and RTCP of audio and of
+/// video. A NAT need not keep RTCP next to RTP, so `a=rtcp` says where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicMedia {
+    pub ip: IpAddr,
+    pub audio: (u16, u16),
+    pub video: (u16, u16),
+}
+
+impl Local {
+    fn advertised_ip(&self) -> IpAddr {
+        self.public.map_or(self.address, |p| p.ip)
+    }
+
+    /// The (RTP, RTCP) ports to advertise for a stream.
+    fn advertised(&self, video: bool) -> (u16, u16) {
+        match (self.public, video) {
+            (Some(p), false) => p.audio,
+            (Some(p), true) => p.video,
+            (None, false) => (self.audio_port, self.audio_port + 1),
+            (None, true) => (self.video_port, self.video_port + 1),
+        }
+    }
+
+    /// `a=rtcp` when RTCP is not where RFC 3550 would put it.
+    fn rtcp_line(&self, out: &mut String, video: bool) {
+        let (rtp, rtcp) = self.advertised(video);
+        if rtcp != rtp.wrapping_add(1) {
+            let _ = write!(out, "a=rtcp:{rtcp}\r\n");
+        }
+    }
 }
 
 fn header(out: &mut String, l: &Local) {
-    let fam = if l.address.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = l.advertised_ip();
+    let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     // The writes below go to a String, which cannot fail.
     let _ = write!(
         out,
-        "v=0\r\no=diemcau {} {} IN {fam} {}\r\ns=diemcau\r\nc=IN {fam} {}\r\nt=0 0\r\n",
-        l.session_id, l.version, l.address, l.address
+        "v=0\r\no=diemcau {} {} IN {fam} {ip}\r\ns=diemcau\r\nc=IN {fam} {ip}\r\nt=0 0\r\n",
+        l.session_id, l.version
     );
 }
 
@@ -562,9 +606,10 @@ pub fn offer(l: &Local, video: bool) -> String {
     let _ = write!(
         out,
         "m=audio {} {proto} {}\r\n",
-        l.audio_port,
+        l.advertised(false).0,
         pts.join(" ")
     );
+    l.rtcp_line(&mut out, false);
     for &(c, pt) in AUDIO_CODECS {
         codec_lines(&mut out, c, pt);
     }
@@ -578,8 +623,10 @@ pub fn offer(l: &Local, video: bool) -> String {
         let _ = write!(
             out,
             "m=video {} {proto} {PT_H264}\r\nb=AS:{}\r\n",
-            l.video_port, l.video_kbps
+            l.advertised(true).0,
+            l.video_kbps
         );
+        l.rtcp_line(&mut out, true);
         codec_lines(&mut out, Codec::H264, PT_H264);
         if l.srtp != SrtpPolicy::Off {
             crypto_line(&mut out, OFFER_TAG, Suite::AesCm128HmacSha1_80, &l.key);
@@ -644,6 +691,7 @@ fn stream(m: &MediaDesc, codec: Codec, pt: u8, local_port: u16) -> Result<Stream
         codec,
         pt,
         remote: SocketAddr::new(ip, m.port),
+        remote_rtcp: m.rtcp_port.unwrap_or(m.port.saturating_add(1)),
         local_port,
         direction: m.direction.answer(),
         bandwidth_kbps: m.bandwidth_kbps,
@@ -701,7 +749,14 @@ pub fn answer(offer: &Sdp, l: &Local) -> Result<(Negotiated, String), SdpError> 
                 };
                 let mut s = stream(m, codec, pt, port)?;
                 let events = s.dtmf_pt.map(|d| format!(" {d}")).unwrap_or_default();
-                let _ = write!(body, "m={} {port} {} {pt}{events}\r\n", m.kind, m.proto);
+                let _ = write!(
+                    body,
+                    "m={} {} {} {pt}{events}\r\n",
+                    m.kind,
+                    l.advertised(codec.is_video()).0,
+                    m.proto
+                );
+                l.rtcp_line(&mut body, codec.is_video());
                 if codec.is_video() {
                     let _ = write!(body, "b=AS:{}\r\n", l.video_kbps);
                 }
@@ -812,7 +867,36 @@ mod tests {
             version: 1,
             srtp: SrtpPolicy::Off,
             key: [7; SRTP_KEY_LEN],
+            public: None,
         }
+    }
+
+    #[test]
+    fn behind_a_nat_the_mapped_address_and_ports_are_advertised() {
+        let l = Local {
+            public: Some(PublicMedia {
+                ip: "203.0.113.7".parse().unwrap(),
+                audio: (61000, 61001),
+                video: (61010, 52000),
+            }),
+            ..local()
+        };
+        let o = offer(&l, true);
+        assert!(o.contains("c=IN IP4 203.0.113.7\r\n"), "{o}");
+        assert!(o.contains("m=audio 61000 "), "{o}");
+        assert!(o.contains("m=video 61010 "), "{o}");
+        // RTCP where RFC 3550 puts it needs no line; elsewhere it does.
+        assert!(!o.contains("a=rtcp:61001"), "{o}");
+        assert!(o.contains("a=rtcp:52000\r\n"), "{o}");
+        // The box still listens on its own ports, and reads a far end's
+        // `a=rtcp` the same way.
+        let p = parse(&o).unwrap();
+        assert_eq!(p.media[1].rtcp_port, Some(52000));
+        let (n, body) = answer(&p, &l).unwrap();
+        assert!(body.contains("m=video 61010 "), "{body}");
+        let v = n.video.unwrap();
+        assert_eq!((v.local_port, v.remote_rtcp), (40002, 52000));
+        assert_eq!(n.audio.unwrap().remote_rtcp, 61001);
     }
 
     /// What baresip 1.0 offers (captured on the wire), trimmed.

@@ -67,6 +67,10 @@ pub struct CallStats {
     pub calls: u64,
     /// Incoming calls refused (not allowed, busy, no common codec).
     pub refused: u64,
+    /// Where the far end is told to send the media, when STUN found it
+    /// (`203.0.113.7:61000 (STUN)`); `None`: the box's own address.
+    #[serde(default)]
+    pub media_address: Option<String>,
     pub media: CallMediaStats,
 }
 

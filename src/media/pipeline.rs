@@ -274,7 +274,7 @@ pub fn call(n: &Negotiated, d: &Display, far: Option<&str>) -> String {
     let mut out = format!("rtpbin name={CALL_RTPBIN} latency=120 ");
     let udp = |s: &Stream, id: u32| {
         let (ip, port) = (s.remote.ip(), s.remote.port());
-        let (rport, lp, lrp) = (port.saturating_add(1), s.local_port, s.local_port + 1);
+        let (rport, lp, lrp) = (s.remote_rtcp, s.local_port, s.local_port + 1);
         let out = |what: &str| {
             format!(
                 "udpsink name={what}_out_{id} host={ip} port={} sync=false async=false",

@@ -42,6 +42,7 @@ use crate::core::events::EventKind;
 use crate::core::sdp::{self, Local, Negotiated};
 use crate::core::session::{Degradation, Origin, Phase};
 use crate::core::status::{CallState, CallStats, MediaEvent};
+use crate::core::stun;
 use crate::events::Outbox;
 use crate::lifecycle::Stopping;
 use crate::media::MediaHandle;
@@ -150,6 +151,8 @@ struct Agent {
     stats: CallStats,
     call: Option<Call>,
     redial_at: Option<Instant>,
+    /// The media ports as the NAT shows them (STUN), for this call.
+    public: Option<sdp::PublicMedia>,
     backoff: Backoff,
     reported_down: bool,
     /// The supervisor's phase as last seen: a degradation counts only
@@ -198,6 +201,7 @@ async fn run(d: Deps) {
         },
         call: None,
         redial_at: None,
+        public: None,
         reported_down: false,
         // A session resumed after a crash may already be starting.
         phase: *phase.borrow(),
@@ -244,6 +248,7 @@ async fn run(d: Deps) {
         if policy::should_dial(current, agent.state(), agent.cfg.conference.is_some())
             && agent.redial_at.is_none()
         {
+            agent.learn_public(&stack).await;
             agent.dial(&stack);
         }
         let redial = async {
@@ -538,6 +543,48 @@ impl Agent {
             version: self.version,
             srtp: self.cfg.srtp,
             key: self.key,
+            public: self.public,
+        }
+    }
+
+    /// With `[sip] stun`, ask from each of the four media ports where the
+    /// NAT shows it, just before an offer or answer: a carrier NAT forgets
+    /// an idle mapping within a minute or two, and the call's media then
+    /// keep it open from the same ports. On any failure the box advertises
+    /// its own address (a far end that latches still works) and says why.
+    async fn learn_public(&mut self, stack: &Stack) {
+        self.public = None;
+        let Some(server) = self.cfg.stun.clone() else {
+            return;
+        };
+        let r = stun_media(stack.local_ip, self.cfg.rtp_port, &server.host, server.port).await;
+        match r {
+            Ok(p) => {
+                tracing::info!(
+                    "media seen from outside as {}: audio {}/{}, video {}/{} (STUN {}:{})",
+                    p.ip,
+                    p.audio.0,
+                    p.audio.1,
+                    p.video.0,
+                    p.video.1,
+                    server.host,
+                    server.port
+                );
+                self.stats.media_address = Some(format!("{}:{} (STUN)", p.ip, p.audio.0));
+                self.public = Some(p);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "STUN {}:{}: {e}; advertising the box's own address",
+                    server.host,
+                    server.port
+                );
+                self.stats.media_address = None;
+                self.stats.last_error = Some(format!(
+                    "STUN server {}:{} did not answer ({e}): the far end must follow where the media come from",
+                    server.host, server.port
+                ));
+            }
         }
     }
 
@@ -934,6 +981,7 @@ impl Agent {
                     refuse(&mut tx, StatusCode::ServerInternalError).await;
                     return;
                 }
+                self.learn_public(stack).await;
                 let local = self.local(stack);
                 let (n, body) = match sdp::parse(&offer).and_then(|o| sdp::answer(&o, &local)) {
                     Ok(x) => x,
@@ -1014,6 +1062,58 @@ fn accept(dialog: &InviteDialog, body: String) -> Result<(), SipError> {
         Some(vec![Header::ContentType("application/sdp".into())]),
         Some(body.into_bytes()),
     )?)
+}
+
+/// Ask `server` from each media port (audio RTP and RTCP, video RTP and
+/// RTCP, from `base`) where it sees it. All four at once, two tries of
+/// 400 ms each: a call is not held up for long by a STUN server that is
+/// gone. The sockets close before the call's pipeline binds the same ports.
+async fn stun_media(
+    local: IpAddr,
+    base: u16,
+    host: &str,
+    port: u16,
+) -> Result<sdp::PublicMedia, String> {
+    let server = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .ok_or_else(|| format!("{host} has no address of the box's family"))?;
+    let ask = |p: u16| async move {
+        let sock = tokio::net::UdpSocket::bind((local, p))
+            .await
+            .map_err(|e| format!("cannot open media port {p}/udp: {e}"))?;
+        let mut txid = [0u8; 12];
+        getrandom::getrandom(&mut txid).map_err(|e| format!("no randomness: {e}"))?;
+        let req = stun::binding_request(txid);
+        let mut buf = [0u8; 576];
+        for _ in 0..2 {
+            sock.send_to(&req, server)
+                .await
+                .map_err(|e| format!("cannot send from port {p}: {e}"))?;
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+            while let Ok(Ok((n, from))) =
+                tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await
+            {
+                if from != server {
+                    continue;
+                }
+                match stun::mapped_address(&buf[..n], txid) {
+                    Ok(a) => return Ok(a),
+                    Err(stun::StunError::OtherTransaction | stun::StunError::NotStun) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        Err(format!("no answer to port {p}'s request"))
+    };
+    let (a, ac, v, vc) = tokio::join!(ask(base), ask(base + 1), ask(base + 2), ask(base + 3));
+    let (a, ac, v, vc) = (a?, ac?, v?, vc?);
+    Ok(sdp::PublicMedia {
+        ip: a.ip(),
+        audio: (a.port(), ac.port()),
+        video: (v.port(), vc.port()),
+    })
 }
 
 fn host_for_uri(ip: IpAddr) -> String {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mqtt;
+pub mod nat;
 pub mod relay;
 pub mod sip;
 
@@ -59,12 +60,19 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// The network namespace the daemon runs in (behind a NAT), if any.
+    pub netns: Option<PathBuf>,
 }
 
 impl Daemon {
     /// Write `config_text` (with state_dir and socket set to the temp dir)
     /// and start the daemon; waits until it answers `status`.
     pub fn start(config_text: &str) -> Daemon {
+        Self::start_in(config_text, None)
+    }
+
+    /// Like [`Daemon::start`], inside network namespace `netns` when given.
+    pub fn start_in(config_text: &str, netns: Option<PathBuf>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("api.sock");
         let state = dir.path().join("state");
@@ -85,6 +93,7 @@ impl Daemon {
             config,
             socket,
             child: None,
+            netns,
         };
         d.spawn();
         d
@@ -97,7 +106,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let child = nat::command_in(self.netns.as_deref(), BIN)
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "debug")
@@ -147,8 +156,9 @@ impl Daemon {
     }
 
     /// Run the CLI against this daemon.
+    /// In the daemon's network namespace, as a technician at the box would.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        nat::command_in(self.netns.as_deref(), BIN)
             .args(args)
             .arg("--config")
             .arg(&self.config)

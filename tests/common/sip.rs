@@ -82,6 +82,12 @@ pub struct Baresip {
 impl Baresip {
     /// `account` is one line of baresip's `accounts` file.
     pub fn start(account: &str) -> Baresip {
+        Self::start_at(account, "127.0.0.1", None)
+    }
+
+    /// On address `addr`, inside network namespace `netns` when given (the
+    /// far side of a NAT: see `common::nat`).
+    pub fn start_at(account: &str, addr: &str, netns: Option<&Path>) -> Baresip {
         let dir = tempfile::tempdir().unwrap();
         let (media, rec) = (dir.path().join("media"), dir.path().join("rec"));
         std::fs::create_dir_all(&media).unwrap();
@@ -95,6 +101,7 @@ impl Baresip {
             .replace("@MEDIA_DIR@", media.to_str().unwrap())
             .replace("@REC_DIR@", rec.to_str().unwrap())
             .replace("@SIP_PORT@", &port.to_string())
+            .replace("@ADDR@", addr)
             .replace("@CTRL_PORT@", &ctrl.to_string())
             .replace("@RTP_PORTS@", &format!("{rtp}-{}", rtp + 40));
         let conf = dir.path().join("conf");
@@ -102,7 +109,7 @@ impl Baresip {
         std::fs::write(conf.join("config"), text).unwrap();
         std::fs::write(conf.join("accounts"), format!("{account}\n")).unwrap();
         let log = std::fs::File::create(dir.path().join("baresip.log")).unwrap();
-        let child = Command::new("baresip")
+        let child = super::nat::command_in(netns, "baresip")
             .arg("-f")
             .arg(&conf)
             .stdin(Stdio::null())

@@ -409,6 +409,20 @@ pub fn sip_options(lang: Language, at: &str, answer: &str, ms: f64) -> String {
     )
 }
 
+/// What the STUN server says of the box's address, or why it says nothing.
+pub fn stun(lang: Language, server: &str, seen: Result<String, String>) -> String {
+    match seen {
+        Ok(addr) => format!(
+            "{} {addr} (STUN {server})",
+            lang.pick("nhìn từ bên ngoài là", "seen from outside as")
+        ),
+        Err(e) => format!(
+            "STUN {server}: {} ({e})",
+            lang.pick("không trả lời", "no answer")
+        ),
+    }
+}
+
 /// Registered with the SIP server; the call's state.
 pub fn sip_state(lang: Language, registered: Option<bool>, call: &str) -> String {
     let reg = match registered {

@@ -1,0 +1,195 @@
+//! A real NAT between the box and the far end, made of two network
+//! namespaces and slirp4netns (Debian's; the same user-mode NAT, libslirp,
+//! as the virtual bridge room's QEMU network):
+//!
+//! ```text
+//!  box namespace                         far namespace
+//!  diemcau on tap0 10.0.2.100 ─ slirp ─▶ lo 10.0.3.5: baresip, STUN (coturn)
+//! ```
+//!
+//! The box's packets leave from a port slirp picks (10.0.3.5:40960 for the
+//! box's 40000, say), and only answers to those mappings come back in: the
+//! far end cannot reach 10.0.2.100 itself. Loopback NAT here is
+//! endpoint-independent, like slirp in QEMU; a carrier's
+//! address-and-port-dependent NAT is not exercised.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The far side's address, on its loopback.
+pub const FAR_IP: &str = "10.0.3.5";
+/// The box's address behind slirp.
+pub const BOX_IP: &str = "10.0.2.100";
+
+/// `program` run inside `netns` (through nsenter) when given.
+pub fn command_in(netns: Option<&Path>, program: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Whether this machine can build the NAT (the tools `.ci/run` installs).
+pub fn available() -> bool {
+    super::have("slirp4netns") && super::have("turnserver") && super::have("nsenter")
+}
+
+pub struct SlirpNat {
+    far: Child,
+    boxns: Child,
+    slirp: Option<Child>,
+    stun: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn ns_of(c: &Child) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/ns/net", c.id()))
+}
+
+fn run_in(ns: &Path, args: &[&str]) {
+    let out = command_in(Some(ns), args[0])
+        .args(&args[1..])
+        .output()
+        .expect("nsenter runs");
+    assert!(
+        out.status.success(),
+        "{args:?} in {}: {}",
+        ns.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl SlirpNat {
+    pub fn new() -> SlirpNat {
+        let dir = tempfile::tempdir().unwrap();
+        // Each namespace lives as long as its placeholder process.
+        let hold = || {
+            Command::new("unshare")
+                .args(["--net", "sleep", "3600"])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("unshare (util-linux) runs")
+        };
+        let (far, boxns) = (hold(), hold());
+        let mut nat = SlirpNat {
+            far,
+            boxns,
+            slirp: None,
+            stun: None,
+            dir,
+        };
+        let t0 = Instant::now();
+        // The namespaces exist once the placeholders have unshared.
+        while std::fs::read_link(ns_of(&nat.far)).ok()
+            == std::fs::read_link("/proc/self/ns/net").ok()
+            || std::fs::read_link(ns_of(&nat.boxns)).ok()
+                == std::fs::read_link("/proc/self/ns/net").ok()
+        {
+            assert!(t0.elapsed() < Duration::from_secs(5), "unshare too slow");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        run_in(&nat.far_ns(), &["ip", "link", "set", "lo", "up"]);
+        run_in(
+            &nat.far_ns(),
+            &["ip", "addr", "add", &format!("{FAR_IP}/32"), "dev", "lo"],
+        );
+        run_in(&nat.box_ns(), &["ip", "link", "set", "lo", "up"]);
+        let log = std::fs::File::create(nat.dir.path().join("slirp.log")).unwrap();
+        nat.slirp = Some(
+            command_in(Some(&nat.far_ns()), "slirp4netns")
+                .args(["--configure", "--mtu", "1500", "--disable-host-loopback"])
+                .arg(nat.boxns.id().to_string())
+                .arg("tap0")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("slirp4netns runs"),
+        );
+        let t0 = Instant::now();
+        loop {
+            let out = command_in(Some(&nat.box_ns()), "ip")
+                .args(["-4", "addr", "show", "tap0"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(BOX_IP) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "slirp4netns did not configure tap0: {}",
+                std::fs::read_to_string(nat.dir.path().join("slirp.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        nat
+    }
+
+    pub fn far_ns(&self) -> PathBuf {
+        ns_of(&self.far)
+    }
+
+    pub fn box_ns(&self) -> PathBuf {
+        ns_of(&self.boxns)
+    }
+
+    /// A STUN server (coturn, STUN only) on the far side at FAR_IP:3478.
+    pub fn start_stun(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("stun.log")).unwrap();
+        self.stun = Some(
+            command_in(Some(&self.far_ns()), "turnserver")
+                .args([
+                    "-n",
+                    "--stun-only",
+                    "--no-cli",
+                    "--no-tls",
+                    "--no-dtls",
+                    "--listening-ip",
+                    FAR_IP,
+                    "--listening-port",
+                    "3478",
+                    "--log-file",
+                    "stdout",
+                    "--simple-log",
+                    "--pidfile",
+                ])
+                .arg(self.dir.path().join("turn.pid"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("turnserver (coturn) runs"),
+        );
+        // It answers once it listens.
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(self.dir.path().join("stun.log"))
+            .unwrap_or_default()
+            .contains("General servers")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "coturn did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+impl Drop for SlirpNat {
+    fn drop(&mut self) {
+        for c in [self.stun.as_mut(), self.slirp.as_mut()]
+            .into_iter()
+            .flatten()
+            .chain([&mut self.far, &mut self.boxns])
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
