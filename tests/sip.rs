@@ -119,6 +119,15 @@ fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
     wait_for(&d, "video out", Duration::from_secs(10), |s| {
         s["call"]["media"]["video_packets_sent"].as_u64() > Some(50)
     });
+    // And the far end's picture (baresip's test clip) is decoded into the
+    // screen's channel: frames counted where the display takes them.
+    let s = wait_for(&d, "video in", Duration::from_secs(10), |s| {
+        s["call"]["media"]["video_packets_received"].as_u64() > Some(25)
+    });
+    println!(
+        "far end's frames on the box's screen channel: {}",
+        s["call"]["media"]["video_packets_received"]
+    );
     let t0 = Instant::now();
     while !far
         .log()
