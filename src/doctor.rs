@@ -841,7 +841,13 @@ fn conference(cfg: &Config, lang: Language, status: Option<&crate::core::status:
         }
     };
     let at = format!("{host}:{port}/{}", sip.transport.name());
-    let ping = sip_options(&host, port, sip.transport, Duration::from_secs(3));
+    let ping = sip_options(
+        &host,
+        port,
+        sip.transport,
+        sip.ca.as_deref(),
+        Duration::from_secs(3),
+    );
     let mut ping_text = match &ping {
         Ok((answer, ms)) => say::sip_options(lang, &at, answer, *ms),
         Err(e) => format!("{at}: {e}"),
@@ -858,12 +864,22 @@ fn conference(cfg: &Config, lang: Language, status: Option<&crate::core::status:
     if let Some(s) = status {
         let c = &s.call;
         if sip.registrar.is_some() && !c.registered {
-            let why = c.registration_error.clone().unwrap_or_default();
+            // The registrar's refusal, else why the endpoint cannot start.
+            let why = c
+                .registration_error
+                .clone()
+                .or_else(|| c.last_error.clone())
+                .unwrap_or_default();
+            let advice = if why.contains("certificate") || ping_text.contains("certificate") {
+                Advice::SipCertificate
+            } else {
+                Advice::SipRegister
+            };
             return check(
                 name,
                 Verdict::Fail,
                 format!("{why}; {ping_text}"),
-                say::advice(lang, Advice::SipRegister),
+                say::advice(lang, advice),
             );
         }
         let registered = sip.registrar.as_ref().map(|_| c.registered);
@@ -948,6 +964,7 @@ fn sip_options(
     host: &str,
     port: u16,
     transport: crate::config::sip::SipTransport,
+    ca: Option<&std::path::Path>,
     timeout: Duration,
 ) -> Result<(String, f64), String> {
     use std::io::{Read, Write};
@@ -1004,6 +1021,35 @@ fn sip_options(
             s.write_all(msg(local, "TCP").as_bytes())
                 .map_err(|e| format!("{addr}: {e}"))?;
             let n = s
+                .read(&mut buf)
+                .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?;
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+        crate::config::sip::SipTransport::Tls => {
+            // The handshake the daemon makes: the same authority, the same
+            // name, so an untrusted certificate shows here first.
+            let config = crate::tls::client_config(
+                Some(ca.unwrap_or(Path::new(crate::config::sip::SYSTEM_CA))),
+                None,
+            )
+            .map_err(|e| e.to_string().replace("MQTT TLS: ", ""))?;
+            let mut tcp =
+                TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+            tcp.set_read_timeout(Some(timeout))
+                .map_err(|e| e.to_string())?;
+            let local = tcp.local_addr().map_err(|e| e.to_string())?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| e.to_string())?;
+            let mut conn =
+                rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+            while conn.is_handshaking() {
+                conn.complete_io(&mut tcp)
+                    .map_err(|e| format!("{addr}: TLS: {e}"))?;
+            }
+            let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+            tls.write_all(msg(local, "TLS").as_bytes())
+                .map_err(|e| format!("{addr}: {e}"))?;
+            let n = tls
                 .read(&mut buf)
                 .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?;
             String::from_utf8_lossy(&buf[..n]).into_owned()

@@ -1,6 +1,8 @@
 //! TLS for the broker connection: rustls with the ring provider, the CA
 //! from the config (or the system's roots) and the per-device client
-//! certificate for mutual TLS.
+//! certificate for mutual TLS. Also the SIP server's certificate check
+//! ahead of the SIP stack's own connection, whose failures it only
+//! reports as a timeout.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -118,4 +120,28 @@ pub fn handshake(
             .map(|s| s.suite())
             .unwrap_or(rustls::CipherSuite::Unknown(0))
     ))
+}
+
+/// Whether a TLS server at `addr` proves to be `name` to `config`'s
+/// authorities: `Ok` when it does or cannot be reached at all (that is
+/// another problem, reported elsewhere), `Err` with rustls's words when
+/// the handshake fails. Blocking; `timeout` for the connection and each read.
+pub fn server_trusted(
+    config: Arc<ClientConfig>,
+    name: &str,
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let Ok(mut tcp) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return Ok(());
+    };
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|e| format!("'{name}' is not a server name: {e}"))?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -67,6 +67,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "events",
             "media",
             "supervisor",
+            "tls",
             "lifecycle",
             "util",
         ],

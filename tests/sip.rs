@@ -121,13 +121,24 @@ fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
     });
     // And the far end's picture (baresip's test clip) is decoded into the
     // screen's channel: frames counted where the display takes them.
-    let s = wait_for(&d, "video in", Duration::from_secs(10), |s| {
-        s["call"]["media"]["video_packets_received"].as_u64() > Some(25)
-    });
-    println!(
-        "far end's frames on the box's screen channel: {}",
-        s["call"]["media"]["video_packets_received"]
-    );
+    // baresip's clip starts a few seconds into the call, and the picture
+    // only from a keyframe (the box asks for one with a PLI).
+    let t0 = Instant::now();
+    loop {
+        let n = d.status()["call"]["media"]["video_packets_received"]
+            .as_u64()
+            .unwrap_or(0);
+        if n > 25 {
+            println!("far end's frames on the box's screen channel: {n}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(25),
+            "no picture from the far end ({n} frames):\n{}",
+            far.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let t0 = Instant::now();
     while !far
         .log()
@@ -538,6 +549,86 @@ fn with_answer_button_a_call_rings_until_the_session_starts() {
         s["call"]["state"] != "connected"
     });
     assert_eq!(s["phase"], "live", "{s:#}");
+}
+
+/// Over TLS to Kamailio: the server's certificate is checked against
+/// `[sip] ca`, the box registers and the MCU's call reaches it over the
+/// box's own TLS connection (it listens for none). A certificate from
+/// another authority is a clear error, in status and in doctor.
+#[test]
+fn registers_over_tls_and_takes_the_call_over_its_own_connection() {
+    let certs = tempfile::tempdir().unwrap();
+    common::mqtt::make_certs(certs.path(), "room1");
+    let kam = Kamailio::start_tls(certs.path());
+    let ca = certs.path().join("ca.crt");
+    let tls = |ca: &std::path::Path| {
+        sip_section(&format!(
+            "registrar = \"sip:mcu.example\"\nproxy = \"127.0.0.1:{}\"\ntransport = \"tls\"\nca = \"{}\"\nuser = \"room1\"\npassword = \"room1pw\"\n",
+            kam.tls_port,
+            ca.display()
+        ))
+    };
+    let d = Daemon::start(&test_config(&tls(&ca)));
+    wait_for(&d, "registered over TLS", Duration::from_secs(10), |s| {
+        s["call"]["registered"] == true
+    });
+    let conf = doctor_line(&d);
+    println!("doctor: {conf}");
+    assert_eq!(conf["verdict"], "PASS", "{conf:#}");
+    assert!(
+        conf["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/tls: answered OPTIONS"),
+        "{conf:#}"
+    );
+    let mcu = Baresip::start(&format!(
+        "<sip:8001@mcu.example;transport=udp>;auth_pass=mcupw;outbound=\"sip:127.0.0.1:{};transport=udp\";regint=60;answermode=auto;audio_codecs=G722/16000/1",
+        kam.port
+    ));
+    let t0 = Instant::now();
+    while !mcu.log().contains("200 OK") && !mcu.log().to_lowercase().contains("registered") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", mcu.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "baresip dial: {}",
+        mcu.command("dial", "sip:room1@mcu.example")
+    );
+    wait_for(&d, "answered over TLS", Duration::from_secs(15), |s| {
+        s["phase"] == "live" && s["call"]["state"] == "connected"
+    });
+    wait_for(&d, "audio from the MCU", Duration::from_secs(10), |s| {
+        s["call"]["media"]["audio_packets_received"].as_u64() > Some(50)
+    });
+    assert!(d.cli(&["stop"]).status.success());
+
+    // Another authority: refused, said plainly, and the daemon goes on.
+    let other = tempfile::tempdir().unwrap();
+    common::mqtt::make_certs(other.path(), "room1");
+    let bad = Daemon::start(&test_config(&tls(&other.path().join("ca.crt"))));
+    let s = wait_for(&bad, "TLS refused", Duration::from_secs(10), |s| {
+        !s["call"]["last_error"].is_null()
+    });
+    let e = s["call"]["last_error"].as_str().unwrap();
+    println!("untrusted server: {e}");
+    assert!(e.contains("not trusted") && e.contains("[sip] ca"), "{e}");
+    assert_eq!(s["call"]["registered"], false);
+    let conf = doctor_line(&bad);
+    println!("doctor: {conf}");
+    assert_eq!(conf["verdict"], "FAIL", "{conf:#}");
+    assert!(
+        conf["detail"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{conf:#}"
+    );
+    assert!(
+        conf["hint"].as_str().unwrap().contains("[sip] ca"),
+        "{conf:#}"
+    );
 }
 
 /// An MCU adapting to its link re-INVITEs with a new `b=AS`: answered at

@@ -418,7 +418,12 @@ impl Config {
         let mqtt = validate_mqtt(path, raw.mqtt)?;
         let recording = validate_recording(raw.recording)?;
         let archive = validate_archive(raw.archive)?;
-        let sip = sip::validate(raw.sip, uplink.peer.is_some(), return_feed.peer.is_some())?;
+        let sip = sip::validate(
+            path,
+            raw.sip,
+            uplink.peer.is_some(),
+            return_feed.peer.is_some(),
+        )?;
         Ok(Config {
             sip,
             recording,

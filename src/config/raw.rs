@@ -403,6 +403,7 @@ pub struct RawSip {
     pub pin: String,
     pub pin_delay_s: f64,
     pub stun: String,
+    pub ca: String,
 }
 
 impl Default for RawSip {
@@ -428,6 +429,7 @@ impl Default for RawSip {
             pin: String::new(),
             pin_delay_s: 3.0,
             stun: String::new(),
+            ca: String::new(),
         }
     }
 }

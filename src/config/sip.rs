@@ -22,6 +22,10 @@ pub enum Mode {
 pub enum SipTransport {
     Udp,
     Tcp,
+    /// TCP with TLS: the SIP server's certificate checked against `[sip]
+    /// ca` (or the system's authorities), the signalling and the SRTP keys
+    /// in it private.
+    Tls,
 }
 
 impl SipTransport {
@@ -29,9 +33,22 @@ impl SipTransport {
         match self {
             SipTransport::Udp => "udp",
             SipTransport::Tcp => "tcp",
+            SipTransport::Tls => "tls",
+        }
+    }
+
+    /// The port a server listens on when none is written.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SipTransport::Tls => 5061,
+            _ => 5060,
         }
     }
 }
+
+/// The authorities a TLS SIP server's certificate is checked against when
+/// `[sip] ca` is empty: Debian's bundle.
+pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// What an allowed incoming call does while the room is idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,23 +181,33 @@ pub struct Sip {
     /// A STUN server (RFC 8489) to learn where the media ports are seen
     /// from outside a NAT, asked before each offer or answer.
     pub stun: Option<HostPort>,
+    /// The authority for a TLS SIP server's certificate (`None`: the
+    /// system's, [`SYSTEM_CA`]).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Sip {
     /// Where the box's SIP requests go first: the proxy, else the
-    /// registrar, else the conference (port 5060 when none is written).
+    /// registrar, else the conference (5060, or 5061 over TLS, when none is written).
     /// `None` for a box that only takes calls from `allow`.
     pub fn next_hop(&self) -> Option<(String, u16)> {
         match (&self.proxy, &self.registrar, &self.conference) {
             (Some(p), _, _) => Some((p.host.clone(), p.port)),
-            (None, Some(r), _) => Some((r.host.clone(), r.port.unwrap_or(5060))),
-            (None, None, Some(c)) => Some((c.host.clone(), c.port.unwrap_or(5060))),
+            (None, Some(r), _) => Some((
+                r.host.clone(),
+                r.port.unwrap_or(self.transport.default_port()),
+            )),
+            (None, None, Some(c)) => Some((
+                c.host.clone(),
+                c.port.unwrap_or(self.transport.default_port()),
+            )),
             _ => None,
         }
     }
 }
 
 pub(super) fn validate(
+    config_path: &std::path::Path,
     raw: RawSip,
     uplink_set: bool,
     return_feed_set: bool,
@@ -247,16 +274,11 @@ pub(super) fn validate(
     let transport = match raw.transport.as_str() {
         "udp" => SipTransport::Udp,
         "tcp" => SipTransport::Tcp,
-        "tls" => {
-            return Err(p(
-                "transport",
-                "\"tls\" is not available yet on this box; use \"tcp\" or \"udp\"".into(),
-            ))
-        }
+        "tls" => SipTransport::Tls,
         other => {
             return Err(p(
                 "transport",
-                format!("'{other}' is not a transport; expected \"udp\" or \"tcp\""),
+                format!("'{other}' is not a transport; expected \"udp\", \"tcp\" or \"tls\""),
             ))
         }
     };
@@ -383,6 +405,32 @@ pub(super) fn validate(
             ),
         ));
     }
+    // Relative to the configuration file, like [mqtt]'s certificates.
+    let ca = match raw.ca.trim() {
+        "" => None,
+        c => {
+            let path = config_path
+                .parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .join(c);
+            if !path.is_file() {
+                return Err(p(
+                    "ca",
+                    format!(
+                        "{} does not exist or is not a file; expected the PEM certificate of the authority that signed the SIP server's",
+                        path.display()
+                    ),
+                ));
+            }
+            Some(path)
+        }
+    };
+    if ca.is_some() && transport != SipTransport::Tls {
+        return Err(p(
+            "ca",
+            "is used with transport = \"tls\" only; set transport too (or remove ca)".into(),
+        ));
+    }
     let stun = match raw.stun.trim() {
         "" => None,
         s if !s.contains(':') => {
@@ -391,6 +439,7 @@ pub(super) fn validate(
         s => Some(HostPort::parse(s).map_err(|m| p("stun", m))?),
     };
     Ok(Some(Sip {
+        ca,
         stun,
         pin: (!pin.is_empty()).then_some(pin),
         pin_delay: Duration::from_secs_f64(raw.pin_delay_s),
@@ -471,6 +520,43 @@ mod tests {
             .unwrap()
             .pin
             .is_none());
+    }
+
+    #[test]
+    fn a_stun_server_is_host_and_port_3478_by_default() {
+        let stun = |v: &str| {
+            parse(&format!(
+                "mode = \"sip\"\nconference = \"sip:1@h\"\nstun = \"{v}\"\n"
+            ))
+            .map(|c| c.sip.unwrap().stun.map(|h| (h.host, h.port)))
+        };
+        assert_eq!(
+            stun("stun.tinh.example"),
+            Ok(Some(("stun.tinh.example".into(), 3478)))
+        );
+        assert_eq!(stun("10.0.0.1:3479"), Ok(Some(("10.0.0.1".into(), 3479))));
+        assert_eq!(stun(""), Ok(None));
+        let e = stun("h:0").unwrap_err();
+        assert!(e.contains("'stun'"), "{e}");
+    }
+
+    #[test]
+    fn tls_takes_port_5061_and_an_authority_beside_the_config() {
+        let tls = "mode = \"sip\"\nregistrar = \"sip:mcu.example\"\npassword = \"x\"\ntransport = \"tls\"\n";
+        let sip = parse(tls).unwrap().sip.unwrap();
+        assert_eq!(sip.transport, SipTransport::Tls);
+        assert_eq!(sip.next_hop(), Some(("mcu.example".into(), 5061)));
+        assert_eq!(sip.ca, None);
+        let e = parse(&format!("{tls}ca = \"nowhere.pem\"\n")).unwrap_err();
+        assert!(e.contains("'ca'") && e.contains("nowhere.pem"), "{e}");
+        // An authority that exists, but the transport is not TLS.
+        let e =
+            parse("mode = \"sip\"\nregistrar = \"sip:m\"\npassword = \"x\"\nca = \"Cargo.toml\"\n")
+                .unwrap_err();
+        assert!(e.contains("'ca'") && e.contains("\"tls\""), "{e}");
+        let e =
+            parse("mode = \"sip\"\nconference = \"sip:1@h\"\ntransport = \"sctp\"\n").unwrap_err();
+        assert!(e.contains("\"tls\""), "{e}");
     }
 
     #[test]

@@ -63,6 +63,13 @@ pub enum SipError {
     Stack(String),
     #[error("not a SIP address: {0}")]
     Uri(String),
+    #[error("the SIP server {server} is not trusted over TLS: {why} (check [sip] ca: the authority that signed the server's certificate)")]
+    Untrusted { server: SocketAddr, why: String },
+    #[error("cannot read the SIP server's certificate authority {path}: {why} (check [sip] ca)")]
+    Ca {
+        path: std::path::PathBuf,
+        why: String,
+    },
 }
 
 // The stack's errors are large; ours carry their text.
@@ -289,7 +296,7 @@ async fn run(d: Deps) {
 
 impl Stack {
     async fn ping(&self) {
-        let (Some(hop), Transport::Tcp) = (self.next_hop, self.transport) else {
+        let (Some(hop), Transport::Tcp | Transport::Tls) = (self.next_hop, self.transport) else {
             return;
         };
         let target = SipAddr::new(self.transport, hop_hwp(hop));
@@ -298,6 +305,7 @@ impl Stack {
             let r = match conn {
                 SipConnection::Udp(u) => u.send_raw(KEEPALIVE_REQUEST, &dest).await,
                 SipConnection::Tcp(t) => t.send_raw(KEEPALIVE_REQUEST).await,
+                SipConnection::Tls(t) => t.send_raw(KEEPALIVE_REQUEST).await,
                 _ => Ok(()),
             };
             if let Err(e) = r {
@@ -368,6 +376,7 @@ impl Agent {
         match self.cfg.transport {
             SipTransport::Udp => Transport::Udp,
             SipTransport::Tcp => Transport::Tcp,
+            SipTransport::Tls => Transport::Tls,
         }
     }
 
@@ -421,6 +430,46 @@ impl Agent {
             .await
             .map_err(|e| bind_err("tcp", e))?;
         tl.add_transport(tcp.into());
+        if self.cfg.transport == SipTransport::Tls {
+            // The SIP server's certificate must chain to `[sip] ca` (or the
+            // system's authorities) and name the host the box was told to
+            // use: a proxy given by address is checked against that address.
+            let ca_path = self
+                .cfg
+                .ca
+                .clone()
+                .unwrap_or_else(|| crate::config::sip::SYSTEM_CA.into());
+            let pem = std::fs::read(&ca_path).map_err(|e| SipError::Ca {
+                path: ca_path.clone(),
+                why: e.to_string(),
+            })?;
+            let sni = hop
+                .as_ref()
+                .map(|(h, _)| h.clone())
+                .filter(|h| h.parse::<IpAddr>().is_err());
+            // The stack reports a refused certificate only as a timeout,
+            // 32 s later; check it first, with the same authority and name,
+            // and say what is wrong (the setup retries with backoff).
+            if let Some(addr) = next_hop {
+                let name = sni.clone().unwrap_or_else(|| addr.ip().to_string());
+                let ca = ca_path.clone();
+                let check = tokio::task::spawn_blocking(move || {
+                    let config = crate::tls::client_config(Some(&ca), None)
+                        .map_err(|e| e.to_string().replace("MQTT TLS: ", ""))?;
+                    crate::tls::server_trusted(config, &name, addr, Duration::from_secs(5))
+                })
+                .await
+                .map_err(|e| SipError::Stack(e.to_string()))?;
+                if let Err(why) = check {
+                    return Err(SipError::Untrusted { server: addr, why });
+                }
+            }
+            tl.set_tls_config(rsipstack::transport::tls::TlsConfig {
+                ca_certs: Some(pem),
+                sni_hostname: sni,
+                ..Default::default()
+            });
+        }
         // Pings and their answers keep the flow busy; the stack's own idle
         // limit is only a backstop for a flow that died silently.
         tl.set_stream_idle_timeout(self.cfg.keepalive * 4 + Duration::from_secs(60));
@@ -479,8 +528,8 @@ impl Agent {
         let mut reg = Registration::new(stack.dialogs.endpoint.clone(), self.credential());
         reg.outbound_proxy = stack.next_hop;
         let uri_text = match self.cfg.transport {
-            SipTransport::Tcp if !registrar.contains("transport=") => {
-                format!("{registrar};transport=tcp")
+            SipTransport::Tcp | SipTransport::Tls if !registrar.contains("transport=") => {
+                format!("{registrar};transport={}", self.cfg.transport.name())
             }
             _ => registrar.to_owned(),
         };
@@ -514,7 +563,14 @@ impl Agent {
                             _ => "",
                         }
                     )),
-                    RefreshOutcome::Failed(e) => Err(format!("the registrar does not answer: {e}")),
+                    RefreshOutcome::Failed(e) => {
+                        let e = e.to_string();
+                        Err(if e.contains("certificate") {
+                            format!("the SIP server's TLS certificate is not trusted: {e} (check [sip] ca: the authority that signed the server's certificate)")
+                        } else {
+                            format!("the registrar does not answer: {e}")
+                        })
+                    }
                 };
                 let _ = ev.send(Ev::Registered(r));
             })

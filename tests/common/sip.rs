@@ -35,8 +35,8 @@ pub fn free_rtp_base() -> u16 {
     }
 }
 
-/// The far end's media: a 1 kHz tone (16 kHz mono, what baresip's aufile
-/// reads) and a test picture, made with ffmpeg.
+/// The far end's sound: a 1 kHz tone (16 kHz mono, what baresip's aufile
+/// reads), made with ffmpeg. Its picture is baresip's own `fakevideo`.
 pub fn far_end_media(dir: &Path) {
     let run = |args: &[&str]| {
         let ok = Command::new("ffmpeg")
@@ -47,7 +47,6 @@ pub fn far_end_media(dir: &Path) {
         assert!(ok.success(), "ffmpeg {args:?}");
     };
     let tone = dir.join("tone1k.wav");
-    let video = dir.join("testv.mp4");
     run(&[
         "-f",
         "lavfi",
@@ -56,17 +55,6 @@ pub fn far_end_media(dir: &Path) {
         "-ac",
         "1",
         tone.to_str().unwrap(),
-    ]);
-    run(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25:duration=20",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        video.to_str().unwrap(),
     ]);
 }
 
@@ -232,11 +220,23 @@ pub fn tone_share(samples: &[i16], rate: u32, freq: f64) -> f64 {
 pub struct Kamailio {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Its TLS port (`start_tls`), else 0.
+    pub tls_port: u16,
     child: Option<Child>,
 }
 
 impl Kamailio {
     pub fn start() -> Kamailio {
+        Self::start_with(None)
+    }
+
+    /// With a TLS listener too, whose certificate is `certs/server.crt`
+    /// (signed by `certs/ca.crt`, see `common::mqtt::make_certs`).
+    pub fn start_tls(certs: &Path) -> Kamailio {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&Path>) -> Kamailio {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         std::fs::create_dir_all(&db).unwrap();
@@ -244,14 +244,38 @@ impl Kamailio {
             std::fs::copy(format!("{FIXTURES}/kamailio/db/{f}"), db.join(f)).unwrap();
         }
         let port = free_sip_port();
-        let cfg = std::fs::read_to_string(format!("{FIXTURES}/kamailio/kamailio.cfg"))
+        let tls_port = if certs.is_some() { free_sip_port() } else { 0 };
+        let mut cfg = std::fs::read_to_string(format!("{FIXTURES}/kamailio/kamailio.cfg"))
             .unwrap()
             .replace("@DB_DIR@", db.to_str().unwrap())
             .replace("@PORT@", &port.to_string());
+        if let Some(certs) = certs {
+            let tls_cfg = dir.path().join("tls.cfg");
+            std::fs::write(
+                &tls_cfg,
+                std::fs::read_to_string(format!("{FIXTURES}/kamailio/tls.cfg"))
+                    .unwrap()
+                    .replace("@CERTS@", certs.to_str().unwrap()),
+            )
+            .unwrap();
+            cfg = cfg
+                .replace(
+                    "#@TLS_CORE@",
+                    &format!("enable_tls=yes\nlisten=tls:127.0.0.1:{tls_port}"),
+                )
+                .replace(
+                    "#@TLS_MODULE@",
+                    &format!(
+                        "loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")",
+                        tls_cfg.display()
+                    ),
+                );
+        }
         std::fs::write(dir.path().join("kamailio.cfg"), cfg).unwrap();
         let mut k = Kamailio {
             dir,
             port,
+            tls_port,
             child: None,
         };
         k.spawn();

@@ -161,6 +161,10 @@ words! {
             "Máy chủ SIP không nhận đăng ký: kiểm tra user, password và registrar trong [sip] (site.toml)",
             "The SIP server refuses the registration: check user, password and registrar in [sip] (site.toml)",
         ),
+        SipCertificate => (
+            "Chứng chỉ TLS của máy chủ SIP không được tin cậy: kiểm tra [sip] ca (chứng chỉ của đơn vị cấp) và tên máy chủ",
+            "The SIP server's TLS certificate is not trusted: check [sip] ca (the issuing authority's certificate) and the server's name",
+        ),
         SipUnanswered => (
             "Máy chủ SIP không trả lời: kiểm tra mạng, địa chỉ và cổng trong [sip] (registrar, proxy, conference, transport)",
             "The SIP server does not answer: check the network, and the address and port in [sip] (registrar, proxy, conference, transport)",
