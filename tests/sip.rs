@@ -427,8 +427,52 @@ fn busy_conference_is_redialled_and_strangers_are_refused() {
     ] {
         u.send_to(junk, format!("127.0.0.1:{local_port}")).unwrap();
     }
+    // A well-formed INVITE whose SDP is nonsense, and one with no SDP.
+    let me = u.local_addr().unwrap();
+    let invite = |call: &str, body: &str| {
+        format!(
+            "INVITE sip:room1@127.0.0.1:{local_port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:x@{me}>;tag={call}\r\nTo: <sip:room1@127.0.0.1>\r\nCall-ID: {call}@junk\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:x@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for (call, body) in [
+        ("bad-sdp", "v=0\r\nm=audio banana RTP/AVP x\r\n"),
+        ("no-sdp", ""),
+    ] {
+        u.send_to(
+            invite(call, body).as_bytes(),
+            format!("127.0.0.1:{local_port}"),
+        )
+        .unwrap();
+    }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.status()["phase"], "live");
+    // And the endpoint still answers: an OPTIONS gets its 200.
+    let options = format!(
+        "OPTIONS sip:127.0.0.1:{local_port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:x@{me}>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: ping@junk\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    u.send_to(options.as_bytes(), format!("127.0.0.1:{local_port}"))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let t0 = Instant::now();
+    loop {
+        let n = u
+            .recv(&mut buf)
+            .expect("the SIP endpoint answers after the junk");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if text.contains("CSeq: 1 OPTIONS") {
+            assert!(text.starts_with("SIP/2.0 200"), "{text}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "no answer to OPTIONS"
+        );
+    }
 }
 
 #[test]
