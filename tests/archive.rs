@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    free_udp_port, garage_bin, hub_program, probe, return_config, test_config, Daemon, Garage,
+    free_udp_port, garage_bin, hub_program, probe, reference_verify, return_config, test_config,
+    Daemon, Garage,
 };
 use serde_json::Value;
 
@@ -148,6 +149,13 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     let out = verify_copy(&["--json"]);
     let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(remote["ok"], true, "{remote}");
+    // The reference verifier, written from the format document alone,
+    // agrees on this copy and on every tampered one below.
+    let agree = |more: &[&str], code: Option<i32>| {
+        let (c, r) = reference_verify(dir.path(), more);
+        assert_eq!(c, code, "verify-recording.py disagrees: {r:#}");
+    };
+    agree(&[], Some(0));
     assert_eq!(remote["signature_ok"], true);
     assert_eq!(remote["segments"].as_u64().unwrap(), segments.len() as u64);
     assert!(out.status.success());
@@ -162,6 +170,7 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not match"));
     assert_eq!(out.status.code(), Some(3), "tampered: exit 3");
+    agree(&[], Some(3));
     std::fs::write(&first, &original_first).unwrap();
 
     // A copy missing a whole segment is never intact: incomplete, exit 4,
@@ -175,6 +184,7 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["missing"], serde_json::json!([1]), "{v}");
     assert_eq!(out.status.code(), Some(4));
+    agree(&[], Some(4));
     let out = verify_copy(&[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -188,9 +198,31 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     let key = remote["public_key"].as_str().unwrap().to_owned();
     let pinned = |k: &str| verify_copy(&["--key", k]);
     assert_eq!(pinned(&key).status.code(), Some(0));
+    agree(&["--key", &key], Some(0));
     let other = pinned(&"ab".repeat(32));
     assert_eq!(other.status.code(), Some(3));
+    agree(&["--key", &"ab".repeat(32)], Some(3));
     assert!(String::from_utf8_lossy(&other.stdout).contains("not by the box's pinned key"));
+
+    // An edited metadata value, and two segments swapped: tampered, for
+    // both verifiers.
+    let manifest = dir.path().join("manifest.json");
+    let original = std::fs::read(&manifest).unwrap();
+    let mut m: Value = serde_json::from_slice(&original).unwrap();
+    m["started_by"] = Value::from("someone else");
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    assert_eq!(verify_copy(&[]).status.code(), Some(3));
+    agree(&[], Some(3));
+    std::fs::write(&manifest, &original).unwrap();
+    let (a, b) = (dir.path().join("000000.ts"), dir.path().join("000001.ts"));
+    let (ba, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    std::fs::write(&a, &bb).unwrap();
+    std::fs::write(&b, &ba).unwrap();
+    assert_eq!(verify_copy(&[]).status.code(), Some(3));
+    agree(&[], Some(3));
+    std::fs::write(&a, &ba).unwrap();
+    std::fs::write(&b, &bb).unwrap();
+    agree(&[], Some(0));
 }
 
 /// The hub's sound (an SRT return feed from ffmpeg) is recorded as the far
@@ -281,6 +313,12 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
         "{v:#}"
     );
     assert_eq!(v["far"]["verdict"], "intact", "{v:#}");
+    // The reference verifier agrees on each copy below.
+    let agree = |code: Option<i32>| {
+        let (c, r) = reference_verify(dir.path(), &[]);
+        assert_eq!(c, code, "verify-recording.py disagrees: {r:#}");
+    };
+    agree(Some(0));
     println!(
         "room: {} segments; far end: {} segments, {} bytes",
         v["segments"], v["far"]["segments"], v["far"]["bytes_checked"]
@@ -309,6 +347,7 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     let (code, v) = verify();
     assert_eq!(code, Some(4), "{v:#}");
     assert_eq!(v["verdict"], "incomplete", "{v:#}");
+    agree(Some(4));
     std::fs::write(&last, &kept).unwrap();
 
     // A far track cut short and re-signed is not the one the room's signed
@@ -328,6 +367,7 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
         "{problems}"
     );
     println!("cut far track ({}): {problems}", cut["object"]);
+    agree(Some(3));
     std::fs::write(&far_manifest, &original).unwrap();
 
     // And without its far track at all, the room's copy is not whole.
@@ -336,4 +376,5 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     assert_eq!(code, Some(4), "{v:#}");
     assert_eq!(v["verdict"], "incomplete", "{v:#}");
     assert!(v["notes"].to_string().contains("is not here"), "{v:#}");
+    agree(Some(4));
 }

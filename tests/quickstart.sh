@@ -19,6 +19,8 @@ packages=(
   # A real NAT for the SIP test behind it (libslirp, as in QEMU), and a STUN
   # server on its far side; nsenter and unshare come with util-linux.
   slirp4netns coturn iproute2 util-linux
+  # The reference recording verifier (tools/verify-recording.py).
+  python3 python3-cryptography
   # The OS image (image/build.sh) and the virtual bridge room test.
   mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-system-x86 ovmf
 )

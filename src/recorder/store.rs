@@ -153,10 +153,12 @@ pub struct Manifest {
     pub gaps: Vec<String>,
     pub segments: Vec<ManifestSegment>,
     pub chain_head: String,
-    /// Which side of the conversation this is: "room" (what the box sent)
-    /// or "far" (what the far end said, as the room heard it).
-    #[serde(default = "room_track")]
-    pub track: String,
+    /// `Some("far")` on the far end's track (what the far end said, as the
+    /// room heard it); absent on the room's own recording, so a manifest
+    /// made before far tracks existed re-serialises to the bytes it was
+    /// signed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
     /// On a far track: the room's recording it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub of: Option<String>,
@@ -165,10 +167,6 @@ pub struct Manifest {
     pub far: Option<FarTrack>,
     pub public_key: String,
     pub signature: String,
-}
-
-fn room_track() -> String {
-    "room".into()
 }
 
 pub const MANIFEST_FORMAT: &str = "diemcau-recording-manifest/1";
@@ -333,7 +331,14 @@ pub fn verify(
             }
         }
     }
-    if segment::hex(&chain) != manifest.chain_head {
+    // A recording with no segment (stopped before its first keyframe) has
+    // an empty head.
+    let head_ok = if manifest.segments.is_empty() {
+        manifest.chain_head.is_empty() || manifest.chain_head == segment::hex(&chain)
+    } else {
+        segment::hex(&chain) == manifest.chain_head
+    };
+    if !head_ok {
         r.chain_ok = false;
         r.problems
             .push("the chain head does not match the segments".into());
@@ -911,7 +916,7 @@ impl RecStore {
                 })
                 .collect(),
             chain_head: s.chain_head.clone(),
-            track: if s.of.is_some() { "far" } else { "room" }.into(),
+            track: s.of.as_ref().map(|_| "far".to_owned()),
             of: s.of.clone(),
             far: match &s.far {
                 Some(f) => {
@@ -1143,6 +1148,30 @@ mod tests {
 
     fn session(id: &str) -> RecSession {
         test_session(id, false)
+    }
+
+    /// A manifest made before far tracks existed has no `track`, `of` or
+    /// `far`; the room's manifests still do not, so the bytes its signature
+    /// covers are the same, and the far track's say what it is.
+    #[test]
+    fn room_manifests_keep_the_format_1_fields_and_far_tracks_say_what_they_are() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let old = r#"{"format":"diemcau-recording-manifest/1","site":"xa","session":"s1","started_at":"2026-01-02T03:04:05Z","ended_at":null,"time_synced_at_start":true,"started_by":"cli","stopped_by":null,"metadata":{},"outcome":"ended","gaps":[],"segments":[],"chain_head":"","public_key":"","signature":""}"#;
+        let mut m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.signed_bytes(), old.as_bytes());
+        m.sign(&key);
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert!(back.signature_ok());
+        let far = Manifest {
+            track: Some("far".into()),
+            of: Some("s1".into()),
+            ..m.clone()
+        };
+        let text = String::from_utf8(far.signed_bytes()).unwrap();
+        assert!(
+            text.contains(r#""chain_head":"","track":"far","of":"s1","public_key""#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -679,3 +679,26 @@ pub fn return_config(port: u16, extra: &str) -> String {
         "[display]\nsink = \"fake\"\nwidth = 640\nheight = 360",
     )
 }
+
+/// The reference verifier (`tools/verify-recording.py`, written from
+/// docs/RECORDING-FORMAT.md alone) on an archive copy: its exit code and
+/// its report.
+pub fn reference_verify(dir: &Path, more: &[&str]) -> (Option<i32>, Value) {
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tools/verify-recording.py"
+        ))
+        .arg(dir)
+        .arg("--json")
+        .args(more)
+        .output()
+        .expect("python3 runs (.ci/run installs it and python3-cryptography)");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify-recording.py: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), report)
+}
