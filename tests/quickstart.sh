@@ -15,7 +15,7 @@ packages=(
   srt-tools ffmpeg mosquitto mosquitto-clients openssl time
   systemd
   # SIP peers for tests/sip.rs: a far end, a registrar/proxy, scripted edges.
-  baresip-core baresip-ffmpeg kamailio sip-tester
+  baresip-core baresip-ffmpeg kamailio kamailio-tls-modules sip-tester
   # A real NAT for the SIP test behind it (libslirp, as in QEMU), and a STUN
   # server on its far side; nsenter and unshare come with util-linux.
   slirp4netns coturn iproute2 util-linux
