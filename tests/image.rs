@@ -681,15 +681,23 @@ fn archived(garage: &Garage, id: &str, timeout: Duration, work: &Path) -> (f64, 
     let t0 = Instant::now();
     loop {
         let keys = session_keys(garage, id);
-        if keys.iter().any(|k| k.ends_with("/manifest.json")) {
+        let folder = format!("/{id}/");
+        if keys
+            .iter()
+            .any(|k| k.ends_with(&format!("{folder}manifest.json")))
+        {
             let dir = work.join(id);
             std::fs::create_dir_all(&dir).unwrap();
             let mut joined = Vec::new();
+            // Laid out as in the archive: the room's segments, and the far
+            // end's track (the hub's sound) in far/.
             for k in &keys {
                 let body = garage.get(k);
-                let name = k.rsplit('/').next().unwrap();
-                std::fs::write(dir.join(name), &body).unwrap();
-                if name.ends_with(".ts") {
+                let rel = &k[k.find(&folder).unwrap() + folder.len()..];
+                let path = dir.join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &body).unwrap();
+                if !rel.contains('/') && rel.ends_with(".ts") {
                     joined.extend(body);
                 }
             }
