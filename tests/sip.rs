@@ -65,6 +65,48 @@ fn sip_section(extra: &str) -> String {
     )
 }
 
+/// SIPp as an MCU calling the room straight at `local_port`, running
+/// `scenario` with its call held for `hold_ms`.
+fn mcu_calls(scenario: &str, local_port: &str, hold_ms: u32) -> Sipp {
+    Sipp::start(
+        scenario,
+        &[
+            &format!("127.0.0.1:{local_port}"),
+            "-s",
+            "room1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_sip_port().to_string(),
+            "-m",
+            "1",
+            "-d",
+            &hold_ms.to_string(),
+            "-mp",
+            &free_rtp_base().to_string(),
+        ],
+    )
+}
+
+/// The MCU: baresip as user 8001, registered with `kam` over UDP, answering
+/// by itself.
+fn mcu_registered_with(kam: &Kamailio) -> Baresip {
+    let mcu = Baresip::start(&format!(
+        "<sip:8001@mcu.example;transport=udp>;auth_pass=mcupw;outbound=\"sip:127.0.0.1:{};transport=udp\";regint=60;answermode=auto;audio_codecs=G722/16000/1",
+        kam.port
+    ));
+    let t0 = Instant::now();
+    while !mcu.log().contains("200 OK") && !mcu.log().to_lowercase().contains("registered") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "baresip did not register:\n{}",
+            mcu.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    mcu
+}
+
 #[test]
 fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
     let far = Baresip::start(
@@ -311,19 +353,7 @@ fn registers_with_kamailio_and_answers_the_mcus_call_through_it() {
     );
     // The MCU (baresip, user 8001) calls the room by its SIP name; Kamailio
     // relays the INVITE over the box's own registration flow.
-    let mcu = Baresip::start(&format!(
-        "<sip:8001@mcu.example;transport=udp>;auth_pass=mcupw;outbound=\"sip:127.0.0.1:{};transport=udp\";regint=60;answermode=auto;audio_codecs=G722/16000/1",
-        kam.port
-    ));
-    let t0 = Instant::now();
-    while !mcu.log().contains("200 OK") && !mcu.log().to_lowercase().contains("registered") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "baresip did not register:\n{}",
-            mcu.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mcu = mcu_registered_with(&kam);
     let r = mcu.command("dial", "sip:room1@mcu.example");
     println!("baresip dial: {r}");
     let s = wait_for(&d, "answered and live", Duration::from_secs(15), |s| {
@@ -547,24 +577,7 @@ fn with_answer_button_a_call_rings_until_the_session_starts() {
         "answer = \"button\"\nallow = [\"127.0.0.1\"]\n",
     )));
     let local_port = sip_port(&d);
-    let mut mcu = Sipp::start(
-        "uac_bye_midcall.xml",
-        &[
-            &format!("127.0.0.1:{local_port}"),
-            "-s",
-            "room1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_sip_port().to_string(),
-            "-m",
-            "1",
-            "-d",
-            "10000",
-            "-mp",
-            &free_rtp_base().to_string(),
-        ],
-    );
+    let mut mcu = mcu_calls("uac_bye_midcall.xml", &local_port, 10000);
     // It rings; nothing starts by itself.
     let s = wait_for(&d, "ringing", Duration::from_secs(10), |s| {
         s["call"]["state"] == "ringing"
@@ -626,15 +639,7 @@ fn registers_over_tls_and_takes_the_call_over_its_own_connection() {
             .contains("/tls: answered OPTIONS"),
         "{conf:#}"
     );
-    let mcu = Baresip::start(&format!(
-        "<sip:8001@mcu.example;transport=udp>;auth_pass=mcupw;outbound=\"sip:127.0.0.1:{};transport=udp\";regint=60;answermode=auto;audio_codecs=G722/16000/1",
-        kam.port
-    ));
-    let t0 = Instant::now();
-    while !mcu.log().contains("200 OK") && !mcu.log().to_lowercase().contains("registered") {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{}", mcu.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mcu = mcu_registered_with(&kam);
     println!(
         "baresip dial: {}",
         mcu.command("dial", "sip:room1@mcu.example")
@@ -682,24 +687,7 @@ fn registers_over_tls_and_takes_the_call_over_its_own_connection() {
 fn a_reinvite_with_a_new_bandwidth_moves_the_encoders_ceiling_mid_call() {
     let d = Daemon::start(&test_config(&sip_section("allow = [\"127.0.0.1\"]\n")));
     let local_port = sip_port(&d);
-    let mut mcu = Sipp::start(
-        "uac_reinvite.xml",
-        &[
-            &format!("127.0.0.1:{local_port}"),
-            "-s",
-            "room1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_sip_port().to_string(),
-            "-m",
-            "1",
-            "-d",
-            "4000",
-            "-mp",
-            &free_rtp_base().to_string(),
-        ],
-    );
+    let mut mcu = mcu_calls("uac_reinvite.xml", &local_port, 4000);
     // b=AS:256 first: nine tenths of it for the encoder.
     let s = wait_for(&d, "answered", Duration::from_secs(10), |s| {
         s["call"]["state"] == "connected" && s["call"]["media"]["video_cap_kbps"] == 230

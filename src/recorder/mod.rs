@@ -355,25 +355,14 @@ impl Recorder {
         if self.active.is_some() {
             self.stop(Some("daemon:new session".into()))?;
         }
-        let session = RecSession {
-            id: s.id.clone(),
-            site: self.site.clone(),
-            started_at: Utc::now(),
-            ended_at: None,
-            time_synced: time_synced(),
-            started_by: s.started_by,
-            stopped_by: None,
-            metadata: s.metadata,
-            outcome: String::new(),
-            segments: 0,
-            bytes: 0,
-            chain_head: String::new(),
-            closed: false,
-            gaps: Vec::new(),
-            manifest_confirmed_at: None,
-            of: None,
-            far: None,
-        };
+        let session = RecSession::begin(
+            s.id.clone(),
+            self.site.clone(),
+            Utc::now(),
+            time_synced(),
+            s.started_by,
+            s.metadata,
+        );
         self.store.put_session(&session)?;
         self.store.flush()?;
         tracing::info!(session = %s.id, "recording started");
@@ -401,22 +390,7 @@ impl Recorder {
         if active.far.is_some() {
             return Ok(());
         }
-        let room = &active.room.session;
-        let session = RecSession {
-            id: store::far_id(&room.id),
-            started_at: room.started_at,
-            stopped_by: None,
-            outcome: String::new(),
-            segments: 0,
-            bytes: 0,
-            chain_head: String::new(),
-            closed: false,
-            gaps: Vec::new(),
-            manifest_confirmed_at: None,
-            of: Some(room.id.clone()),
-            far: None,
-            ..room.clone()
-        };
+        let session = active.room.session.far_track();
         self.store.put_session(&session)?;
         let far = session.id.clone();
         active.room.session.far = Some(far.clone());

@@ -105,6 +105,53 @@ pub struct RecSession {
     pub far: Option<String>,
 }
 
+impl RecSession {
+    /// A recording that starts now: open, empty, its chain not begun.
+    pub fn begin(
+        id: String,
+        site: String,
+        started_at: DateTime<Utc>,
+        time_synced: bool,
+        started_by: String,
+        metadata: BTreeMap<String, String>,
+    ) -> RecSession {
+        RecSession {
+            id,
+            site,
+            started_at,
+            ended_at: None,
+            time_synced,
+            started_by,
+            stopped_by: None,
+            metadata,
+            outcome: String::new(),
+            segments: 0,
+            bytes: 0,
+            chain_head: String::new(),
+            closed: false,
+            gaps: Vec::new(),
+            manifest_confirmed_at: None,
+            of: None,
+            far: None,
+        }
+    }
+
+    /// The far end's track of this (room) recording, begun with it.
+    pub fn far_track(&self) -> RecSession {
+        RecSession {
+            of: Some(self.id.clone()),
+            ..RecSession::begin(
+                far_id(&self.id),
+                self.site.clone(),
+                self.started_at,
+                self.time_synced,
+                self.started_by.clone(),
+                self.metadata.clone(),
+            )
+        }
+    }
+}
+
 /// The id of a room recording's far-end track.
 pub fn far_id(room: &str) -> String {
     format!("{room}.far")
@@ -1122,23 +1169,15 @@ pub fn link(prev_hex: &str, session: &str, seq: u32, sha: &Hash, bytes: u64) -> 
 #[cfg(test)]
 pub(crate) fn test_session(id: &str, closed: bool) -> RecSession {
     RecSession {
-        id: id.into(),
-        site: "xa".into(),
-        started_at: Utc::now(),
-        ended_at: None,
-        time_synced: true,
-        started_by: "button".into(),
-        stopped_by: None,
-        metadata: BTreeMap::new(),
-        outcome: String::new(),
-        segments: 0,
-        bytes: 0,
-        chain_head: String::new(),
         closed,
-        gaps: Vec::new(),
-        manifest_confirmed_at: None,
-        of: None,
-        far: None,
+        ..RecSession::begin(
+            id.into(),
+            "xa".into(),
+            Utc::now(),
+            true,
+            "button".into(),
+            BTreeMap::new(),
+        )
     }
 }
 
