@@ -334,9 +334,9 @@ fn dials_the_conference_hears_and_is_heard_and_redials_when_dropped() {
 
 #[test]
 fn registers_with_kamailio_and_answers_the_mcus_call_through_it() {
-    let kam = Kamailio::start();
+    let mut kam = Kamailio::start();
     let d = Daemon::start(&test_config(&sip_section(&format!(
-        "registrar = \"sip:mcu.example\"\nproxy = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nuser = \"room1\"\npassword = \"room1pw\"\n",
+        "registrar = \"sip:mcu.example\"\nproxy = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nuser = \"room1\"\npassword = \"room1pw\"\nkeepalive_s = 5\n",
         kam.port
     ))));
     wait_for(&d, "registered", Duration::from_secs(10), |s| {
@@ -368,6 +368,28 @@ fn registers_with_kamailio_and_answers_the_mcus_call_through_it() {
     });
     let out = d.cli(&["stop"]);
     assert!(out.status.success(), "{out:?}");
+    wait_for(&d, "idle", Duration::from_secs(10), |s| {
+        s["phase"] == "idle"
+    });
+
+    // The SIP server restarts and forgets every binding. The box notices
+    // its connection was replaced at the next keep-alive (5 s here) and
+    // registers again at once, so the MCU reaches it again.
+    kam.stop();
+    kam.spawn();
+    std::thread::sleep(Duration::from_secs(8));
+    let calls = d.status()["call"]["calls"].as_u64().unwrap_or(0);
+    println!(
+        "baresip dial after the restart: {}",
+        mcu.command("dial", "sip:room1@mcu.example")
+    );
+    wait_for(
+        &d,
+        "answered after the restart",
+        Duration::from_secs(15),
+        |s| s["call"]["state"] == "connected" && s["call"]["calls"].as_u64() > Some(calls),
+    );
+    assert!(d.cli(&["stop"]).status.success());
 
     // A wrong password is a clear error, and the daemon goes on.
     let bad = Daemon::start(&test_config(&sip_section(&format!(

@@ -160,6 +160,13 @@ struct Agent {
     redial_at: Option<Instant>,
     /// The media ports as the NAT shows them (STUN), for this call.
     public: Option<sdp::PublicMedia>,
+    /// The flow to the SIP server the last keep-alive went over, and
+    /// whether a keep-alive found it gone since.
+    flow: Option<String>,
+    flow_lost: bool,
+    /// The running registration: its cancel token, and whether it removes
+    /// its binding when it stops.
+    registration: Option<(CancellationToken, Arc<std::sync::atomic::AtomicBool>)>,
     backoff: Backoff,
     reported_down: bool,
     /// The supervisor's phase as last seen: a degradation counts only
@@ -209,6 +216,9 @@ async fn run(d: Deps) {
         call: None,
         redial_at: None,
         public: None,
+        flow: None,
+        flow_lost: false,
+        registration: None,
         reported_down: false,
         // A session resumed after a crash may already be starting.
         phase: *phase.borrow(),
@@ -284,7 +294,12 @@ async fn run(d: Deps) {
                     agent.set_state(CallState::Idle);
                 }
             }
-            _ = keepalive.tick() => stack.ping().await,
+            _ = keepalive.tick() => {
+                if stack.next_hop.is_some() && matches!(stack.transport, Transport::Tcp | Transport::Tls) {
+                    let flow = stack.ping().await;
+                    agent.on_flow(&stack, flow);
+                }
+            }
         }
     }
     // Shutdown: the session has already ended (the supervisor stops first),
@@ -295,13 +310,19 @@ async fn run(d: Deps) {
 }
 
 impl Stack {
-    async fn ping(&self) {
+    /// A CRLF keep-alive on the flow to the next hop. Returns the flow it
+    /// went over (its local address), so the actor sees when the stack had
+    /// to open a new connection: the registrar then no longer knows the
+    /// box's flow (RFC 5626 §4.4) and the box must register again.
+    async fn ping(&self) -> Option<String> {
         let (Some(hop), Transport::Tcp | Transport::Tls) = (self.next_hop, self.transport) else {
-            return;
+            return None;
         };
         let target = SipAddr::new(self.transport, hop_hwp(hop));
         let inner = self.dialogs.endpoint.clone();
-        if let Ok((conn, dest)) = inner.transport_layer.lookup(&target, None).await {
+        let (conn, dest) = inner.transport_layer.lookup(&target, None).await.ok()?;
+        let flow = conn.get_addr().to_string();
+        {
             let r = match conn {
                 SipConnection::Udp(u) => u.send_raw(KEEPALIVE_REQUEST, &dest).await,
                 SipConnection::Tcp(t) => t.send_raw(KEEPALIVE_REQUEST).await,
@@ -310,8 +331,10 @@ impl Stack {
             };
             if let Err(e) = r {
                 tracing::debug!("SIP keep-alive not sent: {e}");
+                return None;
             }
         }
+        Some(flow)
     }
 }
 
@@ -393,6 +416,9 @@ impl Agent {
     }
 
     async fn start_stack(&mut self) -> Result<Stack, SipError> {
+        // A new stack has new flows: nothing to compare with yet.
+        self.flow = None;
+        self.flow_lost = false;
         // The next hop: the proxy, else the registrar, else the conference.
         let hop = self.cfg.next_hop();
         let next_hop = match &hop {
@@ -524,6 +550,41 @@ impl Agent {
         Ok(Uri::try_from(text.as_str())?)
     }
 
+    /// The keep-alive went over `flow`. A different flow than before means
+    /// the old connection died (the SIP server restarted, the NAT dropped
+    /// it): register again at once over the new one, rather than stay
+    /// unreachable until the next refresh (three quarters of the expiry).
+    fn on_flow(&mut self, stack: &Stack, flow: Option<String>) {
+        let Some(flow) = flow else {
+            // Not sent: the connection is gone; the next one is new.
+            self.flow_lost = true;
+            return;
+        };
+        let before = self.flow.replace(flow.clone());
+        let replaced = before.is_some() && before.as_deref() != Some(flow.as_str());
+        if !(replaced || std::mem::take(&mut self.flow_lost)) {
+            return;
+        }
+        self.flow_lost = false;
+        let Some(registrar) = self.cfg.registrar.clone() else {
+            return;
+        };
+        tracing::warn!(
+            old = ?before, new = %flow,
+            "the connection to the SIP server was replaced; registering again"
+        );
+        if let Some((token, unregister)) = self.registration.take() {
+            unregister.store(false, std::sync::atomic::Ordering::Relaxed);
+            token.cancel();
+        }
+        if let Err(e) = self.start_registration(stack, &registrar.text) {
+            tracing::warn!("SIP registration: {e}");
+            self.stats.registration_error = Some(e.to_string());
+            self.stats.registered = false;
+            self.publish();
+        }
+    }
+
     fn start_registration(&mut self, stack: &Stack, registrar: &str) -> Result<(), SipError> {
         let mut reg = Registration::new(stack.dialogs.endpoint.clone(), self.credential());
         reg.outbound_proxy = stack.next_hop;
@@ -549,6 +610,10 @@ impl Agent {
         });
         let ev = self.ev_tx.clone();
         let token = stack.token.child_token();
+        // Replaced (the flow changed): the new registration takes over the
+        // binding, so the old one must not remove it on its way out.
+        let unregister_on_stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        self.registration = Some((token.clone(), unregister_on_stop.clone()));
         let expires = self.cfg.register_expires.as_secs() as u32;
         let unregister = Uri::try_from(uri_text.as_str())?;
         tokio::spawn(async move {
@@ -576,8 +641,11 @@ impl Agent {
             })
             .await;
             // Cancelled: leave the registrar with no stale binding.
-            let _ = tokio::time::timeout(Duration::from_secs(2), reg.register(unregister, Some(0)))
-                .await;
+            if unregister_on_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), reg.register(unregister, Some(0)))
+                        .await;
+            }
         });
         Ok(())
     }
