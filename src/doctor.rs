@@ -732,7 +732,7 @@ fn broker(cfg: &Config, lang: Language) -> Check {
                 .as_ref()
                 .map(|(c, k)| (c.as_path(), k.as_path()));
             let result = crate::tls::client_config(m.ca.as_deref(), client)
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("MQTT TLS: {e}"))
                 .and_then(|c| crate::tls::handshake(c, &b.host, b.port, Duration::from_secs(5)));
             match result {
                 Ok(tls) => check(
@@ -1032,20 +1032,14 @@ fn sip_options(
                 Some(ca.unwrap_or(Path::new(crate::config::sip::SYSTEM_CA))),
                 None,
             )
-            .map_err(|e| e.to_string().replace("MQTT TLS: ", ""))?;
+            .map_err(|e| e.to_string())?;
             let mut tcp =
                 TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
             tcp.set_read_timeout(Some(timeout))
                 .map_err(|e| e.to_string())?;
             let local = tcp.local_addr().map_err(|e| e.to_string())?;
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                .map_err(|e| e.to_string())?;
-            let mut conn =
-                rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-            while conn.is_handshaking() {
-                conn.complete_io(&mut tcp)
-                    .map_err(|e| format!("{addr}: TLS: {e}"))?;
-            }
+            let mut conn = crate::tls::client_handshake(&mut tcp, config, host)
+                .map_err(|e| format!("{addr}: TLS: {e}"))?;
             let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
             tls.write_all(msg(local, "TLS").as_bytes())
                 .map_err(|e| format!("{addr}: {e}"))?;

@@ -11,19 +11,20 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
-/// Why a TLS client configuration could not be made.
+/// Why a TLS client configuration could not be made. The messages name no
+/// protocol: the broker's and the SIP server's callers say whose it is.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("MQTT TLS: cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}: {source}")]
     Pem {
         what: &'static str,
         path: std::path::PathBuf,
         #[source]
         source: rustls::pki_types::pem::Error,
     },
-    #[error("MQTT TLS: {0}")]
+    #[error(transparent)]
     Tls(#[from] rustls::Error),
-    #[error("MQTT TLS: no usable CA certificate in {0}")]
+    #[error("no usable CA certificate in {0}")]
     NoRoots(std::path::PathBuf),
 }
 
@@ -137,11 +138,22 @@ pub fn server_trusted(
     };
     tcp.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let name = rustls::pki_types::ServerName::try_from(name.to_owned())
+    client_handshake(&mut tcp, config, name).map(|_| ())
+}
+
+/// A client handshake over a connected stream, checking that the server
+/// proves to be `name` to `config`'s authorities; the connection, ready
+/// for `rustls::Stream`, or rustls's words for what failed.
+pub fn client_handshake(
+    tcp: &mut std::net::TcpStream,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> Result<rustls::ClientConnection, String> {
+    let server = rustls::pki_types::ServerName::try_from(name.to_owned())
         .map_err(|e| format!("'{name}' is not a server name: {e}"))?;
-    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(config, server).map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+        conn.complete_io(tcp).map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok(conn)
 }

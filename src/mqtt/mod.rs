@@ -35,7 +35,7 @@ pub use client::{spawn, Deps, MqttHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
-    #[error(transparent)]
+    #[error("MQTT TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Seen(#[from] seen::SeenError),

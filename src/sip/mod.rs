@@ -480,8 +480,8 @@ impl Agent {
                 let name = sni.clone().unwrap_or_else(|| addr.ip().to_string());
                 let ca = ca_path.clone();
                 let check = tokio::task::spawn_blocking(move || {
-                    let config = crate::tls::client_config(Some(&ca), None)
-                        .map_err(|e| e.to_string().replace("MQTT TLS: ", ""))?;
+                    let config =
+                        crate::tls::client_config(Some(&ca), None).map_err(|e| e.to_string())?;
                     crate::tls::server_trusted(config, &name, addr, Duration::from_secs(5))
                 })
                 .await
