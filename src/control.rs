@@ -335,6 +335,35 @@ impl Control {
         pending: crate::config::apply::Pending,
     ) -> Result<Value, CommandError> {
         let d = &self.d;
+        // A file made from `config.get` shows each secret as `***`: those
+        // keep the box's current value, so the NOC can change one key
+        // without knowing (or retyping) every password. A `***` inside a
+        // URL cannot be told from the rest of it, and is refused.
+        let path = d.config_path.clone();
+        let current: Option<toml::Table> = blocking(move || {
+            Ok::<_, CommandError>(
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.parse().ok()),
+            )
+        })
+        .await?;
+        let toml = crate::core::secrets::keep_marked(
+            &toml,
+            current.as_ref(),
+            crate::core::secrets::REDACTED,
+        )
+        .map_err(|e| CommandError::rejected(format!("invalid configuration: {e}")))?;
+        if let Some((section, key)) = toml
+            .parse::<toml::Table>()
+            .ok()
+            .as_ref()
+            .and_then(crate::core::secrets::redacted_url)
+        {
+            return Err(CommandError::rejected(format!(
+                "invalid configuration: [{section}] {key} still holds *** (the secret config.get hides) inside a URL; write the URL with its secret, or put the secret in its own key"
+            )));
+        }
         let new = crate::config::Config::parse(&d.config_path, &toml)
             .map_err(|e| CommandError::rejected(format!("invalid configuration: {e}")))?;
         if new.site.id != d.site_id {

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError, Language};
-use crate::core::secrets::SECRET_KEYS;
+use crate::core::secrets::{find_value, replace_value, SECRET_KEYS};
 use crate::core::words::provision as words;
 pub use crate::core::words::provision::{Ingest, Moved, SECRET_MARKER};
 
@@ -162,32 +162,23 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
     let current: Option<toml::Table> = std::fs::read_to_string(config)
         .ok()
         .and_then(|t| t.parse().ok());
-    let mut text = site.clone();
-    for (section, key) in SECRET_KEYS {
-        let kept = current
-            .as_ref()
-            .and_then(|c| c.get(*section)?.get(*key)?.as_str().map(str::to_owned));
-        match (find_value(&text, section, key), kept) {
-            (Some((line, v)), Some(kept)) if v == SECRET_MARKER => {
-                text = replace_value(&text, line, &kept);
-            }
-            (Some((line, v)), None) if v == SECRET_MARKER => {
-                return reject(
-                    setup,
-                    config,
-                    now,
-                    fingerprint,
-                    Some(line + 1),
-                    Ingest::SecretLost {
-                        line: line + 1,
-                        section: (*section).to_owned(),
-                        key: (*key).to_owned(),
-                    },
-                );
-            }
-            _ => {}
+    let text = match crate::core::secrets::keep_marked(&site, current.as_ref(), SECRET_MARKER) {
+        Ok(text) => text,
+        Err(lost) => {
+            return reject(
+                setup,
+                config,
+                now,
+                fingerprint,
+                Some(lost.line),
+                Ingest::SecretLost {
+                    line: lost.line,
+                    section: lost.section,
+                    key: lost.key,
+                },
+            );
         }
-    }
+    };
 
     // Stage: the live certificates, overlaid by the partition's.
     let staging = dir.join(".provision-new");
@@ -405,63 +396,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ProvisionError> {
 
 fn sync_dir(dir: &Path) {
     crate::util::sync_dir(dir);
-}
-
-/// The line index and string value of `key` in `[section]`, for a plain
-/// `key = "value"` line (what the template uses).
-fn find_value(text: &str, section: &str, key: &str) -> Option<(usize, String)> {
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if let Some(h) = t.strip_prefix('[') {
-            current = h.split(']').next().unwrap_or("").trim().to_owned();
-            continue;
-        }
-        if current != section {
-            continue;
-        }
-        let Some((k, v)) = t.split_once('=') else {
-            continue;
-        };
-        if k.trim() != key {
-            continue;
-        }
-        // Parse the value as TOML, comments and all.
-        let parsed: toml::Table = format!("v = {}", v.trim()).parse().ok()?;
-        return Some((i, parsed.get("v")?.as_str()?.to_owned()));
-    }
-    None
-}
-
-/// `text` with the value on line `line` replaced by `value` (a TOML basic
-/// string), keeping the key, indentation and any trailing comment.
-fn replace_value(text: &str, line: usize, value: &str) -> String {
-    let quoted = toml::Value::String(value.to_owned()).to_string();
-    let mut out = String::with_capacity(text.len() + quoted.len());
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i != line {
-            out.push_str(l);
-            continue;
-        }
-        let (head, rest) = l.split_once('=').unwrap_or((l, ""));
-        let comment = rest
-            .rfind('#')
-            .filter(|&at| {
-                // A '#' after the closing quote, not inside the value.
-                rest[..at].trim().ends_with(['"', '\''])
-            })
-            .map(|at| format!("  {}", rest[at..].trim_end()))
-            .unwrap_or_default();
-        let eol = if l.ends_with("\r\n") {
-            "\r\n"
-        } else if l.ends_with('\n') {
-            "\n"
-        } else {
-            ""
-        };
-        out.push_str(&format!("{}= {quoted}{comment}{eol}", head));
-    }
-    out
 }
 
 /// The site file with every non-empty secret replaced by the marker, or

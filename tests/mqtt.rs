@@ -779,6 +779,56 @@ fn config_set_applies_or_rolls_back() {
         "last known good restored"
     );
     assert_eq!(d.phase(), "idle");
+
+    // The NOC's way of changing one key: config.get, edit, config.set. The
+    // secrets come back as *** and keep the box's values.
+    let with_secret = format!(
+        "{changed}\n[uplink]\nurl = \"srt://127.0.0.1:9\"\npassphrase = \"kept-secret-123\"\n"
+    );
+    noc.send(
+        SITE,
+        "config.set",
+        cmd("cfg-4", json!({"toml": with_secret})),
+        "c4",
+    );
+    noc.wait_reply("cfg-4", "done", Duration::from_secs(30));
+    noc.send(SITE, "config.get", cmd("cfg-5", json!({})), "c5");
+    let mut doc =
+        noc.wait_reply("cfg-5", "done", Duration::from_secs(5))["result"]["config"].clone();
+    assert_eq!(doc["uplink"]["passphrase"], "***");
+    doc["video"]["bitrate_kbps"] = json!(800);
+    let edited = toml::to_string(&doc).unwrap();
+    noc.send(
+        SITE,
+        "config.set",
+        cmd("cfg-6", json!({"toml": edited})),
+        "c6",
+    );
+    noc.wait_reply("cfg-6", "done", Duration::from_secs(30));
+    let written: toml::Table = std::fs::read_to_string(&d.config).unwrap().parse().unwrap();
+    assert_eq!(
+        written["uplink"]["passphrase"].as_str(),
+        Some("kept-secret-123")
+    );
+    assert_eq!(written["video"]["bitrate_kbps"].as_integer(), Some(800));
+    // A *** inside a URL cannot be told from the URL: refused, nothing written.
+    let before = std::fs::read_to_string(&d.config).unwrap();
+    doc["uplink"]["url"] = json!("srt://127.0.0.1:9?passphrase=***");
+    noc.send(
+        SITE,
+        "config.set",
+        cmd("cfg-7", json!({"toml": toml::to_string(&doc).unwrap()})),
+        "c7",
+    );
+    let r = noc.wait_reply("cfg-7", "rejected", Duration::from_secs(10));
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("[uplink] url still holds ***"),
+        "{r}"
+    );
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), before);
 }
 
 /// `diemcau doctor`'s network checks against the real peers: the broker's

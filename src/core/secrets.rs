@@ -109,8 +109,179 @@ pub fn redact_url(text: &str) -> String {
     format!("{head}{authority}{tail}")
 }
 
+/// A secret written as a placeholder (`marker`) that the box has no value
+/// for: where it is, for the message that asks for the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: [{section}] {key} is \"{marker}\", but the box holds no {section}.{key} to keep; write the value itself")]
+pub struct SecretLost {
+    /// 1-based.
+    pub line: usize,
+    pub section: String,
+    pub key: String,
+    pub marker: String,
+}
+
+/// `text` (a configuration file) with every secret whose value is `marker`
+/// given the value it has in `current` (the configuration in force), so a
+/// file that came back from a redacted view keeps the box's secrets: the
+/// site file's placeholder after provisioning, `***` from `config.get`.
+/// A marker with nothing to keep is an error naming its line.
+pub fn keep_marked(
+    text: &str,
+    current: Option<&toml::Table>,
+    marker: &str,
+) -> Result<String, SecretLost> {
+    let mut text = text.to_owned();
+    for (section, key) in SECRET_KEYS {
+        let Some((line, v)) = find_value(&text, section, key) else {
+            continue;
+        };
+        if v != marker {
+            continue;
+        }
+        let kept = current.and_then(|c| c.get(*section)?.get(*key)?.as_str());
+        match kept {
+            Some(kept) => text = replace_value(&text, line, kept),
+            None => {
+                return Err(SecretLost {
+                    line: line + 1,
+                    section: (*section).to_owned(),
+                    key: (*key).to_owned(),
+                    marker: marker.to_owned(),
+                })
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// The 0-based line and string value of `key` in `[section]`, if the file
+/// sets it as a string.
+pub fn find_value(text: &str, section: &str, key: &str) -> Option<(usize, String)> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h.split(']').next().unwrap_or("").trim().to_owned();
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            continue;
+        };
+        if k.trim() != key {
+            continue;
+        }
+        // Parse the value as TOML, comments and all.
+        let parsed: toml::Table = format!("v = {}", v.trim()).parse().ok()?;
+        return Some((i, parsed.get("v")?.as_str()?.to_owned()));
+    }
+    None
+}
+
+/// `text` with the value on line `line` replaced by `value` (a TOML basic
+/// string), keeping the key, indentation and any trailing comment.
+pub fn replace_value(text: &str, line: usize, value: &str) -> String {
+    let quoted = toml::Value::String(value.to_owned()).to_string();
+    let mut out = String::with_capacity(text.len() + quoted.len());
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i != line {
+            out.push_str(l);
+            continue;
+        }
+        let (head, rest) = l.split_once('=').unwrap_or((l, ""));
+        let comment = rest
+            .rfind('#')
+            .filter(|&at| {
+                // A '#' after the closing quote, not inside the value.
+                rest[..at].trim().ends_with(['"', '\''])
+            })
+            .map(|at| format!("  {}", rest[at..].trim_end()))
+            .unwrap_or_default();
+        let eol = if l.ends_with("\r\n") {
+            "\r\n"
+        } else if l.ends_with('\n') {
+            "\n"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{}= {quoted}{comment}{eol}", head));
+    }
+    out
+}
+
+/// The first string value in a configuration document that still holds
+/// [`REDACTED`] inside a URL (`srt://hub?passphrase=***`), as
+/// `(section, key)`: such a value came from `config.get` and would replace
+/// the real secret with three stars.
+pub fn redacted_url(doc: &toml::Table) -> Option<(String, String)> {
+    for (section, body) in doc {
+        let Some(keys) = body.as_table() else {
+            continue;
+        };
+        for (key, value) in keys {
+            let strings: Vec<&str> = match value {
+                toml::Value::String(s) => vec![s.as_str()],
+                toml::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect(),
+                _ => Vec::new(),
+            };
+            if strings
+                .iter()
+                .any(|s| s.contains("://") && redact_url(s) == *s && s.contains(REDACTED))
+            {
+                return Some((section.clone(), key.clone()));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn marked_secrets_take_the_current_value_and_nothing_else_changes() {
+        let current: toml::Table =
+            "[uplink]\npassphrase = \"real-pass-1234\"\n[sip]\npassword = \"pw\"\n"
+                .parse()
+                .unwrap();
+        let text = "[uplink]\nurl = \"srt://h:1\"\npassphrase = \"***\"  # << SRT\n[sip]\npassword = \"new\"\n";
+        let kept = keep_marked(text, Some(&current), REDACTED).unwrap();
+        assert_eq!(
+            kept,
+            "[uplink]\nurl = \"srt://h:1\"\npassphrase = \"real-pass-1234\"  # << SRT\n[sip]\npassword = \"new\"\n"
+        );
+        // Nothing to keep: the line is named.
+        let e = keep_marked("[sip]\npin = \"***\"\n", Some(&current), REDACTED).unwrap_err();
+        assert_eq!(
+            (e.line, e.section.as_str(), e.key.as_str()),
+            (2, "sip", "pin")
+        );
+        assert!(e.to_string().contains("write the value itself"), "{e}");
+    }
+
+    #[test]
+    fn a_url_still_redacted_is_found() {
+        let doc: toml::Table =
+            "[uplink]\nurl = \"srt://h:1?passphrase=***\"\n[mqtt]\nurl = \"mqtts://n:8883\"\n"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            redacted_url(&doc),
+            Some(("uplink".to_owned(), "url".to_owned()))
+        );
+        let clean: toml::Table = "[uplink]\nurl = \"srt://h:1?passphrase=secret12345\"\n"
+            .parse()
+            .unwrap();
+        assert_eq!(redacted_url(&clean), None);
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
     use super::*;
     use serde_json::json;
 
