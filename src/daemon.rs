@@ -233,7 +233,10 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         _ = int.recv() => { tracing::info!("SIGINT: shutting down"); Exit::Stopped }
         _ = restart.requested() => { tracing::info!("restarting to apply a new configuration"); Exit::Restart }
     };
-    systemd::stopping();
+    match exit {
+        Exit::Restart => systemd::reloading(),
+        Exit::Stopped => systemd::stopping(),
+    }
     // In this order, each awaited for a bounded time (docs/ARCHITECTURE.md,
     // "Shutdown"). No new commands: the socket closes first.
     server.abort();

@@ -22,6 +22,22 @@ pub fn stopping() {
     notify(&[NotifyState::Stopping]);
 }
 
+/// Before a restart in place (`exec` of the same PID to apply a new
+/// configuration): a reload, which the next [`ready`] ends. Not `STOPPING=1`:
+/// systemd would then take the service as going away, and kill the
+/// restarted daemon when `TimeoutStopSec` ran out (it did, mid-call, in the
+/// virtual room).
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[
+            NotifyState::Reloading,
+            now,
+            NotifyState::Status("Restarting to apply a new configuration"),
+        ]),
+        Err(e) => tracing::debug!("no monotonic clock for sd_notify: {e}"),
+    }
+}
+
 fn notify(state: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(false, state) {
         tracing::debug!("sd_notify failed: {e}");

@@ -714,11 +714,12 @@ fn config_set_applies_or_rolls_back() {
     let _g = serial();
     let s = setup();
     let noc = Noc::connect(&s.certs, s.broker.port, "noc-cfg", false, &site_filter());
-    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    let d = Daemon::start_notified(&mqtt_config(&s.certs, s.broker.port));
     status_msg(&noc, "online", None);
     std::thread::sleep(Duration::from_millis(300));
     let pid = d.pid();
     let original = std::fs::read_to_string(&d.config).unwrap();
+    assert!(d.notifications().iter().any(|m| m.contains("READY=1")));
 
     // Applied: a new bitrate; the same process restarts with it.
     let changed = original.replace("bitrate_kbps = 600", "bitrate_kbps = 700");
@@ -733,6 +734,18 @@ fn config_set_applies_or_rolls_back() {
     assert_eq!(std::fs::read_to_string(&d.config).unwrap(), changed);
     assert_eq!(d.pid(), pid, "restarted in place");
     assert_eq!(d.phase(), "idle");
+    // What systemd hears: a reload that the restarted daemon's READY=1
+    // ends. STOPPING=1 here had systemd kill the restarted daemon when its
+    // stop timeout ran out.
+    let told = d.notifications();
+    println!("told systemd across the restart: {told:?}");
+    let reload = told.iter().position(|m| m.contains("RELOADING=1"));
+    let ready = told.iter().rposition(|m| m.contains("READY=1"));
+    assert!(
+        reload.is_some() && ready > reload,
+        "no reload ended by READY=1: {told:?}"
+    );
+    assert!(!told.iter().any(|m| m.contains("STOPPING=1")), "{told:?}");
 
     // Rejected: a typo, with its line; nothing written.
     let typo = changed.replace("bitrate_kbps = 700", "bitrat = 700");

@@ -14,8 +14,9 @@ packages=(
   fonts-dejavu-core
   srt-tools ffmpeg mosquitto mosquitto-clients openssl time
   systemd
-  # SIP peers for tests/sip.rs: a far end, a registrar/proxy, scripted edges.
-  baresip-core baresip-ffmpeg kamailio kamailio-tls-modules sip-tester
+  # SIP peers for tests/sip.rs: two far ends (baresip, linphone's daemon),
+  # a registrar/proxy, scripted edges.
+  baresip-core baresip-ffmpeg linphone-cli kamailio kamailio-tls-modules sip-tester
   # A real NAT for the SIP test behind it (libslirp, as in QEMU), and a STUN
   # server on its far side; nsenter and unshare come with util-linux.
   slirp4netns coturn iproute2 util-linux

@@ -827,6 +827,59 @@ fn behind_a_nat_stun_lets_the_far_ends_media_in() {
     assert!(d.cli(&["stop"]).status.success());
 }
 
+/// A second far end with its own SIP stack and media engine: linphone
+/// (belle-sip, mediastreamer2, openh264) takes the room's call by itself;
+/// sound and pictures flow both ways and each side names the same codecs.
+#[test]
+fn linphone_takes_the_rooms_call_with_sound_and_pictures_both_ways() {
+    let lp = common::sip::Linphone::start();
+    let d = Daemon::start(&test_config(&sip_section(&format!(
+        "conference = \"sip:lp@127.0.0.1:{}\"\n",
+        lp.port
+    ))));
+    d.start_session();
+    let s = wait_for(&d, "linphone answers", Duration::from_secs(20), |s| {
+        s["call"]["state"] == "connected"
+    });
+    println!("codecs with linphone: {}", s["call"]["codecs"]);
+    // With no sound card and no camera, linphone sends what its in-call
+    // player plays: a test clip, H.264 and Opus.
+    lp.play_clip();
+    let t0 = Instant::now();
+    let s = loop {
+        let s = d.status();
+        let m = &s["call"]["media"];
+        if m["audio_packets_received"].as_u64() > Some(100)
+            && m["audio_packets_sent"].as_u64() > Some(100)
+            && m["video_packets_sent"].as_u64() > Some(50)
+            && m["video_packets_received"].as_u64() > Some(10)
+        {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no media both ways with linphone: {m:#}\nlinphone:\n{}",
+            lp.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    println!("call media with linphone: {:#}", s["call"]["media"]);
+    // linphone's view: the same codecs, and the room's stream decoded.
+    let stats = lp.command("call-stats");
+    println!("linphone's call-stats:\n{stats}");
+    assert!(
+        stats.contains("Mime: opus") && stats.contains("Mime: H264"),
+        "{stats}\n{}",
+        lp.log()
+    );
+    assert!(
+        lp.log().contains("OpenH264 decoder: FPS="),
+        "linphone decodes no picture from the room:\n{}",
+        lp.log()
+    );
+    assert!(d.cli(&["stop"]).status.success());
+}
+
 #[test]
 fn a_sip_port_in_use_is_reported_and_taken_once_free() {
     // Something else holds the box's SIP port when the daemon starts.

@@ -62,6 +62,9 @@ pub struct Daemon {
     pub log: PathBuf,
     /// The network namespace the daemon runs in (behind a NAT), if any.
     pub netns: Option<PathBuf>,
+    /// Where the daemon's systemd notifications arrive, when asked for
+    /// ([`Daemon::start_notified`]).
+    pub notify: Option<std::os::unix::net::UnixDatagram>,
 }
 
 impl Daemon {
@@ -71,8 +74,19 @@ impl Daemon {
         Self::start_in(config_text, None)
     }
 
+    /// Like [`Daemon::start`], with `NOTIFY_SOCKET` set as systemd sets it
+    /// for a `Type=notify` service, so the test reads what the daemon tells
+    /// systemd ([`Daemon::notifications`]).
+    pub fn start_notified(config_text: &str) -> Daemon {
+        Self::start_with(config_text, None, true)
+    }
+
     /// Like [`Daemon::start`], inside network namespace `netns` when given.
     pub fn start_in(config_text: &str, netns: Option<PathBuf>) -> Daemon {
+        Self::start_with(config_text, netns, false)
+    }
+
+    fn start_with(config_text: &str, netns: Option<PathBuf>, notified: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("api.sock");
         let state = dir.path().join("state");
@@ -87,6 +101,12 @@ impl Daemon {
         );
         let config = dir.path().join("config.toml");
         std::fs::write(&config, text).unwrap();
+        let notify = notified.then(|| {
+            let sock = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify.sock"))
+                .expect("a notification socket");
+            sock.set_nonblocking(true).unwrap();
+            sock
+        });
         let mut d = Daemon {
             log: dir.path().join("daemon.log"),
             dir,
@@ -94,6 +114,7 @@ impl Daemon {
             socket,
             child: None,
             netns,
+            notify,
         };
         d.spawn();
         d
@@ -106,7 +127,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = nat::command_in(self.netns.as_deref(), BIN)
+        let mut command = nat::command_in(self.netns.as_deref(), BIN);
+        if self.notify.is_some() {
+            command.env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"));
+        }
+        let child = command
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "debug")
@@ -117,6 +142,20 @@ impl Daemon {
             .expect("spawn diemcau");
         self.child = Some(child);
         self.wait_ready(Duration::from_secs(10));
+    }
+
+    /// The systemd notifications received since the last call, one
+    /// message each (`READY=1`, `STATUS=...`, ...).
+    pub fn notifications(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(sock) = &self.notify else {
+            return out;
+        };
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
     }
 
     pub fn wait_ready(&mut self, timeout: Duration) -> Duration {

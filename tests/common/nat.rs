@@ -140,44 +140,150 @@ impl SlirpNat {
 
     /// A STUN server (coturn, STUN only) on the far side at FAR_IP:3478.
     pub fn start_stun(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("stun.log")).unwrap();
-        self.stun = Some(
-            command_in(Some(&self.far_ns()), "turnserver")
-                .args([
-                    "-n",
-                    "--stun-only",
-                    "--no-cli",
-                    "--no-tls",
-                    "--no-dtls",
-                    "--listening-ip",
-                    FAR_IP,
-                    "--listening-port",
-                    "3478",
-                    "--log-file",
-                    "stdout",
-                    "--simple-log",
-                    "--pidfile",
-                ])
-                .arg(self.dir.path().join("turn.pid"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("turnserver (coturn) runs"),
+        self.stun = Some(start_stun(&self.far_ns(), self.dir.path()));
+    }
+}
+
+/// coturn answering STUN only, at FAR_IP:3478 inside `netns`, logging to
+/// `dir/stun.log`; returned once it listens.
+fn start_stun(netns: &Path, dir: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("stun.log")).unwrap();
+    let child = command_in(Some(netns), "turnserver")
+        .args([
+            "-n",
+            "--stun-only",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--listening-ip",
+            FAR_IP,
+            "--listening-port",
+            "3478",
+            "--log-file",
+            "stdout",
+            "--simple-log",
+            "--pidfile",
+        ])
+        .arg(dir.join("turn.pid"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("turnserver (coturn) runs");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(dir.join("stun.log"))
+        .unwrap_or_default()
+        .contains("General servers")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "coturn did not start"
         );
-        // It answers once it listens.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+/// The host's end of [`FarNet`]'s veth pair.
+pub const HOST_VETH_IP: &str = "10.0.3.1";
+
+/// A far side the host reaches too: a network namespace joined to the
+/// host's by a veth pair (host end 10.0.3.1, far end [`FAR_IP`]).
+///
+/// ```text
+///  QEMU guest 10.0.2.15 ─ slirp (QEMU, on the host) ─▶ veth 10.0.3.1 ─▶ 10.0.3.5: Kamailio, STUN, baresip
+/// ```
+///
+/// For the virtual room, whose QEMU runs on the host and whose user-mode
+/// network (libslirp) is the box's NAT: the guest reaches 10.0.3.5 through
+/// slirp and the far side sees the host's 10.0.3.1 with a port slirp
+/// picked. A far end on the host's loopback would not do: it would write
+/// 127.0.0.1 into its SDP and Record-Route, which inside the guest is the
+/// guest itself.
+pub struct FarNet {
+    hold: Child,
+    link: String,
+    stun: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn ip(args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) runs")
+}
+
+impl FarNet {
+    pub fn new() -> FarNet {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = Command::new("unshare")
+            .args(["--net", "sleep", "3600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) runs");
         let t0 = Instant::now();
-        while !std::fs::read_to_string(self.dir.path().join("stun.log"))
-            .unwrap_or_default()
-            .contains("General servers")
+        while std::fs::read_link(ns_of(&hold)).ok() == std::fs::read_link("/proc/self/ns/net").ok()
         {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "coturn did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(t0.elapsed() < Duration::from_secs(5), "unshare too slow");
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(300));
+        // Interface names are at most 15 bytes; one per test process.
+        let link = format!("dcfar{}", std::process::id() % 1_000_000);
+        let _ = ip(&["link", "del", &link]);
+        let net = FarNet {
+            hold,
+            link,
+            stun: None,
+            dir,
+        };
+        let pid = net.hold.id().to_string();
+        for args in [
+            vec![
+                "link", "add", &net.link, "type", "veth", "peer", "name", "far0", "netns", &pid,
+            ],
+            vec!["addr", "add", "10.0.3.1/24", "dev", &net.link],
+            vec!["link", "set", &net.link, "up"],
+        ] {
+            let out = ip(&args);
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let ns = net.ns();
+        run_in(&ns, &["ip", "link", "set", "lo", "up"]);
+        run_in(
+            &ns,
+            &["ip", "addr", "add", &format!("{FAR_IP}/24"), "dev", "far0"],
+        );
+        run_in(&ns, &["ip", "link", "set", "far0", "up"]);
+        net
+    }
+
+    /// The far side's namespace.
+    pub fn ns(&self) -> PathBuf {
+        ns_of(&self.hold)
+    }
+
+    /// A STUN server (coturn, STUN only) at FAR_IP:3478.
+    pub fn start_stun(&mut self) {
+        self.stun = Some(start_stun(&self.ns(), self.dir.path()));
+    }
+}
+
+impl Drop for FarNet {
+    fn drop(&mut self) {
+        if let Some(c) = self.stun.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Going with the namespace, the veth pair goes too; said anyway.
+        let _ = ip(&["link", "del", &self.link]);
+        let _ = self.hold.kill();
+        let _ = self.hold.wait();
     }
 }
 

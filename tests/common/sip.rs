@@ -63,6 +63,8 @@ pub fn far_end_media(dir: &Path) {
 pub struct Baresip {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Where it listens (SIP, RTP and its control port).
+    addr: String,
     ctrl: u16,
     child: Child,
 }
@@ -74,7 +76,9 @@ impl Baresip {
     }
 
     /// On address `addr`, inside network namespace `netns` when given (the
-    /// far side of a NAT: see `common::nat`).
+    /// far side of a NAT: see `common::nat`). Its control port is on `addr`
+    /// too, so [`Baresip::command`] reaches it only where `addr` is
+    /// reachable from the test (loopback, or `nat::FarNet`).
     pub fn start_at(account: &str, addr: &str, netns: Option<&Path>) -> Baresip {
         let dir = tempfile::tempdir().unwrap();
         let (media, rec) = (dir.path().join("media"), dir.path().join("rec"));
@@ -108,6 +112,7 @@ impl Baresip {
         let b = Baresip {
             dir,
             port,
+            addr: addr.to_owned(),
             ctrl,
             child,
         };
@@ -129,7 +134,7 @@ impl Baresip {
 
     /// A command through baresip's ctrl_tcp (JSON in a netstring).
     pub fn command(&self, command: &str, params: &str) -> String {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.ctrl)).unwrap();
+        let mut c = std::net::TcpStream::connect((self.addr.as_str(), self.ctrl)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let m = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
         c.write_all(format!("{}:{m},", m.len()).as_bytes()).unwrap();
@@ -222,21 +227,30 @@ pub struct Kamailio {
     pub port: u16,
     /// Its TLS port (`start_tls`), else 0.
     pub tls_port: u16,
+    /// Where it listens, and in which network namespace.
+    addr: String,
+    netns: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Kamailio {
     pub fn start() -> Kamailio {
-        Self::start_with(None)
+        Self::start_with(None, "127.0.0.1", None)
     }
 
     /// With a TLS listener too, whose certificate is `certs/server.crt`
     /// (signed by `certs/ca.crt`, see `common::mqtt::make_certs`).
     pub fn start_tls(certs: &Path) -> Kamailio {
-        Self::start_with(Some(certs))
+        Self::start_with(Some(certs), "127.0.0.1", None)
     }
 
-    fn start_with(certs: Option<&Path>) -> Kamailio {
+    /// On `addr` inside `netns` (`nat::FarNet`'s far side), which the test
+    /// must reach to see it listen.
+    pub fn start_at(addr: &str, netns: &Path) -> Kamailio {
+        Self::start_with(None, addr, Some(netns))
+    }
+
+    fn start_with(certs: Option<&Path>, addr: &str, netns: Option<&Path>) -> Kamailio {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         std::fs::create_dir_all(&db).unwrap();
@@ -248,7 +262,8 @@ impl Kamailio {
         let mut cfg = std::fs::read_to_string(format!("{FIXTURES}/kamailio/kamailio.cfg"))
             .unwrap()
             .replace("@DB_DIR@", db.to_str().unwrap())
-            .replace("@PORT@", &port.to_string());
+            .replace("@PORT@", &port.to_string())
+            .replace("@ADDR@", addr);
         if let Some(certs) = certs {
             let tls_cfg = dir.path().join("tls.cfg");
             std::fs::write(
@@ -261,7 +276,7 @@ impl Kamailio {
             cfg = cfg
                 .replace(
                     "#@TLS_CORE@",
-                    &format!("enable_tls=yes\nlisten=tls:127.0.0.1:{tls_port}"),
+                    &format!("enable_tls=yes\nlisten=tls:{addr}:{tls_port}"),
                 )
                 .replace(
                     "#@TLS_MODULE@",
@@ -276,6 +291,8 @@ impl Kamailio {
             dir,
             port,
             tls_port,
+            addr: addr.to_owned(),
+            netns: netns.map(Path::to_owned),
             child: None,
         };
         k.spawn();
@@ -290,7 +307,7 @@ impl Kamailio {
             .append(true)
             .open(self.dir.path().join("kamailio.log"))
             .unwrap();
-        let child = Command::new("kamailio")
+        let child = super::nat::command_in(self.netns.as_deref(), "kamailio")
             .arg("-f")
             .arg(self.dir.path().join("kamailio.cfg"))
             .arg("-Y")
@@ -303,7 +320,7 @@ impl Kamailio {
             .expect("kamailio is installed (.ci/run installs it)");
         self.child = Some(child);
         let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_err() {
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
                 "kamailio not listening:\n{}",
@@ -384,5 +401,136 @@ impl Drop for Sipp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// linphone as a second far end: Debian's `linphone-daemon` (liblinphone,
+/// belle-sip, mediastreamer2: another SIP stack and media engine than
+/// baresip's), headless, answering by itself, driven through its command
+/// socket in /tmp. It has no sound card or camera here: it sends what its
+/// in-call player plays ([`Linphone::play_clip`]); its H.264 is openh264's.
+pub struct Linphone {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pipe: String,
+    child: Child,
+}
+
+impl Linphone {
+    pub fn start() -> Linphone {
+        let dir = tempfile::tempdir().unwrap();
+        // Without a writable data directory under $HOME it stops at start
+        // ("basic_string: construction from null") before opening its port.
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".local/share/linphone")).unwrap();
+        let port = free_sip_port();
+        let rtp = free_rtp_base();
+        let rc = dir.path().join("linphonerc");
+        std::fs::write(
+            &rc,
+            format!(
+                "[sip]\nsip_port={port}\nsip_tcp_port=-1\nsip_tls_port=-1\n\
+                 [rtp]\naudio_rtp_port={rtp}\nvideo_rtp_port={}\n\
+                 [video]\nenabled=1\nautomatically_accept=1\nautomatically_initiate=1\n",
+                rtp + 2
+            ),
+        )
+        .unwrap();
+        let pipe = format!("diemcau-linphone-{}-{port}", std::process::id());
+        let log = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let child = Command::new("linphone-daemon")
+            .env("HOME", &home)
+            .arg("--config")
+            .arg(&rc)
+            .args(["--pipe", &pipe, "--auto-answer", "-C", "-D", "--log"])
+            .arg(dir.path().join("linphone.log"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("linphone-daemon is installed (.ci/run installs linphone-cli)");
+        let lp = Linphone {
+            dir,
+            port,
+            pipe,
+            child,
+        };
+        let t0 = Instant::now();
+        while !lp.command("port sip").contains(&format!("SIP: {port}")) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "linphone-daemon did not open its SIP port:\n{}",
+                lp.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        lp
+    }
+
+    /// Play a test clip into the call (its `incall-player`): testsrc2 in
+    /// H.264 and a 1 kHz tone in Opus, made with ffmpeg.
+    pub fn play_clip(&self) {
+        let clip = self.dir.path().join("clip.mkv");
+        let ok = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=15:duration=60",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=1000:sample_rate=48000:duration=60",
+            ])
+            .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", "15"])
+            .args(["-c:a", "libopus", "-ac", "1"])
+            .arg(&clip)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(ok.success(), "ffmpeg made no clip");
+        let r = self.command(&format!("incall-player-start {}", clip.display()));
+        assert!(
+            r.contains("Status: Ok"),
+            "incall-player-start: {r}\n{}",
+            self.log()
+        );
+    }
+
+    /// One command on its socket, and its answer ("Status: Ok" and fields).
+    pub fn command(&self, line: &str) -> String {
+        let path = format!("/tmp/{}", self.pipe);
+        let Ok(mut c) = std::os::unix::net::UnixStream::connect(&path) else {
+            return String::new();
+        };
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        if c.write_all(format!("{line}\n").as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut buf = vec![0u8; 16384];
+        let n = c.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    pub fn log(&self) -> String {
+        let tail = |name: &str| {
+            let t = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let mut at = t.len().saturating_sub(6000);
+            while !t.is_char_boundary(at) {
+                at += 1;
+            }
+            t[at..].to_owned()
+        };
+        format!("{}\n{}", tail("stdout.log"), tail("linphone.log"))
+    }
+}
+
+impl Drop for Linphone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(format!("/tmp/{}", self.pipe));
     }
 }
