@@ -740,6 +740,66 @@ fn a_reinvite_with_a_new_bandwidth_moves_the_encoders_ceiling_mid_call() {
     );
 }
 
+/// A far end's TMMBR (RFC 5104) moves the encoder's ceiling while the call
+/// lasts, never below the configured floor; a later, higher one lets it
+/// back up to what `b=AS` allows.
+///
+/// No peer here sends TMMBR when asked: baresip never does, and linphone
+/// only from its congestion control over RTP/AVPF, which the box's RTP/AVP
+/// offer does not turn on ("avpf-tmmbr is not activated in this stream").
+/// So the requests are built here, byte for byte as RFC 5104 §4.2.1 lays
+/// them out, and sent to the box's video RTCP port during a real call with
+/// baresip: an in-process stand-in for the MCU's RTCP.
+#[test]
+fn a_tmmbr_from_the_far_end_moves_the_encoders_ceiling() {
+    let far = Baresip::start(
+        "<sip:8001@127.0.0.1;transport=udp>;regint=0;answermode=auto;audio_codecs=G722/16000/1",
+    );
+    let rtp = free_rtp_base();
+    let d = Daemon::start(&test_config(&format!(
+        "\n[sip]\nmode = \"sip\"\nlocal_port = {}\nrtp_port = {rtp}\nredial_max_s = 2\n\
+         conference = \"sip:8001@127.0.0.1:{}\"\n",
+        free_sip_port(),
+        far.port
+    )));
+    d.start_session();
+    let s = wait_for(&d, "call with video", Duration::from_secs(15), |s| {
+        s["call"]["state"] == "connected"
+            && s["call"]["media"]["video_packets_sent"].as_u64() > Some(10)
+    });
+    let before = s["call"]["media"]["video_cap_kbps"].clone();
+    println!("ceiling before any TMMBR: {before}");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tmmbr = |bps: u64| {
+        // mantissa × 2^exp, the mantissa in 17 bits.
+        let exp = (0..64u32).find(|e| bps >> e < (1 << 17)).unwrap();
+        let word = (exp << 26) | (((bps >> exp) as u32) << 9) | 40;
+        let mut p = vec![0x80 | 3, 205, 0, 4];
+        p.extend(0x5eed_0001u32.to_be_bytes()); // the sender
+        p.extend(0u32.to_be_bytes()); // media source: 0 for TMMBR
+        p.extend(0u32.to_be_bytes()); // the FCI: the room's video SSRC
+        p.extend(word.to_be_bytes());
+        sock.send_to(&p, ("127.0.0.1", rtp + 3)).unwrap();
+    };
+    // 400 kbit/s: nine tenths for the encoder.
+    tmmbr(400_000);
+    wait_for(&d, "the TMMBR's ceiling", Duration::from_secs(10), |s| {
+        s["call"]["media"]["video_cap_kbps"] == 360
+    });
+    // 100 kbit/s: held at the configured floor (min_bitrate_kbps = 300).
+    tmmbr(100_000);
+    wait_for(&d, "the floor", Duration::from_secs(10), |s| {
+        s["call"]["media"]["video_cap_kbps"] == 300
+    });
+    // Far more than the room sends: back to where b=AS put it.
+    tmmbr(50_000_000);
+    let s = wait_for(&d, "the ceiling back", Duration::from_secs(10), |s| {
+        s["call"]["media"]["video_cap_kbps"] == before
+    });
+    assert_eq!(s["call"]["calls"], 1, "the same call throughout: {s:#}");
+    assert!(d.cli(&["stop"]).status.success());
+}
+
 /// The box behind a real NAT (slirp, as in the virtual bridge room) dials
 /// a far end that sends where the SDP says and does not follow where media
 /// come from (baresip). With `[sip] stun` the box advertises the NAT's

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod command;
 pub mod events;
 pub mod net;
+pub mod rtcp;
 pub mod sdp;
 pub mod secrets;
 pub mod session;

@@ -562,7 +562,7 @@ fn codec_lines(out: &mut String, codec: Codec, pt: u8) {
         ),
         Codec::H264 => write!(
             out,
-            "a=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} profile-level-id={H264_PROFILE_LEVEL};packetization-mode=1\r\na=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n"
+            "a=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} profile-level-id={H264_PROFILE_LEVEL};packetization-mode=1\r\na=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\na=rtcp-fb:{pt} ccm tmmbr\r\n"
         ),
         c => write!(out, "a=rtpmap:{pt} {}/{}\r\n", c.name(), c.clock_rate()),
     };

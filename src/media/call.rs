@@ -22,6 +22,7 @@ use super::return_feed::count_buffers;
 use super::runner::Running;
 use super::{force_keyframe, pipeline};
 use crate::config::Display;
+use crate::core::rtcp;
 use crate::core::sdp::{Negotiated, SrtpKeys};
 use crate::core::status::CallMediaStats;
 
@@ -42,6 +43,9 @@ pub struct CallTask {
     pub cap: Arc<AtomicU32>,
     /// The configured video bitrate, restored when a capped call ends.
     pub video_kbps: u32,
+    /// The configured floor, below which a far end's TMMBR does not push
+    /// the encoder.
+    pub video_min_kbps: u32,
     /// The far track's channel, when the session records the far end.
     pub far: Option<String>,
     /// A meeting PIN for the conference the box dials, and the pause
@@ -61,9 +65,13 @@ struct Rtp {
 impl CallTask {
     pub async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let (bus_tx, mut bus_rx) = mpsc::unbounded_channel::<(u64, gst::Message)>();
+        // The far end's TMMBR, from rtpbin's streaming thread: the call's
+        // generation and the ceiling it asks for.
+        let (tmmbr_tx, mut tmmbr_rx) = mpsc::unbounded_channel::<(u64, u32)>();
         let mut gen = 0u64;
         let mut current = self.negotiated.borrow_and_update().clone();
-        let mut rtp: Option<Rtp> = self.rebuild(&mut gen, &bus_tx);
+        let mut tmmbr: Option<u32> = None;
+        let mut rtp: Option<Rtp> = self.rebuild(&mut gen, &bus_tx, &tmmbr_tx);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -77,14 +85,16 @@ impl CallTask {
                     // to its link) moves the encoder's ceiling; the call's
                     // pipeline, its ports and keys stay as they are.
                     if rtp.is_some() && same_streams(current.as_ref(), now.as_ref()) {
-                        self.apply_cap(now.as_ref());
+                        self.apply_cap(now.as_ref(), tmmbr);
                         current = now;
                         continue;
                     }
                     current = now;
-                    // The old pipeline lets go of its ports first.
+                    // A new call (or new streams): the last one's TMMBR is
+                    // forgotten. The old pipeline lets go of its ports first.
+                    tmmbr = None;
                     drop(rtp.take());
-                    rtp = self.rebuild(&mut gen, &bus_tx);
+                    rtp = self.rebuild(&mut gen, &bus_tx, &tmmbr_tx);
                     if rtp.is_none() {
                         // No call: no figures from the last one linger.
                         self.stats.send_replace(CallMediaStats::default());
@@ -100,6 +110,13 @@ impl CallTask {
                     }
                     _ => {}
                 },
+                Some((g, kbps)) = tmmbr_rx.recv() => {
+                    if g == gen && rtp.is_some() && tmmbr != Some(kbps) {
+                        tracing::info!("the far end asks for at most {kbps} kbit/s of video (TMMBR)");
+                        tmmbr = Some(kbps);
+                        self.apply_cap(current.as_ref(), tmmbr);
+                    }
+                }
                 Some((g, msg)) = bus_rx.recv() => {
                     if g == gen {
                         if let gst::MessageView::Error(e) = msg.view() {
@@ -133,13 +150,28 @@ impl CallTask {
         &self,
         gen: &mut u64,
         bus_tx: &mpsc::UnboundedSender<(u64, gst::Message)>,
+        tmmbr_tx: &mpsc::UnboundedSender<(u64, u32)>,
     ) -> Option<Rtp> {
         let n = self.negotiated.borrow().clone();
-        self.apply_cap(n.as_ref());
+        self.apply_cap(n.as_ref(), None);
         let n = n?;
         *gen += 1;
         let g = *gen;
-        match build(&n, &self.display, self.far.as_deref(), bus_tx.clone(), g) {
+        let floor = self.video_min_kbps;
+        let on_tmmbr = {
+            let tx = tmmbr_tx.clone();
+            move |kbps| {
+                let _ = tx.send((g, kbps));
+            }
+        };
+        match build(
+            &n,
+            &self.display,
+            self.far.as_deref(),
+            bus_tx.clone(),
+            g,
+            (floor, on_tmmbr),
+        ) {
             Ok(r) => {
                 tracing::info!(codecs = %n.describe(), "call media running");
                 // The far end decodes from the first keyframe: ask for one
@@ -182,15 +214,22 @@ impl CallTask {
 impl CallTask {
     /// The far end's `b=AS` for video caps the one encoder: with two paths,
     /// the lower target wins. `b=AS` counts the RTP, UDP and IP headers
-    /// too, so the encoder gets nine tenths of it. Without a call (or a
-    /// limit) the configured bitrate comes back; the uplink's adaptive
-    /// bitrate moves it from there as before.
-    fn apply_cap(&self, n: Option<&Negotiated>) {
-        let cap = n
+    /// too, so the encoder gets nine tenths of it. A TMMBR (`tmmbr`, already
+    /// a ceiling) lowers it further while the call lasts, or raises it back
+    /// up to `b=AS`. Without a call (or a limit) the configured bitrate
+    /// comes back; the uplink's adaptive bitrate moves it from there as
+    /// before.
+    fn apply_cap(&self, n: Option<&Negotiated>, tmmbr: Option<u32>) {
+        let sdp = n
             .and_then(|n| n.video.as_ref())
             .and_then(|v| v.bandwidth_kbps)
             .map(|b| b * 9 / 10)
-            .filter(|c| *c > 0 && *c < self.video_kbps)
+            .filter(|c| *c > 0);
+        let cap = [sdp, tmmbr.filter(|_| n.is_some())]
+            .into_iter()
+            .flatten()
+            .min()
+            .filter(|c| *c < self.video_kbps)
             .unwrap_or(0);
         let before = self.cap.swap(cap, Ordering::Relaxed);
         if cap == before {
@@ -281,6 +320,7 @@ fn build(
     far: Option<&str>,
     bus_tx: mpsc::UnboundedSender<(u64, gst::Message)>,
     gen: u64,
+    (tmmbr_floor, on_tmmbr): (u32, impl Fn(u32) + Send + Sync + 'static),
 ) -> Result<Rtp, String> {
     let desc = pipeline::call(n, d, far);
     tracing::debug!("call pipeline: {desc}");
@@ -335,6 +375,29 @@ fn build(
             tracing::warn!("call media: cannot link {name}: {e:?}");
         }
     });
+    // A far end's TMMBR about the room's video (RFC 5104): rtpbin parses
+    // RTCP but acts only on PLI, FIR and NACK itself; every feedback
+    // message is offered to this signal, on its streaming thread.
+    if n.video.is_some() {
+        if let Some(session) =
+            rtpbin.emit_by_name::<Option<gst::glib::Object>>("get-internal-session", &[&1u32])
+        {
+            session.connect("on-feedback-rtcp", false, move |args| {
+                let ty = args.get(1).and_then(|v| v.get::<u32>().ok());
+                let fmt = args.get(2).and_then(|v| v.get::<u32>().ok());
+                if (ty, fmt) != (Some(rtcp::RTPFB), Some(rtcp::FMT_TMMBR)) {
+                    return None;
+                }
+                let fci = args.get(5).and_then(|v| v.get::<gst::Buffer>().ok())?;
+                let map = fci.map_readable().ok()?;
+                if let Some(kbps) = rtcp::tmmbr_ceiling_kbps(&rtcp::parse_tmmbr(&map), tmmbr_floor)
+                {
+                    on_tmmbr(kbps);
+                }
+                None
+            });
+        }
+    }
     let appsrc = |name: &str| {
         p.by_name(name)
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())

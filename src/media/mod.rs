@@ -481,6 +481,7 @@ impl Engine {
                 stats: cstats_tx,
                 cap: call_cap.clone(),
                 video_kbps: cfg.video.bitrate_kbps,
+                video_min_kbps: cfg.video.min_bitrate_kbps,
                 far: ch.far.clone(),
                 pin: cfg
                     .sip
