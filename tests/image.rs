@@ -576,7 +576,7 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
     ph.done("config.set to a SIP room endpoint, registered through the NAT");
 
     // The MCU: user 8001, registered with the same server, calls the room.
-    let mcu = Baresip::start_at(
+    let mcu = Baresip::start_light(
         &format!(
             "<sip:8001@mcu.example;transport=udp>;auth_pass=mcupw;outbound=\"sip:{FAR_IP}:{};transport=udp\";regint=60;answermode=auto;audio_codecs=G722/16000/1",
             kam.port

@@ -80,6 +80,18 @@ impl Baresip {
     /// too, so [`Baresip::command`] reaches it only where `addr` is
     /// reachable from the test (loopback, or `nat::FarNet`).
     pub fn start_at(account: &str, addr: &str, netns: Option<&Path>) -> Baresip {
+        Self::start_with(account, addr, netns, false)
+    }
+
+    /// Like [`Baresip::start_at`], sending a smaller picture at 10 frames a
+    /// second: for the virtual room, where the host's two cores also run
+    /// the emulated box, and baresip's full-size encode and decode starved
+    /// the guest.
+    pub fn start_light(account: &str, addr: &str, netns: Option<&Path>) -> Baresip {
+        Self::start_with(account, addr, netns, true)
+    }
+
+    fn start_with(account: &str, addr: &str, netns: Option<&Path>, light: bool) -> Baresip {
         let dir = tempfile::tempdir().unwrap();
         let (media, rec) = (dir.path().join("media"), dir.path().join("rec"));
         std::fs::create_dir_all(&media).unwrap();
@@ -96,6 +108,12 @@ impl Baresip {
             .replace("@ADDR@", addr)
             .replace("@CTRL_PORT@", &ctrl.to_string())
             .replace("@RTP_PORTS@", &format!("{rtp}-{}", rtp + 40));
+        let text = if light {
+            text.replace("video_size\t\t320x240", "video_size\t\t160x120")
+                .replace("video_fps\t\t25.00", "video_fps\t\t10.00")
+        } else {
+            text
+        };
         let conf = dir.path().join("conf");
         std::fs::create_dir_all(&conf).unwrap();
         std::fs::write(conf.join("config"), text).unwrap();
