@@ -472,8 +472,11 @@ pub fn render_status(s: &Status, lang: Language) -> String {
             l.not_configured.to_owned()
         } else if up.connected {
             format!(
-                "{} (RTT {:.0} ms, {} kbit/s)",
-                l.connected, up.rtt_ms, up.bitrate_kbps
+                "{} (RTT {:.0} ms, {} kbit/s, {})",
+                l.connected,
+                up.rtt_ms,
+                up.bitrate_kbps,
+                words::cli::latency(lang, up.latency_ms, up.latency_why)
             )
         } else {
             l.disconnected.to_owned()

@@ -101,7 +101,14 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         None
     };
     let presets = camera::Presets::open(store.db())?;
-    let media = media::spawn(config.clone(), media_tx.clone(), rec, Some(presets.clone()))?;
+    let links = media::link_memory::LinkMemory::open(store.db())?;
+    let media = media::spawn(
+        config.clone(),
+        media_tx.clone(),
+        rec,
+        Some(presets.clone()),
+        Some(links),
+    )?;
     let (call_tx, call_stats) =
         tokio::sync::watch::channel(crate::core::status::CallStats::default());
     let (upload_tx, upload_stats) =

@@ -610,7 +610,7 @@ fn bench_fleet_broadcast() {
             let store = diemcau::store::Store::open(&dir).unwrap();
             let outbox = diemcau::events::Outbox::open(store.db(), &site).unwrap();
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let media = diemcau::media::spawn(config.clone(), tx, None, None).unwrap();
+            let media = diemcau::media::spawn(config.clone(), tx, None, None, None).unwrap();
             let (_up_tx, up_rx) = tokio::sync::watch::channel(Default::default());
             let (_call_tx, call_rx) = tokio::sync::watch::channel(Default::default());
             let sup = diemcau::supervisor::spawn(

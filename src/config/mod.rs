@@ -169,6 +169,9 @@ pub struct Uplink {
     pub peer: Option<SrtPeer>,
     pub reconnect_max: Duration,
     pub adaptive_bitrate: bool,
+    /// The most the SRT latency is raised to, to cover four RTTs of a slow
+    /// link (ms).
+    pub latency_max_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -375,6 +378,27 @@ impl Config {
                 Duration::from_secs_f64(s)
             },
             adaptive_bitrate: raw.uplink.adaptive_bitrate,
+            latency_max_ms: {
+                let m = raw.uplink.latency_max_ms;
+                if !(20..=8000).contains(&m) {
+                    return Err(problem(
+                        "uplink",
+                        "latency_max_ms",
+                        format!("{m} is out of range; expected 20 to 8000 milliseconds"),
+                    ));
+                }
+                if m < raw.uplink.latency_ms {
+                    return Err(problem(
+                        "uplink",
+                        "latency_max_ms",
+                        format!(
+                            "{m} is below latency_ms ({}); the ceiling must be at least the latency",
+                            raw.uplink.latency_ms
+                        ),
+                    ));
+                }
+                m
+            },
         };
         let return_feed = ReturnFeed {
             peer: if raw.return_feed.enabled {

@@ -160,6 +160,42 @@ pub struct UplinkStats {
     pub bandwidth_mbps: f64,
     pub send_rate_mbps: f64,
     pub bitrate_kbps: u32,
+    /// Where the adaptive bitrate started this session: what the box
+    /// learned about this link last time, or the floor.
+    pub start_kbps: u32,
+    /// What the last second said about the link.
+    pub link: LinkVerdict,
+    /// The SRT latency in use, and why.
+    pub latency_ms: u32,
+    pub latency_why: LatencyWhy,
+}
+
+/// What a second of SRT statistics says about the link (see
+/// `media::abr`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkVerdict {
+    #[default]
+    Clean,
+    /// Loss without a growing queue: repaired by SRT, not a reason to cut.
+    Lossy,
+    /// A queue grows, packets go too late, or the bitrate is over SRT's
+    /// estimate of the link: the bitrate comes down.
+    Congested,
+}
+
+/// Why the uplink uses the SRT latency it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyWhy {
+    /// `[uplink] latency_ms`, which covers four RTTs of this link (or no
+    /// RTT is known yet).
+    #[default]
+    Configured,
+    /// Raised to four RTTs of this link.
+    FourRtt,
+    /// Four RTTs would be more than `[uplink] latency_max_ms`: held there.
+    Ceiling,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

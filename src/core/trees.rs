@@ -21,6 +21,10 @@ pub const REC_CHUNKS: &str = "rec_chunks";
 /// Camera positions saved by name (`camera`).
 pub const CAMERA_PRESETS: &str = "camera_presets";
 
+/// What the uplink learned about each hub's link: the bitrate it carried
+/// and its RTT (`media::link_memory`).
+pub const UPLINK_LINKS: &str = "uplink_links";
+
 /// Every tree, for tools that inspect or copy a store.
 pub const ALL: &[&str] = &[
     SESSION,
@@ -32,4 +36,5 @@ pub const ALL: &[&str] = &[
     REC_SEGMENTS,
     REC_CHUNKS,
     CAMERA_PRESETS,
+    UPLINK_LINKS,
 ];

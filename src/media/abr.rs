@@ -1,10 +1,30 @@
 //! Adaptive bitrate: a pure controller from SRT statistics to an encoder
 //! bitrate between the configured minimum and maximum.
 //!
-//! Multiplicative decrease when the link shows trouble (loss, a growing
-//! RTT, or a send rate far below what the encoder produces), additive
-//! increase after a run of clean samples. Time is the sample cadence: the
-//! caller feeds one [`LinkSample`] per second.
+//! Commune links are 4G or slow fiber: they lose packets at random (which
+//! SRT repairs within its latency) and they congest (a queue builds at the
+//! narrowest hop, the RTT grows, then the queue overflows). Only congestion
+//! is a reason to send less. Each second's sample is classified:
+//!
+//! - **congested**: the RTT has grown over the link's own (its minimum seen)
+//!   by more than a queue's worth, or the sender dropped packets too late to
+//!   send (SRT's too-late drop: the latency no longer covers the queue), or
+//!   the bitrate is above what SRT estimates the link carries;
+//! - **lossy**: packets lost or retransmitted, the RTT flat. Random loss.
+//!   The bitrate holds, and may still rise while the loss stays moderate;
+//! - **clean**.
+//!
+//! Congestion cuts multiplicatively (to 80%, and under SRT's bandwidth
+//! estimate when it has one), then holds a second while the queue drains,
+//! so one episode is one cut and not a sawtooth to the floor. Until
+//! the first congestion the controller probes upward quickly (+15% a clean
+//! second) from where it started: what the box learned about this link
+//! last time, or the configured floor, so a session's first seconds never
+//! put more on a narrow link than it was last seen to carry. After that,
+//! additive increase after a run of clean seconds.
+//!
+//! Time is the sample cadence: the caller feeds one [`LinkSample`] per
+//! second.
 
 /// One second of link statistics, from `srtsink`'s `stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -15,10 +35,14 @@ pub struct LinkSample {
     pub lost: u64,
     /// Packets retransmitted in this interval.
     pub retransmitted: u64,
+    /// Packets the sender dropped as too late in this interval.
+    pub dropped: u64,
     pub rtt_ms: f64,
     /// SRT's estimate of the link bandwidth, if any.
     pub bandwidth_mbps: f64,
 }
+
+pub use crate::core::status::{LatencyWhy, LinkVerdict as Verdict};
 
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -26,13 +50,31 @@ pub struct Controller {
     max: u32,
     current: u32,
     clean_run: u32,
+    /// The link's own RTT: the least of the last [`RTT_WINDOW`] samples (a
+    /// window, so a route that got longer is not congestion forever).
     base_rtt: Option<f64>,
+    rtts: std::collections::VecDeque<f64>,
+    /// Seconds left without a further cut after one.
+    hold: u32,
+    /// Probing upward fast until the first congestion.
+    probing: bool,
+    last: Verdict,
 }
 
-/// Loss ratio above which the bitrate is cut.
-const LOSS_CUT: f64 = 0.02;
-/// Seconds of clean samples before stepping up.
-const CLEAN_BEFORE_UP: u32 = 5;
+/// A queue this much longer than the link's own RTT (ms), or half of it on
+/// a long link, is congestion. Jitter on 4G is tens of milliseconds; a
+/// router's buffer filling adds hundreds.
+const QUEUE_MS: f64 = 60.0;
+/// Random loss above this share of the packets holds the bitrate where it
+/// is: retransmissions then cost a noticeable part of the link.
+const LOSS_HOLD: f64 = 0.10;
+/// Seconds of clean samples before an additive step up.
+const CLEAN_BEFORE_UP: u32 = 3;
+/// The share of SRT's bandwidth estimate the bitrate may use (the rest is
+/// headers, retransmissions and audio).
+const BW_SHARE: f64 = 0.8;
+/// Seconds of RTT samples the link's own RTT is the least of.
+const RTT_WINDOW: usize = 30;
 
 impl Controller {
     pub fn new(min_kbps: u32, max_kbps: u32, start_kbps: u32) -> Self {
@@ -42,11 +84,56 @@ impl Controller {
             current: start_kbps.clamp(min_kbps, max_kbps),
             clean_run: 0,
             base_rtt: None,
+            rtts: std::collections::VecDeque::new(),
+            hold: 0,
+            probing: true,
+            last: Verdict::Clean,
         }
+    }
+
+    /// With the RTT this link had last time (`media::link_memory`) as its
+    /// own until the window has seen better: a session whose first seconds
+    /// are already queued behind its own stale start would otherwise take
+    /// the queue for the link.
+    pub fn with_known_rtt(mut self, rtt_ms: f64) -> Self {
+        if rtt_ms > 0.0 {
+            self.rtts.push_back(rtt_ms);
+            self.base_rtt = Some(rtt_ms);
+        }
+        self
     }
 
     pub fn bitrate(&self) -> u32 {
         self.current
+    }
+
+    /// The last sample's verdict, for status.
+    pub fn verdict(&self) -> Verdict {
+        self.last
+    }
+
+    /// The link's own RTT: the least seen, ms.
+    pub fn base_rtt_ms(&self) -> Option<f64> {
+        self.base_rtt
+    }
+
+    fn classify(&mut self, s: &LinkSample) -> Verdict {
+        self.rtts.push_back(s.rtt_ms.max(1.0));
+        if self.rtts.len() > RTT_WINDOW {
+            self.rtts.pop_front();
+        }
+        let base = self.rtts.iter().copied().fold(f64::INFINITY, f64::min);
+        self.base_rtt = Some(base);
+        let queue = s.rtt_ms - base;
+        let bw_kbps = s.bandwidth_mbps * 1000.0;
+        let over_bw = bw_kbps > 0.0 && f64::from(self.current) > bw_kbps * BW_SHARE;
+        if s.dropped > 0 || queue > QUEUE_MS.max(base * 0.5) || over_bw {
+            Verdict::Congested
+        } else if s.lost + s.retransmitted > 0 {
+            Verdict::Lossy
+        } else {
+            Verdict::Clean
+        }
     }
 
     /// Feed one sample; returns the new bitrate when it changed.
@@ -55,29 +142,73 @@ impl Controller {
             // Nothing sent (not connected): no information.
             return None;
         }
-        let base = *self.base_rtt.get_or_insert(s.rtt_ms);
-        self.base_rtt = Some(base.min(s.rtt_ms).max(1.0));
-        let loss = (s.lost + s.retransmitted) as f64 / s.sent as f64;
-        let rtt_bloat = s.rtt_ms > base * 2.0 + 50.0;
-        let bw_kbps = s.bandwidth_mbps * 1000.0;
-        let over_bw = bw_kbps > 0.0 && (self.current as f64) > bw_kbps * 0.8;
+        let verdict = self.classify(&s);
+        self.last = verdict;
         let before = self.current;
-        if loss > LOSS_CUT || rtt_bloat || over_bw {
-            self.clean_run = 0;
-            let mut target = (self.current as f64 * 0.7) as u32;
-            if over_bw {
-                target = target.min((bw_kbps * 0.7) as u32);
-            }
-            self.current = target.clamp(self.min, self.max);
-        } else {
-            self.clean_run += 1;
-            if self.clean_run >= CLEAN_BEFORE_UP {
+        let bw_kbps = s.bandwidth_mbps * 1000.0;
+        let loss = (s.lost + s.retransmitted) as f64 / s.sent as f64;
+        match verdict {
+            Verdict::Congested => {
+                self.probing = false;
                 self.clean_run = 0;
-                let step = (self.max / 20).max(50);
-                self.current = (self.current + step).clamp(self.min, self.max);
+                if self.hold == 0 {
+                    let mut target = f64::from(self.current) * 0.8;
+                    if bw_kbps > 0.0 {
+                        target = target.min(bw_kbps * BW_SHARE);
+                    }
+                    self.current = (target as u32).clamp(self.min, self.max);
+                    self.hold = 1;
+                } else {
+                    self.hold -= 1;
+                }
+            }
+            Verdict::Lossy if loss > LOSS_HOLD => {
+                self.clean_run = 0;
+                self.hold = self.hold.saturating_sub(1);
+            }
+            Verdict::Clean | Verdict::Lossy => {
+                self.hold = self.hold.saturating_sub(1);
+                self.clean_run += 1;
+                let ceiling = if bw_kbps > 0.0 {
+                    ((bw_kbps * BW_SHARE) as u32).max(self.min)
+                } else {
+                    self.max
+                };
+                let next = if self.probing {
+                    self.current + (self.current * 15 / 100).max(25)
+                } else if self.clean_run >= CLEAN_BEFORE_UP {
+                    self.clean_run = 0;
+                    self.current + (self.max / 20).max(50)
+                } else {
+                    self.current
+                };
+                if next > self.current {
+                    self.current = next
+                        .min(ceiling)
+                        .max(self.current)
+                        .clamp(self.min, self.max);
+                }
             }
         }
         (self.current != before).then_some(self.current)
+    }
+}
+
+/// The SRT latency to ask for: the configured one, raised to four RTTs of
+/// the link (SRT needs about that to retransmit a lost packet more than
+/// once before its deadline), never above `ceiling_ms`. Returns the latency
+/// and why, for status.
+pub fn latency_for(configured_ms: u32, rtt_ms: Option<f64>, ceiling_ms: u32) -> (u32, LatencyWhy) {
+    let Some(rtt) = rtt_ms.filter(|r| *r > 0.0) else {
+        return (configured_ms, LatencyWhy::Configured);
+    };
+    let wanted = (rtt * 4.0).ceil() as u32;
+    if wanted <= configured_ms {
+        (configured_ms, LatencyWhy::Configured)
+    } else if wanted <= ceiling_ms {
+        (wanted, LatencyWhy::FourRtt)
+    } else {
+        (ceiling_ms.max(configured_ms), LatencyWhy::Ceiling)
     }
 }
 
@@ -88,50 +219,130 @@ mod tests {
     fn clean() -> LinkSample {
         LinkSample {
             sent: 300,
-            lost: 0,
-            retransmitted: 0,
             rtt_ms: 20.0,
-            bandwidth_mbps: 0.0,
+            ..Default::default()
+        }
+    }
+
+    /// A trace: the same sample `n` times.
+    fn run(c: &mut Controller, s: LinkSample, n: usize) {
+        for _ in 0..n {
+            c.sample(s);
         }
     }
 
     #[test]
-    fn cuts_on_loss_and_never_below_min() {
-        let mut c = Controller::new(500, 4000, 2500);
+    fn probes_up_fast_from_where_it_starts_until_the_first_congestion() {
+        let mut c = Controller::new(300, 2000, 300);
+        assert_eq!(c.sample(clean()), Some(345));
+        run(&mut c, clean(), 15);
+        assert_eq!(c.bitrate(), 2000);
+        // After congestion, additive steps only.
+        let mut c = Controller::new(300, 2000, 1000);
+        assert_eq!(c.sample(clean()), Some(1150));
+        c.sample(LinkSample {
+            rtt_ms: 200.0,
+            ..clean()
+        });
+        assert_eq!(c.bitrate(), 920);
+        run(&mut c, clean(), 2);
+        assert_eq!(c.bitrate(), 920);
+        c.sample(clean());
+        assert_eq!(c.bitrate(), 1020);
+    }
+
+    /// 3% random loss, 100 ms each way: SRT repairs it, the RTT stays flat.
+    /// The old controller read it as congestion and sat at the floor.
+    #[test]
+    fn random_loss_with_a_flat_rtt_is_not_congestion() {
+        let mut c = Controller::new(300, 2000, 1500);
         let lossy = LinkSample {
-            lost: 30,
+            sent: 200,
+            lost: 6,
+            retransmitted: 8,
+            rtt_ms: 205.0,
+            ..Default::default()
+        };
+        run(&mut c, lossy, 30);
+        assert_eq!(c.verdict(), Verdict::Lossy);
+        assert_eq!(c.bitrate(), 2000);
+        // Heavy loss holds where it is, without cutting.
+        let mut c = Controller::new(300, 2000, 1200);
+        run(&mut c, LinkSample { lost: 40, ..lossy }, 30);
+        assert_eq!(c.bitrate(), 1200);
+    }
+
+    /// An 800 kbit/s cap with a 200 ms queue, 50 ms each way, modelled:
+    /// a second above the cap fills the queue (the RTT climbs from 100
+    /// toward 300 ms) and SRT's estimate finds the cap.
+    fn capped(c: &mut Controller, seconds: usize, bw_estimate: bool) -> Vec<u32> {
+        let mut trace = Vec::new();
+        for _ in 0..seconds {
+            // This second's figures, from the rate in force during it.
+            let s = LinkSample {
+                sent: 100,
+                rtt_ms: if c.bitrate() > 800 { 300.0 } else { 100.0 },
+                bandwidth_mbps: if bw_estimate && !trace.is_empty() {
+                    0.8
+                } else {
+                    0.0
+                },
+                ..Default::default()
+            };
+            c.sample(s);
+            trace.push(c.bitrate());
+        }
+        trace
+    }
+
+    #[test]
+    fn a_narrow_link_is_not_overrun_from_the_floor_and_is_used() {
+        // No history: from the floor, probing up; the first overshoot is
+        // small, and the link is used after.
+        let mut c = Controller::new(300, 2000, 300);
+        let trace = capped(&mut c, 60, false);
+        assert!(trace.iter().all(|k| *k <= 1000), "{trace:?}");
+        let tail = &trace[20..];
+        let mean = tail.iter().map(|k| f64::from(*k)).sum::<f64>() / tail.len() as f64;
+        assert!(mean >= 0.7 * 800.0, "mean {mean} of {trace:?}");
+        // A stale start far above the cap, with the link's RTT known from
+        // last time, comes under it within seconds; at once when SRT
+        // estimates the link.
+        let mut c = Controller::new(300, 2000, 1500).with_known_rtt(100.0);
+        let trace = capped(&mut c, 60, false);
+        let under = trace.iter().position(|k| *k <= 800).unwrap();
+        assert!(under <= 8, "{trace:?}");
+        let mut c = Controller::new(300, 2000, 1500);
+        let trace = capped(&mut c, 30, true);
+        assert!(trace[1..].iter().all(|k| *k <= 800), "{trace:?}");
+        assert!(trace[10..].iter().all(|k| *k >= 560), "{trace:?}");
+    }
+
+    /// A route that got longer for good is the link's own RTT once the
+    /// window has forgotten the shorter one.
+    #[test]
+    fn a_longer_route_is_not_congestion_forever() {
+        let mut c = Controller::new(300, 2000, 1000);
+        run(&mut c, clean(), 5);
+        let longer = LinkSample {
+            rtt_ms: 250.0,
             ..clean()
         };
-        assert_eq!(c.sample(lossy), Some(1750));
-        for _ in 0..20 {
-            c.sample(lossy);
-        }
+        run(&mut c, longer, RTT_WINDOW + 5);
+        assert_eq!(c.verdict(), Verdict::Clean);
+        assert_eq!(c.base_rtt_ms(), Some(250.0));
+    }
+
+    #[test]
+    fn too_late_drops_cut_and_never_below_min() {
+        let mut c = Controller::new(500, 4000, 2500);
+        let drops = LinkSample {
+            dropped: 5,
+            ..clean()
+        };
+        assert_eq!(c.sample(drops), Some(2000));
+        run(&mut c, drops, 40);
         assert_eq!(c.bitrate(), 500);
-    }
-
-    #[test]
-    fn recovers_slowly_up_to_max() {
-        let mut c = Controller::new(500, 4000, 500);
-        for _ in 0..4 {
-            assert_eq!(c.sample(clean()), None);
-        }
-        assert_eq!(c.sample(clean()), Some(700));
-        for _ in 0..1000 {
-            c.sample(clean());
-        }
-        assert_eq!(c.bitrate(), 4000);
-    }
-
-    #[test]
-    fn rtt_bloat_cuts() {
-        let mut c = Controller::new(500, 4000, 2000);
-        c.sample(clean());
-        assert!(c
-            .sample(LinkSample {
-                rtt_ms: 400.0,
-                ..clean()
-            })
-            .is_some());
     }
 
     #[test]
@@ -141,12 +352,32 @@ mod tests {
             bandwidth_mbps: 1.0,
             ..clean()
         };
-        assert_eq!(c.sample(s), Some(700));
+        assert_eq!(c.sample(s), Some(800));
+        // And probing stops under it.
+        run(&mut c, s, 20);
+        assert_eq!(c.bitrate(), 800);
     }
 
     #[test]
     fn no_traffic_no_change() {
         let mut c = Controller::new(500, 4000, 3000);
         assert_eq!(c.sample(LinkSample::default()), None);
+    }
+
+    #[test]
+    fn latency_covers_four_rtts_up_to_the_ceiling() {
+        assert_eq!(latency_for(200, None, 2000), (200, LatencyWhy::Configured));
+        assert_eq!(
+            latency_for(200, Some(40.0), 2000),
+            (200, LatencyWhy::Configured)
+        );
+        assert_eq!(
+            latency_for(200, Some(200.0), 2000),
+            (800, LatencyWhy::FourRtt)
+        );
+        assert_eq!(
+            latency_for(200, Some(900.0), 2000),
+            (2000, LatencyWhy::Ceiling)
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod abr;
 pub mod call;
+pub mod link_memory;
 pub mod pipeline;
 pub mod return_feed;
 pub mod runner;
@@ -87,6 +88,7 @@ pub fn spawn(
     events: mpsc::UnboundedSender<MediaEvent>,
     recorder: Option<RecorderHandle>,
     presets: Option<crate::camera::Presets>,
+    links: Option<link_memory::LinkMemory>,
 ) -> Result<MediaHandle, MediaError> {
     gst::init()?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -99,6 +101,7 @@ pub fn spawn(
         seq: 0,
         recorder,
         presets,
+        links,
     };
     tokio::spawn(engine.run(rx));
     Ok(MediaHandle { tx, stats })
@@ -186,6 +189,8 @@ struct Engine {
     seq: u64,
     recorder: Option<RecorderHandle>,
     presets: Option<crate::camera::Presets>,
+    /// What the uplink learned about each hub's link.
+    links: Option<link_memory::LinkMemory>,
 }
 
 /// RMS below this is silence.
@@ -449,6 +454,7 @@ impl Engine {
                 events: self.events.clone(),
                 stats: ustats_tx,
                 call_cap: call_cap.clone(),
+                links: self.links.clone(),
             };
             tokio::spawn(task.run(stop_rx));
             Some(stop_tx)

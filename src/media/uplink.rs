@@ -18,7 +18,8 @@ use gstreamer_app as gst_app;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::abr::{Controller, LinkSample};
+use super::abr::{latency_for, Controller, LinkSample, Verdict};
+use super::link_memory::{Learned, LinkMemory};
 use super::pipeline;
 use crate::config::{SrtPeer, Uplink as UplinkConfig, Video};
 use crate::core::backoff::{Backoff, Jitter};
@@ -49,6 +50,7 @@ struct Counters {
     sent: u64,
     lost: u64,
     retrans: u64,
+    dropped: u64,
     bytes: u64,
 }
 
@@ -63,23 +65,73 @@ pub struct UplinkTask {
     /// The conference call's ceiling on the encoder's bitrate (kbit/s; 0:
     /// none). One encoder feeds both paths, so the lower target wins.
     pub call_cap: Arc<AtomicU32>,
+    /// What the box learned about this hub's link in earlier sessions.
+    pub links: Option<LinkMemory>,
 }
+
+/// Stats samples after a connect before its RTT is trusted: SRT reports
+/// its default 100 ms until acknowledgements have measured the link.
+const RTT_SAMPLES: u32 = 3;
+/// Seconds between saves of what the link carries.
+const LEARN_EVERY: u64 = 10;
 
 impl UplinkTask {
     /// Run until `stop` fires or the buffer channel closes.
     pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
         let mut backoff = Backoff::new(Duration::from_millis(250), self.cfg.reconnect_max)
             .with_jitter(Jitter::Spread(0.2));
+        // Start where this link was last seen to carry its load, or from
+        // the floor: never above the configured bitrate, and never more
+        // than the link is known to take in the session's first seconds.
+        let hub = format!("{}:{}", self.peer.host, self.peer.port);
+        let learned = self.links.as_ref().and_then(|m| m.get(&hub));
+        let start = if self.cfg.adaptive_bitrate {
+            learned
+                .map(|l| l.kbps)
+                .unwrap_or(self.video.min_bitrate_kbps)
+                .min(self.video.bitrate_kbps)
+        } else {
+            self.video.bitrate_kbps
+        };
         let mut abr = Controller::new(
             self.video.min_bitrate_kbps,
             self.video.max_bitrate_kbps,
-            self.video.bitrate_kbps,
+            start,
         );
+        if let Some(l) = learned {
+            abr = abr.with_known_rtt(l.rtt_ms);
+        }
+        if self.cfg.adaptive_bitrate {
+            self.set_bitrate(abr.bitrate());
+        }
+        // SRT's latency: four round trips of this link if the configured one
+        // is shorter, up to the ceiling; from what was learned, then from
+        // what this connect measures.
+        let (mut latency, mut latency_why) = latency_for(
+            self.peer.latency_ms,
+            learned.map(|l| l.rtt_ms),
+            self.cfg.latency_max_ms,
+        );
+        let mut relatency_checked = false;
+        let mut samples_since_connect = 0u32;
         let mut stats = UplinkStats {
             configured: true,
             bitrate_kbps: abr.bitrate(),
+            start_kbps: abr.bitrate(),
+            latency_ms: latency,
+            latency_why,
             ..Default::default()
         };
+        tracing::info!(
+            "uplink to {hub}: starting at {} kbit/s, SRT latency {latency} ms ({latency_why:?}){}",
+            abr.bitrate(),
+            if learned.is_some() {
+                ", as learned last time"
+            } else {
+                ""
+            }
+        );
+        let mut last_learned = Instant::now();
         let (bus_tx, mut bus_rx) = mpsc::unbounded_channel::<(u64, gst::Message)>();
         let mut gen = 0u64;
         let mut link: Option<Link> = None;
@@ -102,12 +154,26 @@ impl UplinkTask {
             };
             tokio::select! {
                 _ = &mut stop => {
+                    // What the link carried at the end is where the next
+                    // session on it starts.
+                    if let (Some(m), true, Some(rtt)) =
+                        (&self.links, self.cfg.adaptive_bitrate, abr.base_rtt_ms())
+                    {
+                        m.put(
+                            &hub,
+                            &Learned {
+                                kbps: abr.bitrate(),
+                                rtt_ms: rtt,
+                                at: chrono::Utc::now().timestamp(),
+                            },
+                        );
+                    }
                     // What the encoder produced before the stop still goes out.
                     while let Ok(buf) = self.buffers.try_recv() {
                         feed(link.as_mut(), &mut scanner, &mut stats, buf);
                     }
                     if let Some(l) = link.take() {
-                        drain(l, &mut bus_rx, gen, self.peer.latency_ms).await;
+                        drain(l, &mut bus_rx, gen, latency).await;
                     }
                     break;
                 }
@@ -118,7 +184,7 @@ impl UplinkTask {
                 _ = retry => {
                     retry_at = None;
                     gen += 1;
-                    match self.connect(gen, queue_bytes, bus_tx.clone()) {
+                    match self.connect(gen, queue_bytes, latency, bus_tx.clone()) {
                         Ok(l) => link = Some(l),
                         Err(e) => {
                             tracing::warn!("uplink pipeline cannot be built: {e}");
@@ -158,10 +224,12 @@ impl UplinkTask {
                         sent: now.sent.saturating_sub(l.last.sent),
                         lost: now.lost.saturating_sub(l.last.lost),
                         retransmitted: now.retrans.saturating_sub(l.last.retrans),
+                        dropped: now.dropped.saturating_sub(l.last.dropped),
                         rtt_ms: srt.rtt_ms,
                         bandwidth_mbps: srt.bandwidth_mbps,
                     };
                     if !l.connected && srt.connected {
+                        samples_since_connect = 0;
                         l.connected = true;
                         stats.connected = true;
                         stats.connects += 1;
@@ -184,6 +252,54 @@ impl UplinkTask {
                         if let Some(kbps) = abr.sample(sample) {
                             self.set_bitrate(kbps);
                             stats.bitrate_kbps = kbps;
+                        }
+                        stats.link = abr.verdict();
+                    }
+                    if l.connected {
+                        samples_since_connect += 1;
+                    }
+                    // Once this connect has measured the link: a latency
+                    // short of four round trips loses retransmissions (a 4G
+                    // link with 200 ms of RTT and 200 ms of latency lost
+                    // 10-20 s of picture per 40 s). Reconnect once with
+                    // enough, at the start of the session; the next session
+                    // starts with it.
+                    if l.connected && !relatency_checked && samples_since_connect >= RTT_SAMPLES {
+                        relatency_checked = true;
+                        let (want, why) =
+                            latency_for(self.peer.latency_ms, Some(srt.rtt_ms), self.cfg.latency_max_ms);
+                        if want > latency + latency / 10 {
+                            tracing::info!(
+                                "uplink: RTT {:.0} ms needs an SRT latency of {want} ms ({why:?}), not {latency}; reconnecting with it",
+                                srt.rtt_ms
+                            );
+                            latency = want;
+                            latency_why = why;
+                            stats.latency_ms = latency;
+                            stats.latency_why = latency_why;
+                            // Dropped, not drained: the hub sees a short
+                            // gap at the session's start, not a stop.
+                            link = None;
+                            stats.connected = false;
+                            retry_at = Some(Instant::now());
+                            let _ = self.stats.send(stats.clone());
+                            continue;
+                        }
+                    }
+                    if let (Some(m), true) = (&self.links, self.cfg.adaptive_bitrate) {
+                        if l.connected
+                            && abr.verdict() != Verdict::Congested
+                            && last_learned.elapsed() >= Duration::from_secs(LEARN_EVERY)
+                        {
+                            last_learned = Instant::now();
+                            m.put(
+                                &hub,
+                                &Learned {
+                                    kbps: abr.bitrate(),
+                                    rtt_ms: abr.base_rtt_ms().unwrap_or(srt.rtt_ms),
+                                    at: chrono::Utc::now().timestamp(),
+                                },
+                            );
                         }
                     }
                     let _ = self.stats.send(stats.clone());
@@ -224,9 +340,14 @@ impl UplinkTask {
         &self,
         gen: u64,
         queue_bytes: u64,
+        latency_ms: u32,
         bus_tx: mpsc::UnboundedSender<(u64, gst::Message)>,
     ) -> Result<Link, String> {
-        let (pipeline, sink) = build(&self.peer, queue_bytes)?;
+        let peer = SrtPeer {
+            latency_ms,
+            ..self.peer.clone()
+        };
+        let (pipeline, sink) = build(&peer, queue_bytes)?;
         let src = pipeline
             .by_name(pipeline::UPLINK_SRC)
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
@@ -414,6 +535,7 @@ impl SrtStats {
                 sent: field_u64(&s, "packets-sent"),
                 lost: field_u64(&s, "packets-sent-lost"),
                 retrans: field_u64(&s, "packets-retransmitted"),
+                dropped: field_u64(&s, "packets-sent-dropped"),
                 bytes: field_u64(&s, "bytes-sent").max(field_u64(&s, "bytes-sent-total")),
             },
             rtt_ms: f("rtt-ms"),

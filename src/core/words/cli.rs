@@ -45,3 +45,26 @@ pub fn labels(lang: Language) -> Labels {
         },
     }
 }
+
+/// The SRT latency in use and why, for the status report's uplink line.
+pub fn latency(lang: Language, ms: u32, why: crate::core::status::LatencyWhy) -> String {
+    use crate::core::status::LatencyWhy as W;
+    match lang {
+        Language::Vi => format!(
+            "độ trễ SRT {ms} ms ({})",
+            match why {
+                W::Configured => "theo cấu hình",
+                W::FourRtt => "nâng lên 4 lần RTT của đường truyền",
+                W::Ceiling => "giữ ở mức trần latency_max_ms",
+            }
+        ),
+        Language::En => format!(
+            "SRT latency {ms} ms ({})",
+            match why {
+                W::Configured => "as configured",
+                W::FourRtt => "raised to 4 × the link's RTT",
+                W::Ceiling => "held at latency_max_ms",
+            }
+        ),
+    }
+}
