@@ -166,10 +166,7 @@ impl CallTask {
         };
         // Parsing and starting the call's pipeline blocks (sockets bound,
         // decoders opened, every element brought to Playing): seconds on a
-        // loaded CPU. Off the worker's async duties meanwhile, so the SIP
-        // dialog (the ACK for the box's 200 OK), MQTT and the watchdog go
-        // on: under software emulation it took 34 s, the runtime starved,
-        // the ACK went unseen and systemd's watchdog killed the daemon.
+        // loaded CPU, while the SIP dialog waits for its ACK.
         let start = || {
             build(
                 &n,
@@ -180,11 +177,7 @@ impl CallTask {
                 (floor, on_tmmbr),
             )
         };
-        let built = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(start),
-            _ => start(),
-        };
-        match built {
+        match super::runner::blocking(start) {
             Ok(r) => {
                 tracing::info!(codecs = %n.describe(), "call media running");
                 // The far end decodes from the first keyframe: ask for one

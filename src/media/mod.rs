@@ -226,7 +226,9 @@ impl Engine {
                             tracing::warn!("media start while a session runs; ignored");
                             continue;
                         }
-                        match self.start(&rec, &bus_tx) {
+                        // Devices opened and pipelines brought up: blocking,
+                        // and slow on a loaded CPU.
+                        match runner::blocking(|| self.start(&rec, &bus_tx)) {
                             Ok(s) => session = Some(s),
                             Err(e) => {
                                 tracing::error!("media cannot start session {id}: {e}");

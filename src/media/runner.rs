@@ -15,6 +15,20 @@ use gstreamer::prelude::*;
 use tokio::sync::mpsc;
 
 /// Parse a `gst-launch` description into a pipeline.
+/// Run `f`, which blocks on GStreamer (parsing, state changes, sockets,
+/// devices), without holding up the runtime's other work: on the daemon's
+/// multi-threaded runtime the worker hands its queue to another thread
+/// meanwhile (`block_in_place`); elsewhere it just runs. On a loaded CPU a
+/// session's pipelines take seconds to start (34 s for a call's under
+/// software emulation), and the SIP dialog, MQTT and the watchdog must go
+/// on.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 pub fn launch(desc: &str) -> Result<gst::Pipeline, String> {
     gst::parse::launch(desc)
         .map_err(|e| format!("{e}"))?

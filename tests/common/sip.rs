@@ -532,6 +532,13 @@ impl Linphone {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
+    /// Whether linphone's whole log (not only its tail) has `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        std::fs::read_to_string(self.dir.path().join("linphone.log"))
+            .unwrap_or_default()
+            .contains(text)
+    }
+
     pub fn log(&self) -> String {
         let tail = |name: &str| {
             let t = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
