@@ -462,7 +462,7 @@ fn read_stats(r: &Rtp) -> CallMediaStats {
         video_packets_received: r.received[1].load(Ordering::Relaxed),
         ..Default::default()
     };
-    let (mut rtts, mut jitters, mut lost, mut expected) = (Vec::new(), Vec::new(), 0i64, 0u64);
+    let (mut rtts, mut jitters, mut counts) = (Vec::new(), Vec::new(), Vec::new());
     for id in 0..2u32 {
         let Some(session) = r
             .rtpbin
@@ -502,23 +502,47 @@ fn read_stats(r: &Rtp) -> CallMediaStats {
                     let j = s.get::<u32>("jitter").unwrap_or(0);
                     jitters.push(f64::from(j) * 1000.0 / f64::from(clock));
                 }
-                lost += i64::from(s.get::<i32>("packets-lost").unwrap_or(0).max(0));
-                expected += s.get::<u64>("packets-received").unwrap_or(0);
+                counts.push((
+                    i64::from(s.get::<i32>("packets-lost").unwrap_or(0)),
+                    s.get::<u64>("packets-received").unwrap_or(0),
+                ));
             }
         }
     }
     let max = |v: &[f64]| v.iter().copied().reduce(f64::max);
     out.rtt_ms = max(&rtts);
     out.jitter_ms = max(&jitters);
-    if expected > 0 {
-        out.loss_percent = Some(lost as f64 * 100.0 / (expected as f64 + lost as f64));
-    }
+    out.loss_percent = loss_percent(&counts);
     out
+}
+
+/// The share of the far end's packets lost, from each of its sources'
+/// (lost, received) counters. A far end that restarts its sequence numbers
+/// under the same SSRC (linphone when its in-call player takes over) has
+/// GStreamer count a whole extra cycle, 65 536 packets, as lost: the box
+/// showed 96-99% loss of a stream that arrived whole. Whole cycles are not
+/// loss (a real loss that long would be 20 minutes of a call's audio).
+fn loss_percent(sources: &[(i64, u64)]) -> Option<f64> {
+    let (lost, received) = sources
+        .iter()
+        .fold((0i64, 0u64), |(l, r), (lost, received)| {
+            (l + lost.max(&0).rem_euclid(65_536), r + received)
+        });
+    (received > 0).then(|| lost as f64 * 100.0 / (received as f64 + lost as f64))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::event_code;
+    use super::{event_code, loss_percent};
+
+    #[test]
+    fn a_restarted_sequence_is_not_counted_as_loss() {
+        // linphone's audio, as rtpbin counted it: 129 received, 65 536 lost.
+        assert_eq!(loss_percent(&[(65_536, 129), (-1, 224)]), Some(0.0));
+        assert_eq!(loss_percent(&[(10, 90)]), Some(10.0));
+        assert_eq!(loss_percent(&[(65_546, 90)]), Some(10.0));
+        assert_eq!(loss_percent(&[]), None);
+    }
 
     #[test]
     fn keypad_keys_are_rfc_4733_codes() {
