@@ -156,18 +156,7 @@ impl UplinkTask {
                 _ = &mut stop => {
                     // What the link carried at the end is where the next
                     // session on it starts.
-                    if let (Some(m), true, Some(rtt)) =
-                        (&self.links, self.cfg.adaptive_bitrate, abr.base_rtt_ms())
-                    {
-                        m.put(
-                            &hub,
-                            &Learned {
-                                kbps: abr.bitrate(),
-                                rtt_ms: rtt,
-                                at: chrono::Utc::now().timestamp(),
-                            },
-                        );
-                    }
+                    self.remember(&hub, &abr, None);
                     // What the encoder produced before the stop still goes out.
                     while let Ok(buf) = self.buffers.try_recv() {
                         feed(link.as_mut(), &mut scanner, &mut stats, buf);
@@ -286,21 +275,12 @@ impl UplinkTask {
                             continue;
                         }
                     }
-                    if let (Some(m), true) = (&self.links, self.cfg.adaptive_bitrate) {
-                        if l.connected
-                            && abr.verdict() != Verdict::Congested
-                            && last_learned.elapsed() >= Duration::from_secs(LEARN_EVERY)
-                        {
-                            last_learned = Instant::now();
-                            m.put(
-                                &hub,
-                                &Learned {
-                                    kbps: abr.bitrate(),
-                                    rtt_ms: abr.base_rtt_ms().unwrap_or(srt.rtt_ms),
-                                    at: chrono::Utc::now().timestamp(),
-                                },
-                            );
-                        }
+                    if l.connected
+                        && abr.verdict() != Verdict::Congested
+                        && last_learned.elapsed() >= Duration::from_secs(LEARN_EVERY)
+                    {
+                        last_learned = Instant::now();
+                        self.remember(&hub, &abr, Some(srt.rtt_ms));
                     }
                     let _ = self.stats.send(stats.clone());
                 }
@@ -367,6 +347,26 @@ impl UplinkTask {
             started: false,
             last: Counters::default(),
         })
+    }
+
+    /// Keep what the link to `hub` carries now, for the next session on
+    /// it (with adaptive bitrate only: otherwise the rate says nothing
+    /// about the link). `rtt_ms` stands in before the controller has one.
+    fn remember(&self, hub: &str, abr: &Controller, rtt_ms: Option<f64>) {
+        let (Some(m), true) = (&self.links, self.cfg.adaptive_bitrate) else {
+            return;
+        };
+        let Some(rtt_ms) = abr.base_rtt_ms().or(rtt_ms) else {
+            return;
+        };
+        m.put(
+            hub,
+            &Learned {
+                kbps: abr.bitrate(),
+                rtt_ms,
+                at: chrono::Utc::now().timestamp(),
+            },
+        );
     }
 
     fn force_keyframe(&self) {

@@ -51,6 +51,22 @@ fn ns_of(c: &Child) -> PathBuf {
     PathBuf::from(format!("/proc/{}/ns/net", c.id()))
 }
 
+/// A new network namespace, living as long as the returned placeholder
+/// process; returned once the placeholder has unshared.
+fn hold_netns() -> Child {
+    let hold = Command::new("unshare")
+        .args(["--net", "sleep", "3600"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let t0 = Instant::now();
+    while std::fs::read_link(ns_of(&hold)).ok() == std::fs::read_link("/proc/self/ns/net").ok() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "unshare too slow");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    hold
+}
+
 fn run_in(ns: &Path, args: &[&str]) {
     let out = command_in(Some(ns), args[0])
         .args(&args[1..])
@@ -67,32 +83,13 @@ fn run_in(ns: &Path, args: &[&str]) {
 impl SlirpNat {
     pub fn new() -> SlirpNat {
         let dir = tempfile::tempdir().unwrap();
-        // Each namespace lives as long as its placeholder process.
-        let hold = || {
-            Command::new("unshare")
-                .args(["--net", "sleep", "3600"])
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("unshare (util-linux) runs")
-        };
-        let (far, boxns) = (hold(), hold());
         let mut nat = SlirpNat {
-            far,
-            boxns,
+            far: hold_netns(),
+            boxns: hold_netns(),
             slirp: None,
             stun: None,
             dir,
         };
-        let t0 = Instant::now();
-        // The namespaces exist once the placeholders have unshared.
-        while std::fs::read_link(ns_of(&nat.far)).ok()
-            == std::fs::read_link("/proc/self/ns/net").ok()
-            || std::fs::read_link(ns_of(&nat.boxns)).ok()
-                == std::fs::read_link("/proc/self/ns/net").ok()
-        {
-            assert!(t0.elapsed() < Duration::from_secs(5), "unshare too slow");
-            std::thread::sleep(Duration::from_millis(10));
-        }
         run_in(&nat.far_ns(), &["ip", "link", "set", "lo", "up"]);
         run_in(
             &nat.far_ns(),
@@ -218,17 +215,7 @@ fn ip(args: &[&str]) -> std::process::Output {
 impl FarNet {
     pub fn new() -> FarNet {
         let dir = tempfile::tempdir().unwrap();
-        let hold = Command::new("unshare")
-            .args(["--net", "sleep", "3600"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("unshare (util-linux) runs");
-        let t0 = Instant::now();
-        while std::fs::read_link(ns_of(&hold)).ok() == std::fs::read_link("/proc/self/ns/net").ok()
-        {
-            assert!(t0.elapsed() < Duration::from_secs(5), "unshare too slow");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let hold = hold_netns();
         // Interface names are at most 15 bytes; one per test process.
         let link = format!("dcfar{}", std::process::id() % 1_000_000);
         let _ = ip(&["link", "del", &link]);
