@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch. Each
 //! subcommand is a few lines over the library.
 
+mod keys;
 mod recordings;
 
 use std::collections::BTreeMap;
@@ -78,9 +79,10 @@ pub enum Command {
     },
     /// The NOC's view: commands to one box or the whole fleet over MQTT.
     Fleet {
-        /// The broker: mqtts://HOST:PORT (or mqtt:// for tests).
+        /// The broker: mqtts://HOST:PORT (or mqtt:// for tests). Needed by
+        /// all but `keys enroll` and `keys ls`.
         #[arg(long)]
-        broker: String,
+        broker: Option<String>,
         /// CA certificate (PEM) the broker's certificate chains to.
         #[arg(long)]
         ca: Option<PathBuf>,
@@ -128,6 +130,12 @@ pub enum FleetCommand {
         /// Seconds to wait for replies.
         #[arg(long, default_value_t = 10)]
         wait: u64,
+    },
+    /// The fleet's enrolled device keys, which both recording verifiers
+    /// take (`recordings verify --keys`).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
 }
 
@@ -181,12 +189,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             prefix,
             command,
         } => {
-            let noc = crate::mqtt::fleet::Noc {
-                url: broker,
+            let noc = broker.map(|url| crate::mqtt::fleet::Noc {
+                url,
                 ca,
                 cert,
                 key,
                 prefix,
+            });
+            if let FleetCommand::Keys { command } = command {
+                return keys::run(command, noc.as_ref());
+            }
+            let Some(noc) = noc else {
+                bail!("give the broker: diemcau fleet --broker mqtts://HOST:PORT ...");
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -245,6 +259,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                         0
                     })
                 }
+                // Returned above, before the broker is required.
+                FleetCommand::Keys { .. } => unreachable!("fleet keys is handled first"),
             }
         }
         Command::Camera { command } => {

@@ -215,6 +215,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         phase: sup.phase.clone(),
         outbox: outbox.clone(),
         store,
+        device_key: recorder::keys::id(&device_key),
     })?;
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;

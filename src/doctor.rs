@@ -177,6 +177,7 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
     checks.push(conference(&cfg, lang, status.as_ref()));
     checks.push(archive(&cfg, lang));
     checks.push(disk(lang, status.as_ref()));
+    checks.push(device_key(&cfg, lang));
     let aside = crate::store::Store::set_aside(&cfg.daemon.state_dir);
     if !aside.is_empty() {
         let folders = aside
@@ -1097,6 +1098,27 @@ fn archive(cfg: &Config, lang: Language) -> Check {
             Verdict::Fail,
             e.to_string(),
             say::advice(lang, Advice::ArchiveWrite),
+        ),
+    }
+}
+
+/// The key the box signs its recordings with, by its fingerprint: the
+/// technician copies it into the installation report, which is how the
+/// province learns which key is this box's (see `core::device_key`).
+fn device_key(cfg: &Config, lang: Language) -> Check {
+    let name = say::name(lang, Name::DeviceKey);
+    match crate::recorder::keys::read_public(&cfg.daemon.state_dir) {
+        Ok(k) => check(
+            name,
+            Verdict::Pass,
+            say::device_key(lang, &k.fingerprint, &k.public_key),
+            "",
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Fail,
+            e.to_string(),
+            say::advice(lang, Advice::DeviceKeyMissing),
         ),
     }
 }

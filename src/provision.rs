@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError, Language};
+use crate::core::device_key::DeviceKeyId;
 use crate::core::secrets::{find_value, replace_value, SECRET_KEYS};
 use crate::core::words::provision as words;
 pub use crate::core::words::provision::{Ingest, Moved, SECRET_MARKER};
@@ -189,14 +190,14 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
     copy_files(&setup.join("certs"), &certs)?;
     let staged = staging.join("config.toml");
     write_synced(&staged, text.as_bytes())?;
-    match Config::parse(&staged, &text) {
-        Ok(_) => {}
+    let state_dir = match Config::parse(&staged, &text) {
+        Ok(c) => c.daemon.state_dir,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
             let (line, ingest) = explain(&e, &staging);
             return reject(setup, config, now, fingerprint, line, ingest);
         }
-    }
+    };
 
     // Install: certificates first, then the config by rename.
     protect(&staging, config_group(config))?;
@@ -244,7 +245,8 @@ pub fn run(setup: &Path, config: &Path, now: i64) -> Result<Outcome, ProvisionEr
         ingest: Ingest::Accepted { moved },
         kept_previous: false,
     };
-    finish(setup, config, &status)?;
+    let key = device_key(&state_dir);
+    finish(setup, config, &status, key.as_ref())?;
     Ok(Outcome::Applied)
 }
 
@@ -273,13 +275,74 @@ fn reject(
         ingest,
         kept_previous,
     };
-    finish(setup, config, &status)?;
+    // The key belongs in the report even when the site file has a mistake:
+    // the box already signs with it.
+    let key = crate::config::load(config)
+        .ok()
+        .and_then(|c| device_key(&c.daemon.state_dir));
+    finish(setup, config, &status, key.as_ref())?;
     Ok(Outcome::Rejected(status))
 }
 
 /// Record the status beside the config and tell the technician on the
 /// partition.
-fn finish(setup: &Path, config: &Path, status: &Status) -> Result<(), ProvisionError> {
+/// The user the daemon runs as (systemd/diemcau.service), who must own its
+/// signing key.
+const DAEMON_USER: &str = "diemcau";
+
+/// Make the box's signing key now if it has none, so that the technician's
+/// report carries its fingerprint from the first boot (the province pins
+/// it: `core::device_key`). Provisioning runs as root before the daemon:
+/// the key and its state directory are given to the daemon's user.
+fn device_key(state_dir: &Path) -> Option<DeviceKeyId> {
+    let fresh = !state_dir.exists();
+    let key = match crate::recorder::keys::load_or_create(state_dir) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!("no device key for the report: {e}");
+            return None;
+        }
+    };
+    if let Some((uid, gid)) = daemon_user() {
+        if fresh {
+            let _ = std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o750));
+            let _ = std::os::unix::fs::chown(state_dir, Some(uid), Some(gid));
+        }
+        for f in [
+            crate::recorder::keys::KEY_FILE,
+            crate::recorder::keys::PUBLIC_FILE,
+        ] {
+            let _ = std::os::unix::fs::chown(state_dir.join(f), Some(uid), Some(gid));
+        }
+    }
+    Some(crate::recorder::keys::id(&key))
+}
+
+/// The daemon user's uid and gid, when we run as root and it exists.
+fn daemon_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new(DAEMON_USER).ok()?;
+    // SAFETY: `name` is a valid C string for the call; the returned record
+    // is read at once, before any other call that could overwrite it, and
+    // a null pointer (no such user) is checked first.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return None;
+        }
+        Some(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+fn finish(
+    setup: &Path,
+    config: &Path,
+    status: &Status,
+    key: Option<&DeviceKeyId>,
+) -> Result<(), ProvisionError> {
     let json = serde_json::to_vec_pretty(status).unwrap_or_default();
     let path = status_path(config);
     write_synced(&path, &json)?;
@@ -287,7 +350,7 @@ fn finish(setup: &Path, config: &Path, status: &Status) -> Result<(), ProvisionE
     let when = chrono::DateTime::from_timestamp(status.at, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default();
-    let result = words::result_file(&when, &status.ingest, status.kept_previous);
+    let result = words::result_file(&when, &status.ingest, status.kept_previous, key);
     // The partition may be read-only or full; the status file is what counts.
     if let Err(e) = write_synced(&setup.join(RESULT_FILE), result.as_bytes()) {
         tracing::warn!("cannot write the result onto the setup partition: {e}");
@@ -466,7 +529,14 @@ state_dir = "/tmp/x"
         std::fs::create_dir_all(setup.join("certs")).unwrap();
         std::fs::create_dir_all(&etc).unwrap();
         if let Some(s) = site {
-            std::fs::write(setup.join(SITE_FILE), s).unwrap();
+            // Each box its own state directory: provisioning makes the
+            // device key there.
+            let state = dir.path().join("state");
+            std::fs::write(
+                setup.join(SITE_FILE),
+                s.replace("/tmp/x", state.to_str().unwrap()),
+            )
+            .unwrap();
         }
         Box {
             setup,
@@ -488,9 +558,16 @@ state_dir = "/tmp/x"
             "{fat}"
         );
         assert!(read_status(&b.config).unwrap().ok);
-        assert!(std::fs::read_to_string(b.setup.join(RESULT_FILE))
-            .unwrap()
-            .contains("ĐÃ NHẬN"));
+        let result = std::fs::read_to_string(b.setup.join(RESULT_FILE)).unwrap();
+        assert!(result.contains("ĐÃ NHẬN"));
+        // The report carries the key the box signs with, made now.
+        let state = b.config.parent().unwrap().parent().unwrap().join("state");
+        let key = crate::recorder::keys::read_public(&state).unwrap();
+        assert!(
+            result.contains(&format!("fingerprint: {}\r\n", key.fingerprint))
+                && result.contains(&key.public_key),
+            "{result}"
+        );
         // Next boot: nothing changed.
         assert_eq!(run(&b.setup, &b.config, 2).unwrap(), Outcome::Unchanged);
         // A later edit keeps the stored secret.

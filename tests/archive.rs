@@ -204,6 +204,70 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     agree(&["--key", &"ab".repeat(32)], Some(3));
     assert!(String::from_utf8_lossy(&other.stdout).contains("not by the box's pinned key"));
 
+    // The fleet's keys file (`fleet keys`), as the NOC keeps it from the
+    // installation reports: the box's key verifies for its site; a file
+    // without the site, with another key for it, or whose key for it was
+    // rotated out before this recording started refuses the copy, for
+    // both verifiers.
+    let keys_dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    let mut keys_file = |enroll: &[&[&str]]| {
+        n += 1;
+        let f = keys_dir.path().join(format!("keys-{n}.json"));
+        let f = f.to_str().unwrap().to_owned();
+        for args in enroll {
+            let mut a = vec!["fleet", "keys", "enroll", "--file", &f];
+            a.extend_from_slice(args);
+            let out = d.cli(&a);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        f
+    };
+    let other = "ab".repeat(32);
+    let cases = [
+        (keys_file(&[&["test-xa-01", &key]]), 0, ""),
+        (
+            keys_file(&[&["xa-khac", &key]]),
+            3,
+            "no key for site test-xa-01",
+        ),
+        (
+            keys_file(&[&["test-xa-01", &other]]),
+            3,
+            "not an enrolled key of site test-xa-01",
+        ),
+        (
+            keys_file(&[
+                &["test-xa-01", &key],
+                &[
+                    "test-xa-01",
+                    &other,
+                    "--rotate",
+                    "--from",
+                    "2000-01-01T00:00:00Z",
+                ],
+            ]),
+            3,
+            "enrolled for",
+        ),
+    ];
+    for (file, code, said) in &cases {
+        let out = verify_copy(&["--keys", file]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(*code), "{file}: {text}");
+        assert!(text.contains(said), "{text}");
+        agree(&["--keys", file], Some(*code));
+    }
+    // On the box, against its own store, the same file says the same.
+    let out = d.cli(&["recordings", "verify", &id, "--keys", &cases[2].0]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = d.cli(&["recordings", "verify", &id, "--keys", &cases[0].0]);
+    assert_eq!(out.status.code(), Some(0));
+
     // An edited metadata value, and two segments swapped: tampered, for
     // both verifiers.
     let manifest = dir.path().join("manifest.json");

@@ -30,8 +30,9 @@ const TABLE: &[(&str, &[&str])] = &[
     ("client", &["core"]),
     ("camera", &["core", "config"]),
     ("audio_devices", &["core", "config"]),
-    ("provision", &["core", "config", "util"]),
     ("recorder", &["core", "config", "events", "util"]),
+    // Provisioning makes the recorder's signing key, for the report.
+    ("provision", &["core", "config", "util", "recorder"]),
     (
         "media",
         &[

@@ -78,6 +78,16 @@ fn tls_presence_state_commands_and_last_will() {
     let online = status_msg(&noc, "online", None);
     let boot1 = online.payload["boot_id"].as_str().unwrap().to_owned();
     assert_eq!(online.payload["site"], SITE);
+    // The key the box signs recordings with, for the NOC to compare.
+    let public = std::fs::read_to_string(d.dir.path().join("state/device-ed25519.pub")).unwrap();
+    assert_eq!(online.payload["device_key"]["public_key"], public.trim());
+    assert_eq!(
+        online.payload["device_key"]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .len(),
+        39
+    );
     let state_topic = format!("diemcau/v1/{SITE}/state");
     noc.wait_for("state idle", Duration::from_secs(10), |m| {
         m.topic == state_topic && m.payload["phase"] == "idle"
@@ -550,6 +560,62 @@ fn fleet_cli_lists_and_commands_over_tls() {
     let (ok, out) = fleet(&["cmd", SITE, "no.such.command", "--wait", "5"]);
     assert!(!ok);
     assert!(out.contains("rejected"), "{out}");
+
+    // Device keys: the box announces its key in the retained status; the
+    // NOC's keys file takes keys only from installation reports, and
+    // `keys check` compares the two.
+    let announced = std::fs::read_to_string(d.dir.path().join("state/device-ed25519.pub"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let file = d.dir.path().join("fleet-keys.json");
+    let file = file.to_str().unwrap();
+    let other = "ab".repeat(32);
+    let (ok, out) = fleet(&["keys", "enroll", "--file", file, "xa-khac", &other]);
+    assert!(ok, "{out}");
+    let (ok, out) = fleet(&["keys", "check", "--file", file, "--wait", "1"]);
+    assert!(!ok, "a box that is not enrolled is not OK: {out}");
+    assert!(
+        out.contains("NOT ENROLLED") && out.contains("xa-khac"),
+        "{out}"
+    );
+    // The report as provisioning writes it is what the NOC enrolls from.
+    let report = d.dir.path().join("KET-QUA.txt");
+    std::fs::write(
+        &report,
+        format!("...\r\nKhoá công khai / public key: {announced}\r\n"),
+    )
+    .unwrap();
+    let (ok, out) = fleet(&[
+        "keys",
+        "enroll",
+        "--file",
+        file,
+        SITE,
+        report.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = fleet(&["keys", "check", "--file", file, "--wait", "1"]);
+    assert!(!ok, "xa-khac is enrolled but not on the broker: {out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(SITE))
+        .unwrap_or_default();
+    assert!(line.contains("OK"), "{out}");
+    // Another key for the site is refused without --rotate; with it, the
+    // box's announced key is no longer the enrolled one.
+    let (ok, out) = fleet(&["keys", "enroll", "--file", file, SITE, &other]);
+    assert!(!ok && out.is_empty(), "{out}");
+    let (ok, out) = fleet(&["keys", "enroll", "--file", file, SITE, &other, "--rotate"]);
+    assert!(ok, "{out}");
+    let (ok, out) = fleet(&["keys", "check", "--file", file, "--wait", "1"]);
+    assert!(!ok);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(SITE))
+        .unwrap_or_default();
+    assert!(line.contains("DIFFERENT"), "{out}");
+    println!("{out}");
     drop(d);
 }
 
@@ -648,6 +714,7 @@ fn bench_fleet_broadcast() {
                 phase: sup.phase.clone(),
                 outbox,
                 store,
+                device_key: diemcau::core::device_key::DeviceKeyId::new(&format!("{i:064x}")),
             })
             .unwrap();
             keep.push((sup, m, _up_tx));
@@ -1039,7 +1106,9 @@ fn no_secret_leaves_the_box() {
          [display]\nsink = \"none\"\n\n[speaker]\nsink = \"none\"\n\n[mqtt]\nurl = \"mqtts://localhost:{port}\"\nusername = \"box\"\npassword = \"{mqtt}\"\n\n\
          [uplink]\nurl = \"srt://127.0.0.1:{hub_port}\"\npassphrase = \"{up}\"\n\n\
          [return_feed]\nenabled = true\nurl = \"srt://127.0.0.1:{feed_port}\"\npassphrase = \"{ret}\"\n\n\
-         [archive]\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"rec\"\naccess_key_id = \"GKtest\"\nsecret_access_key = \"{arc}\"\n",
+         [archive]\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"rec\"\naccess_key_id = \"GKtest\"\nsecret_access_key = \"{arc}\"\n\n\
+         [daemon]\nstate_dir = \"{state}\"\n",
+        state = setup_dir.path().join("state").display(),
         port = s.broker.port,
         mqtt = secrets[2],
         up = secrets[0],

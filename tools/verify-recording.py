@@ -2,7 +2,7 @@
 """Verify an archive copy of a diemcau recording, from docs/RECORDING-FORMAT.md
 alone: Python 3 and the `cryptography` package, nothing of diemcau's code.
 
-    verify-recording.py DIR [--key HEX] [--json]
+    verify-recording.py DIR [--key HEX] [--keys FLEET-KEYS.json] [--json]
 
 DIR holds manifest.json and the segments it names (and far/ for the far end's
 track). Exit codes: 0 intact, 3 tampered, 4 incomplete, 2 unusable input.
@@ -13,11 +13,48 @@ import hashlib
 import json
 import os
 import sys
+from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 FORMAT = "diemcau-recording-manifest/1"
+KEYS_FORMAT = "diemcau-fleet-keys/1"
+
+
+def fingerprint(key_hex):
+    return " ".join(
+        hashlib.sha256(bytes.fromhex(key_hex)).hexdigest()[:32][i : i + 4] for i in range(0, 32, 4)
+    )
+
+
+def when(text):
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def key_problem(keys_file, manifest):
+    """Why the manifest's key is not its site's in the fleet's keys file."""
+    with open(keys_file, "rb") as f:
+        keys = json.loads(f.read().decode("utf-8"))
+    if keys.get("format") != KEYS_FORMAT:
+        raise ValueError("%s is not a fleet keys file (%s)" % (keys_file, KEYS_FORMAT))
+    site, key = manifest["site"], manifest.get("public_key", "").lower()
+    started = when(manifest["started_at"])
+    enrolled = keys["sites"].get(site)
+    if not enrolled:
+        return "the keys file has no key for site %s: who signed cannot be told" % site
+    mine = [k for k in enrolled if k["public_key"].lower() == key]
+    if not mine:
+        return "signed by key %s (fingerprint %s), which is not an enrolled key of site %s" % (
+            key,
+            fingerprint(key),
+            site,
+        )
+    for k in mine:
+        start, end = when(k.get("from")), when(k.get("until"))
+        if (start is None or start <= started) and (end is None or started < end):
+            return None
+    return "signed by a key of site %s enrolled for another time than %s" % (site, manifest["started_at"])
 
 
 def signed_bytes(manifest):
@@ -84,11 +121,15 @@ def read_manifest(folder):
         return json.loads(f.read().decode("utf-8"))
 
 
-def verify(folder, key=None):
+def verify(folder, key=None, keys_file=None):
     room = read_manifest(folder)
     problems, notes, missing, _ = check_track(folder, room)
     if key is not None and room.get("public_key", "").lower() != key.lower():
         problems.append("signed by key %s, not by the pinned key %s" % (room.get("public_key"), key))
+    if keys_file is not None:
+        p = key_problem(keys_file, room)
+        if p is not None:
+            problems.append(p)
     report = {"session": room["session"], "public_key": room.get("public_key")}
     far_missing = False
     named = room.get("far")
@@ -133,10 +174,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir")
     ap.add_argument("--key", help="the box's enrolled Ed25519 public key (hex)")
+    ap.add_argument("--keys", help="the fleet's keys file (diemcau fleet keys)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     try:
-        report, code = verify(args.dir, args.key)
+        report, code = verify(args.dir, args.key, args.keys)
     except (OSError, ValueError, KeyError, TypeError) as e:
         print("cannot verify %s: %s" % (args.dir, e), file=sys.stderr)
         return 2

@@ -40,6 +40,10 @@ pub enum RecordingsCommand {
         /// archive): a manifest signed by any other key is refused.
         #[arg(long, value_name = "HEX", value_parser = parse_key)]
         key: Option<String>,
+        /// The fleet's keys file (`diemcau fleet keys`): the manifest must
+        /// be signed by a key enrolled for its site at the time it started.
+        #[arg(long, value_name = "FILE")]
+        keys: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -208,7 +212,11 @@ fn print_report(r: &VerifyReport, json: bool) -> i32 {
             if r.signature_ok { "ok" } else { "BAD" },
             if r.chain_ok { "ok" } else { "BROKEN" },
         );
-        println!("  signed by key {}", r.public_key);
+        println!(
+            "  signed by key {} (fingerprint {})",
+            r.public_key,
+            crate::core::device_key::fingerprint(&r.public_key)
+        );
         if let Some(f) = &r.far {
             println!(
                 "  far end's track {}: {} segments, {} bytes checked; signature {}, hash chain {}",
@@ -278,6 +286,19 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
     Ok(report.with_far(named, Some(f), &fm.chain_head))
 }
 
+/// Refuse a recording whose key the fleet's keys file does not give its
+/// site for the time it started.
+fn judge_key(r: &mut VerifyReport, m: &Manifest, file: &Path) -> anyhow::Result<()> {
+    let keys = super::keys::read(file, false)?;
+    if let Some(problem) = keys
+        .judge(&m.site, &m.public_key, m.started_at)
+        .problem(m.started_at)
+    {
+        r.refuse(problem);
+    }
+    Ok(())
+}
+
 fn parse_key(s: &str) -> Result<String, String> {
     if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
@@ -293,6 +314,7 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
     if let RecordingsCommand::Verify {
         dir: Some(dir),
         key,
+        keys,
         json,
         ..
     } = &cmd
@@ -300,6 +322,9 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
         let mut r = verify_dir(dir)?;
         if let Some(k) = key {
             r.pin(k);
+        }
+        if let Some(file) = keys {
+            judge_key(&mut r, &read_manifest(dir)?, file)?;
         }
         return Ok(print_report(&r, *json));
     }
@@ -408,13 +433,22 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
             }
             Ok(0)
         }
-        RecordingsCommand::Verify { id, key, json, .. } => {
+        RecordingsCommand::Verify {
+            id,
+            key,
+            keys,
+            json,
+            ..
+        } => {
             let Some(id) = id else {
                 bail!("give a recording id, or --dir DIR for an archive copy");
             };
             let mut r = b.verify(&id)?;
             if let Some(k) = key {
                 r.pin(&k);
+            }
+            if let Some(file) = keys {
+                judge_key(&mut r, &b.manifest(&id)?, &file)?;
             }
             Ok(print_report(&r, json))
         }

@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod command;
+pub mod device_key;
 pub mod events;
 pub mod net;
 pub mod rtcp;

@@ -48,6 +48,9 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         version: "0.1.0".into(),
         api_version: crate::core::command::API_VERSION,
         sessions: 42,
+        device_key: Some(crate::core::device_key::DeviceKeyId::new(
+            "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        )),
         at: t0(),
     };
     let lost = StatusMsg {

@@ -39,6 +39,7 @@ use crate::config::{self, Config};
 use crate::control::Control;
 use crate::core::backoff::Backoff;
 use crate::core::command::Command;
+use crate::core::device_key::DeviceKeyId;
 use crate::core::session::Phase;
 use crate::core::status::ErrorCode;
 use crate::events::Outbox;
@@ -62,6 +63,9 @@ pub struct Deps {
     pub phase: watch::Receiver<Phase>,
     pub outbox: Outbox,
     pub store: Store,
+    /// The key the box signs recordings with, announced in the retained
+    /// status for the NOC to compare with the enrolled one.
+    pub device_key: DeviceKeyId,
 }
 
 enum Ctl {
@@ -138,6 +142,7 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
         state_dir: deps.config.daemon.state_dir.clone(),
         config_path: deps.config.path.clone(),
         boot_id,
+        device_key: deps.device_key,
         config_version,
         topics,
         tls,
@@ -171,6 +176,7 @@ struct Actor {
     state_dir: PathBuf,
     config_path: PathBuf,
     boot_id: String,
+    device_key: DeviceKeyId,
     config_version: String,
     topics: Topics,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -237,6 +243,7 @@ impl Actor {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: crate::core::command::API_VERSION,
             sessions: self.history.len() as u64,
+            device_key: Some(self.device_key.clone()),
             at: Utc::now(),
         };
         serde_json::to_vec(&msg).expect("status always serialises")

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::core::device_key::DeviceKeyId;
 use crate::core::session::{Degradation, Outcome, Phase};
 use crate::core::status::Status;
 
@@ -37,6 +38,12 @@ pub struct StatusMsg {
     pub api_version: u32,
     /// Sessions in the box's history (finished ones).
     pub sessions: u64,
+    /// The key the box signs its recordings with. Announced, not trusted:
+    /// the NOC compares it with the key enrolled from the installation
+    /// report (`diemcau fleet keys check`) and never adopts it from here.
+    /// Absent from boxes older than key pinning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<DeviceKeyId>,
     pub at: DateTime<Utc>,
 }
 

@@ -466,14 +466,20 @@ impl VerifyReport {
     /// a forgery, however well its own signature checks.
     pub fn pin(&mut self, key_hex: &str) {
         if !self.public_key.eq_ignore_ascii_case(key_hex.trim()) {
-            self.problems.push(format!(
+            self.refuse(format!(
                 "signed by key {}, not by the box's pinned key {}: not this box's recording",
                 self.public_key,
                 key_hex.trim()
             ));
-            self.verdict = Verdict::Tampered;
-            self.ok = false;
         }
+    }
+
+    /// Something outside the recording says it cannot be trusted (its key
+    /// is not its site's): tampered.
+    pub fn refuse(&mut self, problem: String) {
+        self.problems.push(problem);
+        self.verdict = Verdict::Tampered;
+        self.ok = false;
     }
 }
 

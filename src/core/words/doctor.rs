@@ -28,6 +28,7 @@ words! {
         Archive => ("Kho lưu trữ (S3)", "Archive (S3)"),
         Storage => ("Bộ nhớ ghi hình", "Recording storage"),
         SetAside => ("Dữ liệu sau mất điện", "Data after a power cut"),
+        DeviceKey => ("Khoá ký biên bản của hộp", "The box's recording key"),
     }
 }
 
@@ -182,6 +183,10 @@ words! {
             "Kho lưu trữ không ghi được: kiểm tra mạng, khóa truy cập và tên bucket trong [archive]",
             "Cannot write to the archive: check the network, the access key and the bucket in [archive]",
         ),
+        DeviceKeyMissing => (
+            "Khoá được tạo khi phần mềm chạy lần đầu: chạy systemctl restart diemcau rồi chạy lại doctor; nếu hộp đã có khoá cũ, báo tỉnh (đổi khoá theo hướng dẫn)",
+            "The key is made when the daemon first runs: run systemctl restart diemcau, then doctor again; if the box had a key before, tell the province (key rotation procedure)",
+        ),
         StorageFull => (
             "Bộ nhớ gần đầy vì chưa gửi được lên kho: kiểm tra kết nối kho lưu trữ",
             "Nearly full of unarchived recordings: check the archive connection",
@@ -207,6 +212,18 @@ words! {
         PressButton => (
             "Nút bấm: hãy NHẤN NÚT ngay bây giờ (trong 10 giây; không bắt đầu phiên)…",
             "Button: PRESS THE BUTTON now (within 10 s; no session starts)…",
+        ),
+    }
+}
+
+/// The device key, as the installation report carries it to the province.
+pub fn device_key(lang: Language, fingerprint: &str, public_key: &str) -> String {
+    match lang {
+        Language::Vi => format!(
+            "vân tay {fingerprint} (khoá công khai {public_key}); ghi vân tay này vào biên bản lắp đặt gửi tỉnh"
+        ),
+        Language::En => format!(
+            "fingerprint {fingerprint} (public key {public_key}); write this fingerprint into the installation report for the province"
         ),
     }
 }

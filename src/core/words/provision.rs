@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Language;
+use crate::core::device_key::DeviceKeyId;
 
 /// What a secret value in `site.toml` is replaced with once the box keeps
 /// it. ASCII, so that any laptop editor shows it unchanged, and in both
@@ -154,10 +155,29 @@ pub fn message(lang: Language, ingest: &Ingest, kept_previous: bool) -> String {
 
 /// `KET-QUA.txt`, for the technician's laptop: both languages, Windows line
 /// ends so any editor shows the lines.
-pub fn result_file(when: &str, ingest: &Ingest, kept_previous: bool) -> String {
+///
+/// With the box's signing key, the file is also the part of the
+/// installation report that tells the province which key is this box's.
+pub fn result_file(
+    when: &str,
+    ingest: &Ingest,
+    kept_previous: bool,
+    key: Option<&DeviceKeyId>,
+) -> String {
     let ok = ingest.accepted();
+    let key = key
+        .map(|k| {
+            format!(
+                "\r\nKhoá ký biên bản của hộp / the box's recording key\r\n\
+                 Vân tay / fingerprint: {}\r\n\
+                 Khoá công khai / public key: {}\r\n\
+                 Ghi vân tay vào biên bản lắp đặt gửi tỉnh. / Copy the fingerprint into the installation report for the province.\r\n",
+                k.fingerprint, k.public_key
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "diemcau: kết quả đọc site.toml / result of reading site.toml\r\n{when}\r\n\r\n{}: {}\r\n\r\n{}: {}\r\n",
+        "diemcau: kết quả đọc site.toml / result of reading site.toml\r\n{when}\r\n\r\n{}: {}\r\n\r\n{}: {}\r\n{key}",
         verdict(Language::Vi, ok),
         message(Language::Vi, ingest, kept_previous),
         verdict(Language::En, ok),
@@ -219,7 +239,7 @@ mod tests {
             message(Language::Vi, &bad, true),
             "site.toml, dòng 7 (video.sourse): unknown field. Sửa dòng 7 trên ổ DIEMCAU rồi khởi động lại hộp. Hộp vẫn chạy với cấu hình cũ."
         );
-        let file = result_file("2026-01-01 00:00:00 UTC", &bad, false);
+        let file = result_file("2026-01-01 00:00:00 UTC", &bad, false, None);
         assert!(file.contains("\r\n\r\nCÓ LỖI: site.toml, dòng 7"), "{file}");
         assert!(file.contains("\r\n\r\nERROR: site.toml, line 7"), "{file}");
     }
