@@ -1106,6 +1106,18 @@ fn virtual_bridge_room() {
         }
     };
     let boot1 = online(&noc, &mut vm, None);
+    // The key the box signs with, as it announces it: provisioning (root,
+    // before the daemon) made it and gave it to the daemon's user.
+    let announced_key = noc
+        .msgs()
+        .iter()
+        .find(|m| m.topic.ends_with("/status") && m.payload["boot_id"] == boot1.as_str())
+        .and_then(|m| {
+            m.payload["device_key"]["public_key"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .expect("the box announces its signing key in its status");
     ph.done("boot to online on MQTT");
     let state = |pred: &dyn Fn(&Value) -> bool, what: &str, secs: u64, vm: &Vm| -> Value {
         noc.try_wait_for(Duration::from_secs(secs), |m| {
@@ -1445,6 +1457,12 @@ fn virtual_bridge_room() {
     assert!(setup_after.exists("/certs/ca.pem"));
     let result = setup_after.read("/KET-QUA.txt").unwrap_or_default();
     assert!(result.contains("ĐÃ NHẬN"), "{result}");
+    // The installation report carries the key the box announces and signs
+    // with.
+    assert!(
+        result.contains(&format!("public key: {announced_key}")),
+        "{result}"
+    );
     ph.done("setup partition checked after shutdown");
 
     // The screenshots and logs stay for people to look at; the disk goes.
