@@ -1262,3 +1262,76 @@ fn mqtt_takes_the_command_layers_names_and_its_table() {
         assert!(r["error"].as_str().unwrap().contains(why), "{name}: {r}");
     }
 }
+
+/// Time witnesses: while a session records, the NOC receives its chain head
+/// at least every `witness_interval_s` (2 s here) and once more when the
+/// recording closes. Each is a link of the chain the signed manifest holds,
+/// so a recording made up later cannot match what the NOC stored at the
+/// time.
+#[test]
+fn the_noc_witnesses_the_chain_head_while_recording() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-witness",
+        false,
+        &site_filter(),
+    );
+    let d = Daemon::start(
+        &(mqtt_config(&s.certs, s.broker.port) + "\n[recording]\nwitness_interval_s = 2\n"),
+    );
+    status_msg(&noc, "online", None);
+    let id = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(9));
+    assert!(d.cli(&["stop"]).status.success());
+    let closing = noc.wait_for("the closing witness", Duration::from_secs(10), |m| {
+        m.payload["type"] == "chain_witness" && m.payload["closing"] == true
+    });
+    let witnesses: Vec<Value> = noc
+        .msgs()
+        .into_iter()
+        .filter(|m| {
+            m.topic.ends_with("/event")
+                && m.payload["type"] == "chain_witness"
+                && m.payload["session"] == id.as_str()
+        })
+        .map(|m| m.payload)
+        .collect();
+    let m: Value = serde_json::from_slice(&d.cli(&["recordings", "manifest", &id]).stdout).unwrap();
+    let segments = m["segments"].as_array().unwrap();
+    println!(
+        "{} witnesses of a {}-segment recording: {:?}",
+        witnesses.len(),
+        segments.len(),
+        witnesses
+            .iter()
+            .map(|w| (
+                w["at"].as_str().unwrap_or("").to_owned(),
+                w["segments"].clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert!(witnesses.len() >= 3, "{witnesses:?}");
+    for w in &witnesses {
+        let n = w["segments"].as_u64().unwrap() as usize;
+        assert!(n >= 1 && n <= segments.len(), "{w}");
+        assert_eq!(w["chain_head"], segments[n - 1]["chain"], "{w}");
+    }
+    assert_eq!(closing.payload["chain_head"], m["chain_head"]);
+    assert_eq!(closing.payload["segments"], segments.len());
+    // At least every interval (2 s, with a second of slack for the
+    // recorder's one-second tick).
+    let times: Vec<chrono::DateTime<chrono::Utc>> = witnesses
+        .iter()
+        .map(|w| w["at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    for pair in times.windows(2) {
+        let gap = (pair[1] - pair[0]).num_milliseconds();
+        assert!(gap <= 3_200, "witnesses {gap} ms apart: {times:?}");
+    }
+}

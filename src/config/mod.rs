@@ -321,6 +321,9 @@ pub struct Recording {
     /// Quota in bytes (0: none) and in percent of the state filesystem (0: none).
     pub quota_bytes: u64,
     pub quota_percent: u32,
+    /// How often the chain head goes to the NOC while recording (an event
+    /// it stores): a time witness no later copy can match.
+    pub witness_interval: Duration,
 }
 
 /// Read, parse and validate the file at `path`.
@@ -854,6 +857,15 @@ fn validate_recording(raw: raw::RawRecording) -> Result<Recording, Problem> {
         1000,
     )?;
     range("recording", "quota_percent", raw.quota_percent, 0, 95)?;
+    // At least once a minute: the record format promises the NOC a
+    // witnessed chain head for every minute of a session.
+    range(
+        "recording",
+        "witness_interval_s",
+        raw.witness_interval_s,
+        1,
+        60,
+    )?;
     if raw.quota_bytes > 0 && raw.quota_bytes < 1 << 20 {
         return Err(problem(
             "recording",
@@ -868,6 +880,7 @@ fn validate_recording(raw: raw::RawRecording) -> Result<Recording, Problem> {
         flush_interval: Duration::from_millis(raw.flush_interval_ms),
         quota_bytes: raw.quota_bytes,
         quota_percent: raw.quota_percent,
+        witness_interval: Duration::from_secs(raw.witness_interval_s),
     })
 }
 

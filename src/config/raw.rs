@@ -333,6 +333,7 @@ pub struct RawRecording {
     pub flush_interval_ms: u64,
     pub quota_bytes: u64,
     pub quota_percent: u32,
+    pub witness_interval_s: u64,
 }
 
 impl Default for RawRecording {
@@ -344,6 +345,7 @@ impl Default for RawRecording {
             flush_interval_ms: 500,
             quota_bytes: 0,
             quota_percent: 80,
+            witness_interval_s: 60,
         }
     }
 }

@@ -69,6 +69,23 @@ pub enum EventKind {
         segments: u32,
         bytes: u64,
     },
+    /// The recording so far, as its chain head: sent at least once a
+    /// minute while a session records, and when it closes (`closing`).
+    /// The NOC keeps it; a manifest whose chain does not pass through this
+    /// head after `segments` segments is not the recording that was being
+    /// made at this time (docs/RECORDING-FORMAT.md, "Time witnesses").
+    ChainWitness {
+        session: String,
+        segments: u32,
+        bytes: u64,
+        chain_head: String,
+        /// The far end's track, when the session has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        far_segments: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        far_chain_head: Option<String>,
+        closing: bool,
+    },
     UploadCompleted {
         session: String,
         segments: u64,

@@ -177,6 +177,21 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             },
         ),
         event(
+            111,
+            EventKind::ChainWitness {
+                session: "20260301T080000Z-1a2b".into(),
+                segments: 30,
+                bytes: 18_874_368,
+                chain_head: "9b1f0c6e2d4a8b7c3e5f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d"
+                    .into(),
+                far_segments: Some(30),
+                far_chain_head: Some(
+                    "2c4e6a8b0d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c".into(),
+                ),
+                closing: false,
+            },
+        ),
+        event(
             108,
             EventKind::CallConnected {
                 remote: "sip:8001@mcu.nghean.example".into(),

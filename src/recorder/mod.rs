@@ -264,6 +264,8 @@ struct Active {
     room: Track,
     far: Option<Track>,
     origin: Instant,
+    /// When the chain head last went to the NOC.
+    witnessed: Instant,
 }
 
 impl Active {
@@ -337,6 +339,7 @@ impl Recorder {
                 last_check = Instant::now();
                 self.check_quota();
                 self.publish();
+                self.witness(false);
             }
         }
     }
@@ -374,6 +377,7 @@ impl Recorder {
             },
             far: None,
             origin: Instant::now(),
+            witnessed: Instant::now(),
         });
         Ok(())
     }
@@ -562,6 +566,7 @@ impl Recorder {
     /// last word on the session.
     fn stop(&mut self, stopped_by: Option<String>) -> Result<(), RecError> {
         self.close_all()?;
+        self.witness(true);
         let Some(active) = self.active.take() else {
             return Ok(());
         };
@@ -583,6 +588,32 @@ impl Recorder {
             tracing::info!(session = %s.id, segments = s.segments, bytes = s.bytes, far = ?s.far, "recording closed");
         }
         Ok(())
+    }
+
+    /// Send the chain head to the NOC through the outbox (kept until the
+    /// broker has it) once `witness_interval` has passed, and when the
+    /// recording closes. Nothing before the first segment closes: there is
+    /// no head to witness yet.
+    fn witness(&mut self, closing: bool) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        if a.room.session.segments == 0
+            || (!closing && a.witnessed.elapsed() < self.config.witness_interval)
+        {
+            return;
+        }
+        a.witnessed = Instant::now();
+        let room = &a.room.session;
+        self.outbox.emit(EventKind::ChainWitness {
+            session: room.id.clone(),
+            segments: room.segments,
+            bytes: room.bytes,
+            chain_head: room.chain_head.clone(),
+            far_segments: a.far.as_ref().map(|f| f.session.segments),
+            far_chain_head: a.far.as_ref().map(|f| f.session.chain_head.clone()),
+            closing,
+        });
     }
 
     fn quota(&self) -> (u64, u64, u64) {
