@@ -29,7 +29,7 @@ use crate::core::session::Phase;
 use crate::core::status::UploadStats;
 use crate::events::Outbox;
 use crate::media::MediaHandle;
-use crate::recorder::store::{object_name, RecSession, RecStore};
+use crate::recorder::store::{object_name, RecSession, RecStore, TOKEN_OBJECT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -39,7 +39,13 @@ pub enum UploadError {
     Put { key: String, message: String },
     #[error("recording store: {0}")]
     Store(#[from] crate::recorder::store::RecError),
+    #[error("time stamp from {url}: {message}; the manifest waits for it")]
+    TimeStamp { url: String, message: String },
 }
+
+/// A TimeStampResp is a few KiB (the authority's certificate is in it);
+/// anything past this is not one.
+const MAX_TOKEN_BYTES: u64 = 256 * 1024;
 
 /// The folder of a session in the archive.
 pub fn session_prefix(a: &Archive, site: &str, s: &RecSession) -> String {
@@ -134,6 +140,50 @@ impl Client {
             )));
         }
         Ok(())
+    }
+
+    /// An RFC 3161 time stamp of `body` from the authority at `url`: the
+    /// answer (a TimeStampResp, kept as it came) once it is granted, for
+    /// exactly these bytes, with the nonce sent.
+    pub fn time_stamp(&self, url: &str, body: &[u8]) -> Result<Vec<u8>, UploadError> {
+        use crate::core::tsp;
+        use sha2::Digest as _;
+        let err = |message: String| UploadError::TimeStamp {
+            url: url.to_owned(),
+            message,
+        };
+        let imprint: [u8; 32] = sha2::Sha256::digest(body).into();
+        let mut nonce = [0u8; 8];
+        getrandom::getrandom(&mut nonce).map_err(|e| err(format!("no randomness: {e}")))?;
+        let resp = self
+            .agent
+            .post(url)
+            .set("Content-Type", "application/timestamp-query")
+            .send_bytes(&tsp::request(&imprint, nonce))
+            .map_err(|e| match e {
+                ureq::Error::Status(code, _) => err(format!("the authority answered {code}")),
+                ureq::Error::Transport(t) => err(t.to_string()),
+            })?;
+        let mut der = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(resp.into_reader(), MAX_TOKEN_BYTES),
+            &mut der,
+        )
+        .map_err(|e| err(e.to_string()))?;
+        let token = tsp::parse_response(&der).map_err(|e| err(e.to_string()))?;
+        if token.imprint != imprint {
+            return Err(err("the token is for other bytes than the manifest".into()));
+        }
+        if !token
+            .nonce
+            .as_deref()
+            .is_some_and(|n| tsp::same_nonce(nonce, n))
+        {
+            return Err(err(
+                "the token does not carry our nonce (a replayed answer?)".into(),
+            ));
+        }
+        Ok(der)
     }
 }
 
@@ -347,10 +397,27 @@ async fn step(
     );
     let (store, client2, key2, sk) = (d.store.clone(), client.clone(), key.clone(), d.key.clone());
     let id = session.id.clone();
+    let tsa = d.archive.timestamp_url.clone();
+    let token_key = format!(
+        "{}{TOKEN_OBJECT}",
+        session_prefix(&d.archive, &d.site, &session)
+    );
     let m = tokio::task::spawn_blocking(
         move || -> Result<crate::recorder::store::Manifest, UploadError> {
-            let m = store.manifest(&id, &sk)?;
+            let mut m = store.manifest(&id, &sk)?;
+            if tsa.is_some() {
+                // Named in the signed manifest, so a copy without its
+                // token is visibly incomplete.
+                m.timestamp_authority = tsa.clone();
+                m.sign(&sk);
+            }
             let body = serde_json::to_vec_pretty(&m).expect("manifests serialise");
+            // The token first: the manifest is the last object of a
+            // recording, and its confirmation says everything is there.
+            if let Some(url) = &tsa {
+                let token = client2.time_stamp(url, &body)?;
+                client2.put(&token_key, &token, "application/timestamp-reply")?;
+            }
             client2.put(&key2, &body, "application/json")?;
             store.update_session(&id, |s| s.manifest_confirmed_at = Some(Utc::now()))?;
             store.flush()?;
@@ -388,6 +455,7 @@ mod tests {
             live_share: 0.3,
             live_max_kbps: 0,
             idle_max_kbps: 0,
+            timestamp_url: None,
         };
         let s = RecSession {
             id: "20260102T030405Z-abcd".into(),

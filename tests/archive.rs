@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::tsa::Tsa;
 use common::{
     free_udp_port, garage_bin, hub_program, probe, reference_verify, return_config, test_config,
     Daemon, Garage,
@@ -301,9 +302,13 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     }
     let mut garage = Garage::new();
     garage.start();
+    let tsa = Tsa::start();
     let port = free_udp_port();
     let mut hub = hub_program(port);
-    let d = Daemon::start(&return_config(port, &garage.archive_toml()));
+    let d = Daemon::start(&return_config(
+        port,
+        &format!("{}timestamp_url = \"{}\"\n", garage.archive_toml(), tsa.url),
+    ));
     let id = d.start_session()["session"]["id"]
         .as_str()
         .unwrap()
@@ -404,6 +409,33 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     assert_eq!(codecs, vec!["opus".to_owned()], "{codecs:?}");
     assert!(duration > 5.0, "far track lasts {duration} s");
 
+    // Both tracks' manifests are time-stamped; the authority's CA checks
+    // both tokens, and a far track without its token is incomplete.
+    let ca = tsa.ca.to_str().unwrap();
+    let out = d.cli(&[
+        "recordings",
+        "verify",
+        "--json",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--tsa-ca",
+        ca,
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert!(
+        v["time_stamped_at"].is_string() && v["far"]["time_stamped_at"].is_string(),
+        "{v:#}"
+    );
+    assert_eq!(reference_verify(dir.path(), &["--tsa-ca", ca]).0, Some(0));
+    let far_token = dir.path().join("far/manifest.tsr");
+    let token = std::fs::read(&far_token).unwrap();
+    std::fs::remove_file(&far_token).unwrap();
+    let (code, v) = verify();
+    assert_eq!(code, Some(4), "{v:#}");
+    agree(Some(4));
+    std::fs::write(&far_token, token).unwrap();
+
     // A far segment missing: the whole record is incomplete, not intact.
     let last = objects.last().unwrap().clone();
     let kept = std::fs::read(&last).unwrap();
@@ -441,4 +473,152 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     assert_eq!(v["verdict"], "incomplete", "{v:#}");
     assert!(v["notes"].to_string().contains("is not here"), "{v:#}");
     agree(Some(4));
+}
+
+/// Time stamps (RFC 3161): with a time-stamping authority configured (a
+/// local one: OpenSSL's `ts -reply` behind the test's HTTP responder), each
+/// manifest reaches the archive with the authority's token beside it.
+/// While the authority is down the manifest waits (the segments go on) and
+/// status says why. Both verifiers check that the token is for the
+/// manifest's exact bytes and, given the authority's CA, its signature
+/// (OpenSSL); a copy without it is incomplete, a token for other bytes or
+/// from another authority is refused.
+#[test]
+fn manifests_are_time_stamped_and_both_verifiers_check_the_token() {
+    if garage_bin().is_none() {
+        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
+        return;
+    }
+    let tsa = Tsa::start();
+    tsa.refuse(true);
+    let mut garage = Garage::new();
+    garage.start();
+    let d = Daemon::start(&test_config(&format!(
+        "{}timestamp_url = \"{}\"\n",
+        garage.archive_toml(),
+        tsa.url
+    )));
+    let id = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(d.cli(&["stop"]).status.success());
+
+    // The authority is down: every segment is archived, the manifest is
+    // not, and status says why.
+    let t0 = Instant::now();
+    loop {
+        let st = d.status();
+        let err = st["upload"]["last_error"].as_str().unwrap_or("").to_owned();
+        if st["upload"]["backlog_segments"] == 0 && err.contains("time stamp") {
+            println!("while the authority is down: {err}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{st}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        !garage.list().iter().any(|k| k.ends_with("manifest.json")),
+        "no manifest without its time stamp"
+    );
+
+    // It comes back: the manifest goes, with its token.
+    tsa.refuse(false);
+    d.request(r#"{"cmd":"upload.retry"}"#);
+    let t0 = Instant::now();
+    loop {
+        let list: Vec<Value> =
+            serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap();
+        if list[0]["manifest_confirmed_at"].is_string() {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{list:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let keys = garage.list();
+    let folder = keys
+        .iter()
+        .find(|k| k.ends_with(&format!("{id}/manifest.json")))
+        .unwrap()
+        .trim_end_matches("manifest.json")
+        .to_owned();
+    assert!(keys.contains(&format!("{folder}manifest.tsr")), "{keys:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for k in keys.iter().filter(|k| k.starts_with(&folder)) {
+        std::fs::write(
+            dir.path().join(k.rsplit('/').next().unwrap()),
+            garage.get(k),
+        )
+        .unwrap();
+    }
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["timestamp_authority"], tsa.url.as_str());
+
+    let ca = tsa.ca.to_str().unwrap().to_owned();
+    let check = |with_ca: bool, code: i32, said: &str| {
+        let mut args = vec![
+            "recordings",
+            "verify",
+            "--json",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ];
+        let mut more = vec![];
+        if with_ca {
+            more = vec!["--tsa-ca", ca.as_str()];
+        }
+        args.extend_from_slice(&more);
+        let out = d.cli(&args);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(out.status.code(), Some(code), "{v:#}");
+        assert!(v.to_string().contains(said), "{said:?} not in {v:#}");
+        let (c, r) = reference_verify(dir.path(), &more);
+        assert_eq!(c, Some(code), "verify-recording.py disagrees: {r:#}");
+        v
+    };
+    let v = check(true, 0, "time-stamped at");
+    let at: chrono::DateTime<chrono::Utc> = v["time_stamped_at"].as_str().unwrap().parse().unwrap();
+    let ended: chrono::DateTime<chrono::Utc> =
+        manifest["ended_at"].as_str().unwrap().parse().unwrap();
+    // The authority's genTime is whole seconds (its accuracy, 1 s).
+    assert!(
+        at + chrono::Duration::seconds(1) >= ended,
+        "the token ({at}) comes after the recording's end ({ended})"
+    );
+    println!(
+        "time-stamped at {at}, {} after the recording ended",
+        at - ended
+    );
+
+    let token = dir.path().join("manifest.tsr");
+    let good = std::fs::read(&token).unwrap();
+    let body = std::fs::read(dir.path().join("manifest.json")).unwrap();
+    // Without its token: incomplete (the signed manifest names the
+    // authority, so no CA is needed to notice).
+    std::fs::remove_file(&token).unwrap();
+    check(false, 4, "manifest.tsr is not here");
+    // A token for other bytes.
+    std::fs::write(&token, tsa.token_for(b"another manifest")).unwrap();
+    check(false, 3, "other bytes");
+    // A genuine token for these bytes from another authority: only its
+    // signature tells, so only with the CA.
+    let other = Tsa::start();
+    std::fs::write(&token, other.token_for(&body)).unwrap();
+    check(false, 0, "time-stamped at");
+    check(true, 3, "does not verify against");
+    // The same manifest re-indented: its signature still holds, the token
+    // does not.
+    std::fs::write(&token, &good).unwrap();
+    let m: Value = serde_json::from_slice(&body).unwrap();
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        serde_json::to_vec(&m).unwrap(),
+    )
+    .unwrap();
+    check(true, 3, "other bytes");
+    std::fs::write(dir.path().join("manifest.json"), &body).unwrap();
+    check(true, 0, "time-stamped at");
+    assert!(tsa.granted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }

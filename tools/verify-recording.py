@@ -2,7 +2,7 @@
 """Verify an archive copy of a diemcau recording, from docs/RECORDING-FORMAT.md
 alone: Python 3 and the `cryptography` package, nothing of diemcau's code.
 
-    verify-recording.py DIR [--key HEX] [--keys FLEET-KEYS.json] [--json]
+    verify-recording.py DIR [--key HEX] [--keys FLEET-KEYS.json] [--tsa-ca CA.pem] [--json]
 
 DIR holds manifest.json and the segments it names (and far/ for the far end's
 track). Exit codes: 0 intact, 3 tampered, 4 incomplete, 2 unusable input.
@@ -12,8 +12,9 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,6 +27,91 @@ def fingerprint(key_hex):
     return " ".join(
         hashlib.sha256(bytes.fromhex(key_hex)).hexdigest()[:32][i : i + 4] for i in range(0, 32, 4)
     )
+
+
+TOKEN = "manifest.tsr"
+OID_SHA256 = bytes.fromhex("608648016503040201")
+OID_SIGNED_DATA = bytes.fromhex("2a864886f70d010702")
+OID_TST_INFO = bytes.fromhex("2a864886f70d0109100104")
+
+
+def der(data, tag):
+    """The content of the TLV at the front of data, which must have tag, and the rest."""
+    if len(data) < 2 or data[0] != tag:
+        raise ValueError("not the DER expected (tag %#x)" % tag)
+    n, i = data[1], 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 4 or len(data) < 2 + k:
+            raise ValueError("a DER length that cannot be read")
+        n, i = int.from_bytes(data[2 : 2 + k], "big"), 2 + k
+    if len(data) < i + n:
+        raise ValueError("truncated DER")
+    return data[i : i + n], data[i + n :]
+
+
+def read_token(raw):
+    """(status, imprint, genTime) of an RFC 3161 TimeStampResp."""
+    resp, _ = der(raw, 0x30)
+    info, rest = der(resp, 0x30)
+    status, _ = der(info, 0x02)
+    status = int.from_bytes(status, "big")
+    if status > 1:
+        raise ValueError("the authority refused (status %d)" % status)
+    content_info, _ = der(rest, 0x30)
+    oid, rest = der(content_info, 0x06)
+    if oid != OID_SIGNED_DATA:
+        raise ValueError("a token that is not SignedData")
+    signed, _ = der(der(rest, 0xA0)[0], 0x30)
+    _, rest = der(signed, 0x02)
+    _, rest = der(rest, 0x31)
+    encap, _ = der(rest, 0x30)
+    oid, rest = der(encap, 0x06)
+    if oid != OID_TST_INFO:
+        raise ValueError("signed content that is not TSTInfo")
+    tst, _ = der(der(der(rest, 0xA0)[0], 0x04)[0], 0x30)
+    _, rest = der(tst, 0x02)
+    _, rest = der(rest, 0x06)
+    imprint, rest = der(rest, 0x30)
+    alg, imprint_rest = der(imprint, 0x30)
+    if der(alg, 0x06)[0] != OID_SHA256:
+        raise ValueError("not a SHA-256 time stamp")
+    digest, _ = der(imprint_rest, 0x04)
+    _, rest = der(rest, 0x02)
+    gen_time, _ = der(rest, 0x18)
+    text = gen_time.decode("ascii")
+    whole, _, frac = text.rstrip("Z").partition(".")
+    t = datetime.strptime(whole, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    return status, digest, t.isoformat() + ("." + frac if frac else "")
+
+
+def check_time_stamp(folder, manifest, tsa_ca):
+    """(problems, notes, lacking) of the manifest's time-stamp token."""
+    path = os.path.join(folder, TOKEN)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        if manifest.get("timestamp_authority") is not None or tsa_ca is not None:
+            return [], [], ["the time-stamp token %s is not here" % TOKEN]
+        return [], [], []
+    with open(os.path.join(folder, "manifest.json"), "rb") as f:
+        body = f.read()
+    try:
+        _, digest, at = read_token(raw)
+    except ValueError as e:
+        return ["the time-stamp token: %s" % e], [], []
+    if digest != hashlib.sha256(body).digest():
+        return ["the time-stamp token is for other bytes than this manifest.json"], [], []
+    notes = ["time-stamped at %s by %s" % (at, manifest.get("timestamp_authority") or "an authority")]
+    if tsa_ca is not None:
+        out = subprocess.run(
+            ["openssl", "ts", "-verify", "-in", path, "-data", os.path.join(folder, "manifest.json"), "-CAfile", tsa_ca],
+            capture_output=True,
+        )
+        if out.returncode != 0:
+            return ["the time-stamp token's signature does not verify against %s" % tsa_ca], notes, []
+    return [], notes, []
 
 
 def when(text):
@@ -121,9 +207,12 @@ def read_manifest(folder):
         return json.loads(f.read().decode("utf-8"))
 
 
-def verify(folder, key=None, keys_file=None):
+def verify(folder, key=None, keys_file=None, tsa_ca=None):
     room = read_manifest(folder)
     problems, notes, missing, _ = check_track(folder, room)
+    tp, tn, lacking = check_time_stamp(folder, room, tsa_ca)
+    problems += tp
+    notes += tn
     if key is not None and room.get("public_key", "").lower() != key.lower():
         problems.append("signed by key %s, not by the pinned key %s" % (room.get("public_key"), key))
     if keys_file is not None:
@@ -144,6 +233,10 @@ def verify(folder, key=None, keys_file=None):
             notes.append("the far end's track %s is not here" % named["session"])
         else:
             fp, fn, fm, _ = check_track(far_folder, far)
+            ftp, ftn, flack = check_time_stamp(far_folder, far, tsa_ca)
+            fp += ftp
+            fn += ftn
+            lacking += ["far end: " + x for x in flack]
             if far["chain_head"] != named["chain_head"] or len(far["segments"]) != named["segments"]:
                 fp.append("not the track the room's manifest names")
             if far.get("of") != room["session"]:
@@ -156,14 +249,14 @@ def verify(folder, key=None, keys_file=None):
             report["far_segments"] = len(far["segments"])
     if problems:
         verdict, code = "tampered", 3
-    elif missing or far_missing:
+    elif missing or far_missing or lacking:
         verdict, code = "incomplete", 4
     else:
         verdict, code = "intact", 0
     report.update(
         verdict=verdict,
         segments=len(room["segments"]),
-        missing=missing,
+        missing=missing + lacking,
         problems=problems,
         notes=notes,
     )
@@ -175,10 +268,11 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--key", help="the box's enrolled Ed25519 public key (hex)")
     ap.add_argument("--keys", help="the fleet's keys file (diemcau fleet keys)")
+    ap.add_argument("--tsa-ca", help="the time-stamping authority's CA certificate (PEM)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     try:
-        report, code = verify(args.dir, args.key, args.keys)
+        report, code = verify(args.dir, args.key, args.keys, args.tsa_ca)
     except (OSError, ValueError, KeyError, TypeError) as e:
         print("cannot verify %s: %s" % (args.dir, e), file=sys.stderr)
         return 2

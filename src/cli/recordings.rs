@@ -44,6 +44,11 @@ pub enum RecordingsCommand {
         /// be signed by a key enrolled for its site at the time it started.
         #[arg(long, value_name = "FILE")]
         keys: Option<PathBuf>,
+        /// With --dir: the time-stamping authority's CA certificate (PEM).
+        /// The token's signature is then checked with `openssl ts -verify`,
+        /// and a copy without a token is incomplete.
+        #[arg(long, value_name = "FILE", requires = "dir")]
+        tsa_ca: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -262,17 +267,21 @@ fn verify_one_dir(dir: &Path, m: &Manifest) -> VerifyReport {
 /// and the far end's track in `dir/far/` when the manifest names one. The
 /// far track must be the one the room's signed manifest names, signed by
 /// the same key, and say it belongs to this room.
-pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
+pub fn verify_dir(dir: &Path, tsa_ca: Option<&Path>) -> anyhow::Result<VerifyReport> {
     let m = read_manifest(dir)?;
-    let report = verify_one_dir(dir, &m);
+    let mut report = verify_one_dir(dir, &m);
     let Some(named) = &m.far else {
+        check_time_stamp(dir, &m, &mut report, tsa_ca)?;
         return Ok(report);
     };
     let far_dir = dir.join(&named.folder);
     let Ok(fm) = read_manifest(&far_dir) else {
+        check_time_stamp(dir, &m, &mut report, tsa_ca)?;
         return Ok(report.with_far(named, None, ""));
     };
     let mut f = verify_one_dir(&far_dir, &fm);
+    check_time_stamp(&far_dir, &fm, &mut f, tsa_ca)?;
+    check_time_stamp(dir, &m, &mut report, tsa_ca)?;
     if fm.of.as_deref() != Some(m.session.as_str()) {
         f.problems.push(format!(
             "it says it belongs to {:?}, not to {}",
@@ -284,6 +293,72 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<VerifyReport> {
             .push("it is signed by another key than the room's".into());
     }
     Ok(report.with_far(named, Some(f), &fm.chain_head))
+}
+
+/// The manifest's time stamp, when it names an authority or there is a
+/// token (docs/RECORDING-FORMAT.md, "Time stamps"): the token must vouch
+/// for the exact bytes of `manifest.json`; with the authority's CA its
+/// signature is checked too (`openssl ts -verify`).
+fn check_time_stamp(
+    dir: &Path,
+    m: &Manifest,
+    r: &mut VerifyReport,
+    tsa_ca: Option<&Path>,
+) -> anyhow::Result<()> {
+    use sha2::Digest as _;
+    let token = dir.join(store::TOKEN_OBJECT);
+    let Ok(der) = std::fs::read(&token) else {
+        if m.timestamp_authority.is_some() || tsa_ca.is_some() {
+            r.lack(format!(
+                "the time-stamp token {} is not here",
+                store::TOKEN_OBJECT
+            ));
+        }
+        return Ok(());
+    };
+    let manifest = dir.join("manifest.json");
+    let body =
+        std::fs::read(&manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
+    let imprint: [u8; 32] = sha2::Sha256::digest(&body).into();
+    let t = match crate::core::tsp::parse_response(&der) {
+        Ok(t) => t,
+        Err(e) => {
+            r.refuse(format!("the time-stamp token: {e}"));
+            return Ok(());
+        }
+    };
+    if t.imprint != imprint {
+        r.refuse("the time-stamp token is for other bytes than this manifest.json".into());
+        return Ok(());
+    }
+    r.time_stamped_at = Some(t.gen_time);
+    r.notes.push(format!(
+        "time-stamped at {} by {}",
+        t.gen_time.to_rfc3339(),
+        m.timestamp_authority.as_deref().unwrap_or("an authority")
+    ));
+    if let Some(ca) = tsa_ca {
+        let out = std::process::Command::new("openssl")
+            .args(["ts", "-verify", "-in"])
+            .arg(&token)
+            .arg("-data")
+            .arg(&manifest)
+            .arg("-CAfile")
+            .arg(ca)
+            .output()
+            .context("cannot run openssl to check the token's signature; install openssl")?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            r.refuse(format!(
+                "the time-stamp token's signature does not verify against {}: {}",
+                ca.display(),
+                why.lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("openssl said no")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuse a recording whose key the fleet's keys file does not give its
@@ -315,11 +390,12 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
         dir: Some(dir),
         key,
         keys,
+        tsa_ca,
         json,
         ..
     } = &cmd
     {
-        let mut r = verify_dir(dir)?;
+        let mut r = verify_dir(dir, tsa_ca.as_deref())?;
         if let Some(k) = key {
             r.pin(k);
         }

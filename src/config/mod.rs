@@ -307,6 +307,9 @@ pub struct Archive {
     pub live_max_kbps: u64,
     /// Otherwise at most this rate (kbit/s; 0: no cap).
     pub idle_max_kbps: u64,
+    /// An RFC 3161 time-stamping authority (http or https): each manifest
+    /// is time-stamped before it goes to the archive.
+    pub timestamp_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -813,6 +816,17 @@ fn validate_archive(raw: raw::RawArchive) -> Result<Option<Archive>, Problem> {
             }
         }
     }
+    let url = &raw.timestamp_url;
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(problem(
+            "archive",
+            "timestamp_url",
+            format!(
+                "'{}' is not an http(s) URL; expected the time-stamping authority's address, e.g. \"http://tsa.example.vn/tsr\"",
+                raw.timestamp_url
+            ),
+        ));
+    }
     if key.is_empty() || secret.is_empty() {
         return Err(problem(
             "archive",
@@ -831,6 +845,7 @@ fn validate_archive(raw: raw::RawArchive) -> Result<Option<Archive>, Problem> {
         live_share: raw.live_share,
         live_max_kbps: raw.live_max_kbps,
         idle_max_kbps: raw.idle_max_kbps,
+        timestamp_url: (!raw.timestamp_url.is_empty()).then_some(raw.timestamp_url),
     }))
 }
 

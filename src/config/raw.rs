@@ -364,6 +364,7 @@ pub struct RawArchive {
     pub live_share: f64,
     pub live_max_kbps: u64,
     pub idle_max_kbps: u64,
+    pub timestamp_url: String,
 }
 
 impl Default for RawArchive {
@@ -376,6 +377,7 @@ impl Default for RawArchive {
             access_key_id: String::new(),
             secret_access_key: String::new(),
             credentials_file: String::new(),
+            timestamp_url: String::new(),
             path_style: true,
             live_share: 0.3,
             live_max_kbps: 1000,

@@ -18,4 +18,5 @@ pub mod status;
 pub mod stun;
 pub mod trees;
 pub mod ts;
+pub mod tsp;
 pub mod words;

@@ -259,6 +259,9 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             "site": s("site id"), "boot_id": s("random per daemon start"), "version": s("software version"),
             "api_version": i("version of the command API: 2 since the command layer; absent (1) before it"),
             "sessions": i("finished sessions in the box's history"), "at": s("RFC 3339 time"),
+            "device_key": obj(&["public_key", "fingerprint"], json!({
+                "public_key": s("the Ed25519 key the box signs recordings with (64 hex digits); compare with the enrolled key, never adopt it from here"),
+                "fingerprint": s("first 16 bytes of SHA-256 of the key, 8 groups of 4 hex digits")})),
         }),
     );
     let phase =
@@ -310,7 +313,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         "required": hp.keys().filter(|k| *k != "temperature_c").collect::<Vec<_>>(), "properties": hp});
     let event_schema = json!({"type": "object", "required": ["id", "seq", "site", "at", "type"], "description": "fields beyond these depend on type",
         "properties": {"id": s("unique: <site>-<seq>; deduplicate on it"), "seq": i("per box, strictly increasing across restarts"), "site": s("site id"), "at": s("RFC 3339"),
-        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "recording_salvaged", "upload_completed", "config_changed", "call_connected", "call_ended", "call_refused"]}}});
+        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "recording_salvaged", "chain_witness", "upload_completed", "config_changed", "call_connected", "call_ended", "call_refused"]}}});
     let command_schema = obj(
         &["id", "expires_at"],
         json!({

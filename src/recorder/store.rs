@@ -212,11 +212,20 @@ pub struct Manifest {
     /// On a room's recording that has one: its far track.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub far: Option<FarTrack>,
+    /// The time-stamping authority whose token (`manifest.tsr`) the
+    /// archive keeps beside this manifest; absent when none was asked.
+    /// Signed, so a copy cannot drop the token unnoticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_authority: Option<String>,
     pub public_key: String,
     pub signature: String,
 }
 
 pub const MANIFEST_FORMAT: &str = "diemcau-recording-manifest/1";
+
+/// The time-stamp token's object (an RFC 3161 TimeStampResp), beside
+/// `manifest.json` in the archive.
+pub const TOKEN_OBJECT: &str = "manifest.tsr";
 
 /// The far track's folder inside the room recording's folder in the archive.
 pub const FAR_FOLDER: &str = "far";
@@ -307,6 +316,10 @@ pub struct VerifyReport {
     /// names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub far: Option<Box<VerifyReport>>,
+    /// The time the authority's token (`manifest.tsr`) vouches for, on an
+    /// archive copy that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_stamped_at: Option<DateTime<Utc>>,
 }
 
 /// Verify a manifest and the segments' bytes. A missing segment is never
@@ -472,6 +485,16 @@ impl VerifyReport {
                 key_hex.trim()
             ));
         }
+    }
+
+    /// Something the recording names is not here (its time-stamp token):
+    /// incomplete, unless it is already worse.
+    pub fn lack(&mut self, note: String) {
+        self.notes.push(note);
+        if self.verdict == Verdict::Intact {
+            self.verdict = Verdict::Incomplete;
+        }
+        self.ok = false;
     }
 
     /// Something outside the recording says it cannot be trusted (its key
@@ -971,6 +994,7 @@ impl RecStore {
             chain_head: s.chain_head.clone(),
             track: s.of.as_ref().map(|_| "far".to_owned()),
             of: s.of.clone(),
+            timestamp_authority: None,
             far: match &s.far {
                 Some(f) => {
                     let t = self.session(f)?;

@@ -7,6 +7,7 @@ pub mod mqtt;
 pub mod nat;
 pub mod relay;
 pub mod sip;
+pub mod tsa;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
