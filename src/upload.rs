@@ -1,7 +1,9 @@
 //! Upload to the central archive: an S3-compatible object store.
 //!
 //! One object per segment, then the signed manifest, under
-//! `PREFIX/SITE/YYYY/MM/DD/SESSION/`. Each PUT carries `Content-MD5`, so the
+//! `PREFIX/SITE/YYYY/MM/DD/SESSION/`; with a time-stamping authority, the
+//! manifest's RFC 3161 token (`manifest.tsr`) just before it, so that a
+//! confirmed manifest always has its token. Each PUT carries `Content-MD5`, so the
 //! store refuses a damaged body, and the returned ETag is checked against
 //! the same digest; only then is the segment marked confirmed. A segment is
 //! never marked confirmed on anything less, and re-sending an unconfirmed
