@@ -34,6 +34,10 @@ pub struct Args {
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Your name, for the audit trail of what you do to recordings and
+    /// sessions (or DIEMCAU_OPERATOR; asked for at a terminal otherwise).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub operator: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -103,6 +107,15 @@ pub enum Command {
         /// Where the setup partition is mounted.
         #[arg(long, value_name = "DIR")]
         setup: PathBuf,
+    },
+    /// The audit trail: who did what to the recordings and the box.
+    Audit {
+        /// Machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+        /// Only the last N records.
+        #[arg(long)]
+        last: Option<usize>,
     },
     /// Camera PTZ presets: the positions the camera can be sent to by name.
     Camera {
@@ -189,12 +202,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             prefix,
             command,
         } => {
+            // The boxes cannot see the NOC's certificate (the broker's ACL
+            // decides who may command them); the NOC says who it is.
+            let by = args
+                .operator
+                .clone()
+                .or_else(|| std::env::var("DIEMCAU_OPERATOR").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .and_then(|n| crate::core::audit::clean_name(&n));
             let noc = broker.map(|url| crate::mqtt::fleet::Noc {
                 url,
                 ca,
                 cert,
                 key,
                 prefix,
+                by,
             });
             if let FleetCommand::Keys { command } = command {
                 return keys::run(command, noc.as_ref());
@@ -280,7 +302,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     action: PresetAction::Delete,
                 },
             };
-            let result = call(&socket, &req, Duration::from_secs(10))?;
+            let result = call(&socket, &req, Duration::from_secs(10), None)?;
             match command {
                 CameraCommand::Presets => {
                     let list: Vec<(String, crate::camera::Ptz)> =
@@ -302,7 +324,47 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Command::Recordings { command } => {
             let cfg = config::load(&config_path).ok();
             let (socket, _) = locate(&args.socket, &config_path);
-            recordings::run(command, &socket, cfg.as_ref())
+            let who = recordings::audited(&command).then(|| operator(args.operator.as_deref()));
+            recordings::run(command, &socket, cfg.as_ref(), who.flatten())
+        }
+        Command::Audit { json, last } => {
+            let config = config::load(&config_path)?;
+            let log = crate::audit::AuditLog::new(&config.daemon.state_dir);
+            let records = log.read_all()?;
+            let verdict = crate::core::audit::verify(&records);
+            let shown = &records[records.len().saturating_sub(last.unwrap_or(usize::MAX))..];
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "records": shown,
+                        "intact": verdict.is_ok(),
+                        "problem": verdict.as_ref().err().map(|e| e.to_string()),
+                    }))?
+                );
+            } else {
+                for r in shown {
+                    println!(
+                        "{:>5}  {}  {:<20} {:<24} {}  {}",
+                        r.seq,
+                        r.at.format("%Y-%m-%d %H:%M:%S"),
+                        r.action,
+                        r.target.as_deref().unwrap_or("-"),
+                        r.who.describe(),
+                        r.outcome
+                    );
+                }
+                match &verdict {
+                    Ok(()) => println!(
+                        "{} records; the chain holds ({})",
+                        records.len(),
+                        log.path().display()
+                    ),
+                    Err(e) => println!("CHAIN BROKEN: {e}"),
+                }
+            }
+            // 3 as for a tampered recording.
+            Ok(if verdict.is_ok() { 0 } else { 3 })
         }
         Command::Run => {
             use crate::config::apply;
@@ -374,7 +436,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     .with_context(|| format!("unknown language '{l}'; expected vi or en"))?,
                 None => cfg_lang,
             };
-            let result = call(&socket, &Request::Status, Duration::from_secs(5))?;
+            let result = call(&socket, &Request::Status, Duration::from_secs(5), None)?;
             let status: Status = serde_json::from_value(result).context("status reply")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -386,10 +448,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Command::Start { meta } => {
             let (socket, lang) = locate(&args.socket, &config_path);
             let metadata = parse_meta(&meta)?;
+            let by = operator(args.operator.as_deref());
             let result = call(
                 &socket,
                 &Request::SessionStart { metadata },
                 Duration::from_secs(30),
+                by.as_deref(),
             )?;
             let rec: SessionRecord =
                 serde_json::from_value(result["session"].clone()).context("start reply")?;
@@ -399,7 +463,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
         Command::Stop => {
             let (socket, lang) = locate(&args.socket, &config_path);
-            let result = call(&socket, &Request::SessionStop, Duration::from_secs(30))?;
+            let by = operator(args.operator.as_deref());
+            let result = call(
+                &socket,
+                &Request::SessionStop,
+                Duration::from_secs(30),
+                by.as_deref(),
+            )?;
             let rec: SessionRecord =
                 serde_json::from_value(result["session"].clone()).context("stop reply")?;
             println!(
@@ -425,8 +495,33 @@ fn locate(socket: &Option<PathBuf>, config_path: &Path) -> (PathBuf, Language) {
     (socket, lang)
 }
 
-fn call(socket: &Path, req: &Request, timeout: Duration) -> anyhow::Result<serde_json::Value> {
-    let reply: Reply = client::request(socket, req, timeout)?;
+/// The name of the person at the box, for the audit trail: `--operator`,
+/// else `DIEMCAU_OPERATOR`, else asked for when a person is at a terminal
+/// (technicians may share one login; the Unix account is recorded anyway).
+fn operator(given: Option<&str>) -> Option<String> {
+    use std::io::IsTerminal;
+    if let Some(n) = given
+        .map(str::to_owned)
+        .or_else(|| std::env::var("DIEMCAU_OPERATOR").ok())
+    {
+        return crate::core::audit::clean_name(&n);
+    }
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("{}", words::cli::ASK_OPERATOR);
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    crate::core::audit::clean_name(&line)
+}
+
+fn call(
+    socket: &Path,
+    req: &Request,
+    timeout: Duration,
+    by: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let reply: Reply = client::request_as(socket, req, timeout, by)?;
     match (reply.ok, reply.result, reply.error) {
         (true, Some(r), _) => Ok(r),
         (_, _, Some(e)) => bail!("{}", e.message),

@@ -27,6 +27,17 @@ pub enum ClientError {
 }
 
 pub fn request(socket: &Path, cmd: &Command, timeout: Duration) -> Result<Reply, ClientError> {
+    request_as(socket, cmd, timeout, None)
+}
+
+/// [`request`], saying who asks (`by`, the name the CLI asked for), which
+/// the audit trail records beside the Unix account.
+pub fn request_as(
+    socket: &Path,
+    cmd: &Command,
+    timeout: Duration,
+    by: Option<&str>,
+) -> Result<Reply, ClientError> {
     let io = |source| ClientError::Io {
         path: socket.to_owned(),
         source,
@@ -36,7 +47,11 @@ pub fn request(socket: &Path, cmd: &Command, timeout: Duration) -> Result<Reply,
         source,
     })?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    let mut line = serde_json::to_vec(&cmd.to_request()).map_err(ClientError::Decode)?;
+    let mut req = cmd.to_request();
+    if let (Some(by), Some(obj)) = (by, req.as_object_mut()) {
+        obj.insert("by".into(), by.into());
+    }
+    let mut line = serde_json::to_vec(&req).map_err(ClientError::Decode)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
     let mut reply = String::new();

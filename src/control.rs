@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::audit::Auditor;
 use crate::camera::{PresetError, Presets};
 use crate::config::{Language, VideoSource};
+use crate::core::audit::Who;
 use crate::core::command::{self, Command, CommandError, PresetAction, Transport};
 use crate::core::session::{Origin, Phase};
 use crate::core::status::ErrorCode;
@@ -31,22 +33,60 @@ pub struct Ctx {
     pub transport: Transport,
     /// Recorded as who started or stopped a session.
     pub origin: Origin,
+    /// Recorded in the audit trail.
+    pub who: Who,
 }
 
 impl Ctx {
-    pub fn socket() -> Self {
+    /// Someone at the box: the Unix account the kernel vouches for (the
+    /// socket's peer), and the name the CLI asked for, if any.
+    pub fn socket(user: Option<String>, name: Option<String>) -> Self {
         Self {
             transport: Transport::Socket,
             origin: Origin::Cli,
+            who: Who {
+                via: "socket".into(),
+                user,
+                name,
+                detail: None,
+            },
         }
     }
 
-    /// A command from the NOC with its id.
-    pub fn mqtt(id: &str) -> Self {
+    /// A command from the NOC with its id, and its sender as it says.
+    pub fn mqtt(id: &str, by: Option<String>) -> Self {
         Self {
             transport: Transport::Mqtt,
             origin: Origin::Mqtt(id.to_owned()),
+            who: Who {
+                via: "mqtt".into(),
+                user: None,
+                name: by,
+                detail: Some(id.to_owned()),
+            },
         }
+    }
+}
+
+/// The commands the audit trail records, with what they act on when the
+/// command names it.
+fn audited(cmd: &Command) -> Option<(&'static str, Option<String>)> {
+    match cmd {
+        Command::SessionStart { .. } => Some(("session.start", None)),
+        Command::SessionStop => Some(("session.stop", None)),
+        Command::RecordingVerify { id } => Some(("recording.verify", Some(id.clone()))),
+        Command::RecordingDelete { id, .. } => Some(("recording.delete", Some(id.clone()))),
+        Command::Reboot => Some(("reboot", None)),
+        _ => None,
+    }
+}
+
+/// An outcome as the audit trail words it.
+pub fn outcome<T>(r: &Result<T, CommandError>) -> String {
+    match r {
+        Ok(_) => "done".into(),
+        Err(e) if e.code == ErrorCode::Failed => format!("failed: {}", e.message),
+        Err(e) => format!("refused: {}", e.message),
     }
 }
 
@@ -72,6 +112,8 @@ pub struct Deps {
     pub language: Language,
     pub allow_reboot: bool,
     pub restart: Restart,
+    /// The audit trail (and its way to the NOC).
+    pub audit: Auditor,
 }
 
 /// Cheap to clone; every transport holds one.
@@ -124,13 +166,44 @@ impl Control {
     /// Carry out `cmd` for `ctx`; refused when the table does not allow it
     /// on that transport.
     pub async fn execute(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
-        self.precheck(&cmd, ctx).await?;
+        if let Err(e) = self.precheck(&cmd, ctx).await {
+            let refused = Err(e);
+            if let Some((action, target)) = audited(&cmd) {
+                self.audit(ctx, action, target, outcome(&refused)).await;
+            }
+            return refused;
+        }
         self.execute_prechecked(cmd, ctx).await
     }
 
     /// [`Control::execute`] for a transport that already ran
     /// [`Control::precheck`] (MQTT, to answer `accepted` in between).
     pub async fn execute_prechecked(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
+        let audit = audited(&cmd);
+        let result = self.run(cmd, ctx).await;
+        if let Some((action, target)) = audit {
+            // A session's id is known from its answer.
+            let target = target.or_else(|| {
+                result.as_ref().ok().and_then(|v| {
+                    v.pointer("/session/id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+            });
+            self.audit(ctx, action, target, outcome(&result)).await;
+        }
+        result
+    }
+
+    /// Write `action` by `ctx`'s sender to the audit trail.
+    pub async fn audit(&self, ctx: &Ctx, action: &str, target: Option<String>, outcome: String) {
+        self.d
+            .audit
+            .record(ctx.who.clone(), action, target, outcome)
+            .await;
+    }
+
+    async fn run(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
         let d = &self.d;
         match cmd {
             Command::Status => to_value(
@@ -245,6 +318,7 @@ impl Control {
                         ctx: Ctx {
                             transport: ctx.transport,
                             origin: Origin::Daemon("self-test".into()),
+                            who: ctx.who.clone(),
                         },
                     };
                     let report = tokio::task::spawn_blocking(move || {
@@ -330,6 +404,21 @@ impl Control {
     /// with `pending` (where the restarted daemon sends its answer), then a
     /// restart in place is asked for. Returns what the `accepted` reply says.
     pub async fn config_set(
+        &self,
+        toml: String,
+        pending: crate::config::apply::Pending,
+        ctx: &Ctx,
+    ) -> Result<Value, CommandError> {
+        let result = self.config_set_inner(toml, pending).await;
+        let said = match &result {
+            Ok(_) => "accepted: the box restarts with it".to_owned(),
+            Err(_) => outcome(&result),
+        };
+        self.audit(ctx, "config.set", None, said).await;
+        result
+    }
+
+    async fn config_set_inner(
         &self,
         toml: String,
         pending: crate::config::apply::Pending,

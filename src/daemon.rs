@@ -187,8 +187,24 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         pattern_rx,
         tone_rx,
     );
+    // The audit trail; what was written while the daemon was stopped
+    // (provisioning, the CLI on the store) goes to the NOC now.
+    let audit = crate::audit::Auditor::new(
+        crate::audit::AuditLog::new(state_dir),
+        outbox.clone(),
+        store.db(),
+    )?;
+    {
+        let a = audit.clone();
+        match tokio::task::spawn_blocking(move || a.forward()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("audit trail not sent to the NOC: {e}"),
+            Err(e) => tracing::error!("audit trail not sent to the NOC: {e}"),
+        }
+    }
     // The command layer: every operator command, from the socket or MQTT.
     let control = control::Control::new(control::Deps {
+        audit,
         supervisor: sup.handle.clone(),
         phase: sup.phase.clone(),
         store: store.clone(),

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audio_devices;
+pub mod audit;
 pub mod button;
 pub mod camera;
 pub mod cli;

@@ -296,6 +296,7 @@ const DAEMON_USER: &str = "diemcau";
 /// the key and its state directory are given to the daemon's user.
 fn device_key(state_dir: &Path) -> Option<DeviceKeyId> {
     let fresh = !state_dir.exists();
+    let new_key = !state_dir.join(crate::recorder::keys::KEY_FILE).exists();
     let key = match crate::recorder::keys::load_or_create(state_dir) {
         Ok(k) => k,
         Err(e) => {
@@ -315,7 +316,20 @@ fn device_key(state_dir: &Path) -> Option<DeviceKeyId> {
             let _ = std::os::unix::fs::chown(state_dir.join(f), Some(uid), Some(gid));
         }
     }
-    Some(crate::recorder::keys::id(&key))
+    let id = crate::recorder::keys::id(&key);
+    if new_key {
+        // A new key is a key change: the province must enrol it.
+        let recorded = crate::audit::AuditLog::new(state_dir).append(
+            crate::core::audit::Who::via("provision"),
+            "device_key.created",
+            None,
+            &format!("done: fingerprint {}", id.fingerprint),
+        );
+        if let Err(e) = recorded {
+            tracing::warn!("the key's creation is not in the audit trail: {e}");
+        }
+    }
+    Some(id)
 }
 
 /// The daemon user's uid and gid, when we run as root and it exists.

@@ -136,6 +136,28 @@ struct Supervisor {
     stop_waiters: Vec<Reply<SessionRecord>>,
     phase_tx: watch::Sender<Phase>,
     healthy_tx: watch::Sender<bool>,
+    /// Session starts and stops nobody asked for through the command layer
+    /// (the button, a call, the daemon itself) go into the audit trail
+    /// here; the command layer records its own.
+    audit: Option<crate::audit::Auditor>,
+}
+
+/// Who the audit trail names for a session started or stopped by `origin`,
+/// when the command layer has not recorded it already.
+fn audit_who(origin: &Origin) -> Option<crate::core::audit::Who> {
+    use crate::core::audit::Who;
+    match origin {
+        Origin::Cli | Origin::Mqtt(_) => None,
+        Origin::Button => Some(Who::via("button")),
+        Origin::Call(from) => Some(Who {
+            detail: Some(from.clone()),
+            ..Who::via("call")
+        }),
+        Origin::Daemon(why) => Some(Who {
+            detail: Some(why.clone()),
+            ..Who::via("daemon")
+        }),
+    }
 }
 
 pub struct Spawned {
@@ -192,7 +214,15 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(32);
     let (phase_tx, phase) = watch::channel(Phase::Idle);
     let (healthy_tx, healthy) = watch::channel(true);
+    let audit = crate::audit::Auditor::new(
+        crate::audit::AuditLog::new(&config.daemon.state_dir),
+        outbox.clone(),
+        store.db(),
+    )
+    .map_err(|e| tracing::error!("no audit trail for the button's sessions: {e}"))
+    .ok();
     let mut sup = Supervisor {
+        audit,
         config,
         machine,
         store,
@@ -343,6 +373,9 @@ impl Supervisor {
                         let _ = self.healthy_tx.send(false);
                     }
                     self.resolve_finished(&rec);
+                    if let Some(who) = rec.stopped_by.as_ref().and_then(audit_who) {
+                        self.audit_later(who, "session.stop", &rec.id, "done");
+                    }
                     self.outbox.emit(match &rec.outcome {
                         Some(crate::core::session::Outcome::Failed(reason)) => {
                             EventKind::SessionFailed {
@@ -370,6 +403,14 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Record in the audit trail without holding up the machine.
+    fn audit_later(&self, who: crate::core::audit::Who, action: &str, id: &str, outcome: &str) {
+        if let Some(a) = self.audit.clone() {
+            let (action, id, outcome) = (action.to_owned(), id.to_owned(), outcome.to_owned());
+            tokio::spawn(async move { a.record(who, &action, Some(id), outcome).await });
+        }
+    }
+
     fn changed(&mut self, phase: Phase) {
         match self.machine.state() {
             State::Live { session, degraded } => {
@@ -394,6 +435,10 @@ impl Supervisor {
             State::Idle => self.fault = None,
             State::Starting { session, .. } => {
                 tracing::info!(session = %session.id, by = ?session.started_by, "session starting");
+                if let Some(who) = audit_who(&session.started_by) {
+                    let id = session.id.clone();
+                    self.audit_later(who, "session.start", &id, "done");
+                }
                 self.outbox.emit(EventKind::SessionStarting {
                     session: session.id.clone(),
                     by: origin_name(Some(&session.started_by)),

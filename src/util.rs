@@ -53,6 +53,32 @@ pub fn random_unit() -> f64 {
     }
 }
 
+/// The name of Unix account `uid` (its number when it has none), for the
+/// audit trail.
+pub fn user_name(uid: u32) -> String {
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: `pwd` and `buf` outlive the call, `buf`'s length is passed,
+    // and `result` is checked before the record is read; getpwuid_r is
+    // the reentrant form (no shared static record).
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            return std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    format!("uid {uid}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

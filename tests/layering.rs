@@ -31,8 +31,12 @@ const TABLE: &[(&str, &[&str])] = &[
     ("camera", &["core", "config"]),
     ("audio_devices", &["core", "config"]),
     ("recorder", &["core", "config", "events", "util"]),
+    ("audit", &["core", "events", "util"]),
     // Provisioning makes the recorder's signing key, for the report.
-    ("provision", &["core", "config", "util", "recorder"]),
+    (
+        "provision",
+        &["core", "config", "util", "recorder", "audit"],
+    ),
     (
         "media",
         &[
@@ -58,7 +62,9 @@ const TABLE: &[(&str, &[&str])] = &[
     ),
     (
         "supervisor",
-        &["core", "config", "events", "media", "store", "systemd"],
+        &[
+            "core", "config", "events", "media", "store", "systemd", "audit",
+        ],
     ),
     (
         "sip",
@@ -110,9 +116,10 @@ const TABLE: &[(&str, &[&str])] = &[
             "upload",
             "lifecycle",
             "doctor",
+            "audit",
         ],
     ),
-    ("api", &["core", "control"]),
+    ("api", &["core", "control", "util"]),
     (
         "mqtt",
         &[
@@ -141,6 +148,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "systemd",
             "util",
             "sip",
+            "audit",
         ],
     ),
     (
@@ -157,6 +165,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "store",
             "camera",
             "util",
+            "audit",
         ],
     ),
 ];

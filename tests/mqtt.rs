@@ -691,6 +691,12 @@ fn bench_fleet_broadcast() {
             .unwrap();
             // The command layer as the daemon wires it, with no devices.
             let control = diemcau::control::Control::new(diemcau::control::Deps {
+                audit: diemcau::audit::Auditor::new(
+                    diemcau::audit::AuditLog::new(&dir),
+                    outbox.clone(),
+                    store.db(),
+                )
+                .unwrap(),
                 supervisor: sup.handle.clone(),
                 phase: sup.phase.clone(),
                 store: store.clone(),
@@ -1334,4 +1340,121 @@ fn the_noc_witnesses_the_chain_head_while_recording() {
         let gap = (pair[1] - pair[0]).num_milliseconds();
         assert!(gap <= 3_200, "witnesses {gap} ms apart: {times:?}");
     }
+}
+
+/// The audit trail: a session started and stopped and a recording exported
+/// at the box by named people (over the socket: the Unix account comes
+/// from the kernel, the name from the CLI), and a `config.set` the NOC sent
+/// (refused here: it was for another site). Each is in `diemcau audit` with
+/// who, and reaches the NOC as an `audited` event with the same hash; an
+/// edited record breaks the chain.
+#[test]
+fn the_audit_trail_records_who_did_what_and_reaches_the_noc() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-audit", false, &site_filter());
+    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    status_msg(&noc, "online", None);
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    ok(d.cli(&["start", "--operator", "Nguyễn Văn An"]));
+    std::thread::sleep(Duration::from_secs(3));
+    ok(d.cli(&["stop", "--operator", "Nguyễn Văn An"]));
+    let id = d.status()["last_session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out_file = d.dir.path().join("copy.ts");
+    ok(d.cli(&[
+        "recordings",
+        "export",
+        &id,
+        "--out",
+        out_file.to_str().unwrap(),
+        "--operator",
+        "Trần Thị Bình",
+    ]));
+    let mut c = cmd(
+        "audit-cfg",
+        json!({"toml": "[site]\nid = \"xa-khac\"\nname = \"X\"\n"}),
+    );
+    c["by"] = json!("noc-truc-ban");
+    noc.send(SITE, "config.set", c, "a");
+    noc.wait_reply("audit-cfg", "rejected", Duration::from_secs(15));
+
+    // On the box.
+    let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let t0 = Instant::now();
+    let records = loop {
+        let v: Value = serde_json::from_slice(&ok(d.cli(&["audit", "--json"])).stdout).unwrap();
+        let records = v["records"].as_array().unwrap().clone();
+        if records.iter().any(|r| r["action"] == "config.set") {
+            assert_eq!(v["intact"], true, "{v:#}");
+            break records;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{v:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let find = |action: &str| {
+        records
+            .iter()
+            .find(|r| r["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {records:#?}"))
+            .clone()
+    };
+    for action in ["session.start", "session.stop"] {
+        let r = find(action);
+        assert_eq!(r["who"]["via"], "socket", "{r}");
+        assert_eq!(r["who"]["user"], me.as_str(), "{r}");
+        assert_eq!(r["who"]["name"], "Nguyễn Văn An", "{r}");
+        assert_eq!(r["target"], id.as_str(), "{r}");
+        assert_eq!(r["outcome"], "done", "{r}");
+    }
+    let export = find("recording.export");
+    assert_eq!(export["who"]["name"], "Trần Thị Bình");
+    assert_eq!(export["target"], id.as_str());
+    let bytes = std::fs::metadata(&out_file).unwrap().len();
+    assert_eq!(export["outcome"], format!("done: {bytes} bytes"));
+    let config = find("config.set");
+    assert_eq!(config["who"]["via"], "mqtt");
+    assert_eq!(config["who"]["name"], "noc-truc-ban");
+    assert_eq!(config["who"]["detail"], "audit-cfg");
+    assert!(
+        config["outcome"].as_str().unwrap().starts_with("refused:"),
+        "{config}"
+    );
+
+    // At the NOC: the same records, hash for hash.
+    for r in [&export, &config] {
+        let hash = r["hash"].clone();
+        noc.wait_for(
+            &format!("the audited event of {}", r["action"]),
+            Duration::from_secs(10),
+            |m| m.payload["type"] == "audited" && m.payload["hash"] == hash,
+        );
+    }
+    let text = String::from_utf8(ok(d.cli(&["audit"])).stdout).unwrap();
+    println!("{text}");
+    assert!(text.contains("the chain holds"), "{text}");
+
+    // An edited record: the chain says where.
+    let log = d.dir.path().join("state/audit.log");
+    let original = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, original.replace("Trần Thị Bình", "Người Khác")).unwrap();
+    let out = d.cli(&["audit"]);
+    assert_eq!(out.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("CHAIN BROKEN: audit record {}", export["seq"])),
+        "{said}"
+    );
 }

@@ -27,6 +27,8 @@ pub struct Request {
     /// Set when the request used a deprecated name: the reply takes that
     /// name's old shape.
     pub alias: Option<&'static Alias>,
+    /// The person's name the CLI asked for (`"by"`), for the audit trail.
+    pub by: Option<String>,
 }
 
 /// Parse one request line. The error text is what the client is told.
@@ -64,9 +66,19 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         return Ok(Request {
             command,
             alias: Some(alias),
+            by: None,
         });
     }
     let args = fields.remove("args").unwrap_or(Value::Null);
+    let by = match fields.remove("by") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(b)) => crate::core::audit::clean_name(&b),
+        Some(_) => {
+            return Err(
+                "malformed request: \"by\" is the name of the person asking, a string".into(),
+            )
+        }
+    };
     if let Some(extra) = fields.keys().next() {
         let shown: String = extra.chars().take(64).collect();
         return Err(format!(
@@ -83,6 +95,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     Ok(Request {
         command,
         alias: None,
+        by,
     })
 }
 

@@ -12,7 +12,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 use super::{parse_request, Request, MAX_REQUEST};
-use crate::control::{Control, Ctx};
+use crate::control::{outcome, Control, Ctx};
 use crate::core::command::{self, Command, Reply};
 use crate::core::status::ErrorCode;
 
@@ -91,6 +91,11 @@ pub async fn serve(listener: UnixListener, control: Control) {
 }
 
 async fn connection(stream: UnixStream, control: Control) -> std::io::Result<()> {
+    // Who is asking, as the kernel says (SO_PEERCRED), for the audit trail.
+    let user = stream
+        .peer_cred()
+        .ok()
+        .map(|c| crate::util::user_name(c.uid()));
     let (read, mut write) = stream.into_split();
     // Read at most one byte past the limit, so an endless line cannot grow
     // memory without bound.
@@ -115,13 +120,16 @@ async fn connection(stream: UnixStream, control: Control) -> std::io::Result<()>
         let reply = match parse_request(&line) {
             Ok(Request {
                 command: Command::RecordingExport { id },
+                by,
                 ..
             }) => {
-                export(&mut write, &control, id).await?;
+                let ctx = Ctx::socket(user.clone(), by);
+                export(&mut write, &control, id, &ctx).await?;
                 continue;
             }
-            Ok(Request { command, alias }) => {
-                let result = control.execute(command, &Ctx::socket()).await;
+            Ok(Request { command, alias, by }) => {
+                let ctx = Ctx::socket(user.clone(), by);
+                let result = control.execute(command, &ctx).await;
                 Reply::from_result(result.map(|v| match alias {
                     Some(a) => command::shape_alias(a, v),
                     None => v,
@@ -148,23 +156,41 @@ async fn write_reply(
 
 /// Stream a recording: a JSON header line with the size, then the bytes,
 /// one segment at a time (a session can be gigabytes).
+/// Every export is in the audit trail: who took a copy of which
+/// recording, and whether it was all sent.
 async fn export(
     write: &mut tokio::net::unix::OwnedWriteHalf,
     control: &Control,
     id: String,
+    ctx: &Ctx,
 ) -> std::io::Result<()> {
     let plan = match control.export_plan(id.clone()).await {
         Ok(p) => p,
-        Err(e) => return write_reply(write, &Reply::from_result(Err(e))).await,
+        Err(e) => {
+            let refused = Err(e);
+            control
+                .audit(ctx, "recording.export", Some(id), outcome(&refused))
+                .await;
+            return write_reply(write, &Reply::from_result(refused)).await;
+        }
     };
     let total: u64 = plan.iter().map(|(_, b)| b).sum();
-    write_reply(write, &Reply::ok(serde_json::json!({ "bytes": total }))).await?;
-    for (seq, _) in plan {
-        let bytes = control
-            .segment_bytes(id.clone(), seq)
-            .await
-            .map_err(std::io::Error::other)?;
-        write.write_all(&bytes).await?;
+    let sent = async {
+        write_reply(write, &Reply::ok(serde_json::json!({ "bytes": total }))).await?;
+        for (seq, _) in plan {
+            let bytes = control
+                .segment_bytes(id.clone(), seq)
+                .await
+                .map_err(std::io::Error::other)?;
+            write.write_all(&bytes).await?;
+        }
+        write.flush().await
     }
-    write.flush().await
+    .await;
+    let said = match &sent {
+        Ok(()) => format!("done: {total} bytes"),
+        Err(e) => format!("failed: {e}"),
+    };
+    control.audit(ctx, "recording.export", Some(id), said).await;
+    sent
 }

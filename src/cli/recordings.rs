@@ -71,7 +71,48 @@ pub enum RecordingsCommand {
 /// Where recordings are read from.
 enum Backend {
     Daemon(PathBuf),
-    Local(Box<(RecStore, ed25519_dalek::SigningKey)>),
+    Local(Box<(RecStore, ed25519_dalek::SigningKey, crate::audit::AuditLog)>),
+}
+
+/// The commands the audit trail records (on the box's own recordings; a
+/// copy checked with --dir is not the box's).
+pub fn audited(cmd: &RecordingsCommand) -> bool {
+    matches!(
+        cmd,
+        RecordingsCommand::Verify {
+            id: Some(_),
+            dir: None,
+            ..
+        } | RecordingsCommand::Export { .. }
+            | RecordingsCommand::Delete { .. }
+    )
+}
+
+/// With the daemon stopped, the CLI writes the audit trail itself (the
+/// daemon sends it to the NOC when it starts).
+fn audit_local<T>(
+    log: &crate::audit::AuditLog,
+    by: Option<&str>,
+    action: &str,
+    id: &str,
+    result: &anyhow::Result<T>,
+    done: impl FnOnce(&T) -> String,
+) {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let who = crate::core::audit::Who {
+        via: "cli".into(),
+        user: Some(crate::util::user_name(uid)),
+        name: by.map(str::to_owned),
+        detail: None,
+    };
+    let outcome = match result {
+        Ok(v) => done(v),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    if let Err(e) = log.append(who, action, Some(id.to_owned()), &outcome) {
+        eprintln!("the audit trail could not be written: {e}");
+    }
 }
 
 fn backend(socket: &Path, config: Option<&Config>) -> anyhow::Result<Backend> {
@@ -89,11 +130,16 @@ fn backend(socket: &Path, config: Option<&Config>) -> anyhow::Result<Backend> {
     Ok(Backend::Local(Box::new((
         RecStore::open_journaled(st.db(), &config.daemon.state_dir)?,
         key,
+        crate::audit::AuditLog::new(&config.daemon.state_dir),
     ))))
 }
 
 fn call(socket: &Path, req: &Request) -> anyhow::Result<serde_json::Value> {
-    let reply: Reply = client::request(socket, req, Duration::from_secs(120))?;
+    call_as(socket, req, None)
+}
+
+fn call_as(socket: &Path, req: &Request, by: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let reply: Reply = client::request_as(socket, req, Duration::from_secs(120), by)?;
     match (reply.ok, reply.result, reply.error) {
         (true, Some(r), _) => Ok(r),
         (_, _, Some(e)) => bail!("{}", e.message),
@@ -124,13 +170,20 @@ impl Backend {
         }
     }
 
-    fn verify(&self, id: &str) -> anyhow::Result<VerifyReport> {
+    fn verify(&self, id: &str, by: Option<&str>) -> anyhow::Result<VerifyReport> {
         match self {
-            Backend::Daemon(s) => Ok(serde_json::from_value(call(
+            Backend::Daemon(s) => Ok(serde_json::from_value(call_as(
                 s,
                 &Request::RecordingVerify { id: id.into() },
+                by,
             )?)?),
-            Backend::Local(local) => Ok(local.0.verify(id, &local.1)?),
+            Backend::Local(local) => {
+                let r = local.0.verify(id, &local.1).map_err(anyhow::Error::from);
+                audit_local(&local.2, by, "recording.verify", id, &r, |r| {
+                    format!("done: {:?}", r.verdict).to_lowercase()
+                });
+                r
+            }
         }
     }
 
@@ -144,33 +197,47 @@ impl Backend {
         }
     }
 
-    fn delete(&self, id: &str, force: bool) -> anyhow::Result<u64> {
+    fn delete(&self, id: &str, force: bool, by: Option<&str>) -> anyhow::Result<u64> {
         match self {
             Backend::Daemon(s) => {
-                let v = call(
+                let v = call_as(
                     s,
                     &Request::RecordingDelete {
                         id: id.into(),
                         force,
                     },
+                    by,
                 )?;
                 Ok(v["freed_bytes"].as_u64().unwrap_or(0))
             }
-            Backend::Local(local) => Ok(local.0.delete(id, force)?),
+            Backend::Local(local) => {
+                let r = local.0.delete(id, force).map_err(anyhow::Error::from);
+                audit_local(&local.2, by, "recording.delete", id, &r, |n| {
+                    format!("done: {n} bytes freed")
+                });
+                r
+            }
         }
     }
 
-    fn export(&self, id: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
+    fn export(&self, id: &str, out: &mut dyn Write, by: Option<&str>) -> anyhow::Result<u64> {
         match self {
             Backend::Local(local) => {
                 let mut w = out;
-                Ok(local.0.export(id, &mut w)?)
+                let r = local.0.export(id, &mut w).map_err(anyhow::Error::from);
+                audit_local(&local.2, by, "recording.export", id, &r, |n| {
+                    format!("done: {n} bytes")
+                });
+                r
             }
             Backend::Daemon(socket) => {
                 let mut stream = UnixStream::connect(socket)
                     .with_context(|| format!("cannot reach the daemon at {}", socket.display()))?;
-                let mut line =
-                    serde_json::to_vec(&Request::RecordingExport { id: id.into() }.to_request())?;
+                let mut req = Request::RecordingExport { id: id.into() }.to_request();
+                if let (Some(by), Some(obj)) = (by, req.as_object_mut()) {
+                    obj.insert("by".into(), by.into());
+                }
+                let mut line = serde_json::to_vec(&req)?;
                 line.push(b'\n');
                 stream.write_all(&line)?;
                 let mut reader = BufReader::new(stream);
@@ -385,7 +452,15 @@ fn parse_key(s: &str) -> Result<String, String> {
     }
 }
 
-pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> anyhow::Result<i32> {
+/// `by`: the operator's name for the audit trail (when the command is
+/// [`audited`]).
+pub fn run(
+    cmd: RecordingsCommand,
+    socket: &Path,
+    config: Option<&Config>,
+    by: Option<String>,
+) -> anyhow::Result<i32> {
+    let by = by.as_deref();
     if let RecordingsCommand::Verify {
         dir: Some(dir),
         key,
@@ -519,7 +594,7 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
             let Some(id) = id else {
                 bail!("give a recording id, or --dir DIR for an archive copy");
             };
-            let mut r = b.verify(&id)?;
+            let mut r = b.verify(&id, by)?;
             if let Some(k) = key {
                 r.pin(&k);
             }
@@ -533,7 +608,7 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
             Ok(0)
         }
         RecordingsCommand::Delete { id, force } => {
-            let freed = b.delete(&id, force)?;
+            let freed = b.delete(&id, force, by)?;
             println!("deleted recording {id} ({freed} bytes freed)");
             Ok(0)
         }
@@ -541,7 +616,7 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
             if out.as_os_str() == "-" {
                 let stdout = std::io::stdout();
                 let mut lock = stdout.lock();
-                b.export(&id, &mut lock)?;
+                b.export(&id, &mut lock, by)?;
                 lock.flush()?;
                 return Ok(0);
             }
@@ -557,7 +632,7 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                         std::fs::File::create(&tmp)
                             .with_context(|| format!("cannot create {}", tmp.display()))?,
                     );
-                    let n = b.export(&id, &mut f)?;
+                    let n = b.export(&id, &mut f, by)?;
                     f.flush()?;
                     drop(f);
                     std::fs::rename(&tmp, &out)?;
@@ -566,7 +641,7 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                 "mp4" => {
                     let tmp = out.with_extension("export.ts");
                     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                    b.export(&id, &mut f)?;
+                    b.export(&id, &mut f, by)?;
                     f.flush()?;
                     drop(f);
                     // The whole conversation in one file: the far end's
@@ -575,7 +650,7 @@ pub fn run(cmd: RecordingsCommand, socket: &Path, config: Option<&Config>) -> an
                         Some(far_id) => {
                             let p = out.with_extension("export-far.ts");
                             let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
-                            b.export(&far_id, &mut f)?;
+                            b.export(&far_id, &mut f, by)?;
                             f.flush()?;
                             Some(p)
                         }

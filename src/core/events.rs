@@ -86,6 +86,19 @@ pub enum EventKind {
         far_chain_head: Option<String>,
         closing: bool,
     },
+    /// A record of the audit trail (`diemcau audit`): who did what to the
+    /// recordings or the box. `hash` links it to the record before.
+    Audited {
+        /// The record's number in the trail (`seq` there; the event's own
+        /// `seq` is the outbox's).
+        record: u64,
+        action: String,
+        who: super::audit::Who,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        outcome: String,
+        hash: String,
+    },
     UploadCompleted {
         session: String,
         segments: u64,

@@ -5,6 +5,7 @@
 //! and adapter may import it. A type two actors share lives here, never
 //! inside one of them (see `docs/ARCHITECTURE.md`, "Layers").
 
+pub mod audit;
 pub mod backoff;
 pub mod command;
 pub mod device_key;

@@ -25,6 +25,9 @@ pub const CAMERA_PRESETS: &str = "camera_presets";
 /// and its RTT (`media::link_memory`).
 pub const UPLINK_LINKS: &str = "uplink_links";
 
+/// How far the audit trail has been given to the outbox (`audit`).
+pub const AUDIT: &str = "audit_progress";
+
 /// Every tree, for tools that inspect or copy a store.
 pub const ALL: &[&str] = &[
     SESSION,
@@ -37,4 +40,5 @@ pub const ALL: &[&str] = &[
     REC_CHUNKS,
     CAMERA_PRESETS,
     UPLINK_LINKS,
+    AUDIT,
 ];

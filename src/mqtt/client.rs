@@ -731,7 +731,8 @@ impl Actor {
                 // a refusal is final here.
                 let control = self.control.clone();
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
-                    match control.config_set(toml, pending).await {
+                    let ctx = crate::control::Ctx::mqtt(&env.id, env.by.clone());
+                    match control.config_set(toml, pending, &ctx).await {
                         Ok(v) => (ReplyStatus::Accepted, None, Some(v)),
                         Err(e) => (reply_status(&e), Some(e.message), None),
                     }
@@ -751,7 +752,7 @@ impl Actor {
                     })
                 });
                 let control = self.control.clone();
-                let ctx = crate::control::Ctx::mqtt(&env.id);
+                let ctx = crate::control::Ctx::mqtt(&env.id, env.by.clone());
                 let alias = env.alias;
                 // `accepted` only once the quick checks passed, so that a
                 // refusal (reboot not allowed, a session running) is one

@@ -87,6 +87,8 @@ pub struct Envelope {
     pub command: Command,
     /// Set when the name is a deprecated one: the reply takes its old shape.
     pub alias: Option<&'static Alias>,
+    /// The NOC's operator, as the command says (`by`, cleaned).
+    pub by: Option<String>,
 }
 
 /// Why a command is not executed; becomes a reply.
@@ -114,6 +116,9 @@ struct RawEnvelope {
     expires_at: DateTime<Utc>,
     #[serde(default)]
     args: Value,
+    /// Who at the NOC sent it, as the NOC says (for the audit trail).
+    #[serde(default)]
+    by: Option<String>,
 }
 
 /// An id is 1 to [`MAX_ID`] printable ASCII characters: it is logged,
@@ -196,6 +201,7 @@ pub fn parse(
         expires_at: raw.expires_at,
         command,
         alias,
+        by: raw.by.as_deref().and_then(crate::core::audit::clean_name),
     })
 }
 

@@ -23,6 +23,8 @@ pub struct Noc {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub prefix: String,
+    /// Who at the NOC sends commands, for the boxes' audit trails.
+    pub by: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,7 @@ pub async fn command(
     let cmd_id = format!("noc-{}", hex::encode(id));
     let expires = chrono::Utc::now() + chrono::Duration::seconds(wait.as_secs().max(5) as i64 + 30);
     let body = serde_json::to_vec(
-        &json!({"id": cmd_id, "expires_at": expires.to_rfc3339(), "args": args}),
+        &json!({"id": cmd_id, "expires_at": expires.to_rfc3339(), "args": args, "by": noc.by}),
     )
     .expect("commands serialise");
     let topic = super::topics::Topics::command_for(&noc.prefix, target, name);

@@ -3,6 +3,11 @@
 
 use super::Language;
 
+/// Asked at a terminal before an action the audit trail records (both
+/// languages: the CLI does not know the reader's yet).
+pub const ASK_OPERATOR: &str =
+    "Họ tên người thực hiện (ghi vào nhật ký kiểm soát) / Your name (for the audit trail): ";
+
 /// Labels for the status report, in order of appearance.
 pub struct Labels {
     pub site: &'static str,
