@@ -118,16 +118,34 @@ impl Outbox {
     }
 
     /// Up to `limit` unacknowledged events, oldest first.
+    ///
+    /// An entry that no longer reads as an event (written by another
+    /// version) is moved to its own tree and logged, never left in front:
+    /// it used to stop every event behind it from reaching the NOC.
     pub fn pending(&self, limit: usize) -> Result<Vec<Event>, OutboxError> {
-        self.tree
-            .iter()
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-                serde_json::from_slice(&v).map_err(|source| OutboxError::Decode { seq, source })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.tree.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv?;
+            match serde_json::from_slice(&v) {
+                Ok(ev) => out.push(ev),
+                Err(source) => {
+                    let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                    tracing::error!(
+                        "{}; kept aside in the store's {} tree",
+                        OutboxError::Decode { seq, source },
+                        crate::core::trees::OUTBOX_UNREADABLE
+                    );
+                    self.db
+                        .open_tree(crate::core::trees::OUTBOX_UNREADABLE)?
+                        .insert(&k, v)?;
+                    self.tree.remove(&k)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The broker acknowledged this event: forget it.
@@ -186,6 +204,31 @@ mod tests {
         let p2 = o.pending(10).unwrap();
         assert_eq!(p2.len(), 3);
         assert_eq!(p2[0].id, p[1].id);
+    }
+
+    #[test]
+    fn an_entry_that_does_not_read_is_set_aside_not_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let o = Outbox::open(&db, "xa").unwrap();
+        let first = o
+            .push(EventKind::SessionStarted {
+                session: "s".into(),
+            })
+            .unwrap();
+        let after = o
+            .push(EventKind::ConfigChanged {
+                version: "2".into(),
+            })
+            .unwrap();
+        // The first, as another version might have left it.
+        o.tree
+            .insert(first.seq.to_be_bytes(), &b"{\"seq\":1,\"seq\":2}"[..])
+            .unwrap();
+        let p = o.pending(10).unwrap();
+        assert_eq!(p.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![after.seq]);
+        let aside = db.open_tree(crate::core::trees::OUTBOX_UNREADABLE).unwrap();
+        assert_eq!(aside.len(), 1);
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub const SESSION: &str = "session";
 pub const HISTORY: &str = "history";
 /// Events not yet acknowledged by the broker (`events`).
 pub const OUTBOX: &str = "outbox";
+/// Outbox entries that no longer read as events, set aside (`events`).
+pub const OUTBOX_UNREADABLE: &str = "outbox_unreadable";
 /// The outbox's sequence base (`events`).
 pub const OUTBOX_META: &str = "outbox_meta";
 /// Command ids already executed, for idempotency (`mqtt`).
@@ -34,6 +36,7 @@ pub const ALL: &[&str] = &[
     HISTORY,
     OUTBOX,
     OUTBOX_META,
+    OUTBOX_UNREADABLE,
     MQTT_SEEN,
     REC_SESSIONS,
     REC_SEGMENTS,
