@@ -31,6 +31,12 @@ install -D -m 0644 hw/99-diemcau.rules "$root/usr/lib/udev/rules.d/99-diemcau.ru
 install -D -m 0644 config/example.toml "$root/usr/share/doc/diemcau/example.toml"
 install -D -m 0644 README.md "$root/usr/share/doc/diemcau/README.md"
 install -D -m 0644 docs/mqtt-api.asyncapi.yaml "$root/usr/share/doc/diemcau/mqtt-api.asyncapi.yaml"
+# What a technician, an archivist or an inspector needs beside the box: the
+# guide, the room's sign, the recording format and its reference verifier.
+install -D -m 0644 docs/HUONG-DAN-KY-THUAT.md "$root/usr/share/doc/diemcau/HUONG-DAN-KY-THUAT.md"
+install -D -m 0644 docs/bien-bao-ghi-hinh.html "$root/usr/share/doc/diemcau/bien-bao-ghi-hinh.html"
+install -D -m 0644 docs/RECORDING-FORMAT.md "$root/usr/share/doc/diemcau/RECORDING-FORMAT.md"
+install -D -m 0755 tools/verify-recording.py "$root/usr/share/doc/diemcau/verify-recording.py"
 
 mkdir -p "$root/DEBIAN"
 # Installed-Size as dpkg-gencontrol counts it: each file's apparent size in

@@ -36,6 +36,8 @@ pub struct Screen {
     pub self_view: bool,
     /// Colour bars over everything (the technician's display test).
     pub pattern: bool,
+    /// At the foot: that the room is recorded.
+    pub notice: String,
 }
 
 /// The screen during the technician's display test: colour bars, and words
@@ -46,6 +48,7 @@ pub fn test_pattern_screen(lang: Language) -> Screen {
         banner: String::new(),
         self_view: false,
         pattern: true,
+        notice: String::new(),
     }
 }
 
@@ -92,16 +95,21 @@ pub fn link_quality(s: &Status, configured_kbps: u32) -> LinkQuality {
 /// The screen for a status. Pure: what to show is decided here, not in the
 /// actor; how it is worded, in `core::words::display`.
 /// `notice` is a standing message for the technician (a refused site file);
-/// it is shown under the idle and fault screens.
+/// it is shown under the idle and fault screens. `recorded` says the room
+/// is recorded: at the foot whenever a session may run (not in fault).
 pub fn screen(
     lang: Language,
     s: &Status,
     configured_kbps: u32,
     hint: Option<&str>,
     notice: Option<&str>,
+    recorded: &str,
 ) -> Screen {
     let name = &s.site_name;
     let mut out = Screen::default();
+    if s.phase != Phase::Fault {
+        out.notice = format!("● {recorded}");
+    }
     match s.phase {
         Phase::Idle if s.call.state == crate::core::status::CallState::Ringing => {
             out.center = say::ringing(lang).into()
@@ -267,6 +275,11 @@ async fn run(
                         config.video.bitrate_kbps,
                         hint.as_deref(),
                         notice.as_deref(),
+                        config
+                            .display
+                            .recording_notice
+                            .as_deref()
+                            .unwrap_or_else(|| say::recording_notice(config.daemon.language)),
                     )
                 };
                 if next.pattern != shown.pattern {
@@ -304,6 +317,9 @@ fn start(
 fn apply(p: &gst::Pipeline, s: &Screen, config: &Config) {
     if let Some(t) = p.by_name(pipeline::CENTER_TEXT) {
         t.set_property("text", &s.center);
+    }
+    if let Some(t) = p.by_name(pipeline::NOTICE_TEXT) {
+        t.set_property("text", &s.notice);
     }
     if let Some(t) = p.by_name(pipeline::BANNER_TEXT) {
         t.set_property("text", &s.banner);
@@ -348,13 +364,27 @@ mod tests {
         }
     }
 
+    /// The province's wording of the recording notice, in the tests.
+    const N: &str = "Phiên được ghi âm, ghi hình";
+
+    #[test]
+    fn the_room_is_told_it_is_recorded_whenever_a_session_may_run() {
+        for phase in [Phase::Idle, Phase::Starting, Phase::Live, Phase::Stopping] {
+            let s = screen(Language::Vi, &status(phase), 2500, None, None, N);
+            assert_eq!(s.notice, format!("● {N}"), "{phase:?}");
+        }
+        let fault = screen(Language::Vi, &status(Phase::Fault), 2500, None, None, N);
+        assert!(fault.notice.is_empty());
+        assert!(test_pattern_screen(Language::Vi).notice.is_empty());
+    }
+
     #[test]
     fn idle_shows_commune_and_instruction_in_vietnamese() {
-        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None, None);
+        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None, None, N);
         assert!(s.center.starts_with("UBND xã Nghi Lộc\n"), "{}", s.center);
         assert!(s.center.contains("nhấn nút để bắt đầu"));
         assert!(!s.self_view);
-        let e = screen(Language::En, &status(Phase::Idle), 2500, None, None);
+        let e = screen(Language::En, &status(Phase::Idle), 2500, None, None, N);
         assert!(e.center.contains("press the button"));
     }
 
@@ -366,7 +396,7 @@ mod tests {
         st.media.uplink.bitrate_kbps = 2500;
         st.media.return_feed.configured = true;
         st.media.return_feed.live = true;
-        let s = screen(Language::Vi, &st, 2500, None, None);
+        let s = screen(Language::Vi, &st, 2500, None, None, N);
         assert!(s.self_view);
         assert!(
             s.banner.contains("ĐANG GHI HÌNH") && s.banner.contains("tốt"),
@@ -376,13 +406,13 @@ mod tests {
         assert_eq!(s.center, "", "the hub's picture is unobstructed");
 
         st.media.uplink.bitrate_kbps = 1000;
-        assert!(screen(Language::Vi, &st, 2500, None, None)
+        assert!(screen(Language::Vi, &st, 2500, None, None, N)
             .banner
             .contains("yếu"));
 
         st.media.return_feed.live = false;
         st.degraded = vec![Degradation::ReturnFeedLost, Degradation::CameraLost];
-        let s = screen(Language::Vi, &st, 2500, None, None);
+        let s = screen(Language::Vi, &st, 2500, None, None, N);
         assert!(s.center.starts_with("MẤT KẾT NỐI"), "{}", s.center);
         assert!(s.banner.contains("mất tín hiệu camera"), "{}", s.banner);
     }
@@ -391,7 +421,7 @@ mod tests {
     fn uplink_lost_is_marked() {
         let mut st = status(Phase::Live);
         st.media.uplink.configured = true;
-        let s = screen(Language::Vi, &st, 2500, None, None);
+        let s = screen(Language::Vi, &st, 2500, None, None, N);
         assert!(s.banner.contains("Tín hiệu: mất"), "{}", s.banner);
     }
 
@@ -405,7 +435,7 @@ mod tests {
             .contains("Colour bars"));
         // Nothing else ever shows it.
         for phase in [Phase::Idle, Phase::Live, Phase::Fault] {
-            assert!(!screen(Language::Vi, &status(phase), 2500, None, None).pattern);
+            assert!(!screen(Language::Vi, &status(phase), 2500, None, None, N).pattern);
         }
     }
 
@@ -417,6 +447,7 @@ mod tests {
             2500,
             Some("Giữ nút 2 giây để kết thúc"),
             None,
+            N,
         );
         assert_eq!(s.center, "Giữ nút 2 giây để kết thúc");
     }
@@ -425,20 +456,20 @@ mod tests {
     fn fault_asks_for_a_technician() {
         let mut st = status(Phase::Fault);
         st.fault = Some("no encoder".into());
-        let s = screen(Language::Vi, &st, 2500, None, None);
+        let s = screen(Language::Vi, &st, 2500, None, None, N);
         assert!(s.center.contains("gọi kỹ thuật viên") && s.center.contains("no encoder"));
     }
 
     #[test]
     fn a_refused_site_file_is_shown_while_idle() {
         let n = "site.toml, dòng 7 (video.sourse): …";
-        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None, Some(n));
+        let s = screen(Language::Vi, &status(Phase::Idle), 2500, None, Some(n), N);
         assert!(
             s.center.contains("Sẵn sàng") && s.center.ends_with(n),
             "{}",
             s.center
         );
-        let live = screen(Language::Vi, &status(Phase::Live), 2500, None, Some(n));
+        let live = screen(Language::Vi, &status(Phase::Live), 2500, None, Some(n), N);
         assert!(!live.center.contains(n), "the hub's picture stays clear");
     }
 
@@ -448,15 +479,15 @@ mod tests {
         let mut s = status(Phase::Idle);
         s.call.configured = true;
         s.call.state = CallState::Ringing;
-        let ring = screen(Language::Vi, &s, 2500, None, None);
+        let ring = screen(Language::Vi, &s, 2500, None, None, N);
         assert!(ring.center.contains("Nhấn nút để nhận"), "{}", ring.center);
         // Live in the call: the MCU's picture, nothing over it.
         s.phase = Phase::Live;
         s.call.state = CallState::Connected;
-        assert_eq!(screen(Language::Vi, &s, 2500, None, None).center, "");
+        assert_eq!(screen(Language::Vi, &s, 2500, None, None, N).center, "");
         // Live, the call lost: the room is told, the session goes on.
         s.call.state = CallState::Redialing;
-        let lost = screen(Language::Vi, &s, 2500, None, None);
+        let lost = screen(Language::Vi, &s, 2500, None, None, N);
         assert!(lost.center.starts_with("MẤT KẾT NỐI"), "{}", lost.center);
     }
 }

@@ -80,6 +80,8 @@ fn debian_package_has_everything_and_is_reproducible() {
         "usr/lib/tmpfiles.d/diemcau.conf",
         "usr/lib/udev/rules.d/99-diemcau.rules",
         "usr/share/doc/diemcau/example.toml",
+        "usr/share/doc/diemcau/bien-bao-ghi-hinh.html",
+        "usr/share/doc/diemcau/verify-recording.py",
     ] {
         assert!(root.path().join(f).exists(), "{f} missing from the package");
     }

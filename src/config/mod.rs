@@ -197,6 +197,9 @@ pub struct Display {
     pub sink: DisplaySink,
     pub width: u32,
     pub height: u32,
+    /// The province's wording of the notice that the room is recorded
+    /// (None: the default words in the daemon's language).
+    pub recording_notice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -920,10 +923,20 @@ fn validate_display(raw: raw::RawDisplay) -> Result<Display, Problem> {
     };
     range("display", "width", raw.width, 320, 3840)?;
     range("display", "height", raw.height, 240, 2160)?;
+    if let Some(n) = &raw.recording_notice {
+        if n.trim().is_empty() || n.chars().count() > 200 {
+            return Err(problem(
+                "display",
+                "recording_notice",
+                "must say, in at most 200 characters, that the session is recorded (people in the room must be told); leave the key out for the default words",
+            ));
+        }
+    }
     Ok(Display {
         sink,
         width: raw.width,
         height: raw.height,
+        recording_notice: raw.recording_notice.map(|n| n.trim().to_owned()),
     })
 }
 
@@ -1371,6 +1384,27 @@ mod tests {
             e,
             "config.toml:5:1: invalid value for 'framerate' in [video]: 500 is out of range; expected 1 to 60"
         );
+    }
+
+    #[test]
+    fn witnesses_stamps_and_the_notice_are_checked() {
+        let e = err(&format!("{MINIMAL}[recording]\nwitness_interval_s = 300\n"));
+        assert!(
+            e.contains("'witness_interval_s' in [recording]") && e.contains("1 to 60"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}[archive]\nendpoint = \"http://s3\"\nbucket = \"b\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\ntimestamp_url = \"tsa.example\"\n"
+        ));
+        assert!(e.contains("'timestamp_url' in [archive]"), "{e}");
+        let e = err(&format!("{MINIMAL}[display]\nrecording_notice = \"  \"\n"));
+        assert!(e.contains("'recording_notice' in [display]"), "{e}");
+        let c = parse(&format!(
+            "{MINIMAL}[display]\nrecording_notice = \" Có ghi hình \"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.display.recording_notice.as_deref(), Some("Có ghi hình"));
+        assert_eq!(parse(MINIMAL).unwrap().display.recording_notice, None);
     }
 
     #[test]

@@ -197,6 +197,7 @@ pub struct RawDisplay {
     pub kms_connector: u32,
     pub width: u32,
     pub height: u32,
+    pub recording_notice: Option<String>,
 }
 
 impl Default for RawDisplay {
@@ -207,6 +208,7 @@ impl Default for RawDisplay {
             kms_connector: 0,
             width: 1280,
             height: 720,
+            recording_notice: None,
         }
     }
 }

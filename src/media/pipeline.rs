@@ -39,6 +39,7 @@ pub const RETURN_AUDIO: &str = "reta";
 pub const COMPOSITOR: &str = "comp";
 pub const CENTER_TEXT: &str = "center";
 pub const BANNER_TEXT: &str = "banner";
+pub const NOTICE_TEXT: &str = "notice";
 pub const CALL_VIDEO_TAP: &str = "callvtap";
 pub const CALL_AUDIO_TAP: &str = "callatap";
 pub const CALL_VIDEO_SRC: &str = "callv";
@@ -467,6 +468,7 @@ pub fn display(d: &Display) -> Option<String> {
         "compositor name={COMPOSITOR} background=black ! {caps} \
          ! textoverlay name={CENTER_TEXT} text=\"\" font-desc=\"DejaVu Sans Bold {big}\" valignment=center halignment=center line-alignment=center shaded-background=true \
          ! textoverlay name={BANNER_TEXT} text=\"\" font-desc=\"DejaVu Sans Bold {small}\" valignment=top halignment=left shaded-background=true \
+         ! textoverlay name={NOTICE_TEXT} text=\"\" font-desc=\"DejaVu Sans {small}\" valignment=bottom halignment=right shaded-background=true \
          ! clockoverlay time-format=\"%H:%M:%S  %d/%m/%Y\" font-desc=\"DejaVu Sans {small}\" valignment=bottom halignment=left shaded-background=true \
          ! videoconvert ! {sink} \
          intervideosrc channel={RETURN_VIDEO_CH} timeout=1000000000 ! {caps} ! {COMPOSITOR}.sink_0 \

@@ -42,6 +42,16 @@ pub fn fault(lang: Language, why: &str) -> String {
     }
 }
 
+/// At the foot of the screen whenever the camera may be on (idle, live):
+/// people are told the room is recorded. A province may word it itself
+/// (`[display] recording_notice`).
+pub fn recording_notice(lang: Language) -> &'static str {
+    lang.pick(
+        "Buổi tiếp công dân được ghi âm, ghi hình theo quy định của pháp luật",
+        "Citizen reception sessions are recorded (sound and picture) as the law requires",
+    )
+}
+
 /// The banner's first words while live.
 pub fn recording(lang: Language) -> &'static str {
     lang.pick("● ĐANG GHI HÌNH", "● RECORDING")
