@@ -113,6 +113,21 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         tokio::sync::watch::channel(crate::core::status::CallStats::default());
     let (upload_tx, upload_stats) =
         tokio::sync::watch::channel(crate::core::status::UploadStats::default());
+    // The audit trail; what was written while the daemon was stopped
+    // (provisioning, the CLI on the store) goes to the NOC now.
+    let audit = crate::audit::Auditor::new(
+        crate::audit::AuditLog::new(state_dir),
+        outbox.clone(),
+        store.db(),
+    )?;
+    {
+        let a = audit.clone();
+        match tokio::task::spawn_blocking(move || a.forward()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("audit trail not sent to the NOC: {e}"),
+            Err(e) => tracing::error!("audit trail not sent to the NOC: {e}"),
+        }
+    }
     let sup = supervisor::spawn(
         config.clone(),
         store.clone(),
@@ -142,6 +157,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
                 media: media.clone(),
                 phase: sup.phase.clone(),
                 stats: upload_tx,
+                retention: config.recording.retention,
+                audit: audit.clone(),
             }))
         } else {
             None
@@ -187,21 +204,6 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         pattern_rx,
         tone_rx,
     );
-    // The audit trail; what was written while the daemon was stopped
-    // (provisioning, the CLI on the store) goes to the NOC now.
-    let audit = crate::audit::Auditor::new(
-        crate::audit::AuditLog::new(state_dir),
-        outbox.clone(),
-        store.db(),
-    )?;
-    {
-        let a = audit.clone();
-        match tokio::task::spawn_blocking(move || a.forward()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("audit trail not sent to the NOC: {e}"),
-            Err(e) => tracing::error!("audit trail not sent to the NOC: {e}"),
-        }
-    }
     // The command layer: every operator command, from the socket or MQTT.
     let control = control::Control::new(control::Deps {
         audit,

@@ -202,6 +202,53 @@ pub struct Deps {
     pub retry: RetryHandle,
     /// The daemon is stopping: finish the upload in hand, then return.
     pub stopping: crate::lifecycle::Stopping,
+    /// How long archived recordings stay on the box (`[recording]
+    /// retention_days`); None: until the quota needs the room.
+    pub retention: Option<Duration>,
+    /// Where erasures by retention are recorded.
+    pub audit: crate::audit::Auditor,
+}
+
+/// Erase from the box the recordings the archive has held for longer than
+/// `keep`, each in the audit trail. Never one the archive has not
+/// confirmed whole: `delete` without force refuses those.
+async fn apply_retention(d: &Deps, keep: Duration) {
+    let store = d.store.clone();
+    let keep_c = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    let erased = tokio::task::spawn_blocking(move || -> Result<Vec<_>, UploadError> {
+        let mut erased = Vec::new();
+        for s in store.retention_due(Utc::now(), keep_c)? {
+            let freed = store.delete(&s.id, false);
+            erased.push((s, freed));
+        }
+        Ok(erased)
+    })
+    .await;
+    let erased = match erased {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return tracing::error!("retention: {e}"),
+        Err(e) => return tracing::error!("retention: {e}"),
+    };
+    for (s, freed) in erased {
+        let outcome = match &freed {
+            Ok(bytes) => format!(
+                "done: {bytes} bytes freed; archived {}, kept {:.1} days",
+                s.manifest_confirmed_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                keep.as_secs_f64() / 86_400.0
+            ),
+            Err(e) => format!("failed: {e}"),
+        };
+        tracing::info!(session = %s.id, "retention: {outcome}");
+        let who = crate::core::audit::Who {
+            detail: Some("retention".into()),
+            ..crate::core::audit::Who::via("daemon")
+        };
+        d.audit
+            .record(who, "recording.erased", Some(s.id.clone()), outcome)
+            .await;
+    }
 }
 
 /// Asks the uploader to try again now rather than at the end of its backoff
@@ -261,6 +308,7 @@ async fn run(d: Deps) {
     let mut backoff = crate::core::backoff::Backoff::new(Duration::from_secs(1), MAX_BACKOFF)
         .with_jitter(crate::core::backoff::Jitter::Spread(0.2));
     let mut last_backlog = std::time::Instant::now() - Duration::from_secs(60);
+    let mut last_retention = std::time::Instant::now() - Duration::from_secs(60);
     let mut stopping = d.stopping.clone();
     loop {
         // Between uploads only: a PUT in hand finishes (or times out) and
@@ -272,6 +320,14 @@ async fn run(d: Deps) {
         if last_backlog.elapsed() >= Duration::from_secs(2) {
             last_backlog = std::time::Instant::now();
             refresh_backlog(&d, &mut stats).await;
+        }
+        // Cheap (one pass over the session records), so often enough that
+        // a short retention in a test is seen within seconds.
+        if let Some(keep) = d.retention {
+            if last_retention.elapsed() >= Duration::from_secs(5) {
+                last_retention = std::time::Instant::now();
+                apply_retention(&d, keep).await;
+            }
         }
         let live = *d.phase.borrow() == Phase::Live;
         let limit = if live {

@@ -622,3 +622,74 @@ fn manifests_are_time_stamped_and_both_verifiers_check_the_token() {
     check(true, 0, "time-stamped at");
     assert!(tsa.granted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
+
+/// Retention: once the archive has confirmed a recording whole, the box
+/// keeps it `retention_days` (here 0.0001, about 9 s) and then erases it,
+/// which the audit trail records; the archive keeps its copy.
+#[test]
+fn an_archived_recording_is_erased_from_the_box_after_its_retention() {
+    if garage_bin().is_none() {
+        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
+        return;
+    }
+    let mut garage = Garage::new();
+    garage.start();
+    let d = Daemon::start(&test_config(&format!(
+        "{}\n[recording]\nretention_days = 0.0001\n",
+        garage.archive_toml()
+    )));
+    let id = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(d.cli(&["stop"]).status.success());
+    let listed = || -> Vec<Value> {
+        serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap()
+    };
+    let t0 = Instant::now();
+    let confirmed_after = loop {
+        let list = listed();
+        if list
+            .iter()
+            .any(|s| s["id"] == id.as_str() && s["manifest_confirmed_at"].is_string())
+        {
+            break t0.elapsed();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{list:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let erased_after = loop {
+        if !listed().iter().any(|s| s["id"] == id.as_str()) {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < confirmed_after + Duration::from_secs(30),
+            "still on the box"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    println!("archived after {confirmed_after:?}, erased from the box after {erased_after:?}");
+    assert!(erased_after >= confirmed_after + Duration::from_secs(8));
+    assert!(
+        garage
+            .list()
+            .iter()
+            .any(|k| k.ends_with(&format!("{id}/manifest.json"))),
+        "the archive keeps it"
+    );
+    let audit: Value = serde_json::from_slice(&d.cli(&["audit", "--json"]).stdout).unwrap();
+    let erased = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "recording.erased")
+        .unwrap_or_else(|| panic!("no erasure in {audit:#}"))
+        .clone();
+    assert_eq!(erased["target"], id.as_str());
+    assert_eq!(erased["who"]["detail"], "retention");
+    assert!(
+        erased["outcome"].as_str().unwrap().starts_with("done:"),
+        "{erased}"
+    );
+}

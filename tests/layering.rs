@@ -58,6 +58,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "media",
             "util",
             "lifecycle",
+            "audit",
         ],
     ),
     (

@@ -326,3 +326,83 @@ fn full_quota_raises_alarms_in_order_and_deletes_nothing() {
         .collect();
     assert_eq!(levels, vec!["warning", "high", "critical"], "{levels:?}");
 }
+
+/// A court bundle (`recordings export --bundle`): a folder that checks
+/// itself with what it carries: the segments and signed manifest as the
+/// archive lays them out, the reference verifier, the format and a page in
+/// Vietnamese naming the box's key. A byte changed in it is caught by the
+/// verifier it carries.
+#[test]
+fn a_court_bundle_checks_itself_with_what_it_carries() {
+    let d = Daemon::start(&test_config(""));
+    let id = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(d.cli(&["stop"]).status.success());
+    let dir = d.dir.path().join("toa-an");
+    let out = d.cli(&[
+        "recordings",
+        "export",
+        &id,
+        "--bundle",
+        dir.to_str().unwrap(),
+        "--operator",
+        "Lê Văn Cường",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = verify(&d, &id);
+    let key = v["public_key"].as_str().unwrap().to_owned();
+    let page = std::fs::read_to_string(dir.join("DOC-TOI.txt")).unwrap();
+    assert!(
+        page.contains(&key) && page.contains("Lê Văn Cường"),
+        "{page}"
+    );
+    assert!(dir.join("RECORDING-FORMAT.md").exists());
+    let segments = std::fs::read_dir(dir.join("ban-ghi"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "ts")
+        })
+        .count();
+    assert_eq!(segments as u64, v["segments"].as_u64().unwrap());
+    let check = || {
+        std::process::Command::new("python3")
+            .arg(dir.join("verify-recording.py"))
+            .arg(dir.join("ban-ghi"))
+            .args(["--key", &key])
+            .output()
+            .expect("python3 runs (.ci/run installs it)")
+    };
+    let out = check();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let first = dir.join("ban-ghi/000000.ts");
+    let mut b = std::fs::read(&first).unwrap();
+    b[500] ^= 0x40;
+    std::fs::write(&first, b).unwrap();
+    assert_eq!(check().status.code(), Some(3));
+    // The export is in the audit trail, with who made it.
+    let audit: Value = serde_json::from_slice(&d.cli(&["audit", "--json"]).stdout).unwrap();
+    assert!(
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "recording.export" && r["who"]["name"] == "Lê Văn Cường"),
+        "{audit:#}"
+    );
+}

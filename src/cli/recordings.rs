@@ -4,6 +4,7 @@
 //! when it does not (sled lets one process open it, so never both).
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,11 +55,16 @@ pub enum RecordingsCommand {
     },
     /// Print the signed manifest (JSON).
     Manifest { id: String },
-    /// Write the recording as one file any player opens: .ts, .mp4, or - (TS to stdout).
+    /// Write the recording as one file any player opens: .ts, .mp4, or - (TS
+    /// to stdout); or, with --bundle, a folder a court or an inspector can
+    /// check alone (segments, signed manifest, the reference verifier, the
+    /// format and a page in Vietnamese).
     Export {
         id: String,
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "bundle")]
+        out: Option<PathBuf>,
+        #[arg(long, value_name = "DIR", conflicts_with = "out")]
+        bundle: Option<PathBuf>,
     },
     /// Delete a recording. Refused if the archive has not confirmed all of it, unless --force.
     Delete {
@@ -441,6 +447,90 @@ fn judge_key(r: &mut VerifyReport, m: &Manifest, file: &Path) -> anyhow::Result<
     Ok(())
 }
 
+/// The reference verifier and the format it is written from, carried in
+/// the binary so a bundle made on the box has them.
+const REFERENCE_VERIFIER: &str = include_str!("../../tools/verify-recording.py");
+const RECORDING_FORMAT: &str = include_str!("../../docs/RECORDING-FORMAT.md");
+
+/// One track into `dir` as the archive lays it out: its segments (cut
+/// from the export by the sizes the manifest gives) and its manifest.
+fn bundle_track(b: &Backend, id: &str, dir: &Path, by: Option<&str>) -> anyhow::Result<Manifest> {
+    let m = b.manifest(id)?;
+    let (_, metas) = b.show(id)?;
+    if let Some(p) = metas.iter().find(|s| s.pruned) {
+        bail!(
+            "segment {} of {id} was removed from the box after the archive confirmed it; \
+             make the bundle from the archive's copy",
+            p.seq
+        );
+    }
+    let mut all = Vec::new();
+    b.export(id, &mut all, by)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut at = 0usize;
+    for s in m.segments.iter().filter(|s| !s.quarantined) {
+        let end = at + s.bytes as usize;
+        let Some(bytes) = all.get(at..end) else {
+            bail!("the export of {id} is shorter than its manifest says");
+        };
+        std::fs::write(dir.join(&s.object), bytes)?;
+        at = end;
+    }
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&m)?)?;
+    Ok(m)
+}
+
+/// `recordings export --bundle DIR`.
+fn bundle(b: &Backend, id: &str, dir: &Path, by: Option<&str>) -> anyhow::Result<i32> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!("{} is not empty; give a new folder", dir.display());
+    }
+    let rec = dir.join("ban-ghi");
+    let m = bundle_track(b, id, &rec, by)?;
+    if let Some(far) = &m.far {
+        bundle_track(b, &far.session, &rec.join(&far.folder), by)?;
+    }
+    let verifier = dir.join("verify-recording.py");
+    std::fs::write(&verifier, REFERENCE_VERIFIER)?;
+    let _ = std::fs::set_permissions(&verifier, std::fs::Permissions::from_mode(0o755));
+    std::fs::write(dir.join("RECORDING-FORMAT.md"), RECORDING_FORMAT)?;
+    let t = |d: Option<chrono::DateTime<chrono::Utc>>| {
+        d.map(|d| when(&d)).unwrap_or_else(|| "-".into())
+    };
+    // SAFETY: geteuid has no preconditions.
+    let user = crate::util::user_name(unsafe { libc::geteuid() });
+    let made_by = match by {
+        Some(name) => format!("{name} ({user})"),
+        None => user,
+    };
+    let fp = crate::core::device_key::fingerprint(&m.public_key);
+    let readme = crate::core::words::cli::bundle_readme(&crate::core::words::cli::BundleFacts {
+        site: &m.site,
+        session: &m.session,
+        started: &t(Some(m.started_at)),
+        ended: &t(m.ended_at),
+        segments: m.segments.len(),
+        far: m.far.is_some(),
+        fingerprint: &fp,
+        public_key: &m.public_key,
+        made_at: &t(Some(chrono::Utc::now())),
+        made_by: &made_by,
+    });
+    std::fs::write(dir.join("DOC-TOI.txt"), readme)?;
+    // The bundle must stand on its own before it leaves the box.
+    let r = verify_dir(&rec, None)?;
+    eprintln!(
+        "wrote {}: {} segments, {:?}; check it with: python3 {}/verify-recording.py {} --key {}",
+        dir.display(),
+        m.segments.len(),
+        r.verdict,
+        dir.display(),
+        rec.display(),
+        m.public_key
+    );
+    Ok(print_report(&r, false))
+}
+
 fn parse_key(s: &str) -> Result<String, String> {
     if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
@@ -612,7 +702,15 @@ pub fn run(
             println!("deleted recording {id} ({freed} bytes freed)");
             Ok(0)
         }
-        RecordingsCommand::Export { id, out } => {
+        RecordingsCommand::Export {
+            id,
+            bundle: Some(dir),
+            ..
+        } => bundle(&b, &id, &dir, by),
+        RecordingsCommand::Export { id, out, .. } => {
+            let Some(out) = out else {
+                bail!("give --out FILE or --bundle DIR");
+            };
             if out.as_os_str() == "-" {
                 let stdout = std::io::stdout();
                 let mut lock = stdout.lock();

@@ -330,6 +330,9 @@ pub struct Recording {
     /// How often the chain head goes to the NOC while recording (an event
     /// it stores): a time witness no later copy can match.
     pub witness_interval: Duration,
+    /// How long a recording stays on the box after the archive confirmed
+    /// all of it (None: until the quota needs the room).
+    pub retention: Option<Duration>,
 }
 
 /// Read, parse and validate the file at `path`.
@@ -891,7 +894,19 @@ fn validate_recording(raw: raw::RawRecording) -> Result<Recording, Problem> {
             format!("{} bytes is too small to hold a session; expected 0 (none) or at least 1048576 (1 MiB)", raw.quota_bytes),
         ));
     }
+    if !(0.0..=3650.0).contains(&raw.retention_days) {
+        return Err(problem(
+            "recording",
+            "retention_days",
+            format!(
+                "{} is out of range; expected 0 (keep until the space is needed) to 3650 days",
+                raw.retention_days
+            ),
+        ));
+    }
     Ok(Recording {
+        retention: (raw.retention_days > 0.0)
+            .then(|| Duration::from_secs_f64(raw.retention_days * 86_400.0)),
         enabled: raw.enabled,
         segment: Duration::from_secs_f64(raw.segment_s),
         chunk_bytes: raw.chunk_kib as usize * 1024,

@@ -336,6 +336,7 @@ pub struct RawRecording {
     pub quota_bytes: u64,
     pub quota_percent: u32,
     pub witness_interval_s: u64,
+    pub retention_days: f64,
 }
 
 impl Default for RawRecording {
@@ -348,6 +349,7 @@ impl Default for RawRecording {
             quota_bytes: 0,
             quota_percent: 80,
             witness_interval_s: 60,
+            retention_days: 0.0,
         }
     }
 }

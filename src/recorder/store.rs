@@ -1055,6 +1055,35 @@ impl RecStore {
 
     /// Delete a recording. Refuses a live one, and one with unconfirmed
     /// segments unless `force` (an explicit operator decision).
+    /// Room recordings whose manifest (and far track's) the archive
+    /// confirmed at least `keep` before `now`: what retention erases.
+    pub fn retention_due(
+        &self,
+        now: DateTime<Utc>,
+        keep: chrono::Duration,
+    ) -> Result<Vec<RecSession>, RecError> {
+        let confirmed_long_ago =
+            |s: &RecSession| s.manifest_confirmed_at.is_some_and(|t| now - t >= keep);
+        let mut due = Vec::new();
+        for s in self.sessions()? {
+            if s.of.is_some() || !s.closed || !confirmed_long_ago(&s) {
+                continue;
+            }
+            let far_done = match &s.far {
+                None => true,
+                Some(f) => match self.session(f) {
+                    Ok(fs) => confirmed_long_ago(&fs),
+                    Err(RecError::NotFound(_)) => true,
+                    Err(e) => return Err(e),
+                },
+            };
+            if far_done {
+                due.push(s);
+            }
+        }
+        Ok(due)
+    }
+
     pub fn delete(&self, id: &str, force: bool) -> Result<u64, RecError> {
         let s = self.session(id)?;
         if !s.closed {
@@ -1241,6 +1270,48 @@ mod tests {
             text.contains(r#""chain_head":"","track":"far","of":"s1","public_key""#),
             "{text}"
         );
+    }
+
+    /// Retention erases only what the archive confirmed long enough ago,
+    /// with its far track confirmed too; never an open or unconfirmed one.
+    #[test]
+    fn retention_takes_only_what_the_archive_has_held_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecStore::open(&sled::open(dir.path()).unwrap()).unwrap();
+        let now = Utc::now();
+        let day = chrono::Duration::days(1);
+        let put = |id: &str, closed: bool, confirmed: Option<DateTime<Utc>>, far: Option<&str>| {
+            let mut s = test_session(id, closed);
+            s.manifest_confirmed_at = confirmed;
+            s.far = far.map(str::to_owned);
+            store.put_session(&s).unwrap();
+        };
+        put("old", true, Some(now - day * 40), None);
+        put("young", true, Some(now - day * 10), None);
+        put("unarchived", true, None, None);
+        put("open", false, Some(now - day * 40), None);
+        put("with-far", true, Some(now - day * 40), Some("with-far.far"));
+        let mut far = test_session("with-far.far", true);
+        far.of = Some("with-far".into());
+        far.manifest_confirmed_at = None;
+        store.put_session(&far).unwrap();
+        let due: Vec<String> = store
+            .retention_due(now, day * 30)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(due, vec!["old".to_owned()]);
+        far.manifest_confirmed_at = Some(now - day * 31);
+        store.put_session(&far).unwrap();
+        let mut due: Vec<String> = store
+            .retention_due(now, day * 30)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        due.sort();
+        assert_eq!(due, vec!["old".to_owned(), "with-far".to_owned()]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line's words: the labels of the status report
-//! (`diemcau status`, and the session line of `start` and `stop`).
+//! (`diemcau status`, and the session line of `start` and `stop`), and the
+//! page that explains a court bundle (`recordings export --bundle`).
 
 use super::Language;
 
@@ -72,4 +73,68 @@ pub fn latency(lang: Language, ms: u32, why: crate::core::status::LatencyWhy) ->
             }
         ),
     }
+}
+
+/// What a court bundle's reader needs to know, for [`bundle_readme`].
+pub struct BundleFacts<'a> {
+    pub site: &'a str,
+    pub session: &'a str,
+    pub started: &'a str,
+    pub ended: &'a str,
+    pub segments: usize,
+    pub far: bool,
+    pub fingerprint: &'a str,
+    pub public_key: &'a str,
+    pub made_at: &'a str,
+    pub made_by: &'a str,
+}
+
+/// `DOC-TOI.txt`, the one page at the top of a court bundle: in
+/// Vietnamese, for a clerk or an inspector, with the commands to check it.
+pub fn bundle_readme(f: &BundleFacts) -> String {
+    let far = if f.far {
+        "\r\n  ban-ghi/far/         lời của điểm cầu bên kia (tiếng), chuỗi băm riêng"
+    } else {
+        ""
+    };
+    format!(
+        "BẢN GHI PHIÊN TIẾP CÔNG DÂN TRỰC TUYẾN — BỘ HỒ SƠ TỰ KIỂM CHỨNG\r\n\
+         \r\n\
+         Điểm cầu: {site}\r\n\
+         Phiên: {session}\r\n\
+         Bắt đầu: {started}   Kết thúc: {ended}\r\n\
+         Số đoạn ghi: {segments}\r\n\
+         Lập lúc: {made_at}, bởi: {made_by}\r\n\
+         \r\n\
+         TRONG THƯ MỤC NÀY\r\n\
+         \x20 ban-ghi/             các đoạn ghi (000000.ts …) và manifest.json đã ký{far}\r\n\
+         \x20 verify-recording.py  chương trình kiểm chứng (Python 3 + cryptography)\r\n\
+         \x20 RECORDING-FORMAT.md  mô tả định dạng, đủ để viết chương trình kiểm chứng khác\r\n\
+         \r\n\
+         KHOÁ KÝ CỦA HỘP\r\n\
+         \x20 Vân tay: {fingerprint}\r\n\
+         \x20 Khoá công khai: {public_key}\r\n\
+         \x20 Đối chiếu vân tay này với biên bản lắp đặt của điểm cầu (hoặc tệp khoá\r\n\
+         \x20 của tỉnh). Chữ ký chỉ chứng minh được khi khoá là khoá đã đăng ký.\r\n\
+         \r\n\
+         CÁCH KIỂM CHỨNG\r\n\
+         \x20 python3 verify-recording.py ban-ghi --key {public_key}\r\n\
+         \x20 (hoặc --keys TỆP-KHOÁ-CỦA-TỈNH.json)\r\n\
+         \x20 Kết quả: INTACT (mã 0) = nguyên vẹn; TAMPERED (mã 3) = đã bị sửa hoặc không\r\n\
+         \x20 do hộp này ký; INCOMPLETE (mã 4) = thiếu đoạn ghi.\r\n\
+         \r\n\
+         XEM BẢN GHI\r\n\
+         \x20 Nối các tệp .ts theo thứ tự là được toàn bộ bản ghi; VLC hoặc ffmpeg mở được\r\n\
+         \x20 từng tệp. Bản lưu ở kho của tỉnh có thêm manifest.tsr (dấu thời gian RFC 3161)\r\n\
+         \x20 nếu tỉnh dùng dịch vụ cấp dấu thời gian.\r\n",
+        site = f.site,
+        session = f.session,
+        started = f.started,
+        ended = f.ended,
+        segments = f.segments,
+        made_at = f.made_at,
+        made_by = f.made_by,
+        fingerprint = f.fingerprint,
+        public_key = f.public_key,
+    )
 }
