@@ -205,6 +205,10 @@ pub enum PresetError {
 #[derive(Clone)]
 pub struct Presets {
     tree: sled::Tree,
+    /// The state directory, where every change is also snapshotted
+    /// ([`crate::util::snapshot_tree`]): presets outlive a store sled
+    /// cannot reopen.
+    snapshot: Option<std::path::PathBuf>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -218,7 +222,22 @@ impl Presets {
     pub fn open(db: &sled::Db) -> Result<Self, PresetError> {
         Ok(Self {
             tree: db.open_tree(crate::core::trees::CAMERA_PRESETS)?,
+            snapshot: None,
         })
+    }
+
+    /// Snapshot every change into `state_dir` too.
+    pub fn with_snapshot(mut self, state_dir: &std::path::Path) -> Self {
+        self.snapshot = Some(state_dir.to_owned());
+        self
+    }
+
+    fn changed(&self) {
+        if let Some(dir) = &self.snapshot {
+            if let Err(e) = crate::util::snapshot_tree(dir, &self.tree) {
+                tracing::error!("camera presets snapshot not written: {e}");
+            }
+        }
     }
 
     /// Store the camera's current position under `name`.
@@ -236,6 +255,7 @@ impl Presets {
         self.tree
             .insert(name, serde_json::to_vec(&p).expect("positions serialise"))?;
         self.tree.flush()?;
+        self.changed();
         Ok(p)
     }
 
@@ -272,6 +292,7 @@ impl Presets {
     pub fn delete(&self, name: &str) -> Result<bool, PresetError> {
         let had = self.tree.remove(name)?.is_some();
         self.tree.flush()?;
+        self.changed();
         Ok(had)
     }
 }

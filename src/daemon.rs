@@ -38,6 +38,13 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     let mut outbox = events::Outbox::open(store.db(), &config.site.id)?;
     if let Some((path, reason)) = set_aside {
         outbox.rebase(chrono::Utc::now())?;
+        // Events the NOC never acknowledged, from the outbox's mirror.
+        match outbox.restore_mirror(state_dir) {
+            Ok(n) => {
+                tracing::warn!("{n} unacknowledged events brought back from the outbox's mirror")
+            }
+            Err(e) => tracing::error!("events not brought back: {e}"),
+        }
         tracing::error!(
             path = %path.display(),
             "the state store could not be reopened after an unclean stop ({reason}); \
@@ -49,6 +56,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             reason,
         });
     }
+    // From here on every event is mirrored beside the store.
+    let outbox = outbox.with_mirror(state_dir)?;
     media::init()?;
     // Asked for by `config.set` once the new file is written.
     let restart = crate::lifecycle::Restart::new();
@@ -100,7 +109,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         tracing::warn!("recording is disabled in the configuration: sessions are not recorded");
         None
     };
-    let presets = camera::Presets::open(store.db())?;
+    let presets = camera::Presets::open(store.db())?.with_snapshot(state_dir);
     let links = media::link_memory::LinkMemory::open(store.db())?;
     let media = media::spawn(
         config.clone(),

@@ -9,10 +9,21 @@
 //!
 //! Pushing never blocks on the network: the publisher is woken through a
 //! `Notify`, there is no channel that could fill up.
+//!
+//! Beside the store, the daemon's outbox keeps a mirror, `outbox.jsonl` in
+//! the state directory: one line per event pushed and per event
+//! acknowledged, compacted to the pending events when it grows. When sled
+//! cannot reopen the store after a power cut (the store is set aside), the
+//! events the NOC had not acknowledged come back from it, with their ids,
+//! so the NOC still deduplicates them.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::core::events::{Event, EventKind};
@@ -21,6 +32,8 @@ use crate::core::events::{Event, EventKind};
 pub enum OutboxError {
     #[error("event outbox: {0}")]
     Sled(#[from] sled::Error),
+    #[error("event outbox mirror {0}: {1}")]
+    Mirror(PathBuf, #[source] std::io::Error),
     #[error("event outbox entry {seq} is unreadable: {source}")]
     Decode {
         seq: u64,
@@ -38,6 +51,79 @@ pub struct Outbox {
     notify: Arc<Notify>,
     /// Added to sled's id counter; raised when the store starts afresh.
     base: u64,
+    mirror: Option<Arc<Mirror>>,
+}
+
+/// The mirror file's name in the state directory.
+pub const MIRROR_FILE: &str = "outbox.jsonl";
+/// Past this, the mirror is rewritten with only the pending events.
+const MIRROR_COMPACT_BYTES: u64 = 1 << 20;
+
+/// One line of the mirror.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum MirrorLine {
+    Push(Box<Event>),
+    Ack(u64),
+}
+
+/// The mirror file. Its lock orders appends against a compaction (the
+/// only shared state here; held for one write or one rewrite).
+struct Mirror {
+    path: PathBuf,
+    lock: Mutex<()>,
+    /// Bytes appended since the last compaction.
+    grown: AtomicU64,
+}
+
+impl Mirror {
+    fn append(&self, line: &MirrorLine) {
+        let Ok(mut bytes) = serde_json::to_vec(line) else {
+            return;
+        };
+        bytes.push(b'\n');
+        // A poisoned lock only means another append panicked; the file is
+        // still whole lines or a torn last one, which replay skips.
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(&bytes));
+        match written {
+            Ok(()) => {
+                self.grown.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!("event outbox mirror {}: {e}", self.path.display()),
+        }
+    }
+
+    /// Rewrite with exactly the pending events in `tree`.
+    fn compact(&self, tree: &sled::Tree) -> std::io::Result<()> {
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for kv in tree.iter() {
+            let (_, v) = kv.map_err(std::io::Error::other)?;
+            if let Ok(ev) = serde_json::from_slice::<Event>(&v) {
+                out.extend(
+                    serde_json::to_vec(&MirrorLine::Push(Box::new(ev)))
+                        .map_err(std::io::Error::other)?,
+                );
+                out.push(b'\n');
+            }
+        }
+        crate::util::atomic_write(&self.path, &out, Some(0o640))?;
+        self.grown.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync(path: &Path) {
+        if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_data()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::error!("event outbox mirror: cannot sync to disk: {e}");
+            }
+        }
+    }
 }
 
 const BASE_KEY: &[u8] = b"\0seq_base";
@@ -55,7 +141,56 @@ impl Outbox {
             site: site.to_owned(),
             notify: Arc::new(Notify::new()),
             base,
+            mirror: None,
         })
+    }
+
+    /// Keep the mirror in `state_dir` from now on, starting it afresh from
+    /// the pending events. Call after [`Outbox::restore_mirror`], before
+    /// cloning the outbox.
+    pub fn with_mirror(mut self, state_dir: &Path) -> Result<Self, OutboxError> {
+        let m = Mirror {
+            path: state_dir.join(MIRROR_FILE),
+            lock: Mutex::new(()),
+            grown: AtomicU64::new(0),
+        };
+        m.compact(&self.tree)
+            .map_err(|e| OutboxError::Mirror(m.path.clone(), e))?;
+        self.mirror = Some(Arc::new(m));
+        Ok(self)
+    }
+
+    /// After the store was set aside: put back the events the mirror in
+    /// `state_dir` holds and the broker never acknowledged, under their
+    /// old sequence numbers (below the rebased ones, so they go first).
+    /// Returns how many.
+    pub fn restore_mirror(&self, state_dir: &Path) -> Result<usize, OutboxError> {
+        let path = state_dir.join(MIRROR_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(OutboxError::Mirror(path, e)),
+        };
+        let mut pending = std::collections::BTreeMap::new();
+        // A line a power cut tore does not parse, and is skipped.
+        for line in text.lines() {
+            match serde_json::from_str::<MirrorLine>(line) {
+                Ok(MirrorLine::Push(ev)) => {
+                    pending.insert(ev.seq, *ev);
+                }
+                Ok(MirrorLine::Ack(seq)) => {
+                    pending.remove(&seq);
+                }
+                Err(_) => {}
+            }
+        }
+        let n = pending.len();
+        for (seq, ev) in pending {
+            let bytes = serde_json::to_vec(&ev).expect("events always serialise");
+            self.tree.insert(seq.to_be_bytes(), bytes)?;
+        }
+        self.tree.flush()?;
+        Ok(n)
     }
 
     /// For a store that replaced one set aside: its id counter starts again
@@ -93,6 +228,10 @@ impl Outbox {
         };
         let bytes = serde_json::to_vec(&ev).expect("events always serialise");
         self.tree.insert(seq.to_be_bytes(), bytes)?;
+        if let Some(m) = &self.mirror {
+            m.append(&MirrorLine::Push(Box::new(ev.clone())));
+        }
+        let mirror = self.mirror.as_ref().map(|m| m.path.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let tree = self.tree.clone();
@@ -100,10 +239,16 @@ impl Outbox {
                     if let Err(e) = tree.flush() {
                         tracing::error!("event outbox: cannot sync to disk: {e}");
                     }
+                    if let Some(p) = mirror {
+                        Mirror::sync(&p);
+                    }
                 });
             }
             Err(_) => {
                 self.tree.flush()?;
+                if let Some(p) = mirror {
+                    Mirror::sync(&p);
+                }
             }
         }
         self.notify.notify_one();
@@ -151,6 +296,16 @@ impl Outbox {
     /// The broker acknowledged this event: forget it.
     pub fn ack(&self, seq: u64) -> Result<(), OutboxError> {
         self.tree.remove(seq.to_be_bytes())?;
+        if let Some(m) = &self.mirror {
+            // Not synced: an ack lost to a power cut only sends the event
+            // again, which the NOC deduplicates.
+            m.append(&MirrorLine::Ack(seq));
+            if m.grown.load(Ordering::Relaxed) > MIRROR_COMPACT_BYTES {
+                if let Err(e) = m.compact(&self.tree) {
+                    tracing::error!("event outbox mirror not compacted: {e}");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -229,6 +384,61 @@ mod tests {
         assert_eq!(p.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![after.seq]);
         let aside = db.open_tree(crate::core::trees::OUTBOX_UNREADABLE).unwrap();
         assert_eq!(aside.len(), 1);
+    }
+
+    #[test]
+    fn the_mirror_brings_back_what_was_not_acknowledged_and_stays_small() {
+        let state = tempfile::tempdir().unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let o = Outbox::open(&sled::open(a.path()).unwrap(), "xa")
+            .unwrap()
+            .with_mirror(state.path())
+            .unwrap();
+        let evs: Vec<Event> = (0..5)
+            .map(|i| {
+                o.push(EventKind::SessionStarted {
+                    session: format!("s{i}"),
+                })
+                .unwrap()
+            })
+            .collect();
+        o.ack(evs[0].seq).unwrap();
+        o.ack(evs[3].seq).unwrap();
+        // A power cut tore the last line.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(state.path().join(MIRROR_FILE))
+            .unwrap();
+        f.write_all(br#"{"push":{"id":"xa-9","#).unwrap();
+        // sled cannot reopen: a fresh store, the mirror replayed.
+        let mut fresh = Outbox::open(&sled::open(b.path()).unwrap(), "xa").unwrap();
+        fresh.rebase(Utc::now()).unwrap();
+        assert_eq!(fresh.restore_mirror(state.path()).unwrap(), 3);
+        let later = fresh
+            .push(EventKind::ConfigChanged {
+                version: "2".into(),
+            })
+            .unwrap();
+        let ids: Vec<String> = fresh
+            .pending(10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                evs[1].id.clone(),
+                evs[2].id.clone(),
+                evs[4].id.clone(),
+                later.id
+            ]
+        );
+        // Compaction keeps only the pending events.
+        let fresh = fresh.with_mirror(state.path()).unwrap();
+        let lines = std::fs::read_to_string(state.path().join(MIRROR_FILE)).unwrap();
+        assert_eq!(lines.lines().count(), 4, "{lines}");
+        drop(fresh);
     }
 
     #[test]

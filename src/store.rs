@@ -146,6 +146,19 @@ impl Store {
                     reason: format!("{reason}; and it cannot be set aside: {e}"),
                 })?;
                 let fresh = Self::open(state_dir)?;
+                // What the snapshots beside the store kept: the session
+                // history and the camera presets.
+                for name in [
+                    crate::core::trees::HISTORY,
+                    crate::core::trees::CAMERA_PRESETS,
+                ] {
+                    match crate::util::restore_snapshot(state_dir, fresh.db(), name) {
+                        Ok(n) => {
+                            tracing::warn!("{n} entries of {name} brought back from their snapshot")
+                        }
+                        Err(e) => tracing::error!("{name} not brought back from its snapshot: {e}"),
+                    }
+                }
                 // The session that was live when sled's files broke: back
                 // into the fresh store, for recovery to close as interrupted.
                 if let Some(rec) = std::fs::read(state_dir.join(CURRENT_FILE))
@@ -238,11 +251,22 @@ impl Store {
                 }
             })?;
         self.flush()?;
+        // Before the current-session file goes: if sled cannot reopen, the
+        // snapshot has the session ended, not lost.
+        self.snapshot_history();
         let path = self.dir.join(CURRENT_FILE);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(StoreError::File { path, source }),
+        }
+    }
+
+    /// The history beside the store ([`crate::util::snapshot_tree`]); a
+    /// failure is logged, the history in sled stands.
+    fn snapshot_history(&self) {
+        if let Err(e) = crate::util::snapshot_tree(&self.dir, &self.history) {
+            tracing::error!("session history snapshot not written: {e}");
         }
     }
 
@@ -309,6 +333,42 @@ mod tests {
             metadata: BTreeMap::new(),
             outcome: None,
         }
+    }
+
+    /// The session history and camera presets come back from their
+    /// snapshots when sled cannot reopen the store.
+    #[test]
+    fn history_and_presets_come_back_from_their_snapshots() {
+        let state = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(state.path()).unwrap();
+            let presets = s
+                .db()
+                .open_tree(crate::core::trees::CAMERA_PRESETS)
+                .unwrap();
+            presets.insert("ban-tiep", &b"{\"pan\":1}"[..]).unwrap();
+            crate::util::snapshot_tree(state.path(), &presets).unwrap();
+            let rec = SessionRecord {
+                outcome: Some(Outcome::Ended),
+                ..rec("s-1")
+            };
+            s.put_current(&rec).unwrap();
+            s.finish(&rec).unwrap();
+        }
+        let broken = |_: &sled::Config| -> sled::Result<sled::Db> {
+            Err(sled::Error::Corruption { at: None, bt: () })
+        };
+        let (fresh, aside) =
+            Store::open_or_set_aside_with(state.path(), Utc::now(), broken).unwrap();
+        assert!(aside.is_some());
+        let h = fresh.history(10).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].id, "s-1");
+        let presets = fresh
+            .db()
+            .open_tree(crate::core::trees::CAMERA_PRESETS)
+            .unwrap();
+        assert!(presets.get("ban-tiep").unwrap().is_some());
     }
 
     #[test]

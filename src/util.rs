@@ -1,5 +1,6 @@
 //! Small helpers with I/O that several parts need, one of each: the atomic
-//! file write and the OS's randomness. Imports nothing of ours but `core`.
+//! file write, the OS's randomness, and the snapshot of a sled tree beside
+//! the store. Imports nothing of ours but `core`.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -77,6 +78,55 @@ pub fn user_name(uid: u32) -> String {
         }
     }
     format!("uid {uid}")
+}
+
+/// Where tree snapshots live, in the state directory.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+/// Write all of `tree` to `state_dir/snapshots/NAME.json` atomically: what
+/// comes back if sled cannot reopen the store after a power cut (sled
+/// 0.34's issue #1387). For small trees that change rarely (the session
+/// history, camera presets).
+pub fn snapshot_tree(state_dir: &Path, tree: &sled::Tree) -> std::io::Result<()> {
+    let mut entries = Vec::new();
+    for kv in tree.iter() {
+        let (k, v) = kv.map_err(std::io::Error::other)?;
+        entries.push((hex::encode(k), hex::encode(v)));
+    }
+    let dir = state_dir.join(SNAPSHOT_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let name = String::from_utf8_lossy(&tree.name()).into_owned();
+    let json = serde_json::to_vec(&entries).map_err(std::io::Error::other)?;
+    atomic_write(&dir.join(format!("{name}.json")), &json, Some(0o640))
+}
+
+/// Put a snapshot written by [`snapshot_tree`] back into `db` (entries
+/// already there are kept). The number of entries put back.
+pub fn restore_snapshot(state_dir: &Path, db: &sled::Db, name: &str) -> std::io::Result<usize> {
+    let path = state_dir.join(SNAPSHOT_DIR).join(format!("{name}.json"));
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let entries: Vec<(String, String)> =
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+    let tree = db.open_tree(name).map_err(std::io::Error::other)?;
+    let mut n = 0;
+    for (k, v) in entries {
+        let (Ok(k), Ok(v)) = (hex::decode(&k), hex::decode(&v)) else {
+            continue;
+        };
+        if tree
+            .compare_and_swap(k, None as Option<&[u8]>, Some(v))
+            .map_err(std::io::Error::other)?
+            .is_ok()
+        {
+            n += 1;
+        }
+    }
+    tree.flush().map_err(std::io::Error::other)?;
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -1335,6 +1335,22 @@ fn virtual_bridge_room() {
         sessions.push(session.clone());
         assert!(hub.wait_growth(Duration::from_secs(90)).is_some());
         std::thread::sleep(Duration::from_secs(20));
+        // Before the second cut the box's link goes down (QMP set_link) and
+        // a short press raises an event it cannot send: only the disk (and,
+        // with sled refusing its store after the cut, the outbox's mirror)
+        // carries it to the NOC.
+        let presses_before = count(&noc, "button_pressed");
+        if break_sled {
+            vm.qmp("set_link", json!({"name": "n0", "up": false}));
+            std::thread::sleep(Duration::from_secs(2));
+            vm.press(100);
+            std::thread::sleep(Duration::from_secs(3));
+            assert_eq!(
+                count(&noc, "button_pressed"),
+                presses_before,
+                "an event went out with the link down"
+            );
+        }
         vm.power_cut();
         // The hub notices the silence and writes out what it has.
         assert!(
@@ -1394,6 +1410,17 @@ fn virtual_bridge_room() {
                 },
             );
             ph.done("clean boot after the power cut: store set aside, recording salvaged");
+            if break_sled {
+                let t0 = Instant::now();
+                while count(&noc, "button_pressed") == presses_before {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(60),
+                        "the press raised before the cut never reached the NOC"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                ph.done("an event raised just before the cut reached the NOC after it");
+            }
         } else {
             assert!(
                 !break_sled,

@@ -176,6 +176,21 @@ fn store_sled_cannot_reopen_is_set_aside_and_recordings_come_back_from_the_journ
     assert!(d
         .log_text()
         .contains("recording brought back from its journal"));
+    // The session history came back from its snapshot: the finished
+    // session as it ended, the live one as interrupted.
+    let h = d
+        .request(r#"{"cmd":"session.history"}"#)
+        .expect("history answers");
+    let sessions = h["result"]["sessions"].as_array().unwrap().clone();
+    let outcome = |id: &str| {
+        sessions
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["outcome"]["kind"].clone())
+            .unwrap_or_else(|| panic!("{id} not in the history: {h}"))
+    };
+    assert_eq!(outcome(&done), "ended");
+    assert_eq!(outcome(&live), "interrupted");
 
     // The NOC hears of both, with sequence numbers above the old store's.
     d.terminate();
@@ -198,7 +213,22 @@ fn store_sled_cannot_reopen_is_set_aside_and_recordings_come_back_from_the_journ
             "{id}: {pending:?}"
         );
     }
-    assert!(pending.iter().all(|e| e.seq > 1_000_000_000), "{pending:?}");
+    // What happened before the cut and the NOC never acknowledged (there
+    // is no broker here) comes back from the outbox's mirror under its old
+    // ids, in front of what the fresh store raised.
+    let old_stop = pending
+        .iter()
+        .position(|e| {
+            matches!(
+                &e.kind,
+                diemcau::core::events::EventKind::SessionStopped { session, .. } if session == &done
+            )
+        })
+        .unwrap_or_else(|| panic!("the finished session's stop event was lost: {pending:?}"));
+    assert!(pending[old_stop].seq < 1_000_000_000, "{pending:?}");
+    let first_new = pending.iter().position(|e| e.seq > 1_000_000_000).unwrap();
+    assert!(old_stop < first_new);
+    assert!(pending[first_new..].iter().all(|e| e.seq > 1_000_000_000));
 }
 
 #[test]
