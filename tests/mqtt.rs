@@ -1340,6 +1340,47 @@ fn the_noc_witnesses_the_chain_head_while_recording() {
         let gap = (pair[1] - pair[0]).num_milliseconds();
         assert!(gap <= 3_200, "witnesses {gap} ms apart: {times:?}");
     }
+
+    // The NOC's witnesses, as it kept them, against the recording: on the
+    // box and, for the reference verifier, on a bundle of it. One witness
+    // altered and the copy no longer matches what the NOC holds.
+    let kept = d.dir.path().join("witnesses.jsonl");
+    let lines = |ws: &[Value]| ws.iter().map(|w| w.to_string() + "\n").collect::<String>();
+    std::fs::write(&kept, lines(&witnesses)).unwrap();
+    let bundle = d.dir.path().join("bundle");
+    assert!(d
+        .cli(&[
+            "recordings",
+            "export",
+            &id,
+            "--bundle",
+            bundle.to_str().unwrap()
+        ])
+        .status
+        .success());
+    let rec_dir = bundle.join("ban-ghi");
+    let both = |file: &Path, code: i32| {
+        let out = d.cli(&[
+            "recordings",
+            "verify",
+            &id,
+            "--witnesses",
+            file.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        let (c, r) = common::reference_verify(&rec_dir, &["--witnesses", file.to_str().unwrap()]);
+        assert_eq!(c, Some(code), "verify-recording.py disagrees: {r:#}");
+        text
+    };
+    let said = both(&kept, 0);
+    assert!(said.contains("chain witnesses from the NOC hold"), "{said}");
+    let mut altered = witnesses.clone();
+    altered[1]["chain_head"] = Value::from("00".repeat(32));
+    let bad = d.dir.path().join("altered.jsonl");
+    std::fs::write(&bad, lines(&altered)).unwrap();
+    let said = both(&bad, 3);
+    assert!(said.contains("another chain"), "{said}");
 }
 
 /// The audit trail: a session started and stopped and a recording exported

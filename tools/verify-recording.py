@@ -2,7 +2,8 @@
 """Verify an archive copy of a diemcau recording, from docs/RECORDING-FORMAT.md
 alone: Python 3 and the `cryptography` package, nothing of diemcau's code.
 
-    verify-recording.py DIR [--key HEX] [--keys FLEET-KEYS.json] [--tsa-ca CA.pem] [--json]
+    verify-recording.py DIR [--key HEX] [--keys FLEET-KEYS.json] [--tsa-ca CA.pem]
+                            [--witnesses EVENTS.jsonl] [--json]
 
 DIR holds manifest.json and the segments it names (and far/ for the far end's
 track). Exit codes: 0 intact, 3 tampered, 4 incomplete, 2 unusable input.
@@ -114,6 +115,38 @@ def check_time_stamp(folder, manifest, tsa_ca):
     return [], notes, []
 
 
+def read_witnesses(path):
+    """The chain_witness events in a file of JSON lines or one JSON array."""
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8")
+    if text.lstrip().startswith("["):
+        events = json.loads(text)
+    else:
+        events = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [e for e in events if e.get("type") == "chain_witness"]
+
+
+def judge_witnesses(manifest, witnesses, seg_key, head_key):
+    """(problems, held, last) of one track against the witnesses."""
+    chains = [s["chain"] for s in manifest["segments"]]
+    problems, held, last = [], 0, None
+    for w in witnesses:
+        n, head = w.get(seg_key), w.get(head_key)
+        if not n or head is None:
+            continue
+        if n > len(chains):
+            problems.append("the NOC witnessed %d segments at %s; this copy has %d" % (n, w["at"], len(chains)))
+        elif chains[n - 1] != head:
+            problems.append("the NOC witnessed another chain at %s (after %d segments)" % (w["at"], n))
+        elif w.get("closing") and (n != len(chains) or manifest["chain_head"] != head):
+            problems.append("the NOC witnessed the recording closed at %s with %d segments" % (w["at"], n))
+        else:
+            held += 1
+            if last is None or when(w["at"]) > when(last[0]):
+                last = (w["at"], n)
+    return problems, held, last
+
+
 def when(text):
     return None if text is None else datetime.fromisoformat(text)
 
@@ -207,7 +240,7 @@ def read_manifest(folder):
         return json.loads(f.read().decode("utf-8"))
 
 
-def verify(folder, key=None, keys_file=None, tsa_ca=None):
+def verify(folder, key=None, keys_file=None, tsa_ca=None, witnesses_file=None):
     room = read_manifest(folder)
     problems, notes, missing, _ = check_track(folder, room)
     tp, tn, lacking = check_time_stamp(folder, room, tsa_ca)
@@ -247,6 +280,17 @@ def verify(folder, key=None, keys_file=None, tsa_ca=None):
             notes += ["far end: " + n for n in fn]
             missing += ["far/" + m for m in fm]
             report["far_segments"] = len(far["segments"])
+    if witnesses_file is not None:
+        mine = [w for w in read_witnesses(witnesses_file) if w.get("session") == room["session"]]
+        wp, held, last = judge_witnesses(room, mine, "segments", "chain_head")
+        problems += wp
+        if named is not None and far is not None:
+            fp, _, _ = judge_witnesses(far, mine, "far_segments", "far_chain_head")
+            problems += ["far end: " + p for p in fp]
+        if last is not None:
+            notes.append("%d chain witnesses from the NOC hold; the last, at %s, covers %d segments" % (held, last[0], last[1]))
+        elif not mine:
+            notes.append("no chain witness of %s in %s" % (room["session"], witnesses_file))
     if problems:
         verdict, code = "tampered", 3
     elif missing or far_missing or lacking:
@@ -269,10 +313,11 @@ def main():
     ap.add_argument("--key", help="the box's enrolled Ed25519 public key (hex)")
     ap.add_argument("--keys", help="the fleet's keys file (diemcau fleet keys)")
     ap.add_argument("--tsa-ca", help="the time-stamping authority's CA certificate (PEM)")
+    ap.add_argument("--witnesses", help="the NOC's chain_witness events (JSON lines or an array)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     try:
-        report, code = verify(args.dir, args.key, args.keys, args.tsa_ca)
+        report, code = verify(args.dir, args.key, args.keys, args.tsa_ca, args.witnesses)
     except (OSError, ValueError, KeyError, TypeError) as e:
         print("cannot verify %s: %s" % (args.dir, e), file=sys.stderr)
         return 2

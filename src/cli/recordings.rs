@@ -50,6 +50,11 @@ pub enum RecordingsCommand {
         /// and a copy without a token is incomplete.
         #[arg(long, value_name = "FILE", requires = "dir")]
         tsa_ca: Option<PathBuf>,
+        /// The chain witnesses the NOC kept (its `chain_witness` events, as
+        /// JSON lines or an array): the recording's chain must pass through
+        /// every witnessed head.
+        #[arg(long, value_name = "FILE")]
+        witnesses: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -447,6 +452,68 @@ fn judge_key(r: &mut VerifyReport, m: &Manifest, file: &Path) -> anyhow::Result<
     Ok(())
 }
 
+/// Refuse a recording whose chain does not pass through every head the
+/// NOC witnessed for it (docs/RECORDING-FORMAT.md, "Time").
+fn judge_witnesses(
+    r: &mut VerifyReport,
+    m: &Manifest,
+    far: Option<&Manifest>,
+    file: &Path,
+) -> anyhow::Result<()> {
+    use crate::core::witness;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the witnesses {}", file.display()))?;
+    let all = witness::read(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mine: Vec<&witness::Witness> = all.iter().filter(|w| w.session == m.session).collect();
+    if mine.is_empty() {
+        r.notes.push(format!(
+            "no chain witness of {} in {}",
+            m.session,
+            file.display()
+        ));
+        return Ok(());
+    }
+    let chains = |m: &Manifest| {
+        m.segments
+            .iter()
+            .map(|s| s.chain.clone())
+            .collect::<Vec<_>>()
+    };
+    let room = witness::judge(
+        &chains(m),
+        &m.chain_head,
+        mine.iter()
+            .map(|w| (w.at, w.segments, w.chain_head.as_str(), w.closing)),
+    );
+    let mut problems = room.problems;
+    if let Some(fm) = far {
+        let far = witness::judge(
+            &chains(fm),
+            &fm.chain_head,
+            mine.iter().filter_map(|w| {
+                Some((
+                    w.at,
+                    w.far_segments?,
+                    w.far_chain_head.as_deref()?,
+                    w.closing,
+                ))
+            }),
+        );
+        problems.extend(far.problems.into_iter().map(|p| format!("far end: {p}")));
+    }
+    for p in problems {
+        r.refuse(p);
+    }
+    if let Some((at, n)) = room.last {
+        r.notes.push(format!(
+            "{} chain witnesses from the NOC hold; the last, at {}, covers {n} segments",
+            room.held,
+            at.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
 /// The reference verifier and the format it is written from, carried in
 /// the binary so a bundle made on the box has them.
 const REFERENCE_VERIFIER: &str = include_str!("../../tools/verify-recording.py");
@@ -556,6 +623,7 @@ pub fn run(
         key,
         keys,
         tsa_ca,
+        witnesses,
         json,
         ..
     } = &cmd
@@ -564,8 +632,16 @@ pub fn run(
         if let Some(k) = key {
             r.pin(k);
         }
+        let m = read_manifest(dir)?;
         if let Some(file) = keys {
-            judge_key(&mut r, &read_manifest(dir)?, file)?;
+            judge_key(&mut r, &m, file)?;
+        }
+        if let Some(file) = witnesses {
+            let far = m
+                .far
+                .as_ref()
+                .and_then(|f| read_manifest(&dir.join(&f.folder)).ok());
+            judge_witnesses(&mut r, &m, far.as_ref(), file)?;
         }
         return Ok(print_report(&r, *json));
     }
@@ -678,6 +754,7 @@ pub fn run(
             id,
             key,
             keys,
+            witnesses,
             json,
             ..
         } => {
@@ -688,8 +765,18 @@ pub fn run(
             if let Some(k) = key {
                 r.pin(&k);
             }
-            if let Some(file) = keys {
-                judge_key(&mut r, &b.manifest(&id)?, &file)?;
+            if keys.is_some() || witnesses.is_some() {
+                let m = b.manifest(&id)?;
+                if let Some(file) = keys {
+                    judge_key(&mut r, &m, &file)?;
+                }
+                if let Some(file) = witnesses {
+                    let far = match &m.far {
+                        Some(f) => Some(b.manifest(&f.session)?),
+                        None => None,
+                    };
+                    judge_witnesses(&mut r, &m, far.as_ref(), &file)?;
+                }
             }
             Ok(print_report(&r, json))
         }

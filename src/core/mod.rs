@@ -20,4 +20,5 @@ pub mod stun;
 pub mod trees;
 pub mod ts;
 pub mod tsp;
+pub mod witness;
 pub mod words;
