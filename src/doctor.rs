@@ -176,6 +176,9 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
     checks.push(hub(&cfg, lang, status.as_ref()));
     checks.push(conference(&cfg, lang, status.as_ref()));
     checks.push(archive(&cfg, lang));
+    if let Some(url) = cfg.archive.as_ref().and_then(|a| a.timestamp_url.clone()) {
+        checks.push(time_stamp(&cfg, &url, lang));
+    }
     checks.push(disk(lang, status.as_ref()));
     checks.push(device_key(&cfg, lang));
     let aside = crate::store::Store::set_aside(&cfg.daemon.state_dir);
@@ -1098,6 +1101,36 @@ fn archive(cfg: &Config, lang: Language) -> Check {
             Verdict::Fail,
             e.to_string(),
             say::advice(lang, Advice::ArchiveWrite),
+        ),
+    }
+}
+
+/// The time-stamping authority, asked for a token over a test text, as
+/// the uploader asks for one over each manifest.
+fn time_stamp(cfg: &Config, url: &str, lang: Language) -> Check {
+    let name = say::name(lang, Name::TimeStamp);
+    let answer = cfg
+        .archive
+        .as_ref()
+        .ok_or_else(|| "no archive".to_owned())
+        .and_then(|a| crate::upload::Client::new(a).map_err(|e| e.to_string()))
+        .and_then(|c| {
+            c.time_stamp(url, b"diemcau doctor time-stamp test")
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|der| crate::core::tsp::parse_response(&der).map_err(|e| e.to_string()));
+    match answer {
+        Ok(t) => check(
+            name,
+            Verdict::Pass,
+            say::time_stamped(lang, url, &t.gen_time.to_rfc3339()),
+            "",
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Fail,
+            e,
+            say::advice(lang, Advice::TimeStampAuthority),
         ),
     }
 }

@@ -523,8 +523,26 @@ fn manifests_are_time_stamped_and_both_verifiers_check_the_token() {
         "no manifest without its time stamp"
     );
 
+    // doctor tells the technician, then sees it answer.
+    let doctor_says = || -> Value {
+        let out = d.cli(&["doctor", "--json", "--lang", "en"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Time stamps (RFC 3161)")
+            .unwrap_or_else(|| panic!("no time-stamp check: {report:#}"))
+            .clone()
+    };
+    let c = doctor_says();
+    assert_eq!(c["verdict"], "FAIL", "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("503"), "{c}");
+
     // It comes back: the manifest goes, with its token.
     tsa.refuse(false);
+    let c = doctor_says();
+    assert_eq!(c["verdict"], "PASS", "{c}");
     d.request(r#"{"cmd":"upload.retry"}"#);
     let t0 = Instant::now();
     loop {

@@ -29,6 +29,7 @@ words! {
         Storage => ("Bộ nhớ ghi hình", "Recording storage"),
         SetAside => ("Dữ liệu sau mất điện", "Data after a power cut"),
         DeviceKey => ("Khoá ký biên bản của hộp", "The box's recording key"),
+        TimeStamp => ("Dấu thời gian (RFC 3161)", "Time stamps (RFC 3161)"),
     }
 }
 
@@ -183,6 +184,10 @@ words! {
             "Kho lưu trữ không ghi được: kiểm tra mạng, khóa truy cập và tên bucket trong [archive]",
             "Cannot write to the archive: check the network, the access key and the bucket in [archive]",
         ),
+        TimeStampAuthority => (
+            "Không lấy được dấu thời gian: kiểm tra mạng và [archive] timestamp_url; trong lúc đó biên bản chờ, không mất",
+            "No time stamp: check the network and [archive] timestamp_url; meanwhile the manifests wait, nothing is lost",
+        ),
         DeviceKeyMissing => (
             "Khoá được tạo khi phần mềm chạy lần đầu: chạy systemctl restart diemcau rồi chạy lại doctor; nếu hộp đã có khoá cũ, báo tỉnh (đổi khoá theo hướng dẫn)",
             "The key is made when the daemon first runs: run systemctl restart diemcau, then doctor again; if the box had a key before, tell the province (key rotation procedure)",
@@ -225,6 +230,14 @@ pub fn device_key(lang: Language, fingerprint: &str, public_key: &str) -> String
         Language::En => format!(
             "fingerprint {fingerprint} (public key {public_key}); write this fingerprint into the installation report for the province"
         ),
+    }
+}
+
+/// The time-stamping authority answered a test request.
+pub fn time_stamped(lang: Language, url: &str, at: &str) -> String {
+    match lang {
+        Language::Vi => format!("{url} trả dấu thời gian hợp lệ ({at})"),
+        Language::En => format!("{url} answered with a valid token ({at})"),
     }
 }
 
