@@ -1499,3 +1499,85 @@ fn the_audit_trail_records_who_did_what_and_reaches_the_noc() {
         "{said}"
     );
 }
+
+/// The province's reference broker configuration (`noc/mosquitto/`), as
+/// shipped: the daemon works through it unchanged; another box (its own
+/// certificate, CN `xa-b`) can neither command this box nor publish under
+/// its tree nor read its commands, but has its own; the NOC can do all.
+#[test]
+fn the_reference_broker_keeps_each_box_to_its_own_topics() {
+    let _g = serial();
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir.path();
+    make_certs(certs, SITE);
+    common::mqtt::client_cert(certs, "box-b", "xa-b");
+    let broker = Broker::reference(certs);
+    let noc = Noc::connect(
+        certs,
+        broker.port,
+        "noc-acl",
+        false,
+        &["diemcau/#".to_owned()],
+    );
+    let d = Daemon::start(&mqtt_config(certs, broker.port));
+    status_msg(&noc, "online", None);
+    noc.send(SITE, "status", cmd("acl-1", json!({})), "a");
+    noc.wait_reply("acl-1", "done", Duration::from_secs(10));
+
+    let b = Noc::connect_as(
+        certs,
+        "box-b",
+        broker.port,
+        "xa-b",
+        false,
+        &[
+            format!("diemcau/v1/{SITE}/cmd/+"),
+            "diemcau/v1/xa-b/cmd/+".to_owned(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // Box B commands box A and forges an event in its tree: dropped.
+    b.send(SITE, "session.start", cmd("forged-1", json!({})), "f");
+    b.publish(
+        &format!("diemcau/v1/{SITE}/event"),
+        json!({"id": "forged", "type": "session_started"}),
+    );
+    // Box B's own tree and commands work.
+    b.publish(
+        "diemcau/v1/xa-b/event",
+        json!({"id": "b-1", "type": "note"}),
+    );
+    noc.send("xa-b", "status", cmd("to-b", json!({})), "b");
+    noc.wait_for("box B's own event", Duration::from_secs(5), |m| {
+        m.topic == "diemcau/v1/xa-b/event" && m.payload["id"] == "b-1"
+    });
+    b.wait_for("its own command", Duration::from_secs(5), |m| {
+        m.topic == "diemcau/v1/xa-b/cmd/status"
+    });
+    // The NOC commands box A: A answers; B never sees it.
+    noc.send(SITE, "status", cmd("acl-2", json!({})), "c");
+    noc.wait_reply("acl-2", "done", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !b.msgs()
+            .iter()
+            .any(|m| m.topic.starts_with(&format!("diemcau/v1/{SITE}/"))),
+        "box B read box A's commands: {:#?}",
+        b.msgs()
+    );
+    assert!(
+        !noc.msgs().iter().any(|m| m.payload["id"] == "forged"
+            || m.topic == format!("diemcau/v1/{SITE}/cmd/session.start")),
+        "box B published under box A's tree"
+    );
+    assert_eq!(
+        d.status()["phase"],
+        "idle",
+        "a forged command started a session"
+    );
+    let log = std::fs::read_to_string(certs.join("mosquitto.log")).unwrap_or_default();
+    println!(
+        "refused by the ACL: {} lines in the broker's log",
+        log.lines().filter(|l| l.contains("Denied")).count()
+    );
+}

@@ -64,35 +64,52 @@ pub fn make_certs(dir: &Path, site: &str) {
         ("box", site, "client.ext"),
         ("noc", "noc", "client.ext"),
     ] {
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let crt = format!("{name}.crt");
-        let subj = format!("/CN={cn}");
-        let mut a = vec!["req"];
-        a.extend(ec);
-        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(dir, &a);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-            ],
-        );
+        signed_cert(dir, name, cn, ext);
     }
+}
+
+/// Another client certificate from the CA in `dir` (after [`make_certs`]):
+/// `NAME.crt` and `NAME.key` with common name `cn`.
+pub fn client_cert(dir: &Path, name: &str, cn: &str) {
+    signed_cert(dir, name, cn, "client.ext");
+}
+
+fn signed_cert(dir: &Path, name: &str, cn: &str, ext: &str) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    let crt = format!("{name}.crt");
+    let subj = format!("/CN={cn}");
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+    openssl(dir, &a);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
+    );
 }
 
 /// Mosquitto started as root drops to the `mosquitto` user, which cannot
@@ -126,6 +143,32 @@ impl Broker {
             user = current_user(),
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let mut b = Broker {
+            dir: dir.to_owned(),
+            port,
+            child: None,
+        };
+        b.start();
+        b
+    }
+
+    /// The province's reference configuration (`noc/mosquitto/`), as
+    /// shipped, with this test's paths and port put in.
+    pub fn reference(dir: &Path) -> Broker {
+        let port = free_tcp_port();
+        let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/noc/mosquitto");
+        let d = dir.display().to_string();
+        let conf = std::fs::read_to_string(format!("{repo}/diemcau.conf"))
+            .unwrap()
+            .replace("listener 8883", &format!("listener {port} 127.0.0.1"))
+            .replace("/etc/mosquitto/diemcau/", &format!("{d}/"))
+            .replace("/var/lib/mosquitto/", &format!("{d}/"))
+            + &format!(
+                "log_dest file {d}/mosquitto.log\nlog_type all\nuser {}\n",
+                current_user()
+            );
+        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        std::fs::copy(format!("{repo}/diemcau.acl"), dir.join("diemcau.acl")).unwrap();
         let mut b = Broker {
             dir: dir.to_owned(),
             port,
@@ -190,6 +233,19 @@ impl Noc {
     /// `persistent`: a broker session that outlives disconnections, so
     /// nothing published while the NOC reconnects is missed.
     pub fn connect(certs: &Path, port: u16, id: &str, persistent: bool, filters: &[String]) -> Noc {
+        Self::connect_as(certs, "noc", port, id, persistent, filters)
+    }
+
+    /// Connected with the client certificate `cert` (`cert.crt`, `cert.key`
+    /// in `certs`): the NOC's, or a box's to try what a box may do.
+    pub fn connect_as(
+        certs: &Path,
+        cert: &str,
+        port: u16,
+        id: &str,
+        persistent: bool,
+        filters: &[String],
+    ) -> Noc {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -197,7 +253,10 @@ impl Noc {
             .unwrap();
         let tls = diemcau::tls::client_config(
             Some(&certs.join("ca.crt")),
-            Some((&certs.join("noc.crt"), &certs.join("noc.key"))),
+            Some((
+                &certs.join(format!("{cert}.crt")),
+                &certs.join(format!("{cert}.key")),
+            )),
         )
         .unwrap();
         let mut o = MqttOptions::new(id, "localhost", port);
@@ -285,6 +344,15 @@ impl Noc {
         let body = serde_json::to_vec(&payload).unwrap();
         self.rt
             .block_on(c.publish_with_properties(topic, QoS::AtLeastOnce, false, body, props))
+            .unwrap();
+    }
+
+    /// Publish `payload` at `topic` (QoS 1), as whoever this client is.
+    pub fn publish(&self, topic: &str, payload: Value) {
+        let c = self.client.clone();
+        let body = serde_json::to_vec(&payload).unwrap();
+        self.rt
+            .block_on(c.publish(topic, QoS::AtLeastOnce, false, body))
             .unwrap();
     }
 
