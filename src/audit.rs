@@ -169,6 +169,16 @@ impl AuditLog {
         Ok((last, torn))
     }
 
+    /// The trail's exclusive lock, held until the file is dropped.
+    fn lock(&self) -> Result<std::fs::File, AuditError> {
+        let f = std::fs::File::open(&self.path).map_err(self.io())?;
+        // SAFETY: flock on a descriptor we own; released when `f` closes.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err((self.io())(std::io::Error::last_os_error()));
+        }
+        Ok(f)
+    }
+
     /// Every record, in order (a torn last line is left out).
     pub fn read_all(&self) -> Result<Vec<AuditRecord>, AuditError> {
         let text = match std::fs::read_to_string(&self.path) {
@@ -253,8 +263,19 @@ impl Auditor {
     }
 
     /// Give the outbox every record after the last one it had (those
-    /// written while the daemon was stopped, too). Blocking.
+    /// written while the daemon was stopped, too). Blocking. Under the
+    /// trail's own lock: two forwards (the command layer's and the
+    /// supervisor's) never send one record twice, and no line another
+    /// process is still writing is read.
     pub fn forward(&self) -> Result<(), AuditError> {
+        let _lock = match self.log.lock() {
+            Ok(l) => l,
+            // No trail yet: nothing to send.
+            Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
         let done = self
             .progress
             .get(FORWARDED)?

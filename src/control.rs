@@ -167,13 +167,19 @@ impl Control {
     /// on that transport.
     pub async fn execute(&self, cmd: Command, ctx: &Ctx) -> Result<Value, CommandError> {
         if let Err(e) = self.precheck(&cmd, ctx).await {
-            let refused = Err(e);
-            if let Some((action, target)) = audited(&cmd) {
-                self.audit(ctx, action, target, outcome(&refused)).await;
-            }
-            return refused;
+            self.refused(&cmd, ctx, &e).await;
+            return Err(e);
         }
         self.execute_prechecked(cmd, ctx).await
+    }
+
+    /// A command the quick checks refused: in the audit trail too, when it
+    /// is one the trail records (a reboot asked for during a session).
+    pub async fn refused(&self, cmd: &Command, ctx: &Ctx, e: &CommandError) {
+        if let Some((action, target)) = audited(cmd) {
+            let refused: Result<(), CommandError> = Err(e.clone());
+            self.audit(ctx, action, target, outcome(&refused)).await;
+        }
     }
 
     /// [`Control::execute`] for a transport that already ran

@@ -38,12 +38,24 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     let mut outbox = events::Outbox::open(store.db(), &config.site.id)?;
     if let Some((path, reason)) = set_aside {
         outbox.rebase(chrono::Utc::now())?;
-        // Events the NOC never acknowledged, from the outbox's mirror.
+        // Events the NOC never acknowledged, from the outbox's mirror. One
+        // that cannot be read is kept aside, not compacted over.
         match outbox.restore_mirror(state_dir) {
             Ok(n) => {
                 tracing::warn!("{n} unacknowledged events brought back from the outbox's mirror")
             }
-            Err(e) => tracing::error!("events not brought back: {e}"),
+            Err(e) => {
+                let mirror = state_dir.join(events::MIRROR_FILE);
+                let kept = mirror.with_extension(format!(
+                    "jsonl.unread-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ));
+                let _ = std::fs::rename(&mirror, &kept);
+                tracing::error!(
+                    "events not brought back: {e}; the mirror is kept at {}",
+                    kept.display()
+                );
+            }
         }
         tracing::error!(
             path = %path.display(),

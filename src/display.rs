@@ -107,7 +107,7 @@ pub fn screen(
 ) -> Screen {
     let name = &s.site_name;
     let mut out = Screen::default();
-    if s.phase != Phase::Fault {
+    if s.phase != Phase::Fault && !recorded.is_empty() {
         out.notice = format!("● {recorded}");
     }
     match s.phase {
@@ -275,11 +275,16 @@ async fn run(
                         config.video.bitrate_kbps,
                         hint.as_deref(),
                         notice.as_deref(),
-                        config
-                            .display
-                            .recording_notice
-                            .as_deref()
-                            .unwrap_or_else(|| say::recording_notice(config.daemon.language)),
+                        // Said only when it is true.
+                        if config.recording.enabled {
+                            config
+                                .display
+                                .recording_notice
+                                .as_deref()
+                                .unwrap_or_else(|| say::recording_notice(config.daemon.language))
+                        } else {
+                            ""
+                        },
                     )
                 };
                 if next.pattern != shown.pattern {

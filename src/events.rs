@@ -164,7 +164,7 @@ impl Outbox {
     /// `state_dir` holds and the broker never acknowledged, under their
     /// old sequence numbers (below the rebased ones, so they go first).
     /// Returns how many.
-    pub fn restore_mirror(&self, state_dir: &Path) -> Result<usize, OutboxError> {
+    pub fn restore_mirror(&mut self, state_dir: &Path) -> Result<usize, OutboxError> {
         let path = state_dir.join(MIRROR_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -185,11 +185,22 @@ impl Outbox {
             }
         }
         let n = pending.len();
+        let highest = pending.keys().next_back().copied();
         for (seq, ev) in pending {
             let bytes = serde_json::to_vec(&ev).expect("events always serialise");
             self.tree.insert(seq.to_be_bytes(), bytes)?;
         }
         self.tree.flush()?;
+        // A clock that went back (no battery clock after a power cut) must
+        // not give new events ids below the ones brought back.
+        if let Some(h) = highest {
+            if self.base + self.db.generate_id()? <= h {
+                let meta = self.db.open_tree(crate::core::trees::OUTBOX_META)?;
+                self.base = h + 1;
+                meta.insert(BASE_KEY, &self.base.to_be_bytes())?;
+                meta.flush()?;
+            }
+        }
         Ok(n)
     }
 
@@ -301,8 +312,19 @@ impl Outbox {
             // again, which the NOC deduplicates.
             m.append(&MirrorLine::Ack(seq));
             if m.grown.load(Ordering::Relaxed) > MIRROR_COMPACT_BYTES {
-                if let Err(e) = m.compact(&self.tree) {
-                    tracing::error!("event outbox mirror not compacted: {e}");
+                // One compaction at a time: the counter starts again now.
+                m.grown.store(0, Ordering::Relaxed);
+                // A rewrite with fsyncs: off the async workers when there
+                // are any.
+                let (m, tree) = (m.clone(), self.tree.clone());
+                let compact = move || {
+                    if let Err(e) = m.compact(&tree) {
+                        tracing::error!("event outbox mirror not compacted: {e}");
+                    }
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn_blocking(compact)),
+                    Err(_) => compact(),
                 }
             }
         }

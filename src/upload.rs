@@ -212,12 +212,23 @@ pub struct Deps {
 /// Erase from the box the recordings the archive has held for longer than
 /// `keep`, each in the audit trail. Never one the archive has not
 /// confirmed whole: `delete` without force refuses those.
-async fn apply_retention(d: &Deps, keep: Duration) {
+/// `failed`: recordings whose erasure failed in this run, not tried (nor
+/// recorded) again until the daemon restarts.
+async fn apply_retention(
+    d: &Deps,
+    keep: Duration,
+    failed: &mut std::collections::BTreeSet<String>,
+) {
     let store = d.store.clone();
     let keep_c = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    let skip = failed.clone();
     let erased = tokio::task::spawn_blocking(move || -> Result<Vec<_>, UploadError> {
         let mut erased = Vec::new();
-        for s in store.retention_due(Utc::now(), keep_c)? {
+        for s in store
+            .retention_due(Utc::now(), keep_c)?
+            .into_iter()
+            .filter(|s| !skip.contains(&s.id))
+        {
             let freed = store.delete(&s.id, false);
             erased.push((s, freed));
         }
@@ -230,6 +241,9 @@ async fn apply_retention(d: &Deps, keep: Duration) {
         Err(e) => return tracing::error!("retention: {e}"),
     };
     for (s, freed) in erased {
+        if freed.is_err() {
+            failed.insert(s.id.clone());
+        }
         let outcome = match &freed {
             Ok(bytes) => format!(
                 "done: {bytes} bytes freed; archived {}, kept {:.1} days",
@@ -309,6 +323,7 @@ async fn run(d: Deps) {
         .with_jitter(crate::core::backoff::Jitter::Spread(0.2));
     let mut last_backlog = std::time::Instant::now() - Duration::from_secs(60);
     let mut last_retention = std::time::Instant::now() - Duration::from_secs(60);
+    let mut retention_failed = std::collections::BTreeSet::new();
     let mut stopping = d.stopping.clone();
     loop {
         // Between uploads only: a PUT in hand finishes (or times out) and
@@ -326,7 +341,7 @@ async fn run(d: Deps) {
         if let Some(keep) = d.retention {
             if last_retention.elapsed() >= Duration::from_secs(5) {
                 last_retention = std::time::Instant::now();
-                apply_retention(&d, keep).await;
+                apply_retention(&d, keep, &mut retention_failed).await;
             }
         }
         let live = *d.phase.borrow() == Phase::Live;

@@ -38,9 +38,15 @@ pub fn sync_dir(dir: &Path) {
 
 /// `NAME.tmp~` beside `path`: one name for every atomic write, so a leftover
 /// of a crash is recognisable.
+/// Unique per write: two writers of one file (the socket's and the NOC's
+/// preset commands, say) must not share a temporary file.
 fn tmp_path(path: &Path) -> PathBuf {
+    let mut r = [0u8; 6];
+    // Without entropy the name is only less unique; the pid still differs
+    // between processes.
+    let _ = getrandom::getrandom(&mut r);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp~");
+    name.push(format!(".{}.{}.tmp~", std::process::id(), hex::encode(r)));
     path.with_file_name(name)
 }
 

@@ -428,13 +428,15 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
         "{v:#}"
     );
     assert_eq!(reference_verify(dir.path(), &["--tsa-ca", ca]).0, Some(0));
-    let far_token = dir.path().join("far/manifest.tsr");
-    let token = std::fs::read(&far_token).unwrap();
-    std::fs::remove_file(&far_token).unwrap();
-    let (code, v) = verify();
-    assert_eq!(code, Some(4), "{v:#}");
-    agree(Some(4));
-    std::fs::write(&far_token, token).unwrap();
+    for token in ["far/manifest.tsr", "manifest.tsr"] {
+        let path = dir.path().join(token);
+        let kept = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (code, v) = verify();
+        assert_eq!(code, Some(4), "without {token}: {v:#}");
+        agree(Some(4));
+        std::fs::write(&path, kept).unwrap();
+    }
 
     // A far segment missing: the whole record is incomplete, not intact.
     let last = objects.last().unwrap().clone();

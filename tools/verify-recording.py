@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -56,6 +56,8 @@ def read_token(raw):
     resp, _ = der(raw, 0x30)
     info, rest = der(resp, 0x30)
     status, _ = der(info, 0x02)
+    if not status or len(status) > 9 or status[0] >= 0x80 or (len(status) == 9 and status[0] != 0):
+        raise ValueError("a PKIStatus that is not a small non-negative INTEGER")
     status = int.from_bytes(status, "big")
     if status > 1:
         raise ValueError("the authority refused (status %d)" % status)
@@ -81,9 +83,14 @@ def read_token(raw):
     _, rest = der(rest, 0x02)
     gen_time, _ = der(rest, 0x18)
     text = gen_time.decode("ascii")
-    whole, _, frac = text.rstrip("Z").partition(".")
+    if not text.endswith("Z") or text.count("Z") != 1:
+        raise ValueError("genTime %r is not in UTC (YYYYMMDDHHMMSS[.f]Z)" % text)
+    whole, dot, frac = text[:-1].partition(".")
+    if len(whole) != 14 or not whole.isdigit() or (dot and not (frac.isdigit() and 1 <= len(frac) <= 9)):
+        raise ValueError("genTime %r is not a GeneralizedTime" % text)
     t = datetime.strptime(whole, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-    return status, digest, t.isoformat() + ("." + frac if frac else "")
+    stamp = t.strftime("%Y-%m-%dT%H:%M:%S") + ("." + frac if frac else "") + "+00:00"
+    return status, digest, stamp
 
 
 def check_time_stamp(folder, manifest, tsa_ca):
@@ -104,7 +111,14 @@ def check_time_stamp(folder, manifest, tsa_ca):
         return ["the time-stamp token: %s" % e], [], []
     if digest != hashlib.sha256(body).digest():
         return ["the time-stamp token is for other bytes than this manifest.json"], [], []
-    notes = ["time-stamped at %s by %s" % (at, manifest.get("timestamp_authority") or "an authority")]
+    notes = [
+        "time-stamped at %s by %s%s"
+        % (
+            at,
+            manifest.get("timestamp_authority") or "an authority",
+            "" if tsa_ca is not None else " (the token's signature not checked: give --tsa-ca)",
+        )
+    ]
     if tsa_ca is not None:
         out = subprocess.run(
             ["openssl", "ts", "-verify", "-in", path, "-data", os.path.join(folder, "manifest.json"), "-CAfile", tsa_ca],
@@ -131,6 +145,8 @@ def judge_witnesses(manifest, witnesses, seg_key, head_key):
     chains = [s["chain"] for s in manifest["segments"]]
     problems, held, last = [], 0, None
     for w in witnesses:
+        # The NOC's own receipt time when it kept one; else the box's clock.
+        w = dict(w, at=w.get("received_at") or w["at"])
         n, head = w.get(seg_key), w.get(head_key)
         if not n or head is None:
             continue
@@ -148,7 +164,27 @@ def judge_witnesses(manifest, witnesses, seg_key, head_key):
 
 
 def when(text):
-    return None if text is None else datetime.fromisoformat(text)
+    """An RFC 3339 time; by hand, since Python before 3.11 reads neither 'Z'
+    nor nine fraction digits."""
+    if text is None:
+        return None
+    t = text.strip().replace("z", "Z")
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    main, sign, offset = t[:19], t[19:], ""
+    frac = ""
+    if sign.startswith("."):
+        i = 1
+        while i < len(sign) and sign[i].isdigit():
+            i += 1
+        frac, offset = sign[1:i], sign[i:]
+    else:
+        offset = sign
+    base = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S")
+    micro = int((frac + "000000")[:6]) if frac else 0
+    hh, mm = (int(offset[1:3]), int(offset[4:6])) if offset else (0, 0)
+    sgn = -1 if offset.startswith("-") else 1
+    return (base.replace(microsecond=micro, tzinfo=timezone.utc) - sgn * timedelta(hours=hh, minutes=mm))
 
 
 def key_problem(keys_file, manifest):
@@ -157,6 +193,10 @@ def key_problem(keys_file, manifest):
         keys = json.loads(f.read().decode("utf-8"))
     if keys.get("format") != KEYS_FORMAT:
         raise ValueError("%s is not a fleet keys file (%s)" % (keys_file, KEYS_FORMAT))
+    for s, ks in keys["sites"].items():
+        for a, b in zip(ks, ks[1:]):
+            if a.get("until") is None or b.get("from") is None or when(a["until"]) > when(b["from"]):
+                raise ValueError("%s: site %s: the periods of its keys overlap or are out of order" % (keys_file, s))
     site, key = manifest["site"], manifest.get("public_key", "").lower()
     started = when(manifest["started_at"])
     enrolled = keys["sites"].get(site)

@@ -347,19 +347,22 @@ fn verify_one_dir(dir: &Path, m: &Manifest) -> VerifyReport {
 /// the same key, and say it belongs to this room.
 pub fn verify_dir(dir: &Path, tsa_ca: Option<&Path>) -> anyhow::Result<VerifyReport> {
     let m = read_manifest(dir)?;
-    let mut report = verify_one_dir(dir, &m);
+    let report = verify_one_dir(dir, &m);
     let Some(named) = &m.far else {
+        let mut report = report;
         check_time_stamp(dir, &m, &mut report, tsa_ca)?;
         return Ok(report);
     };
     let far_dir = dir.join(&named.folder);
+    // The room's time stamp is judged after `with_far`, which works the
+    // verdict out again from the two tracks and would drop it.
     let Ok(fm) = read_manifest(&far_dir) else {
+        let mut report = report.with_far(named, None, "");
         check_time_stamp(dir, &m, &mut report, tsa_ca)?;
-        return Ok(report.with_far(named, None, ""));
+        return Ok(report);
     };
     let mut f = verify_one_dir(&far_dir, &fm);
     check_time_stamp(&far_dir, &fm, &mut f, tsa_ca)?;
-    check_time_stamp(dir, &m, &mut report, tsa_ca)?;
     if fm.of.as_deref() != Some(m.session.as_str()) {
         f.problems.push(format!(
             "it says it belongs to {:?}, not to {}",
@@ -370,7 +373,9 @@ pub fn verify_dir(dir: &Path, tsa_ca: Option<&Path>) -> anyhow::Result<VerifyRep
         f.problems
             .push("it is signed by another key than the room's".into());
     }
-    Ok(report.with_far(named, Some(f), &fm.chain_head))
+    let mut report = report.with_far(named, Some(f), &fm.chain_head);
+    check_time_stamp(dir, &m, &mut report, tsa_ca)?;
+    Ok(report)
 }
 
 /// The manifest's time stamp, when it names an authority or there is a
@@ -411,9 +416,14 @@ fn check_time_stamp(
     }
     r.time_stamped_at = Some(t.gen_time);
     r.notes.push(format!(
-        "time-stamped at {} by {}",
+        "time-stamped at {} by {}{}",
         t.gen_time.to_rfc3339(),
-        m.timestamp_authority.as_deref().unwrap_or("an authority")
+        m.timestamp_authority.as_deref().unwrap_or("an authority"),
+        if tsa_ca.is_some() {
+            ""
+        } else {
+            " (the token's signature not checked: give --tsa-ca)"
+        }
     ));
     if let Some(ca) = tsa_ca {
         let out = std::process::Command::new("openssl")
@@ -482,8 +492,14 @@ fn judge_witnesses(
     let room = witness::judge(
         &chains(m),
         &m.chain_head,
-        mine.iter()
-            .map(|w| (w.at, w.segments, w.chain_head.as_str(), w.closing)),
+        mine.iter().map(|w| {
+            (
+                w.received_at.unwrap_or(w.at),
+                w.segments,
+                w.chain_head.as_str(),
+                w.closing,
+            )
+        }),
     );
     let mut problems = room.problems;
     if let Some(fm) = far {
@@ -531,20 +547,79 @@ fn bundle_track(b: &Backend, id: &str, dir: &Path, by: Option<&str>) -> anyhow::
             p.seq
         );
     }
-    let mut all = Vec::new();
-    b.export(id, &mut all, by)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut at = 0usize;
-    for s in m.segments.iter().filter(|s| !s.quarantined) {
-        let end = at + s.bytes as usize;
-        let Some(bytes) = all.get(at..end) else {
-            bail!("the export of {id} is shorter than its manifest says");
-        };
-        std::fs::write(dir.join(&s.object), bytes)?;
-        at = end;
-    }
+    // Streamed into the segment files as it comes: a session can be
+    // gigabytes, more than the box's memory.
+    let mut split = SplitWriter {
+        parts: m
+            .segments
+            .iter()
+            .filter(|s| !s.quarantined)
+            .map(|s| (dir.join(&s.object), s.bytes))
+            .collect(),
+        open: None,
+    };
+    b.export(id, &mut split, by)?;
+    split.finish(id)?;
     std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&m)?)?;
     Ok(m)
+}
+
+/// One byte stream into files of the given sizes, in order.
+struct SplitWriter {
+    parts: std::collections::VecDeque<(PathBuf, u64)>,
+    open: Option<(std::io::BufWriter<std::fs::File>, u64)>,
+}
+
+impl Write for SplitWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.open.is_none() {
+            let Some((path, size)) = self.parts.pop_front() else {
+                return Err(std::io::Error::other(
+                    "the export is longer than its manifest says",
+                ));
+            };
+            let f = std::fs::File::create(path)?;
+            if size > 0 {
+                self.open = Some((std::io::BufWriter::new(f), size));
+            }
+        }
+        let Some((f, left)) = self.open.as_mut() else {
+            return Ok(0);
+        };
+        let n = buf.len().min(*left as usize);
+        f.write_all(&buf[..n])?;
+        *left -= n as u64;
+        if *left == 0 {
+            f.flush()?;
+            self.open = None;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.open.as_mut() {
+            Some((f, _)) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl SplitWriter {
+    /// Every file written whole (an empty segment is made empty).
+    fn finish(mut self, id: &str) -> anyhow::Result<()> {
+        while let Some((path, 0)) = self.parts.front().cloned() {
+            std::fs::File::create(&path)?;
+            self.parts.pop_front();
+        }
+        if self.open.is_some() || !self.parts.is_empty() {
+            bail!("the export of {id} is shorter than its manifest says");
+        }
+        Ok(())
+    }
 }
 
 /// `recordings export --bundle DIR`.

@@ -184,8 +184,15 @@ impl KeyVerdict {
 
 impl FleetKeys {
     pub fn parse(text: &str) -> Result<FleetKeys, KeysError> {
-        let k: FleetKeys =
+        let mut k: FleetKeys =
             serde_json::from_str(text).map_err(|e| KeysError::Json(e.to_string()))?;
+        // Hex in either case, compared in one: a hand-edited file must
+        // mean the same to every verifier.
+        for keys in k.sites.values_mut() {
+            for key in keys {
+                key.public_key = key.public_key.trim().to_ascii_lowercase();
+            }
+        }
         k.validate()?;
         Ok(k)
     }

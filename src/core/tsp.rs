@@ -136,8 +136,19 @@ fn expect<'a>(
     Ok((content, rest))
 }
 
-fn uint(content: &[u8]) -> u64 {
-    content.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64)
+/// A non-negative INTEGER of at most 8 bytes (a leading zero byte
+/// allowed); anything else is refused, not truncated.
+fn uint(content: &[u8]) -> Result<u64, TspError> {
+    let body = match content {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        [first, ..] if *first >= 0x80 => return Err(TspError::Der("a negative INTEGER")),
+        [] => return Err(TspError::Der("an empty INTEGER")),
+        all => all,
+    };
+    if body.len() > 8 {
+        return Err(TspError::Der("an INTEGER too large"));
+    }
+    Ok(body.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
 }
 
 /// Read a TimeStampResp (as the authority answers, and as `manifest.tsr`
@@ -146,7 +157,7 @@ pub fn parse_response(der: &[u8]) -> Result<Token, TspError> {
     let (resp, _) = expect(der, SEQUENCE, "TimeStampResp")?;
     let (status_info, rest) = expect(resp, SEQUENCE, "PKIStatusInfo")?;
     let (status, _) = expect(status_info, INTEGER, "PKIStatus")?;
-    let status = uint(status);
+    let status = uint(status)?;
     if status > 1 {
         return Err(TspError::Refused { status });
     }
@@ -318,6 +329,12 @@ mod tests {
         for cut in [0, 1, 10, good.len() / 2, good.len() - 1] {
             assert!(parse_response(&good[..cut]).is_err(), "cut at {cut}");
         }
+        // A status that only reads as 0 when its high bytes are dropped.
+        let wide = tlv(
+            SEQUENCE,
+            &tlv(SEQUENCE, &tlv(INTEGER, &[1, 0, 0, 0, 0, 0, 0, 0, 0])),
+        );
+        assert!(parse_response(&wide).is_err());
         let refused = tlv(SEQUENCE, &tlv(SEQUENCE, &tlv(INTEGER, &[2])));
         assert_eq!(
             parse_response(&refused),

@@ -10,7 +10,12 @@ use serde::Deserialize;
 /// One witness as the NOC stored it (the event, with its envelope).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Witness {
+    /// When the box sent it, by the box's clock.
     pub at: DateTime<Utc>,
+    /// When the NOC received it, by the NOC's clock, if the NOC kept that
+    /// beside the event: the time that does not depend on the box.
+    #[serde(default)]
+    pub received_at: Option<DateTime<Utc>>,
     pub session: String,
     pub segments: u32,
     pub chain_head: String,

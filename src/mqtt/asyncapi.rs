@@ -336,6 +336,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             "id": s("1 to 128 printable ASCII characters; the box executes an id once"),
             "expires_at": s("RFC 3339; past: reply expired; at most command_max_ttl_s ahead"),
             "args": {"type": ["object", "null"], "description": "per command; unknown fields are rejected. diagnostics: {\"self_test\": true} adds the doctor report (`result.doctor`)"},
+            "by": s("who at the NOC sends it, for the box's audit trail (boxes before the audit trail refuse this field)"),
         }),
     );
     let reply_schema = obj(

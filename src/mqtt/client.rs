@@ -762,6 +762,7 @@ impl Actor {
                 let ack_to = to.clone();
                 self.spawn_reply(to.clone(), id.clone(), name.clone(), async move {
                     if let Err(e) = control.precheck(&command, &ctx).await {
+                        control.refused(&command, &ctx, &e).await;
                         return (reply_status(&e), Some(e.message), None);
                     }
                     if acknowledged {

@@ -89,10 +89,13 @@ pub async fn command(
     let _ = getrandom::getrandom(&mut id);
     let cmd_id = format!("noc-{}", hex::encode(id));
     let expires = chrono::Utc::now() + chrono::Duration::seconds(wait.as_secs().max(5) as i64 + 30);
-    let body = serde_json::to_vec(
-        &json!({"id": cmd_id, "expires_at": expires.to_rfc3339(), "args": args, "by": noc.by}),
-    )
-    .expect("commands serialise");
+    let mut envelope = json!({"id": cmd_id, "expires_at": expires.to_rfc3339(), "args": args});
+    // Only when there is a name: a box older than the audit trail refuses
+    // an envelope field it does not know.
+    if let Some(by) = &noc.by {
+        envelope["by"] = json!(by);
+    }
+    let body = serde_json::to_vec(&envelope).expect("commands serialise");
     let topic = super::topics::Topics::command_for(&noc.prefix, target, name);
     let mut replies: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + wait;

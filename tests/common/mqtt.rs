@@ -162,9 +162,10 @@ impl Broker {
             .unwrap()
             .replace("listener 8883", &format!("listener {port} 127.0.0.1"))
             .replace("/etc/mosquitto/diemcau/", &format!("{d}/"))
-            .replace("/var/lib/mosquitto/", &format!("{d}/"))
+            // What Debian's own mosquitto.conf adds around the file.
             + &format!(
-                "log_dest file {d}/mosquitto.log\nlog_type all\nuser {}\n",
+                "persistence true\npersistence_location {d}/\n\
+                 log_dest file {d}/mosquitto.log\nlog_type all\nuser {}\n",
                 current_user()
             );
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
