@@ -30,6 +30,15 @@ pub fn request(socket: &Path, cmd: &Command, timeout: Duration) -> Result<Reply,
     request_as(socket, cmd, timeout, None)
 }
 
+/// The request's JSON, with `by` (the person asking) when given.
+pub fn request_value(cmd: &Command, by: Option<&str>) -> serde_json::Value {
+    let mut req = cmd.to_request();
+    if let (Some(by), Some(obj)) = (by, req.as_object_mut()) {
+        obj.insert("by".into(), by.into());
+    }
+    req
+}
+
 /// [`request`], saying who asks (`by`, the name the CLI asked for), which
 /// the audit trail records beside the Unix account.
 pub fn request_as(
@@ -47,11 +56,7 @@ pub fn request_as(
         source,
     })?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    let mut req = cmd.to_request();
-    if let (Some(by), Some(obj)) = (by, req.as_object_mut()) {
-        obj.insert("by".into(), by.into());
-    }
-    let mut line = serde_json::to_vec(&req).map_err(ClientError::Decode)?;
+    let mut line = serde_json::to_vec(&request_value(cmd, by)).map_err(ClientError::Decode)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
     let mut reply = String::new();

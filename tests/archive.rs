@@ -12,6 +12,17 @@ use common::{
 };
 use serde_json::Value;
 
+/// Garage started, or None (and SKIP said) where it is not installed.
+fn started_garage() -> Option<Garage> {
+    if garage_bin().is_none() {
+        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
+        return None;
+    }
+    let mut garage = Garage::new();
+    garage.start();
+    Some(garage)
+}
+
 #[test]
 fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
     if garage_bin().is_none() {
@@ -296,12 +307,9 @@ fn recorded_with_archive_down_then_all_arrives_identical_and_verified() {
 /// track that is cut, swapped or missing is caught.
 #[test]
 fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
-    if garage_bin().is_none() {
-        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
+    let Some(garage) = started_garage() else {
         return;
-    }
-    let mut garage = Garage::new();
-    garage.start();
+    };
     let tsa = Tsa::start();
     let port = free_udp_port();
     let mut hub = hub_program(port);
@@ -487,14 +495,11 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
 /// from another authority is refused.
 #[test]
 fn manifests_are_time_stamped_and_both_verifiers_check_the_token() {
-    if garage_bin().is_none() {
-        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
+    let Some(garage) = started_garage() else {
         return;
-    }
+    };
     let tsa = Tsa::start();
     tsa.refuse(true);
-    let mut garage = Garage::new();
-    garage.start();
     let d = Daemon::start(&test_config(&format!(
         "{}timestamp_url = \"{}\"\n",
         garage.archive_toml(),
@@ -648,12 +653,9 @@ fn manifests_are_time_stamped_and_both_verifiers_check_the_token() {
 /// which the audit trail records; the archive keeps its copy.
 #[test]
 fn an_archived_recording_is_erased_from_the_box_after_its_retention() {
-    if garage_bin().is_none() {
-        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
+    let Some(garage) = started_garage() else {
         return;
-    }
-    let mut garage = Garage::new();
-    garage.start();
+    };
     let d = Daemon::start(&test_config(&format!(
         "{}\n[recording]\nretention_days = 0.0001\n",
         garage.archive_toml()

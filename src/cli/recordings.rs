@@ -244,11 +244,10 @@ impl Backend {
             Backend::Daemon(socket) => {
                 let mut stream = UnixStream::connect(socket)
                     .with_context(|| format!("cannot reach the daemon at {}", socket.display()))?;
-                let mut req = Request::RecordingExport { id: id.into() }.to_request();
-                if let (Some(by), Some(obj)) = (by, req.as_object_mut()) {
-                    obj.insert("by".into(), by.into());
-                }
-                let mut line = serde_json::to_vec(&req)?;
+                let mut line = serde_json::to_vec(&client::request_value(
+                    &Request::RecordingExport { id: id.into() },
+                    by,
+                ))?;
                 line.push(b'\n');
                 stream.write_all(&line)?;
                 let mut reader = BufReader::new(stream);

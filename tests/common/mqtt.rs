@@ -17,12 +17,22 @@ use serde_json::{json, Value};
 
 use super::free_tcp_port;
 
+/// The arguments that make a P-256 key without a passphrase, for every
+/// certificate the tests make.
+pub const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
         .output()
-        .expect("openssl");
+        .expect("openssl runs (.ci/run installs it)");
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -33,15 +43,8 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 /// A CA, a server certificate for localhost, and client certificates for
 /// the box and the NOC.
 pub fn make_certs(dir: &Path, site: &str) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
     let mut a = vec!["req", "-x509"];
-    a.extend(ec);
+    a.extend(EC_KEY);
     a.extend([
         "-keyout",
         "ca.key",
@@ -75,19 +78,12 @@ pub fn client_cert(dir: &Path, name: &str, cn: &str) {
 }
 
 fn signed_cert(dir: &Path, name: &str, cn: &str, ext: &str) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
     let key = format!("{name}.key");
     let csr = format!("{name}.csr");
     let crt = format!("{name}.crt");
     let subj = format!("/CN={cn}");
     let mut a = vec!["req"];
-    a.extend(ec);
+    a.extend(EC_KEY);
     a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
     openssl(dir, &a);
     openssl(

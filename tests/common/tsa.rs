@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::mqtt::{openssl, EC_KEY};
+
 pub struct Tsa {
     /// `http://127.0.0.1:PORT/tsr`.
     pub url: String,
@@ -24,32 +26,12 @@ pub struct Tsa {
     dir: tempfile::TempDir,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Tsa {
     pub fn start() -> Tsa {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
         let mut ca = vec!["req", "-x509"];
-        ca.extend_from_slice(&ec);
+        ca.extend_from_slice(&EC_KEY);
         ca.extend_from_slice(&[
             "-keyout",
             "ca.key",
@@ -66,7 +48,7 @@ impl Tsa {
         ]);
         openssl(d, &ca);
         let mut req = vec!["req"];
-        req.extend_from_slice(&ec);
+        req.extend_from_slice(&EC_KEY);
         req.extend_from_slice(&[
             "-keyout",
             "tsa.key",
