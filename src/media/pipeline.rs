@@ -84,6 +84,18 @@ fn far_audio_out(far: Option<&str>, sink_opts: &str) -> String {
     }
 }
 
+/// Where the far end's decoded picture goes: the display's channel. A video
+/// sink drops a frame that comes later than its running time allows (20 ms)
+/// and tells the decoder to skip frames (QoS); on a slow box, or under
+/// software emulation, decoding and scaling one frame takes longer than
+/// that, so every frame came late and the screen stayed black for minutes
+/// while the call was up. A late frame is shown at once instead, as an audio
+/// sink plays late sound; on-time frames still wait for their time, which
+/// keeps the picture in step with the far end's sound.
+fn far_video_out() -> String {
+    format!("intervideosink channel={RETURN_VIDEO_CH} max-lateness=-1 qos=false")
+}
+
 fn raw_video_caps(v: &Video) -> String {
     format!(
         "video/x-raw,format=I420,width={},height={},framerate={}/1,pixel-aspect-ratio=1/1",
@@ -362,10 +374,11 @@ pub fn call(n: &Negotiated, d: &Display, far: Option<&str>) -> String {
              ! queue max-size-buffers=60 leaky=downstream ! h264parse ! rtph264pay pt={pt} config-interval=-1 mtu=1200 \
              ! {CALL_RTPBIN}.send_rtp_sink_1 {udp} \
              rtph264depay name=depay_1 request-keyframe=true wait-for-keyframe=true ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! videorate \
-             ! {vcaps} ! identity name={RETURN_VIDEO} ! intervideosink channel={RETURN_VIDEO_CH} async=false ",
+             ! {vcaps} ! identity name={RETURN_VIDEO} ! {out} async=false ",
             pt = s.pt,
             udp = udp(s, 1),
             vcaps = display_caps(d),
+            out = far_video_out(),
         );
     }
     out
@@ -402,10 +415,11 @@ pub fn return_feed(peer: &SrtPeer, d: &Display, far: Option<&str>) -> String {
     format!(
         "srtsrc name={RETURN_SRC} uri=\"{uri}\" latency={lat} ! decodebin name=dec \
          dec. ! queue max-size-buffers=3 leaky=downstream ! videoconvert ! videoscale ! videorate \
-         ! {vcaps} ! identity name={RETURN_VIDEO} ! intervideosink channel={RETURN_VIDEO_CH} \
+         ! {vcaps} ! identity name={RETURN_VIDEO} ! {vout} \
          dec. ! queue ! audioconvert ! audioresample ! {RETURN_AUDIO_CAPS} ! identity name={RETURN_AUDIO} \
          ! {out}",
         out = far_audio_out(far, ""),
+        vout = far_video_out(),
         uri = peer.uri(),
         lat = peer.latency_ms,
         vcaps = display_caps(d),
