@@ -68,6 +68,12 @@ fn sip_section(extra: &str) -> String {
 /// SIPp as an MCU calling the room straight at `local_port`, running
 /// `scenario` with its call held for `hold_ms`.
 fn mcu_calls(scenario: &str, local_port: &str, hold_ms: u32) -> Sipp {
+    mcu_calls_from(scenario, local_port, hold_ms, free_rtp_base())
+}
+
+/// As `mcu_calls`, with the MCU's SDP giving `media_port` for audio and
+/// two above it for video (RTCP one above each).
+fn mcu_calls_from(scenario: &str, local_port: &str, hold_ms: u32, media_port: u16) -> Sipp {
     Sipp::start(
         scenario,
         &[
@@ -83,9 +89,23 @@ fn mcu_calls(scenario: &str, local_port: &str, hold_ms: u32) -> Sipp {
             "-d",
             &hold_ms.to_string(),
             "-mp",
-            &free_rtp_base().to_string(),
+            &media_port.to_string(),
         ],
     )
+}
+
+/// A TMMBR (RFC 5104 §4.2.1) from the MCU's SSRC 0x5eed0001 asking at
+/// most `bps` of the room's video, with 40 bytes of headers per packet:
+/// the bitrate as mantissa × 2^exp, the mantissa in 17 bits.
+fn tmmbr_packet(bps: u64) -> Vec<u8> {
+    let exp = (0..64u32).find(|e| bps >> e < (1 << 17)).unwrap();
+    let word = (exp << 26) | (((bps >> exp) as u32) << 9) | 40;
+    let mut p = vec![0x80 | 3, 205, 0, 4];
+    p.extend(0x5eed_0001u32.to_be_bytes()); // the sender
+    p.extend(0u32.to_be_bytes()); // media source: 0 for TMMBR
+    p.extend(0u32.to_be_bytes()); // the FCI: the room's video SSRC
+    p.extend(word.to_be_bytes());
+    p
 }
 
 /// The MCU: baresip as user 8001, registered with `kam` over UDP, answering
@@ -771,15 +791,8 @@ fn a_tmmbr_from_the_far_end_moves_the_encoders_ceiling() {
     println!("ceiling before any TMMBR: {before}");
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let tmmbr = |bps: u64| {
-        // mantissa × 2^exp, the mantissa in 17 bits.
-        let exp = (0..64u32).find(|e| bps >> e < (1 << 17)).unwrap();
-        let word = (exp << 26) | (((bps >> exp) as u32) << 9) | 40;
-        let mut p = vec![0x80 | 3, 205, 0, 4];
-        p.extend(0x5eed_0001u32.to_be_bytes()); // the sender
-        p.extend(0u32.to_be_bytes()); // media source: 0 for TMMBR
-        p.extend(0u32.to_be_bytes()); // the FCI: the room's video SSRC
-        p.extend(word.to_be_bytes());
-        sock.send_to(&p, ("127.0.0.1", rtp + 3)).unwrap();
+        sock.send_to(&tmmbr_packet(bps), ("127.0.0.1", rtp + 3))
+            .unwrap();
     };
     // 400 kbit/s: nine tenths for the encoder.
     tmmbr(400_000);
@@ -798,6 +811,77 @@ fn a_tmmbr_from_the_far_end_moves_the_encoders_ceiling() {
     });
     assert_eq!(s["call"]["calls"], 1, "the same call throughout: {s:#}");
     assert!(d.cli(&["stop"]).status.success());
+}
+
+/// The box answers a TMMBR with a TMMBN (RFC 5104 §4.2.2) in its next
+/// RTCP compounds: the request it honours, echoed as the MCU wrote it, from
+/// the SSRC of the room's video. SIPp holds the call as the MCU; the test
+/// owns the port SIPp's SDP gives for video RTCP, so it reads what the box
+/// sends there and sends its request from it, as an MCU's RTCP would (SIPp
+/// itself has no RTCP).
+#[test]
+fn a_tmmbr_is_answered_with_a_tmmbn() {
+    let rtp = free_rtp_base();
+    let d = Daemon::start(&test_config(&format!(
+        "\n[sip]\nmode = \"sip\"\nlocal_port = {}\nrtp_port = {rtp}\nredial_max_s = 2\n\
+         allow = [\"127.0.0.1\"]\n",
+        free_sip_port()
+    )));
+    let local_port = sip_port(&d);
+    let mp = free_rtp_base();
+    let mcu_rtcp = std::net::UdpSocket::bind(("127.0.0.1", mp + 3)).unwrap();
+    mcu_rtcp
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut mcu = mcu_calls_from("uac_bye_midcall.xml", &local_port, 20_000, mp);
+    wait_for(&d, "call with video", Duration::from_secs(15), |s| {
+        s["call"]["state"] == "connected"
+            && s["call"]["media"]["video_packets_sent"].as_u64() > Some(10)
+    });
+    let (t0, mut asked, mut compounds) = (Instant::now(), None::<Instant>, 0);
+    let mut buf = [0u8; 1500];
+    let tmmbn = 'found: loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no TMMBN in {compounds} RTCP compounds from the box"
+        );
+        // Asked again every 2 s, as an MCU does until it hears back.
+        if asked.is_none_or(|a| a.elapsed() > Duration::from_secs(2)) {
+            mcu_rtcp
+                .send_to(&tmmbr_packet(150_000), ("127.0.0.1", rtp + 3))
+                .unwrap();
+            asked = Some(Instant::now());
+        }
+        let Ok(n) = mcu_rtcp.recv(&mut buf) else {
+            continue;
+        };
+        compounds += 1;
+        // The compound's packets, one after another: FMT and PT, then the
+        // length in 32-bit words minus one.
+        let mut at = 0;
+        while at + 4 <= n {
+            let len = (usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])) + 1) * 4;
+            if buf[at + 1] == 205 && buf[at] & 0x1f == 4 {
+                break 'found (buf[4..8].to_vec(), buf[at..(at + len).min(n)].to_vec());
+            }
+            at += len;
+        }
+    };
+    let (compound_ssrc, p) = tmmbn;
+    println!("TMMBN after {compounds} RTCP compounds: {p:02x?}");
+    // From the SSRC that sends the compound's report (the room's video),
+    // about media source 0, with one entry: the MCU's, as it asked.
+    assert_eq!(&p[..4], &[0x84, 205, 0, 4], "{p:02x?}");
+    assert_eq!(p[4..8], compound_ssrc[..], "{p:02x?}");
+    assert_eq!(&p[8..12], &[0, 0, 0, 0]);
+    assert_eq!(&p[12..16], &0x5eed_0001u32.to_be_bytes());
+    assert_eq!(&p[16..20], &tmmbr_packet(150_000)[16..20]);
+    assert_eq!(
+        mcu.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        mcu.trace()
+    );
 }
 
 /// The box behind a real NAT (slirp, as in the virtual bridge room) dials

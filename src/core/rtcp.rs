@@ -2,12 +2,16 @@
 //! end's "temporary maximum media stream bit rate request". An MCU sends it
 //! when its link to the room (or its own budget) cannot take what the room
 //! sends; rtpbin hands the message's FCI to the call's media, and this
-//! module reads it. Pure: bytes in, bitrates out.
+//! module reads it. The box answers with a TMMBN (§4.2.2), which this
+//! module writes: the request it now honours, so that the MCU stops
+//! repeating it. Pure: bytes in, bitrates out, and back.
 
 /// RTCP packet type of transport-layer feedback (RFC 4585 §6.1).
 pub const RTPFB: u32 = 205;
 /// The feedback message type (FMT) of TMMBR within RTPFB.
 pub const FMT_TMMBR: u32 = 3;
+/// The feedback message type of TMMBN, the media sender's answer.
+pub const FMT_TMMBN: u32 = 4;
 
 /// One entry of a TMMBR: the most the far end wants from the media
 /// sender `ssrc`, counting `overhead` bytes of headers per packet.
@@ -40,6 +44,55 @@ pub fn parse_tmmbr(fci: &[u8]) -> Vec<Tmmbr> {
                 overhead: (w & 0x1ff) as u16,
             }
         })
+        .collect()
+}
+
+/// The 32-bit word after an entry's SSRC: exponent, mantissa, overhead.
+/// The smallest exponent that fits the bitrate in the mantissa's 17 bits,
+/// so a bitrate read from a request is written back exactly; "no limit"
+/// (`u64::MAX`) is the largest the format holds.
+fn mxtbr_word(bitrate_bps: u64, overhead: u16) -> u32 {
+    let (exp, mantissa) = match (0..64u32).find(|e| bitrate_bps >> e < (1 << 17)) {
+        Some(e) if bitrate_bps != u64::MAX => (e, (bitrate_bps >> e) as u32),
+        _ => (63, 0x1_ffff),
+    };
+    (exp << 26) | (mantissa << 9) | u32::from(overhead & 0x1ff)
+}
+
+/// A whole TMMBN packet (RFC 5104 §4.2.2) from the media sender
+/// `sender_ssrc`, ready to append to a compound RTCP packet. `bounding` is
+/// the set of requests the sender honours, each with its requester's SSRC
+/// in `ssrc` (the "owner"), echoed with the bitrate and overhead the
+/// requester asked for; empty means none applies. The media source field
+/// is 0, as the RFC asks.
+pub fn tmmbn(sender_ssrc: u32, bounding: &[Tmmbr]) -> Vec<u8> {
+    // Length in 32-bit words minus one: the header word, two SSRCs, and two
+    // words per entry.
+    let words = 2 + 2 * bounding.len();
+    let mut p = Vec::with_capacity(4 * (words + 1));
+    p.push(0x80 | FMT_TMMBN as u8);
+    p.push(RTPFB as u8);
+    p.extend((words as u16).to_be_bytes());
+    p.extend(sender_ssrc.to_be_bytes());
+    p.extend(0u32.to_be_bytes());
+    for t in bounding {
+        p.extend(t.ssrc.to_be_bytes());
+        p.extend(mxtbr_word(t.bitrate_bps, t.overhead).to_be_bytes());
+    }
+    p
+}
+
+/// The bounding set the box answers with, from the latest request of each
+/// far end (`latest`, the owner's SSRC in `ssrc`): the strictest one, the
+/// one the encoder's ceiling follows. RFC 5104 §3.5.4.2 builds the set from
+/// every tuple that limits at some packet rate; an MCU is one requester, so
+/// its own request is the whole set.
+pub fn bounding_set(latest: &[Tmmbr]) -> Vec<Tmmbr> {
+    latest
+        .iter()
+        .min_by_key(|t| (t.bitrate_bps, t.overhead))
+        .copied()
+        .into_iter()
         .collect()
 }
 
@@ -92,6 +145,64 @@ mod tests {
             parse_tmmbr(&entry(1, 63, 131_071, 0))[0].bitrate_bps,
             u64::MAX
         );
+    }
+
+    #[test]
+    fn a_tmmbn_echoes_the_honoured_request_as_the_rfc_lays_it_out() {
+        let req = parse_tmmbr(&entry(0x5eed_0001, 2, 75_000, 40))[0];
+        let owned = Tmmbr {
+            ssrc: 0x5eed_0001,
+            ..req
+        };
+        let p = tmmbn(0xabcd_0002, &[owned]);
+        // V=2, FMT=4; PT=205; length 4 (five words); sender; media source 0.
+        assert_eq!(&p[..4], &[0x84, 205, 0, 4]);
+        assert_eq!(&p[4..8], &0xabcd_0002u32.to_be_bytes());
+        assert_eq!(&p[8..12], &[0, 0, 0, 0]);
+        // The entry comes back as the requester wrote it.
+        assert_eq!(&p[12..], &entry(0x5eed_0001, 2, 75_000, 40));
+        assert_eq!(parse_tmmbr(&p[12..]), vec![owned]);
+        // No request honoured: the header alone, length 2.
+        assert_eq!(tmmbn(7, &[]), vec![0x84, 205, 0, 2, 0, 0, 0, 7, 0, 0, 0, 0]);
+        // Every bitrate that fits is written back exactly; more than the
+        // format holds is its largest value.
+        let echo = |bps| {
+            let t = Tmmbr {
+                ssrc: 2,
+                bitrate_bps: bps,
+                overhead: 511,
+            };
+            parse_tmmbr(&tmmbn(1, &[t])[12..])[0]
+        };
+        for bps in [
+            0,
+            1,
+            131_071,
+            131_072,
+            300_000,
+            50_000_000 >> 9 << 9,
+            u64::MAX,
+        ] {
+            assert_eq!(echo(bps).bitrate_bps, bps, "{bps}");
+            assert_eq!(echo(bps).overhead, 511);
+        }
+        // One that does not fit is rounded down by less than a part in 2^16.
+        let e = echo(1_999_999).bitrate_bps;
+        assert!(e <= 1_999_999 && 1_999_999 - e < 1_999_999 >> 16, "{e}");
+    }
+
+    #[test]
+    fn the_bounding_set_is_the_strictest_latest_request() {
+        let t = |ssrc, bps| Tmmbr {
+            ssrc,
+            bitrate_bps: bps,
+            overhead: 40,
+        };
+        assert_eq!(
+            bounding_set(&[t(1, 900_000), t(2, 400_000)]),
+            vec![t(2, 400_000)]
+        );
+        assert_eq!(bounding_set(&[]), vec![]);
     }
 
     #[test]

@@ -383,24 +383,45 @@ fn build(
     });
     // A far end's TMMBR about the room's video (RFC 5104): rtpbin parses
     // RTCP but acts only on PLI, FIR and NACK itself; every feedback
-    // message is offered to this signal, on its streaming thread.
+    // message is offered to this signal, on its streaming thread. The box
+    // answers with a TMMBN in its next RTCP compounds, which rtpbin lets a
+    // handler of `on-sending-rtcp` extend.
     if n.video.is_some() {
         if let Some(session) =
             rtpbin.emit_by_name::<Option<gst::glib::Object>>("get-internal-session", &[&1u32])
         {
+            // Shared by the two signal handlers of this one session, on
+            // its streaming threads, and nothing else: a lock held for a
+            // few instructions, not a channel to an actor.
+            let answer = Arc::new(std::sync::Mutex::new(Tmmbn::default()));
+            let noted = answer.clone();
             session.connect("on-feedback-rtcp", false, move |args| {
                 let ty = args.get(1).and_then(|v| v.get::<u32>().ok());
                 let fmt = args.get(2).and_then(|v| v.get::<u32>().ok());
                 if (ty, fmt) != (Some(rtcp::RTPFB), Some(rtcp::FMT_TMMBR)) {
                     return None;
                 }
+                let requester = args.get(3).and_then(|v| v.get::<u32>().ok())?;
                 let fci = args.get(5).and_then(|v| v.get::<gst::Buffer>().ok())?;
                 let map = fci.map_readable().ok()?;
-                if let Some(kbps) = rtcp::tmmbr_ceiling_kbps(&rtcp::parse_tmmbr(&map), tmmbr_floor)
-                {
+                let entries = rtcp::parse_tmmbr(&map);
+                if let Some(kbps) = rtcp::tmmbr_ceiling_kbps(&entries, tmmbr_floor) {
                     on_tmmbr(kbps);
                 }
+                if let Some(t) = entries.iter().min_by_key(|t| t.bitrate_bps) {
+                    noted
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .note(rtcp::Tmmbr {
+                            ssrc: requester,
+                            ..*t
+                        });
+                }
                 None
+            });
+            session.connect("on-sending-rtcp", false, move |args| {
+                let added = args.get(1).is_some_and(|v| append_tmmbn(v, &answer));
+                Some(added.to_value())
             });
         }
     }
@@ -428,6 +449,61 @@ fn build(
         audio,
         received,
     })
+}
+
+/// The TMMBN the box owes: the latest request of each far end, and how
+/// many more RTCP compounds carry the answer. Three, since RTCP goes over
+/// UDP and an MCU that hears nothing repeats its request.
+#[derive(Default)]
+struct Tmmbn {
+    latest: Vec<rtcp::Tmmbr>,
+    repeats: u8,
+}
+
+impl Tmmbn {
+    fn note(&mut self, t: rtcp::Tmmbr) {
+        self.latest.retain(|o| o.ssrc != t.ssrc);
+        self.latest.push(t);
+        self.repeats = 3;
+    }
+}
+
+/// Appends the TMMBN owed, if any, to the compound RTCP packet about to be
+/// sent (`value`, the buffer of `on-sending-rtcp`). True when it did.
+fn append_tmmbn(value: &gst::glib::Value, answer: &std::sync::Mutex<Tmmbn>) -> bool {
+    use gst::glib::translate::ToGlibPtr;
+    // SAFETY: the signal declares its buffer `G_SIGNAL_TYPE_STATIC_SCOPE`:
+    // the value holds rtpsession's own buffer, not a reference taken for
+    // the handlers, so that they can add packets to it (as webrtcbin does).
+    // It stays valid for the handler's call, and is changed only when
+    // GStreamer says it is writable.
+    let buf = unsafe {
+        let ptr = gst::glib::gobject_ffi::g_value_get_boxed(value.to_glib_none().0)
+            as *mut gst::ffi::GstBuffer;
+        if ptr.is_null() || gst::ffi::gst_mini_object_is_writable(ptr.cast()) == 0 {
+            return false;
+        }
+        gst::BufferRef::from_mut_ptr(ptr)
+    };
+    // The SSRC of the compound's first packet (its SR or RR) is the box's
+    // own for this session: the TMMBN's sender. Read from the bytes rather
+    // than the session's properties, whose lock the sender may hold.
+    let mut own = [0u8; 4];
+    if buf.copy_to_slice(4, &mut own).is_err() {
+        return false;
+    }
+    let packet = {
+        let mut a = answer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if a.repeats == 0 {
+            return false;
+        }
+        a.repeats -= 1;
+        rtcp::tmmbn(u32::from_be_bytes(own), &rtcp::bounding_set(&a.latest))
+    };
+    buf.append_memory(gst::Memory::from_slice(packet));
+    true
 }
 
 /// The box's key on `srtpenc_N`; the far end's, for every SSRC it sends
