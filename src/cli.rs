@@ -637,6 +637,7 @@ mod tests {
             degraded: vec![],
             last_session: None,
             uptime_s: 1,
+            schedule: Default::default(),
             media: Default::default(),
             upload: Default::default(),
             call: Default::default(),

@@ -149,6 +149,9 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             Err(e) => tracing::error!("audit trail not sent to the NOC: {e}"),
         }
     }
+    // The scheduler's view goes into the status the supervisor serves.
+    let (schedule_tx, schedule_status) =
+        tokio::sync::watch::channel(crate::core::status::ScheduleStatus::default());
     let sup = supervisor::spawn(
         config.clone(),
         store.clone(),
@@ -157,6 +160,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         media_events,
         upload_stats,
         call_stats,
+        schedule_status,
     )?;
     // The archive upload drains the recording buffer, live stream first.
     let upload_retry = config
@@ -212,6 +216,18 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         sup.phase.clone(),
         button.hint.clone(),
     );
+    // The NOC's scheduled sessions, by the box's own clock; a press during
+    // the warning before a planned end (a hint while live) puts it off.
+    let (schedule, schedule_task) = crate::schedule::spawn(crate::schedule::Deps {
+        config: config.schedule.clone(),
+        supervisor: sup.handle.clone(),
+        phase: sup.phase.clone(),
+        db: store.db().clone(),
+        outbox: outbox.clone(),
+        hints: button.hint.clone(),
+        status: schedule_tx,
+        stopping: stopping.clone(),
+    })?;
     // The screen and speaker run for the daemon's whole life.
     let (test_pattern, pattern_rx) = display::TestSignal::new();
     let (test_tone, tone_rx) = display::TestSignal::new();
@@ -255,6 +271,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         outbox: outbox.clone(),
         store,
         device_key: recorder::keys::id(&device_key),
+        schedule: schedule.clone(),
     })?;
     let socket = config.daemon.socket.clone();
     let listener = api::server::bind(&socket, config.daemon.socket_mode).await?;
@@ -307,6 +324,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     if let Some(task) = sip {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
+    // Stopped with the others; its memory is in the store already.
+    let _ = tokio::time::timeout(Duration::from_secs(1), schedule_task).await;
     // After the session closed, so its last events can still go out; then
     // `offline`, so the NOC sees a clean stop rather than `lost`.
     if let Some((handle, task)) = mqtt {

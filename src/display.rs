@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::config::{Config, Language};
 use crate::core::session::{Degradation, Phase};
 pub use crate::core::status::LinkQuality;
-use crate::core::status::{Hint, Status};
+use crate::core::status::{Hint, ScheduleNotice, Status};
 use crate::core::words::{self, display as say};
 use crate::media::pipeline;
 use crate::media::runner::{launch, Running};
@@ -114,7 +114,16 @@ pub fn screen(
         Phase::Idle if s.call.state == crate::core::status::CallState::Ringing => {
             out.center = say::ringing(lang).into()
         }
-        Phase::Idle => out.center = say::idle(lang, name),
+        Phase::Idle => {
+            out.center = say::idle(lang, name);
+            if let Some(n) = &s.schedule.next {
+                out.center = format!(
+                    "{}\n\n{}",
+                    out.center,
+                    say::next_session(lang, n.weekday, &n.local_start, n.starts_in_s.unwrap_or(-1))
+                );
+            }
+        }
         Phase::Starting => out.center = say::starting(lang).into(),
         Phase::Stopping => out.center = say::stopping(lang).into(),
         Phase::Fault => {
@@ -145,12 +154,23 @@ pub fn screen(
             } else if !feed.configured && !call.configured {
                 out.center = say::in_progress(lang, name);
             }
+            // The planned end comes before anything else the centre says:
+            // the room has minutes to react.
+            match &s.schedule.notice {
+                Some(ScheduleNotice::EndsAt { end }) => out.center = say::ends_at(lang, end),
+                Some(ScheduleNotice::Extended { end }) => out.center = say::extended(lang, end),
+                None => {}
+            }
         }
     }
     if let (Some(n), Phase::Idle | Phase::Fault) = (notice, s.phase) {
         out.center = format!("{}\n\n⚠ {n}", out.center);
     }
-    if let Some(h) = hint {
+    // A press during the warning shows the new end, not the hold hint.
+    if let (Some(h), false) = (
+        hint,
+        matches!(s.schedule.notice, Some(ScheduleNotice::Extended { .. })),
+    ) {
         out.center = h.to_owned();
     }
     out
@@ -366,6 +386,7 @@ mod tests {
             media: MediaStats::default(),
             upload: Default::default(),
             call: Default::default(),
+            schedule: Default::default(),
         }
     }
 
@@ -455,6 +476,62 @@ mod tests {
             N,
         );
         assert_eq!(s.center, "Giữ nút 2 giây để kết thúc");
+    }
+
+    #[test]
+    fn the_standby_screen_shows_the_next_scheduled_session_and_counts_down() {
+        use crate::core::status::ScheduledSession;
+        let mut st = status(Phase::Idle);
+        let next = ScheduledSession {
+            occurrence: "site/thu/2026-11-26T08:00".into(),
+            title: "Tiếp công dân".into(),
+            start: chrono::DateTime::default(),
+            local_start: "2026-11-27T08:00".into(),
+            weekday: 4,
+            starts_in_s: Some(86_400),
+            end: None,
+            local_end: None,
+            session: None,
+        };
+        st.schedule.next = Some(next.clone());
+        let s = screen(Language::Vi, &st, 2500, None, None, N);
+        assert!(
+            s.center.ends_with("Phiên tiếp theo: Thứ Năm 27/11, 08:00"),
+            "{}",
+            s.center
+        );
+        st.schedule.next = Some(ScheduledSession {
+            starts_in_s: Some(585),
+            ..next
+        });
+        let s = screen(Language::Vi, &st, 2500, None, None, N);
+        assert!(s.center.ends_with("bắt đầu sau 9:45"), "{}", s.center);
+    }
+
+    #[test]
+    fn the_planned_end_is_announced_and_a_press_shows_the_new_end() {
+        let mut st = status(Phase::Live);
+        st.schedule.notice = Some(ScheduleNotice::EndsAt {
+            end: "11:00".into(),
+        });
+        let s = screen(Language::Vi, &st, 2500, None, None, N);
+        assert_eq!(
+            s.center,
+            "Phiên sẽ kết thúc lúc 11:00 — nhấn nút để tiếp tục"
+        );
+        // The press's own hint gives way to the new end.
+        st.schedule.notice = Some(ScheduleNotice::Extended {
+            end: "11:15".into(),
+        });
+        let s = screen(
+            Language::Vi,
+            &st,
+            2500,
+            Some("Giữ nút 2 giây để kết thúc"),
+            None,
+            N,
+        );
+        assert_eq!(s.center, "Phiên được kéo dài đến 11:15");
     }
 
     #[test]

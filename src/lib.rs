@@ -26,6 +26,7 @@ pub mod media;
 pub mod mqtt;
 pub mod provision;
 pub mod recorder;
+pub mod schedule;
 pub mod sip;
 pub mod store;
 pub mod supervisor;

@@ -128,6 +128,7 @@ struct Supervisor {
     announced_live: Option<String>,
     upload: watch::Receiver<crate::core::status::UploadStats>,
     call: watch::Receiver<crate::core::status::CallStats>,
+    schedule: watch::Receiver<crate::core::status::ScheduleStatus>,
     fault: Option<String>,
     last_session: Option<SessionRecord>,
     /// Callers of `start` waiting for Live (or failure).
@@ -153,6 +154,10 @@ fn audit_who(origin: &Origin) -> Option<crate::core::audit::Who> {
             detail: Some(from.clone()),
             ..Who::via("call")
         }),
+        Origin::Schedule(occurrence) => Some(Who {
+            detail: Some(occurrence.clone()),
+            ..Who::via("schedule")
+        }),
         Origin::Daemon(why) => Some(Who {
             detail: Some(why.clone()),
             ..Who::via("daemon")
@@ -168,6 +173,7 @@ pub struct Spawned {
 }
 
 /// Recover from any crash, then start the actor.
+#[allow(clippy::too_many_arguments)] // each is one actor's channel end; a struct would only rename them
 pub fn spawn(
     config: Config,
     store: Store,
@@ -176,6 +182,7 @@ pub fn spawn(
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
     upload: watch::Receiver<crate::core::status::UploadStats>,
     call: watch::Receiver<crate::core::status::CallStats>,
+    schedule: watch::Receiver<crate::core::status::ScheduleStatus>,
 ) -> Result<Spawned, StoreError> {
     let now = Utc::now();
     let recovered = store.recover(now)?;
@@ -232,6 +239,7 @@ pub fn spawn(
         announced_live: None,
         upload,
         call,
+        schedule,
         fault: None,
         last_session,
         start_waiters: Vec::new(),
@@ -492,6 +500,7 @@ impl Supervisor {
             media,
             upload: self.upload.borrow().clone(),
             call,
+            schedule: self.schedule.borrow().clone(),
         }
     }
 

@@ -81,6 +81,17 @@ const TABLE: &[(&str, &[&str])] = &[
         ],
     ),
     ("button", &["core", "config", "events", "supervisor"]),
+    (
+        "schedule",
+        &[
+            "core",
+            "config",
+            "events",
+            "supervisor",
+            "button",
+            "lifecycle",
+        ],
+    ),
     ("led", &["core", "config", "button", "supervisor"]),
     (
         "display",
@@ -124,7 +135,7 @@ const TABLE: &[(&str, &[&str])] = &[
     (
         "mqtt",
         &[
-            "core", "control", "config", "events", "store", "util", "tls",
+            "core", "control", "config", "events", "store", "util", "tls", "schedule",
         ],
     ),
     (
@@ -150,6 +161,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "util",
             "sip",
             "audit",
+            "schedule",
         ],
     ),
     (

@@ -687,6 +687,7 @@ fn bench_fleet_broadcast() {
                 rx,
                 up_rx,
                 call_rx,
+                tokio::sync::watch::channel(Default::default()).1,
             )
             .unwrap();
             // The command layer as the daemon wires it, with no devices.
@@ -721,6 +722,7 @@ fn bench_fleet_broadcast() {
                 outbox,
                 store,
                 device_key: diemcau::core::device_key::DeviceKeyId::new(&format!("{i:064x}")),
+                schedule: diemcau::schedule::ScheduleHandle::none(),
             })
             .unwrap();
             keep.push((sup, m, _up_tx));
@@ -1580,4 +1582,137 @@ fn the_reference_broker_keeps_each_box_to_its_own_topics() {
         "refused by the ACL: {} lines in the broker's log",
         log.lines().filter(|l| l.contains("Denied")).count()
     );
+}
+
+/// The NOC's schedule, run by the box's own clock. Published retained while
+/// the broker is up; then the broker is gone: the session starts within 2 s
+/// of its time, the room is warned before the planned end, the session ends
+/// at it, and the events reach the NOC once the broker is back. A schedule
+/// the box cannot take is refused with the entry and field named, and the
+/// one it held stays.
+#[test]
+fn a_scheduled_session_runs_by_the_boxs_clock_with_the_broker_down() {
+    let _g = serial();
+    let mut s = setup();
+    let event_topic = format!("diemcau/v1/{SITE}/event");
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-schedule",
+        true,
+        &site_filter(),
+    );
+    let cfg = format!(
+        "{}\n[schedule]\ntime_zone = \"Asia/Ho_Chi_Minh\"\nwarn_before_s = [10]\n",
+        mqtt_config(&s.certs, s.broker.port)
+    );
+    let d = Daemon::start(&cfg);
+    status_msg(&noc, "online", None);
+    let received = |noc: &Noc, revision: u64| {
+        noc.wait_for(
+            &format!("schedule revision {revision} received"),
+            Duration::from_secs(10),
+            |m| {
+                m.topic == event_topic
+                    && m.payload["type"] == "schedule_received"
+                    && (m.payload["revision"] == revision || m.payload["error"].is_string())
+            },
+        )
+        .payload
+    };
+    let topic = format!("diemcau/v1/{SITE}/schedule");
+    // In the box's zone, to the second: 8 s from now, for 14 s.
+    let tz = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+    let start = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 8).unwrap();
+    let end = start + jiff::SignedDuration::from_secs(14);
+    let local = |t: jiff::Timestamp| tz.to_datetime(t).strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    let doc = |revision: u64, extra: &str| {
+        format!(
+            r#"{{"revision": {revision}, "entries": [{{"id": "tiep-dan", "title": "Tiếp công dân",
+            "start": "{}", "end": "{}", "metadata": {{"case": "HS-9"}}{extra}}}]}}"#,
+            local(start),
+            local(end)
+        )
+    };
+    noc.publish_retained(&topic, doc(7, "").as_bytes());
+    assert!(received(&noc, 7)["error"].is_null());
+    // A wrong field: refused, named, and the schedule held stays.
+    noc.publish_retained(&topic, doc(8, r#", "room": 2"#).as_bytes());
+    let refused = received(&noc, 8);
+    let why = refused["error"].as_str().unwrap_or_default();
+    assert!(why.contains("unknown field `room`"), "{refused}");
+    let st = d.status();
+    assert_eq!(st["schedule"]["sources"][0]["revision"], 7, "{st:#}");
+    assert_eq!(st["schedule"]["next"]["title"], "Tiếp công dân", "{st:#}");
+    // The NOC's retained copy must not be the refused one when the box
+    // reconnects: the NOC puts the good one back, as it would.
+    noc.publish_retained(&topic, doc(7, "").as_bytes());
+    std::thread::sleep(Duration::from_millis(500));
+    s.broker.kill9();
+
+    // Live within 2 s of its time, by the box's clock alone.
+    let mut live_at = None;
+    while live_at.is_none() {
+        let st = d.status();
+        if st["phase"] == "live" {
+            live_at = Some(jiff::Timestamp::now());
+            assert_eq!(st["session"]["metadata"]["case"], "HS-9", "{st:#}");
+            assert_eq!(
+                st["schedule"]["current"]["occurrence"],
+                format!("site/tiep-dan/{}", &local(start)[..16]),
+                "{st:#}"
+            );
+        }
+        assert!(
+            jiff::Timestamp::now() < start + jiff::SignedDuration::from_secs(10),
+            "no scheduled session: {st:#}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let late = start.duration_until(live_at.unwrap());
+    println!(
+        "scheduled session live {:.2} s after its time",
+        late.as_secs_f64()
+    );
+    assert!(late.as_secs_f64() < 2.0, "late by {late:?}");
+    // The warning, then the planned end.
+    let mut warned = false;
+    loop {
+        let st = d.status();
+        warned |= st["schedule"]["notice"]["kind"] == "ends_at";
+        if st["phase"] == "idle" {
+            break;
+        }
+        assert!(
+            jiff::Timestamp::now() < end + jiff::SignedDuration::from_secs(8),
+            "the session did not end at its planned end: {st:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let over = end.duration_until(jiff::Timestamp::now());
+    println!("ended {:.2} s after its planned end", over.as_secs_f64());
+    assert!(warned, "no warning on the screen before the planned end");
+    assert!(over.as_secs_f64() > -0.5, "ended early by {over:?}");
+
+    // The broker back: what happened reaches the NOC.
+    s.broker.start();
+    for state in ["started", "warned", "ended"] {
+        let e = noc
+            .wait_for(
+                &format!("scheduled {state}"),
+                Duration::from_secs(20),
+                |m| {
+                    m.topic == event_topic
+                        && m.payload["type"] == "scheduled"
+                        && m.payload["state"] == state
+                },
+            )
+            .payload;
+        println!("{e}");
+        assert_eq!(e["title"], "Tiếp công dân");
+        if state == "ended" {
+            assert_eq!(e["planned"], true, "{e}");
+        }
+    }
 }

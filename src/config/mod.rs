@@ -292,6 +292,17 @@ pub struct Config {
     pub archive: Option<Archive>,
     /// The SIP room endpoint; `None` when `[sip] mode` is `srt`.
     pub sip: Option<sip::Sip>,
+    pub schedule: Schedule,
+}
+
+/// Scheduled sessions: the box's time zone, its groups, and how a planned
+/// end is announced and put off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub time_zone: jiff::tz::TimeZone,
+    pub time_zone_name: String,
+    pub groups: Vec<String>,
+    pub rules: crate::core::schedule::Rules,
 }
 
 /// An S3-compatible object store.
@@ -460,7 +471,9 @@ impl Config {
             uplink.peer.is_some(),
             return_feed.peer.is_some(),
         )?;
+        let schedule = validate_schedule(raw.schedule)?;
         Ok(Config {
+            schedule,
             sip,
             recording,
             archive,
@@ -478,6 +491,65 @@ impl Config {
             mqtt,
         })
     }
+}
+
+fn validate_schedule(raw: raw::RawSchedule) -> Result<Schedule, Problem> {
+    use jiff::SignedDuration;
+    let time_zone = jiff::tz::TimeZone::get(&raw.time_zone).map_err(|_| {
+        problem(
+            "schedule",
+            "time_zone",
+            format!(
+                "'{}' is not a time zone the box knows; expected an IANA name such as Asia/Ho_Chi_Minh",
+                raw.time_zone
+            ),
+        )
+    })?;
+    for g in &raw.groups {
+        if g.is_empty()
+            || g.len() > 64
+            || g == "all"
+            || !g
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(problem(
+                "schedule",
+                "groups",
+                format!(
+                    "'{g}' is not a group name; expected 1 to 64 lowercase letters, digits, '-' or '_' (and not 'all')"
+                ),
+            ));
+        }
+    }
+    if raw.groups.len() > 16 {
+        return Err(problem(
+            "schedule",
+            "groups",
+            format!("{} groups; a box belongs to at most 16", raw.groups.len()),
+        ));
+    }
+    let mut warn = raw.warn_before_s.clone();
+    for w in &warn {
+        range("schedule", "warn_before_s", *w, 10, 3600)?;
+    }
+    warn.sort_unstable_by(|a, b| b.cmp(a));
+    warn.dedup();
+    range("schedule", "extend_min", raw.extend_min, 1, 240)?;
+    range("schedule", "late_start_min", raw.late_start_min, 0, 240)?;
+    Ok(Schedule {
+        time_zone,
+        time_zone_name: raw.time_zone,
+        groups: raw.groups,
+        rules: crate::core::schedule::Rules {
+            warn_before: warn
+                .into_iter()
+                .map(|s| SignedDuration::from_secs(s as i64))
+                .collect(),
+            extend_by: SignedDuration::from_mins(raw.extend_min as i64),
+            late_start: SignedDuration::from_mins(raw.late_start_min as i64),
+        },
+    })
 }
 
 fn validate_site(raw: raw::RawSite) -> Result<Site, Problem> {

@@ -37,6 +37,30 @@ pub struct RawConfig {
     pub mqtt: RawMqtt,
     #[serde(default)]
     pub sip: RawSip,
+    #[serde(default)]
+    pub schedule: RawSchedule,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSchedule {
+    pub time_zone: String,
+    pub groups: Vec<String>,
+    pub warn_before_s: Vec<u64>,
+    pub extend_min: u64,
+    pub late_start_min: u64,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        Self {
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+            groups: Vec::new(),
+            warn_before_s: vec![300, 60],
+            extend_min: 15,
+            late_start_min: 30,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

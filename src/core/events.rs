@@ -86,6 +86,23 @@ pub enum EventKind {
         far_chain_head: Option<String>,
         closing: bool,
     },
+    /// A scheduled occurrence (`occurrence`: `SOURCE/ENTRY/LOCAL-START`):
+    /// `started` (its session is live, `late_s` after its time), `skipped`
+    /// (`reason`: `already_live`, `box_was_off`, `failed`), `warned` (the
+    /// room was told the session ends at `end`), `extended` (a press during
+    /// the warning moved the end to `end`), `ended` (`planned`: at its
+    /// planned end, or earlier by someone's hand).
+    Scheduled(Scheduled),
+    /// A schedule or the holiday list arrived from the NOC (`source`:
+    /// `site`, `group/NAME` or `holidays`): taken, or refused with `error`
+    /// (the box keeps the one it had).
+    ScheduleReceived {
+        source: String,
+        revision: u64,
+        entries: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A record of the audit trail (`diemcau audit`): who did what to the
     /// recordings or the box. `hash` links it to the record before.
     Audited {
@@ -139,4 +156,25 @@ pub struct Event {
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+/// The `scheduled` event: see [`EventKind::Scheduled`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scheduled {
+    pub occurrence: String,
+    pub title: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_s: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<bool>,
+    /// False when the box's clock was not synchronized: the box acted
+    /// on its best clock, which may be wrong.
+    pub clock_synchronized: bool,
 }

@@ -12,6 +12,7 @@ pub mod device_key;
 pub mod events;
 pub mod net;
 pub mod rtcp;
+pub mod schedule;
 pub mod sdp;
 pub mod secrets;
 pub mod session;

@@ -28,6 +28,75 @@ pub struct Status {
     /// The SIP room endpoint: registration and the conference call.
     #[serde(default)]
     pub call: CallStats,
+    /// Scheduled sessions: the next one, the one running, the clock.
+    #[serde(default)]
+    pub schedule: ScheduleStatus,
+}
+
+/// Where the schedules stand, filled by the scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleStatus {
+    /// The zone the schedules' local times are in.
+    pub time_zone: String,
+    /// The schedules the box holds: `site`, `group/NAME`, `holidays`.
+    pub sources: Vec<ScheduleSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<ScheduledSession>,
+    /// The scheduled session running now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<ScheduledSession>,
+    /// What the room's screen says about it now, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<ScheduleNotice>,
+    pub clock: Clock,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSource {
+    pub source: String,
+    pub revision: u64,
+    pub entries: usize,
+}
+
+/// An occurrence, with its times as the room reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledSession {
+    pub occurrence: String,
+    pub title: String,
+    pub start: chrono::DateTime<chrono::Utc>,
+    /// Local start, `2026-12-03T08:00`, and its weekday (1 Monday to 7
+    /// Sunday).
+    pub local_start: String,
+    pub weekday: u8,
+    /// Seconds until it starts (the next one only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_in_s: Option<i64>,
+    /// The planned end (moved by extensions), and its local time `11:00`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_end: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// A message about the scheduled session on the room's screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ScheduleNotice {
+    /// The session ends at `end` (local `11:00`); a press puts it off.
+    EndsAt { end: String },
+    /// A press just put the end off to `end`.
+    Extended { end: String },
+}
+
+/// The box's clock as the kernel sees it (NTP discipline).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    pub synchronized: bool,
+    /// The kernel's maximum error estimate, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_ms: Option<u64>,
 }
 
 /// Where the conference call stands.
@@ -249,6 +318,7 @@ pub fn origin_name(o: Option<&Origin>) -> String {
         Some(Origin::Mqtt(id)) => format!("mqtt:{id}"),
         Some(Origin::Daemon(why)) => format!("daemon:{why}"),
         Some(Origin::Call(from)) => format!("call:{from}"),
+        Some(Origin::Schedule(occurrence)) => format!("schedule:{occurrence}"),
     }
 }
 

@@ -208,6 +208,28 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             },
         ),
         event(
+            113,
+            EventKind::Scheduled(crate::core::events::Scheduled {
+                occurrence: "site/tiep-dan-thu-5/2026-03-05T08:00".into(),
+                title: "Tiep cong dan dinh ky".into(),
+                state: "started".into(),
+                session: Some("20260305T010000Z-3c4d".into()),
+                late_s: Some(0),
+                end: Some(t0() + chrono::Duration::hours(3)),
+                clock_synchronized: true,
+                ..Default::default()
+            }),
+        ),
+        event(
+            114,
+            EventKind::ScheduleReceived {
+                source: "group/toan-tinh".into(),
+                revision: 0,
+                entries: 0,
+                error: Some("entry 'thu-5', field 'rrule': FREQ=YEARLY is not taken (DAILY, WEEKLY or MONTHLY)".into()),
+            },
+        ),
+        event(
             108,
             EventKind::CallConnected {
                 remote: "sip:8001@mcu.nghean.example".into(),
@@ -329,7 +351,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         "required": hp.keys().filter(|k| *k != "temperature_c").collect::<Vec<_>>(), "properties": hp});
     let event_schema = json!({"type": "object", "required": ["id", "seq", "site", "at", "type"], "description": "fields beyond these depend on type",
         "properties": {"id": s("unique: <site>-<seq>; deduplicate on it"), "seq": i("per box, strictly increasing across restarts"), "site": s("site id"), "at": s("RFC 3339"),
-        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "recording_salvaged", "chain_witness", "audited", "upload_completed", "config_changed", "call_connected", "call_ended", "call_refused"]}}});
+        "type": {"type": "string", "enum": ["button_pressed", "session_starting", "session_started", "session_stopped", "session_interrupted", "session_failed", "degraded", "restored", "disk_alarm", "segment_quarantined", "store_set_aside", "recording_salvaged", "chain_witness", "audited", "scheduled", "schedule_received", "upload_completed", "config_changed", "call_connected", "call_ended", "call_refused"]}}});
     let command_schema = obj(
         &["id", "expires_at"],
         json!({
@@ -356,6 +378,18 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         ("command", "command", "A command; reply on the MQTT 5 response topic with the correlation data and on .../reply.", command_schema,
             vec![json!({"id": "cmd-7", "expires_at": exp, "args": {"metadata": {"case": "HS-2026-001"}}}), json!({"id": "cmd-8", "expires_at": exp})]),
         ("reply", "reply", "The box's answer to a command.", reply_schema, replies.iter().map(|r| to(r)).collect()),
+        ("schedule", "schedule", "Retained, published by the NOC: the box's scheduled sessions (at diemcau/v1/{site}/schedule, and diemcau/v1/group/{group}/schedule for each group in the box's [schedule] groups). Local times in the box's time zone; `rrule` and `exdate` in RFC 5545's vocabulary (FREQ DAILY, WEEKLY or MONTHLY; INTERVAL, COUNT, UNTIL, BYDAY, BYMONTHDAY, WKST=MO). An empty retained message clears it. The box answers with a `schedule_received` event.",
+            obj(&["entries"], json!({
+                "revision": i("the NOC's revision, echoed in the box's status"),
+                "entries": {"type": "array", "items": obj(&["id", "title", "start"], json!({
+                    "id": s("1 to 64 letters, digits, '-', '_', '.'"), "title": s("shown on the standby screen"),
+                    "start": s("first start, local: 2026-03-05T08:00"), "end": s("planned end of the first occurrence, local, within 24 h; each lasts as long"),
+                    "rrule": s("RFC 5545 RRULE value"), "exdate": {"type": "array", "items": s("local start or date left out")},
+                    "metadata": {"type": "object", "description": "case metadata, as session.start takes it"}}))}})),
+            vec![json!({"revision": 4, "entries": [{"id": "tiep-dan-thu-5", "title": "Tiep cong dan dinh ky", "start": "2026-03-05T08:00", "end": "2026-03-05T11:00", "rrule": "FREQ=WEEKLY;BYDAY=TH", "exdate": ["2026-04-30T08:00"], "metadata": {"kind": "dinh-ky"}}]})]),
+        ("holidays", "holidays", "Retained, published by the NOC at diemcau/v1/all/holidays: the province's holidays, dates (Tet follows the lunar calendar); every recurring entry skips them.",
+            obj(&["dates"], json!({"revision": i("the NOC's revision"), "dates": {"type": "array", "items": s("YYYY-MM-DD")}})),
+            vec![json!({"revision": 2, "dates": ["2027-02-05", "2027-02-06", "2027-02-08", "2027-04-30", "2027-05-01", "2027-09-02"]})]),
     ]
 }
 
@@ -380,6 +414,8 @@ pub fn document() -> String {
         let (address, action) = match ch {
             "command" => ("diemcau/v1/{site}/cmd/{name}", "receive"),
             "reply" => ("diemcau/v1/{site}/cmd/{name}/reply", "send"),
+            "schedule" => ("diemcau/v1/{site}/schedule", "receive"),
+            "holidays" => ("diemcau/v1/all/holidays", "receive"),
             other => (leak(format!("diemcau/v1/{{site}}/{other}")), "send"),
         };
         let mut params =

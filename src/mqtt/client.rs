@@ -66,6 +66,8 @@ pub struct Deps {
     /// The key the box signs recordings with, announced in the retained
     /// status for the NOC to compare with the enrolled one.
     pub device_key: DeviceKeyId,
+    /// Where the NOC's schedules go.
+    pub schedule: crate::schedule::ScheduleHandle,
 }
 
 enum Ctl {
@@ -163,6 +165,8 @@ pub fn spawn(deps: Deps) -> Result<Option<(MqttHandle, tokio::task::JoinHandle<(
         state_seq: 0,
         sampler: Sampler::default(),
         done_tx: mpsc::unbounded_channel().0,
+        groups: deps.config.schedule.groups.clone(),
+        schedule: deps.schedule,
     };
     let (client, eventloop) = AsyncClient::new(actor.options(), REQUEST_CAPACITY);
     let (tx, rx) = mpsc::channel(4);
@@ -200,6 +204,9 @@ struct Actor {
     state_seq: u64,
     sampler: Sampler,
     done_tx: mpsc::UnboundedSender<Done>,
+    /// The box's groups, whose schedules it reads.
+    groups: Vec<String>,
+    schedule: crate::schedule::ScheduleHandle,
 }
 
 impl Actor {
@@ -371,7 +378,12 @@ impl Actor {
             broker = %self.cfg.brokers[self.broker % self.cfg.brokers.len()],
             "MQTT connected"
         );
-        for f in self.topics.command_filters() {
+        for f in self
+            .topics
+            .command_filters()
+            .into_iter()
+            .chain(self.topics.schedule_filters(&self.groups))
+        {
             if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
                 tracing::error!("cannot subscribe to {f}: {e}");
             }
@@ -632,6 +644,18 @@ impl Actor {
 
     fn on_command(&mut self, client: &AsyncClient, p: Publish) {
         let topic = String::from_utf8_lossy(&p.topic).into_owned();
+        // Schedules are retained documents, not commands: no reply, and the
+        // scheduler ignores a copy it already holds.
+        if let Some(source) = self.topics.parse_schedule(&topic, &self.groups) {
+            let taken = self.schedule.document(crate::schedule::Document {
+                source: source.clone(),
+                payload: p.payload.to_vec(),
+            });
+            if !taken {
+                tracing::warn!("the {source} schedule arrived while the scheduler was busy; the next connect brings it again");
+            }
+            return;
+        }
         let props = p.properties.unwrap_or_default();
         let mut to = ReplyTo {
             name: String::new(),

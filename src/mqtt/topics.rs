@@ -72,6 +72,44 @@ impl Topics {
     }
 
     /// A command topic for `site` (NOC side).
+    /// The retained schedules the box reads: its own, each of its groups',
+    /// and the province's holidays.
+    pub fn schedule_filters(&self, groups: &[String]) -> Vec<String> {
+        let mut out = vec![
+            self.leaf("schedule"),
+            format!("{}/{ALL}/holidays", self.prefix),
+        ];
+        out.extend(groups.iter().map(|g| Self::group_schedule(&self.prefix, g)));
+        out
+    }
+
+    pub fn group_schedule(prefix: &str, group: &str) -> String {
+        format!("{}/group/{group}/schedule", prefix.trim_matches('/'))
+    }
+
+    pub fn holidays(prefix: &str) -> String {
+        format!("{}/{ALL}/holidays", prefix.trim_matches('/'))
+    }
+
+    pub fn schedule_for(prefix: &str, site: &str) -> String {
+        format!("{}/{site}/schedule", prefix.trim_matches('/'))
+    }
+
+    /// Which schedule a topic carries: `site`, `group/NAME` or `holidays`;
+    /// `None` for any other topic.
+    pub fn parse_schedule(&self, topic: &str, groups: &[String]) -> Option<String> {
+        if topic == self.leaf("schedule") {
+            return Some("site".into());
+        }
+        if topic == Self::holidays(&self.prefix) {
+            return Some("holidays".into());
+        }
+        groups
+            .iter()
+            .find(|g| topic == Self::group_schedule(&self.prefix, g))
+            .map(|g| format!("group/{g}"))
+    }
+
     pub fn command_for(prefix: &str, site: &str, name: &str) -> String {
         format!("{}/{site}/cmd/{name}", prefix.trim_matches('/'))
     }

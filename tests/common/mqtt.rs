@@ -353,6 +353,15 @@ impl Noc {
             .unwrap();
     }
 
+    /// Publish `payload` retained at `topic` (QoS 1): a document the box
+    /// reads whenever it connects, such as its schedule.
+    pub fn publish_retained(&self, topic: &str, payload: &[u8]) {
+        let c = self.client.clone();
+        self.rt
+            .block_on(c.publish(topic, QoS::AtLeastOnce, true, payload.to_vec()))
+            .unwrap();
+    }
+
     /// Replies on the response topic for command `id`, in arrival order.
     pub fn replies(&self, id: &str) -> Vec<Value> {
         self.msgs()

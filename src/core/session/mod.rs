@@ -37,6 +37,8 @@ pub enum Origin {
     Daemon(String),
     /// A conference call the box answered (the caller's SIP URI).
     Call(String),
+    /// The NOC's schedule (the occurrence's key).
+    Schedule(String),
 }
 
 /// How a session ended.

@@ -109,6 +109,71 @@ pub fn hold_to_end(lang: Language, hold: std::time::Duration) -> String {
     }
 }
 
+/// The weekday's name, 1 Monday to 7 Sunday.
+fn weekday(lang: Language, d: u8) -> &'static str {
+    const VI: [&str; 7] = [
+        "Thứ Hai",
+        "Thứ Ba",
+        "Thứ Tư",
+        "Thứ Năm",
+        "Thứ Sáu",
+        "Thứ Bảy",
+        "Chủ Nhật",
+    ];
+    const EN: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let i = usize::from(d.clamp(1, 7) - 1);
+    lang.pick(VI[i], EN[i])
+}
+
+/// The standby screen's line about the next scheduled session, from its
+/// local start (`2026-12-03T08:00`): its day and time, and in the last ten
+/// minutes a countdown.
+pub fn next_session(lang: Language, weekday_no: u8, local_start: &str, starts_in_s: i64) -> String {
+    if (0..600).contains(&starts_in_s) {
+        let (m, s) = (starts_in_s / 60, starts_in_s % 60);
+        return match lang {
+            Language::Vi => format!("Phiên tiếp theo bắt đầu sau {m}:{s:02}"),
+            Language::En => format!("The next session starts in {m}:{s:02}"),
+        };
+    }
+    let (date, time) = local_start.split_once('T').unwrap_or((local_start, ""));
+    let mut ymd = date.split('-');
+    let (_, month, day) = (
+        ymd.next(),
+        ymd.next().unwrap_or(""),
+        ymd.next().unwrap_or(""),
+    );
+    let when = format!("{} {day}/{month}, {time}", weekday(lang, weekday_no));
+    match lang {
+        Language::Vi => format!("Phiên tiếp theo: {when}"),
+        Language::En => format!("Next session: {when}"),
+    }
+}
+
+/// The warning before a scheduled session's planned end.
+pub fn ends_at(lang: Language, end: &str) -> String {
+    match lang {
+        Language::Vi => format!("Phiên sẽ kết thúc lúc {end} — nhấn nút để tiếp tục"),
+        Language::En => format!("The session ends at {end} — press the button to continue"),
+    }
+}
+
+/// After a press during the warning.
+pub fn extended(lang: Language, end: &str) -> String {
+    match lang {
+        Language::Vi => format!("Phiên được kéo dài đến {end}"),
+        Language::En => format!("The session goes on until {end}"),
+    }
+}
+
 /// The slate over black in the encoded picture while the camera is lost:
 /// the hub and the recording see it, so it says why there is no picture.
 pub fn camera_lost_slate(lang: Language) -> &'static str {
