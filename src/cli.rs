@@ -3,6 +3,7 @@
 
 mod keys;
 mod recordings;
+mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,7 +133,8 @@ pub enum FleetCommand {
         #[arg(long, default_value_t = 2)]
         wait: u64,
     },
-    /// Send a command to a site id or to `all`; prints each box's replies.
+    /// Send a command to a site id, to `all`, or to `group/NAME`; prints
+    /// each box's replies.
     Cmd {
         target: String,
         /// e.g. session.start, session.stop, diagnostics, camera.preset, rebirth.
@@ -149,6 +151,12 @@ pub enum FleetCommand {
     Keys {
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// Scheduled sessions: publish, show or clear a site's, a group's
+    /// schedule or the province's holidays (retained).
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
     },
 }
 
@@ -283,6 +291,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 }
                 // Returned above, before the broker is required.
                 FleetCommand::Keys { .. } => unreachable!("fleet keys is handled first"),
+                FleetCommand::Schedule { command } => schedule::run(command, &noc),
             }
         }
         Command::Camera { command } => {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::button::Hint;
 use crate::core::events::{EventKind, Scheduled};
 use crate::core::schedule::{self as plan, Occurrence, Planner, Schedule, Step};
-use crate::core::session::{Origin, Phase};
+use crate::core::session::{Origin, Phase, GROUP_SESSION};
 use crate::core::status::{
     Clock, ScheduleNotice, ScheduleSource, ScheduleStatus, ScheduledSession,
 };
@@ -355,6 +355,14 @@ impl Scheduler {
                 let mut metadata = occurrence.metadata.clone();
                 metadata.insert("schedule".into(), occurrence.key.clone());
                 metadata.insert("title".into(), occurrence.title.clone());
+                // A group's occurrence (or one that a group's shares): every
+                // member's session carries the same group session id.
+                if let Some(g) = std::iter::once(&occurrence.key)
+                    .chain(&occurrence.also)
+                    .find(|k| k.starts_with("group/"))
+                {
+                    metadata.insert(GROUP_SESSION.into(), g.clone());
+                }
                 self.starting.insert(
                     occurrence.key.clone(),
                     (occurrence.title.clone(), late.as_secs()),

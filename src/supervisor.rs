@@ -450,6 +450,10 @@ impl Supervisor {
                 self.outbox.emit(EventKind::SessionStarting {
                     session: session.id.clone(),
                     by: origin_name(Some(&session.started_by)),
+                    group_session: session
+                        .metadata
+                        .get(crate::core::session::GROUP_SESSION)
+                        .cloned(),
                 });
             }
             State::Stopping { session, .. } => {

@@ -1716,3 +1716,170 @@ fn a_scheduled_session_runs_by_the_boxs_clock_with_the_broker_down() {
         }
     }
 }
+
+/// Groups: three boxes, two in `huyen-x`, all three in `toan-tinh`. A
+/// `session.start` sent to `group/huyen-x` starts exactly its two members,
+/// each answering for itself, and both sessions carry the one group session
+/// id (in the state, the `session_starting` event and the session's
+/// metadata, which the manifest takes); the third box hears nothing. The
+/// fleet CLI publishes a group schedule that every member takes, refuses a
+/// wrong file without publishing it, and shows what the broker holds.
+#[test]
+fn a_group_command_reaches_exactly_its_members() {
+    let _g = serial();
+    let s = setup();
+    let noc = Noc::connect(
+        &s.certs,
+        s.broker.port,
+        "noc-groups",
+        true,
+        &["diemcau/v1/#".to_owned()],
+    );
+    let sites = [("grp-a", true), ("grp-b", true), ("grp-c", false)];
+    let boxes: Vec<Daemon> = sites
+        .iter()
+        .map(|(site, member)| {
+            let text = mqtt_config(&s.certs, s.broker.port)
+                .replace(&format!("id = \"{SITE}\""), &format!("id = \"{site}\""));
+            let groups = if *member {
+                r#"["huyen-x", "toan-tinh"]"#
+            } else {
+                r#"["toan-tinh"]"#
+            };
+            Daemon::start(&format!("{text}\n[schedule]\ngroups = {groups}\n"))
+        })
+        .collect();
+    for (site, _) in sites {
+        let topic = format!("diemcau/v1/{site}/status");
+        noc.wait_for(&format!("{site} online"), Duration::from_secs(15), |m| {
+            m.topic == topic && m.payload["status"] == "online"
+        });
+    }
+    noc.send(
+        "group/huyen-x",
+        "session.start",
+        cmd("grp-1", json!({"metadata": {"case": "HS-7"}})),
+        "grp-1",
+    );
+    let t0 = Instant::now();
+    let done = |noc: &Noc| -> Vec<String> {
+        let mut v: Vec<String> = noc
+            .replies("grp-1")
+            .into_iter()
+            .filter(|r| r["status"] == "done")
+            .map(|r| r["site"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    while done(&noc).len() < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "replies: {:?}",
+            noc.replies("grp-1")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(done(&noc), ["grp-a", "grp-b"]);
+    assert!(
+        noc.replies("grp-1").iter().all(|r| r["site"] != "grp-c"),
+        "{:?}",
+        noc.replies("grp-1")
+    );
+    assert_eq!(boxes[2].status()["phase"], "idle");
+    for (i, (site, _)) in sites[..2].iter().enumerate() {
+        let st = boxes[i].status();
+        assert_eq!(st["phase"], "live", "{site}: {st:#}");
+        assert_eq!(
+            st["session"]["metadata"]["group_session"], "huyen-x/grp-1",
+            "{site}: {st:#}"
+        );
+        let state_topic = format!("diemcau/v1/{site}/state");
+        noc.wait_for(&format!("{site}'s state"), Duration::from_secs(10), |m| {
+            m.topic == state_topic && m.payload["metadata"]["group_session"] == "huyen-x/grp-1"
+        });
+        let event_topic = format!("diemcau/v1/{site}/event");
+        noc.wait_for(
+            &format!("{site}'s session_starting"),
+            Duration::from_secs(10),
+            |m| {
+                m.topic == event_topic
+                    && m.payload["type"] == "session_starting"
+                    && m.payload["group_session"] == "huyen-x/grp-1"
+            },
+        );
+    }
+
+    // The fleet CLI's schedules, for the whole province's group.
+    let fleet = |args: &[&str]| {
+        let out = Command::new(common::BIN)
+            .args([
+                "fleet",
+                "--broker",
+                &format!("mqtts://localhost:{}", s.broker.port),
+            ])
+            .arg("--ca")
+            .arg(s.certs.join("ca.crt"))
+            .arg("--cert")
+            .arg(s.certs.join("noc.crt"))
+            .arg("--key")
+            .arg(s.certs.join("noc.key"))
+            .args(args)
+            .output()
+            .expect("diemcau fleet");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"entries": [{"id": "tinh", "title": "Tiếp dân toàn tỉnh", "start": "2027-01-07T08:00", "rrule": "FREQ=YEARLY"}]}"#,
+    )
+    .unwrap();
+    let (code, out) = fleet(&["schedule", "set", "group/toan-tinh", bad.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("entry 'tinh', field 'rrule'") && out.contains("is not published"),
+        "{out}"
+    );
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"revision": 2, "entries": [{"id": "tinh", "title": "Tiếp dân toàn tỉnh", "start": "2027-01-07T08:00", "end": "2027-01-07T10:00", "rrule": "FREQ=WEEKLY;BYDAY=TH"}]}"#,
+    )
+    .unwrap();
+    let (code, out) = fleet(&["schedule", "set", "group/toan-tinh", good.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    for (site, _) in sites {
+        let event_topic = format!("diemcau/v1/{site}/event");
+        let e = noc
+            .wait_for(
+                &format!("{site} took the group schedule"),
+                Duration::from_secs(10),
+                |m| m.topic == event_topic && m.payload["type"] == "schedule_received",
+            )
+            .payload;
+        assert_eq!(e["source"], "group/toan-tinh", "{e}");
+        assert_eq!(e["revision"], 2, "{e}");
+    }
+    // Only one schedule_received per box: the refused file never went out.
+    let received = noc
+        .msgs()
+        .iter()
+        .filter(|m| m.topic.ends_with("/event") && m.payload["type"] == "schedule_received")
+        .count();
+    assert_eq!(received, 3);
+    let (code, out) = fleet(&["schedule", "show", "group/toan-tinh", "--days", "400"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Thu 2027-01-07 08:00  tinh  Tiếp dân toàn tỉnh"),
+        "{out}"
+    );
+    let (code, out) = fleet(&["schedule", "clear", "group/toan-tinh"]);
+    assert_eq!(code, Some(0), "{out}");
+}

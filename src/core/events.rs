@@ -20,6 +20,10 @@ pub enum EventKind {
     SessionStarting {
         session: String,
         by: String,
+        /// A multi-point session's group session id (`group_session` in
+        /// its metadata), the same at every member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_session: Option<String>,
     },
     SessionStarted {
         session: String,

@@ -88,6 +88,16 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             codecs: Some("G722/8000 + H264/90000 (SRTP)".into()),
             registered: true,
         }),
+        schedule: Some(super::payload::ScheduleSummary {
+            next: Some(super::payload::ScheduledSummary {
+                occurrence: "site/tiep-dan-thu-5/2026-03-05T08:00".into(),
+                title: "Tiep cong dan dinh ky".into(),
+                start: t0() + chrono::Duration::days(4),
+                end: Some(t0() + chrono::Duration::days(4) + chrono::Duration::hours(3)),
+            }),
+            current: None,
+            clock_synchronized: true,
+        }),
     };
     let health = Health {
         ts: t0().timestamp(),
@@ -132,6 +142,7 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             EventKind::SessionStarting {
                 session: "20260301T080000Z-1a2b".into(),
                 by: "mqtt:cmd-7".into(),
+                group_session: Some("toan-tinh/cmd-7".into()),
             },
         ),
         event(
@@ -336,6 +347,11 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
             "call": {"type": "object", "additionalProperties": false, "required": ["state", "remote", "codecs", "registered"], "description": "only when the box is a SIP room endpoint",
                 "properties": {"state": {"type": "string", "enum": ["idle", "dialing", "ringing", "connected", "redialing"]}, "remote": ns("the conference or the caller (SIP URI)"),
                 "codecs": ns("e.g. G722/8000 + H264/90000 (SRTP)"), "registered": b("registered with the province's SIP server")}},
+            "schedule": {"type": "object", "additionalProperties": false, "required": ["clock_synchronized"], "description": "only when the box holds a schedule: the next scheduled session and the one running (the standby screen shows the next, with a countdown in its last 10 minutes)",
+                "properties": {
+                    "next": {"type": "object", "additionalProperties": false, "required": ["occurrence", "title", "start"], "properties": {"occurrence": s("SOURCE/ENTRY/LOCAL-START"), "title": s("the entry's title"), "start": s("RFC 3339"), "end": s("planned end, RFC 3339")}},
+                    "current": {"type": "object", "additionalProperties": false, "required": ["occurrence", "title", "start"], "properties": {"occurrence": s("SOURCE/ENTRY/LOCAL-START"), "title": s("the entry's title"), "start": s("RFC 3339"), "end": s("planned end, moved by extensions, RFC 3339")}},
+                    "clock_synchronized": b("the box's clock is synchronized; when not, it runs the schedule by its best clock")}},
         }),
     );
     let health_value = to(&health);

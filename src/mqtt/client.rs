@@ -33,14 +33,14 @@ use super::command::{self, CommandReply, Envelope, ReplyStatus};
 use super::health::Sampler;
 use super::payload::{Presence, StateMsg, StatusMsg};
 use super::seen::Seen;
-use super::topics::Topics;
+use super::topics::{Scope, Topics};
 use super::MqttError;
 use crate::config::{self, Config};
 use crate::control::Control;
 use crate::core::backoff::Backoff;
 use crate::core::command::Command;
 use crate::core::device_key::DeviceKeyId;
-use crate::core::session::Phase;
+use crate::core::session::{Phase, GROUP_SESSION};
 use crate::core::status::ErrorCode;
 use crate::events::Outbox;
 use crate::store::Store;
@@ -380,7 +380,7 @@ impl Actor {
         );
         for f in self
             .topics
-            .command_filters()
+            .command_filters(&self.groups)
             .into_iter()
             .chain(self.topics.schedule_filters(&self.groups))
         {
@@ -664,8 +664,8 @@ impl Actor {
                 .filter(|t| !t.is_empty() && !t.contains(['+', '#'])),
             correlation: props.correlation_data,
         };
-        let name = match self.topics.parse_command(&topic) {
-            Ok((_scope, name)) => name,
+        let (scope, name) = match self.topics.parse_command(&topic, &self.groups) {
+            Ok(sn) => sn,
             Err(e) => {
                 tracing::warn!("ignored message: {e}");
                 if to.response_topic.is_some() {
@@ -682,7 +682,7 @@ impl Actor {
             return;
         }
         let now = Utc::now();
-        let env = match command::parse(&name, &p.payload, now, self.cfg.command_max_ttl) {
+        let mut env = match command::parse(&name, &p.payload, now, self.cfg.command_max_ttl) {
             Ok(env) => env,
             Err(rej) => {
                 let r = self.reply(rej.id, &name, rej.status, Some(rej.reason), None);
@@ -715,6 +715,12 @@ impl Actor {
                 self.publish_reply(client, &to, &r);
                 return;
             }
+        }
+        // A session started for a group: every member's session carries the
+        // one group session id (the group and the command's id), so the hub
+        // and the archive can line the communes' recordings up.
+        if let (Scope::Group(g), Command::SessionStart { metadata }) = (&scope, &mut env.command) {
+            metadata.insert(GROUP_SESSION.into(), format!("{g}/{}", env.id));
         }
         self.execute(client, env, to);
     }

@@ -73,7 +73,8 @@ fn options(noc: &Noc) -> Result<MqttOptions, FleetError> {
     Ok(o)
 }
 
-/// Send `name` with `args` to `target` (a site id or `all`) and collect
+/// Send `name` with `args` to `target` (a site id, `all`, or `group/NAME`)
+/// and collect
 /// replies for `wait`. Returns the replies, by site, in arrival order.
 pub async fn command(
     noc: &Noc,
@@ -142,7 +143,7 @@ pub async fn command(
                 let final_reply = !matches!(v["status"].as_str(), Some("accepted"));
                 replies.entry(site).or_default().push(v);
                 // One box answered for good: nothing more to wait for.
-                if target != "all" && final_reply {
+                if target != "all" && !target.starts_with("group/") && final_reply {
                     break;
                 }
             }
@@ -178,6 +179,72 @@ pub async fn statuses(noc: &Noc, wait: Duration) -> Result<BTreeMap<String, Valu
                 let site = topic.split('/').rev().nth(1).unwrap_or("?").to_owned();
                 let v = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
                 out.insert(site, v);
+            }
+            _ => {}
+        }
+    }
+    let _ = client.disconnect().await;
+    Ok(out)
+}
+
+/// Publish `payload` retained at `topic` (QoS 1) and wait for the broker's
+/// acknowledgement: a document every box reads when it connects. An empty
+/// payload removes what was retained.
+pub async fn publish_retained(noc: &Noc, topic: &str, payload: Vec<u8>) -> Result<(), FleetError> {
+    let opts = options(noc)?;
+    let (client, mut el) = AsyncClient::new(opts, 10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = match tokio::time::timeout_at(deadline, el.poll()).await {
+            Err(_) => {
+                return Err(FleetError::Mqtt(
+                    "no acknowledgement from the broker in 10 s".into(),
+                ))
+            }
+            Ok(Err(e)) => return Err(FleetError::Mqtt(e.to_string())),
+            Ok(Ok(ev)) => ev,
+        };
+        match ev {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                client
+                    .publish(topic.to_owned(), QoS::AtLeastOnce, true, payload.clone())
+                    .await
+                    .map_err(|e| FleetError::Mqtt(e.to_string()))?;
+            }
+            Event::Incoming(Packet::PubAck(_)) => break,
+            _ => {}
+        }
+    }
+    let _ = client.disconnect().await;
+    Ok(())
+}
+
+/// What the broker retains at `topic`, if anything, within `wait`.
+pub async fn retained(
+    noc: &Noc,
+    topic: &str,
+    wait: Duration,
+) -> Result<Option<Vec<u8>>, FleetError> {
+    let opts = options(noc)?;
+    let (client, mut el) = AsyncClient::new(opts, 10);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut out = None;
+    loop {
+        let ev = match tokio::time::timeout_at(deadline, el.poll()).await {
+            Err(_) => break,
+            Ok(Err(e)) => return Err(FleetError::Mqtt(e.to_string())),
+            Ok(Ok(ev)) => ev,
+        };
+        match ev {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                client
+                    .subscribe(topic.to_owned(), QoS::AtLeastOnce)
+                    .await
+                    .map_err(|e| FleetError::Mqtt(e.to_string()))?;
+            }
+            Event::Incoming(Packet::Publish(p)) if p.retain => {
+                out = Some(p.payload.to_vec());
+                break;
             }
             _ => {}
         }

@@ -124,6 +124,31 @@ pub struct StateMsg {
     /// Only when `[sip]` is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<CallSummary>,
+    /// Only when the box holds a schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSummary>,
+}
+
+/// The schedule in the state: the next occurrence and the one running.
+/// Times only, no countdown, so that the state changes when they do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<ScheduledSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<ScheduledSummary>,
+    /// The box's clock is synchronized; when not, it runs the schedule by
+    /// its best clock.
+    pub clock_synchronized: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledSummary {
+    pub occurrence: String,
+    pub title: String,
+    pub start: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
 }
 
 impl StateMsg {
@@ -141,6 +166,19 @@ impl StateMsg {
             since: sess.map(|r| r.live_at.unwrap_or(r.requested_at)),
             degraded: s.degraded.clone(),
             fault: s.fault.clone(),
+            schedule: (!s.schedule.sources.is_empty()).then(|| {
+                let summary = |o: &crate::core::status::ScheduledSession| ScheduledSummary {
+                    occurrence: o.occurrence.clone(),
+                    title: o.title.clone(),
+                    start: o.start,
+                    end: o.end,
+                };
+                ScheduleSummary {
+                    next: s.schedule.next.as_ref().map(summary),
+                    current: s.schedule.current.as_ref().map(summary),
+                    clock_synchronized: s.schedule.clock.synchronized,
+                }
+            }),
             call: s.call.configured.then(|| CallSummary {
                 state: s.call.state,
                 remote: s.call.remote.clone(),

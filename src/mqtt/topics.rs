@@ -1,6 +1,8 @@
 //! The topic tree, pure: `PREFIX/<site>/{status,state,health,event}`,
 //! `PREFIX/<site>/cmd/<name>` (and `.../reply`), fleet-wide
-//! `PREFIX/all/cmd/<name>`.
+//! `PREFIX/all/cmd/<name>`, a group's `PREFIX/group/<group>/cmd/<name>`;
+//! the NOC's retained schedules at `PREFIX/<site>/schedule`,
+//! `PREFIX/group/<group>/schedule` and `PREFIX/all/holidays`.
 
 /// The site segment that addresses every box.
 pub const ALL: &str = "all";
@@ -12,13 +14,19 @@ pub struct Topics {
 }
 
 /// Where an incoming command was addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// This box.
     Site,
     /// Every box (`PREFIX/all/cmd/<name>`).
     Fleet,
+    /// A group this box belongs to (`[schedule] groups`), every member
+    /// answering for itself.
+    Group(String),
 }
+
+/// Where group commands and schedules live: `PREFIX/group/<group>/...`.
+pub const GROUP: &str = "group";
 
 /// Why an incoming topic is not a command for this box.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +35,8 @@ pub enum TopicError {
     NotCommand(String),
     #[error("topic '{topic}' addresses site '{site}', not this box")]
     OtherSite { topic: String, site: String },
+    #[error("topic '{topic}' addresses group '{group}', which this box is not in")]
+    OtherGroup { topic: String, group: String },
 }
 
 impl Topics {
@@ -64,11 +74,18 @@ impl Topics {
     }
 
     /// The subscriptions: this box's commands and fleet-wide ones.
-    pub fn command_filters(&self) -> [String; 2] {
-        [
+    /// The box's commands, the fleet's, and each of its groups'.
+    pub fn command_filters(&self, groups: &[String]) -> Vec<String> {
+        let mut out = vec![
             format!("{}/{}/cmd/+", self.prefix, self.site),
             format!("{}/{ALL}/cmd/+", self.prefix),
-        ]
+        ];
+        out.extend(
+            groups
+                .iter()
+                .map(|g| format!("{}/{GROUP}/{g}/cmd/+", self.prefix)),
+        );
+        out
     }
 
     /// A command topic for `site` (NOC side).
@@ -84,7 +101,7 @@ impl Topics {
     }
 
     pub fn group_schedule(prefix: &str, group: &str) -> String {
-        format!("{}/group/{group}/schedule", prefix.trim_matches('/'))
+        format!("{}/{GROUP}/{group}/schedule", prefix.trim_matches('/'))
     }
 
     pub fn holidays(prefix: &str) -> String {
@@ -115,12 +132,34 @@ impl Topics {
     }
 
     /// Split an incoming topic into its scope and command name.
-    pub fn parse_command(&self, topic: &str) -> Result<(Scope, String), TopicError> {
+    pub fn parse_command(
+        &self,
+        topic: &str,
+        groups: &[String],
+    ) -> Result<(Scope, String), TopicError> {
         let not = || TopicError::NotCommand(topic.to_owned());
         let rest = topic
             .strip_prefix(self.prefix.as_str())
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(not)?;
+        if let Some(g) = rest.strip_prefix(GROUP).and_then(|r| r.strip_prefix('/')) {
+            let mut parts = g.split('/');
+            let (Some(group), Some("cmd"), Some(name), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(not());
+            };
+            if !groups.iter().any(|m| m == group) {
+                return Err(TopicError::OtherGroup {
+                    topic: topic.to_owned(),
+                    group: group.to_owned(),
+                });
+            }
+            if name.is_empty() {
+                return Err(not());
+            }
+            return Ok((Scope::Group(group.to_owned()), name.to_owned()));
+        }
         let mut parts = rest.split('/');
         let (Some(site), Some("cmd"), Some(name), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -156,26 +195,65 @@ mod tests {
             t.reply("diagnostics"),
             "diemcau/v1/xa-01/cmd/diagnostics/reply"
         );
-        assert_eq!(t.command_filters()[1], "diemcau/v1/all/cmd/+");
+        assert_eq!(t.command_filters(&[])[1], "diemcau/v1/all/cmd/+");
+        assert_eq!(
+            t.command_filters(&["toan-tinh".into()])[2],
+            "diemcau/v1/group/toan-tinh/cmd/+"
+        );
     }
 
     #[test]
     fn parses_command_topics() {
         let t = Topics::new("diemcau/v1", "xa-01");
         assert_eq!(
-            t.parse_command("diemcau/v1/xa-01/cmd/session.start"),
+            t.parse_command("diemcau/v1/xa-01/cmd/session.start", &[]),
             Ok((Scope::Site, "session.start".into()))
         );
         assert_eq!(
-            t.parse_command("diemcau/v1/all/cmd/rebirth"),
+            t.parse_command("diemcau/v1/all/cmd/rebirth", &[]),
             Ok((Scope::Fleet, "rebirth".into()))
         );
         assert!(matches!(
-            t.parse_command("diemcau/v1/xa-02/cmd/rebirth"),
+            t.parse_command("diemcau/v1/xa-02/cmd/rebirth", &[]),
             Err(TopicError::OtherSite { .. })
         ));
-        assert!(t.parse_command("diemcau/v1/xa-01/cmd/x/reply").is_err());
-        assert!(t.parse_command("other/xa-01/cmd/x").is_err());
-        assert!(t.parse_command("diemcau/v1/xa-01/cmd/").is_err());
+        assert!(t
+            .parse_command("diemcau/v1/xa-01/cmd/x/reply", &[])
+            .is_err());
+        assert!(t.parse_command("other/xa-01/cmd/x", &[]).is_err());
+        assert!(t.parse_command("diemcau/v1/xa-01/cmd/", &[]).is_err());
+    }
+
+    #[test]
+    fn parses_group_commands_and_schedules_of_its_own_groups_only() {
+        let t = Topics::new("diemcau/v1", "xa-01");
+        let groups = ["huyen-a".to_owned()];
+        assert_eq!(
+            t.parse_command("diemcau/v1/group/huyen-a/cmd/session.start", &groups),
+            Ok((Scope::Group("huyen-a".into()), "session.start".into()))
+        );
+        assert!(matches!(
+            t.parse_command("diemcau/v1/group/huyen-b/cmd/session.start", &groups),
+            Err(TopicError::OtherGroup { .. })
+        ));
+        assert!(t
+            .parse_command("diemcau/v1/group/huyen-a/cmd/x/reply", &groups)
+            .is_err());
+        assert_eq!(
+            t.parse_schedule("diemcau/v1/group/huyen-a/schedule", &groups),
+            Some("group/huyen-a".into())
+        );
+        assert_eq!(
+            t.parse_schedule("diemcau/v1/group/huyen-b/schedule", &groups),
+            None
+        );
+        assert_eq!(
+            t.parse_schedule("diemcau/v1/xa-01/schedule", &groups),
+            Some("site".into())
+        );
+        assert_eq!(
+            t.parse_schedule("diemcau/v1/all/holidays", &groups),
+            Some("holidays".into())
+        );
     }
 }

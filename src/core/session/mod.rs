@@ -23,6 +23,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The metadata key of a multi-point session's group session id: the same
+/// in every member's session, state, events and manifest (a group command's
+/// `GROUP/COMMAND-ID`, or a group schedule's occurrence), so the hub and the
+/// archive can line the communes' recordings up. Each box's own session
+/// keeps its own id and its own recording.
+pub const GROUP_SESSION: &str = "group_session";
+
 /// Who or what asked for a transition; kept in the session record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
