@@ -111,22 +111,10 @@ pub fn spawn(d: Deps) -> Result<(ScheduleHandle, tokio::task::JoinHandle<()>), S
     Ok((ScheduleHandle { tx }, task))
 }
 
-/// The kernel's view of the clock: synchronized by NTP, and its maximum
-/// error. A box whose clock was never set still runs its schedule by it,
-/// and says so.
+/// The kernel's view of the clock (`util::clock`): a box whose clock was
+/// never set still runs its schedule by it, and says so.
 pub fn clock() -> Clock {
-    // SAFETY: adjtimex with `modes = 0` only reads the kernel's clock
-    // state into the zeroed struct it is given.
-    let (state, tx) = unsafe {
-        let mut tx: libc::timex = std::mem::zeroed();
-        let state = libc::adjtimex(&mut tx);
-        (state, tx)
-    };
-    let synchronized = state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0;
-    Clock {
-        synchronized,
-        max_error_ms: (state >= 0).then(|| (tx.maxerror.max(0) as u64) / 1000),
-    }
+    crate::util::clock()
 }
 
 struct Scheduler {

@@ -707,6 +707,116 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
     session
 }
 
+/// The NOC's schedule in the booted box: published retained, a session
+/// 90 s ahead in the box's zone (Asia/Ho_Chi_Minh) for 40 s. The standby
+/// screen gains the countdown line (more text than the plain standby
+/// screen, and changing as it counts); the session starts by itself, with
+/// no command and no press, and ends at its planned end.
+fn scheduled_session_by_itself(noc: &Noc, vm: &Vm, ph: &mut Phases) {
+    let (state_topic, event_topic) = (
+        format!("diemcau/v1/{SITE}/state"),
+        format!("diemcau/v1/{SITE}/event"),
+    );
+    // The middle of the screen, where the standby words are (the clock
+    // at the foot, which changes every second, is left out).
+    let band = |w: usize, h: usize, rgb: &[u8]| rgb[w * 3 * (h / 4)..w * 3 * (h * 4 / 5)].to_vec();
+    // White text there.
+    let bright = |rgb: &[u8]| {
+        rgb.chunks_exact(3)
+            .filter(|p| p[0] > 200 && p[1] > 200 && p[2] > 200)
+            .count()
+    };
+    let (w, h, plain) = vm.screenshot("standby-plain");
+    let plain = band(w, h, &plain);
+    let tz = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+    let start = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 90).unwrap();
+    let end = start + jiff::SignedDuration::from_secs(40);
+    let local = |t: jiff::Timestamp| tz.to_datetime(t).strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    let doc = json!({"revision": 1, "entries": [{"id": "vr", "title": "Tiếp công dân (thử)",
+        "start": local(start), "end": local(end), "metadata": {"case": "VR-LICH"}}]});
+    noc.publish_retained(
+        &format!("diemcau/v1/{SITE}/schedule"),
+        &serde_json::to_vec(&doc).unwrap(),
+    );
+    noc.wait_for("the schedule taken", Duration::from_secs(60), |m| {
+        m.topic == event_topic
+            && m.payload["type"] == "schedule_received"
+            && m.payload["revision"] == 1
+    });
+    let next = noc
+        .wait_for(
+            "the next session in the state",
+            Duration::from_secs(60),
+            |m| m.topic == state_topic && m.payload["schedule"]["next"]["title"].is_string(),
+        )
+        .payload;
+    eprintln!("state: next {}", next["schedule"]["next"]);
+    ph.done("schedule published, taken, the next session in the state");
+    // The countdown on the standby screen: a line more than the plain
+    // screen, and it counts.
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, _, a) = vm.screenshot("standby-countdown");
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, _, b) = vm.screenshot("standby-countdown-2");
+    let (a, b) = (band(w, h, &a), band(w, h, &b));
+    let (p, ca, cb) = (bright(&plain), bright(&a), bright(&b));
+    eprintln!("white pixels: plain standby {p}, with the countdown {ca} and {cb}");
+    assert!(
+        ca > p + 1000 && cb > p + 1000,
+        "no countdown line on the standby screen (white pixels {p} → {ca}, {cb}); console:\n{}",
+        vm.tail()
+    );
+    assert_ne!(a, b, "the countdown does not count");
+    ph.done("the standby screen counts down to the scheduled session");
+    // By itself: live with the schedule's metadata, then idle at the end.
+    let occurrence = format!("site/vr/{}", &local(start)[..16]);
+    let live = noc
+        .try_wait_for(Duration::from_secs(240), |m| {
+            m.topic == state_topic
+                && m.payload["phase"] == "live"
+                && m.payload["metadata"]["schedule"] == occurrence.as_str()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the scheduled session did not start; console:\n{}",
+                vm.tail()
+            )
+        })
+        .payload;
+    let session = live["session"].as_str().unwrap().to_owned();
+    let late = start.duration_until(jiff::Timestamp::now());
+    eprintln!(
+        "scheduled session {session} live, seen at the NOC {:.1} s after its time",
+        late.as_secs_f64()
+    );
+    ph.done("the scheduled session started by itself");
+    noc.try_wait_for(Duration::from_secs(240), |m| {
+        m.topic == state_topic
+            && m.payload["phase"] == "idle"
+            && m.payload["last_session"]["id"] == session.as_str()
+    })
+    .unwrap_or_else(|| panic!("the scheduled session did not end; console:\n{}", vm.tail()));
+    let ended = noc
+        .wait_for(
+            "the scheduled session ended",
+            Duration::from_secs(60),
+            |m| {
+                m.topic == event_topic
+                    && m.payload["type"] == "scheduled"
+                    && m.payload["state"] == "ended"
+            },
+        )
+        .payload;
+    eprintln!("{ended}");
+    assert_eq!(ended["planned"], true, "{ended}");
+    let over = end.duration_until(jiff::Timestamp::now());
+    eprintln!(
+        "ended, seen at the NOC {:.1} s after its planned end",
+        over.as_secs_f64()
+    );
+    ph.done("the scheduled session ended at its planned end");
+}
+
 /// Distinct colours in a screenshot (sampled): a standby screen has a
 /// handful, moving video has thousands.
 fn colours(rgb: &[u8]) -> usize {
@@ -1479,7 +1589,11 @@ fn virtual_bridge_room() {
         );
     }
 
-    // 9. The setup partition after the box took it in: the private key and
+    // 9. The NOC's schedule: a session that starts and ends by itself,
+    // announced on the standby screen.
+    scheduled_session_by_itself(&noc, &vm, &mut ph);
+
+    // 10. The setup partition after the box took it in: the private key and
     // the SRT passphrase are off it, and the result is written for the
     // technician.
     vm.shutdown(Duration::from_secs(120));

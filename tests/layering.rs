@@ -90,6 +90,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "supervisor",
             "button",
             "lifecycle",
+            "util",
         ],
     ),
     ("led", &["core", "config", "button", "supervisor"]),

@@ -777,17 +777,23 @@ impl Planner {
                 }
                 Some(_) => {
                     if let Some(end) = c.end {
-                        for w in &rules.warn_before {
-                            let at = end - *w;
-                            if now >= at && now < end && !c.warned.contains(&w.as_secs()) {
-                                c.warned.push(w.as_secs());
-                                steps.push(Step::Warn {
-                                    key: c.key.clone(),
-                                    title: c.title.clone(),
-                                    end,
-                                    left: now.duration_until(end),
-                                });
-                            }
+                        // Every threshold passed since the last look: one
+                        // warning (a short session passes several at once).
+                        let due: Vec<i64> = rules
+                            .warn_before
+                            .iter()
+                            .filter(|w| now >= end - **w && now < end)
+                            .map(|w| w.as_secs())
+                            .filter(|w| !c.warned.contains(w))
+                            .collect();
+                        if !due.is_empty() {
+                            c.warned.extend(due);
+                            steps.push(Step::Warn {
+                                key: c.key.clone(),
+                                title: c.title.clone(),
+                                end,
+                                left: now.duration_until(end),
+                            });
                         }
                         if now >= end && !c.stopping {
                             c.stopping = true;

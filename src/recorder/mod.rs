@@ -94,13 +94,7 @@ impl RecorderHandle {
 
 /// Whether the system clock is synchronised (kernel NTP state).
 pub fn time_synced() -> bool {
-    // SAFETY: adjtimex with modes = 0 only reads the kernel's clock state
-    // into the zeroed struct we own.
-    unsafe {
-        let mut t: libc::timex = std::mem::zeroed();
-        let state = libc::adjtimex(&mut t);
-        state != libc::TIME_ERROR && state >= 0 && (t.status & libc::STA_UNSYNC) == 0
-    }
+    crate::util::clock().synchronized
 }
 
 /// What recovery found, for the log and the NOC.

@@ -320,6 +320,21 @@ fn a_session_starts_on_time_is_warned_extended_and_ends_as_planned() {
 }
 
 #[test]
+fn a_session_shorter_than_the_warnings_is_warned_once() {
+    let (tz, mut occ) = thursday();
+    occ[0].end = Some(at(&tz, "2026-12-03T08:00:50"));
+    let r = rules();
+    let mut p = Planner::default();
+    p.tick(at(&tz, "2026-12-03T08:00"), &occ, None, &r);
+    p.started(&occ[0].key, "S1");
+    let steps = p.tick(at(&tz, "2026-12-03T08:00:01"), &occ, Some("S1"), &r);
+    assert!(matches!(&steps[..], [Step::Warn { .. }]), "{steps:?}");
+    assert!(p
+        .tick(at(&tz, "2026-12-03T08:00:30"), &occ, Some("S1"), &r)
+        .is_empty());
+}
+
+#[test]
 fn the_button_ends_it_early_and_a_live_room_skips_it() {
     let (tz, occ) = thursday();
     let r = rules();

@@ -136,8 +136,8 @@ words! {
             "Check the network cable or modem, and the IP settings",
         ),
         TimeSync => (
-            "Giờ ghi trong biên bản có thể sai: kiểm tra mạng và dịch vụ systemd-timesyncd",
-            "Recording times may be wrong: check the network and systemd-timesyncd",
+            "Giờ ghi trong biên bản và giờ bắt đầu các phiên theo lịch có thể sai (hộp vẫn chạy lịch theo đồng hồ của nó): kiểm tra mạng và dịch vụ systemd-timesyncd",
+            "Recording times, and when scheduled sessions start, may be wrong (the box still runs its schedule by its own clock): check the network and systemd-timesyncd",
         ),
         CopyDeviceCert => (
             "Chép chứng chỉ của thiết bị vào phân vùng cấu hình",
