@@ -135,6 +135,23 @@ pub fn restore_snapshot(state_dir: &Path, db: &sled::Db, name: &str) -> std::io:
     Ok(n)
 }
 
+/// The kernel's view of the clock: synchronized by NTP (`adjtimex`), and
+/// its maximum error estimate. The recorder notes it in each manifest, the
+/// scheduler in each event, doctor reports it.
+pub fn clock() -> crate::core::status::Clock {
+    // SAFETY: adjtimex with `modes = 0` only reads the kernel's clock
+    // state into the zeroed struct it is given.
+    let (state, tx) = unsafe {
+        let mut tx: libc::timex = std::mem::zeroed();
+        let state = libc::adjtimex(&mut tx);
+        (state, tx)
+    };
+    crate::core::status::Clock {
+        synchronized: state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0,
+        max_error_ms: (state >= 0).then(|| (tx.maxerror.max(0) as u64) / 1000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,22 +178,5 @@ mod tests {
             let u = random_unit();
             assert!((0.0..1.0).contains(&u));
         }
-    }
-}
-
-/// The kernel's view of the clock: synchronized by NTP (`adjtimex`), and
-/// its maximum error estimate. The recorder notes it in each manifest, the
-/// scheduler in each event, doctor reports it.
-pub fn clock() -> crate::core::status::Clock {
-    // SAFETY: adjtimex with `modes = 0` only reads the kernel's clock
-    // state into the zeroed struct it is given.
-    let (state, tx) = unsafe {
-        let mut tx: libc::timex = std::mem::zeroed();
-        let state = libc::adjtimex(&mut tx);
-        (state, tx)
-    };
-    crate::core::status::Clock {
-        synchronized: state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0,
-        max_error_ms: (state >= 0).then(|| (tx.maxerror.max(0) as u64) / 1000),
     }
 }
