@@ -152,6 +152,20 @@ pub enum FleetCommand {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// A JPEG still of a box's camera or screen, saved to a file (the
+    /// box records who took it in its audit trail).
+    Snapshot {
+        site: String,
+        /// camera (what the encoder gets) or screen (what the room sees).
+        #[arg(long, default_value = "camera")]
+        source: String,
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        wait: u64,
+    },
     /// Scheduled sessions: publish, show or clear a site's, a group's
     /// schedule or the province's holidays (retained).
     Schedule {
@@ -292,6 +306,45 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 // Returned above, before the broker is required.
                 FleetCommand::Keys { .. } => unreachable!("fleet keys is handled first"),
                 FleetCommand::Schedule { command } => schedule::run(command, &noc),
+                FleetCommand::Snapshot {
+                    site,
+                    source,
+                    width,
+                    out,
+                    wait,
+                } => {
+                    let replies = rt.block_on(crate::mqtt::fleet::command(
+                        &noc,
+                        &site,
+                        "snapshot",
+                        serde_json::json!({"source": source, "width": width}),
+                        Duration::from_secs(wait),
+                    ))?;
+                    let Some(r) = replies.get(&site).and_then(|rs| rs.last()) else {
+                        bail!("{site} did not answer in {wait} s");
+                    };
+                    if r["status"] != "done" {
+                        bail!(
+                            "{site}: {} — {}",
+                            r["status"].as_str().unwrap_or("?"),
+                            r["error"].as_str().unwrap_or("")
+                        );
+                    }
+                    use base64::Engine;
+                    let jpeg = base64::engine::general_purpose::STANDARD
+                        .decode(r["result"]["jpeg_base64"].as_str().unwrap_or_default())
+                        .context("the still in the reply is not base64")?;
+                    std::fs::write(&out, &jpeg)
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    println!(
+                        "{site}: {source} {}x{}, {} bytes, saved to {}",
+                        r["result"]["width"],
+                        r["result"]["height"],
+                        jpeg.len(),
+                        out.display()
+                    );
+                    Ok(0)
+                }
             }
         }
         Command::Camera { command } => {

@@ -19,7 +19,7 @@ use crate::audit::Auditor;
 use crate::camera::{PresetError, Presets};
 use crate::config::{Language, VideoSource};
 use crate::core::audit::Who;
-use crate::core::command::{self, Command, CommandError, PresetAction, Transport};
+use crate::core::command::{self, Command, CommandError, PresetAction, StillSource, Transport};
 use crate::core::session::{Origin, Phase};
 use crate::core::status::ErrorCode;
 use crate::lifecycle::Restart;
@@ -77,6 +77,8 @@ fn audited(cmd: &Command) -> Option<(&'static str, Option<String>)> {
         Command::RecordingVerify { id } => Some(("recording.verify", Some(id.clone()))),
         Command::RecordingDelete { id, .. } => Some(("recording.delete", Some(id.clone()))),
         Command::Reboot => Some(("reboot", None)),
+        // A still shows people's faces.
+        Command::Snapshot { source, .. } => Some(("snapshot", Some(source.as_str().to_owned()))),
         _ => None,
     }
 }
@@ -107,6 +109,11 @@ pub struct Deps {
     pub display: Option<crate::display::TestSignal>,
     pub speaker: Option<crate::display::TestSignal>,
     pub upload: Option<crate::upload::RetryHandle>,
+    /// Stills: the camera's frame from the media engine (or the camera
+    /// itself when no session runs it), the screen's from the display.
+    pub media: Option<crate::media::MediaHandle>,
+    pub screen: Option<crate::display::ScreenHandle>,
+    pub video: Option<crate::config::Video>,
     pub config_path: PathBuf,
     pub site_id: String,
     pub language: Language,
@@ -380,7 +387,67 @@ impl Control {
                 self.test_signal(d.speaker.as_ref(), "speaker", seconds)
                     .await
             }
+            Command::Snapshot { source, width } => self.snapshot(source, width).await,
         }
+    }
+
+    /// A still, as JPEG in the reply (base64). The conversion runs on a
+    /// blocking thread: a JPEG encode, or opening an idle camera, takes
+    /// longer than an async worker may be held.
+    async fn snapshot(&self, source: StillSource, width: u32) -> Result<Value, CommandError> {
+        use crate::media::snapshot;
+        let d = &self.d;
+        let still = match source {
+            StillSource::Screen => {
+                let screen = d
+                    .screen
+                    .as_ref()
+                    .ok_or_else(|| CommandError::rejected("no screen is configured"))?;
+                let frame = screen.frame().await.ok_or_else(|| {
+                    CommandError::failed(
+                        "the screen has drawn nothing yet (is it running? see diemcau doctor)",
+                    )
+                })?;
+                tokio::task::spawn_blocking(move || snapshot::jpeg(&frame, width)).await
+            }
+            StillSource::Camera => {
+                let media = d
+                    .media
+                    .as_ref()
+                    .ok_or_else(|| CommandError::rejected("no camera on this box"))?;
+                match media.camera_frame().await {
+                    Some(frame) => {
+                        tokio::task::spawn_blocking(move || snapshot::jpeg(&frame, width)).await
+                    }
+                    None => {
+                        // Idle: the camera is free for a few frames of our own.
+                        let video = d
+                            .video
+                            .clone()
+                            .ok_or_else(|| CommandError::rejected("no camera on this box"))?;
+                        tokio::task::spawn_blocking(move || snapshot::camera_once(&video, width))
+                            .await
+                    }
+                }
+            }
+        }
+        .map_err(|e| CommandError::failed(format!("the still was not taken: {e}")))?
+        .map_err(|e| CommandError::failed(format!("the still was not taken: {e}")))?;
+        if still.jpeg.len() > command::STILL_MAX_BYTES {
+            return Err(CommandError::rejected(format!(
+                "the still is {} KB, more than the {} KB a reply carries: ask a smaller width",
+                still.jpeg.len() / 1024,
+                command::STILL_MAX_BYTES / 1024
+            )));
+        }
+        use base64::Engine;
+        Ok(json!({
+            "source": source.as_str(),
+            "width": still.width,
+            "height": still.height,
+            "bytes": still.jpeg.len(),
+            "jpeg_base64": base64::engine::general_purpose::STANDARD.encode(&still.jpeg),
+        }))
     }
 
     /// The quick checks of `cmd`, made before a transport says `accepted`:

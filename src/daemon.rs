@@ -231,6 +231,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     // The screen and speaker run for the daemon's whole life.
     let (test_pattern, pattern_rx) = display::TestSignal::new();
     let (test_tone, tone_rx) = display::TestSignal::new();
+    let (screen, screen_requests) = display::screen_channel();
     let display = display::spawn(
         config.clone(),
         sup.handle.clone(),
@@ -240,6 +241,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         )),
         pattern_rx,
         tone_rx,
+        screen_requests,
     );
     // The command layer: every operator command, from the socket or MQTT.
     let control = control::Control::new(control::Deps {
@@ -257,6 +259,10 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             .then_some(test_pattern),
         speaker: (!matches!(config.speaker, crate::config::SpeakerSink::None)).then_some(test_tone),
         upload: upload_retry,
+        media: Some(media.clone()),
+        screen: (!matches!(config.display.sink, crate::config::DisplaySink::None))
+            .then_some(screen),
+        video: Some(config.video.clone()),
         config_path: config.path.clone(),
         site_id: config.site.id.clone(),
         language: config.daemon.language,

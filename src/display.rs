@@ -180,17 +180,44 @@ pub fn screen(
 const PATTERN: &str = "test pattern";
 const TONE: &str = "test tone";
 
+/// Asks the display actor for the screen's last frame (`snapshot`).
+#[derive(Clone)]
+pub struct ScreenHandle {
+    tx: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Option<gst::Sample>>>,
+}
+
+/// The display actor's end of [`ScreenHandle`].
+pub struct ScreenRequests(
+    tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Option<gst::Sample>>>,
+);
+
+pub fn screen_channel() -> (ScreenHandle, ScreenRequests) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    (ScreenHandle { tx }, ScreenRequests(rx))
+}
+
+impl ScreenHandle {
+    /// What the room's screen shows now, as the screen's sink last drew it
+    /// (`None` with no screen, or none drawn yet).
+    pub async fn frame(&self) -> Option<gst::Sample> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(tx).await.ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
 /// Start the display actor. `hints` carries short messages from the button,
 /// `pattern` and `tone` until when to show the test pattern and play the
-/// test tone ([`TestSignal`]).
+/// test tone ([`TestSignal`]), `shots` requests for the screen's still.
 pub fn spawn(
     config: Config,
     sup: SupervisorHandle,
     hints: Option<watch::Receiver<Option<Hint>>>,
     pattern: watch::Receiver<Option<std::time::Instant>>,
     tone: watch::Receiver<Option<std::time::Instant>>,
+    shots: ScreenRequests,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(config, sup, hints, pattern, tone))
+    tokio::spawn(run(config, sup, hints, pattern, tone, shots))
 }
 
 async fn run(
@@ -199,6 +226,7 @@ async fn run(
     hints: Option<watch::Receiver<Option<Hint>>>,
     pattern_until: watch::Receiver<Option<std::time::Instant>>,
     tone_until: watch::Receiver<Option<std::time::Instant>>,
+    ScreenRequests(mut shots): ScreenRequests,
 ) {
     let display_desc = pipeline::display(&config.display);
     let speaker_desc = pipeline::speaker(&config.speaker);
@@ -227,6 +255,13 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
+            Some(reply) = shots.recv() => {
+                let frame = display
+                    .as_ref()
+                    .and_then(|d| d.pipeline.by_name(pipeline::SCREEN_SINK))
+                    .and_then(|e| crate::media::snapshot::last_frame(&e));
+                let _ = reply.send(frame);
+            }
             Some((which, msg)) = bus_rx.recv() => {
                 if let gst::MessageView::Error(e) = msg.view() {
                     tracing::warn!("{which} pipeline failed: {}; restarting it in 2 s", e.error());

@@ -130,6 +130,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "lifecycle",
             "doctor",
             "audit",
+            "media",
         ],
     ),
     ("api", &["core", "control", "util"]),

@@ -709,6 +709,9 @@ fn bench_fleet_broadcast() {
                 display: None,
                 speaker: None,
                 upload: None,
+                media: None,
+                screen: None,
+                video: None,
                 config_path: config.path.clone(),
                 site_id: config.site.id.clone(),
                 language: config.daemon.language,
@@ -1882,4 +1885,181 @@ fn a_group_command_reaches_exactly_its_members() {
     );
     let (code, out) = fleet(&["schedule", "clear", "group/toan-tinh"]);
     assert_eq!(code, Some(0), "{out}");
+}
+
+/// The picture as RGB, `w` × `h`, decoded by ffmpeg (not by the code that
+/// wrote the JPEG).
+fn decode_jpeg(file: &Path, w: u32, h: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args([
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            &format!("{w}x{h}"),
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Stills for the NOC, through the fleet CLI: the room's screen idle (the
+/// standby screen: dark, with white words) and during the display test (its
+/// colour bars), the camera idle (the camera opened for the still) and
+/// live (its last frame, the session's stream going on). Each is a JPEG
+/// ffmpeg decodes at the width asked; each is in the audit trail; a wrong
+/// source is refused and names what is taken.
+#[test]
+fn snapshots_of_the_camera_and_the_screen_idle_and_live() {
+    let _g = serial();
+    let s = setup();
+    let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-stills", true, &site_filter());
+    status_msg(&noc, "online", None);
+    let dir = tempfile::tempdir().unwrap();
+    let still = |source: &str, width: &str, name: &str| -> (bool, String, PathBuf) {
+        let file = dir.path().join(name);
+        let out = Command::new(common::BIN)
+            .args([
+                "fleet",
+                "--broker",
+                &format!("mqtts://localhost:{}", s.broker.port),
+            ])
+            .arg("--ca")
+            .arg(s.certs.join("ca.crt"))
+            .arg("--cert")
+            .arg(s.certs.join("noc.crt"))
+            .arg("--key")
+            .arg(s.certs.join("noc.key"))
+            .args([
+                "snapshot", SITE, "--source", source, "--width", width, "--out",
+            ])
+            .arg(&file)
+            .output()
+            .expect("diemcau fleet");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+            file,
+        )
+    };
+    let bright = |rgb: &[u8]| {
+        rgb.chunks_exact(3)
+            .filter(|p| p[0] > 200 && p[1] > 200 && p[2] > 200)
+            .count()
+    };
+    let mean =
+        |rgb: &[u8]| rgb.iter().map(|v| u64::from(*v)).sum::<u64>() / rgb.len().max(1) as u64;
+
+    // The standby screen (1280 × 720 here): 320 wide, as asked; dark, with
+    // white words.
+    let (ok, out, file) = still("screen", "320", "standby.jpg");
+    assert!(ok, "{out}");
+    println!("{out}");
+    assert!(out.contains("screen 320x180"), "{out}");
+    let rgb = decode_jpeg(&file, 160, 90);
+    assert!(
+        mean(&rgb) < 80 && bright(&rgb) > 20,
+        "mean {} bright {}",
+        mean(&rgb),
+        bright(&rgb)
+    );
+
+    // The display test's colour bars.
+    noc.send(
+        SITE,
+        "display.test",
+        cmd("dt-1", json!({"seconds": 8})),
+        "dt-1",
+    );
+    noc.wait_reply("dt-1", "done", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, out, file) = still("screen", "640", "bars.jpg");
+    assert!(ok, "{out}");
+    let rgb = decode_jpeg(&file, 160, 90);
+    let yellow = rgb
+        .chunks_exact(3)
+        .filter(|p| p[0] > 150 && p[1] > 150 && p[2] < 80)
+        .count();
+    let cyan = rgb
+        .chunks_exact(3)
+        .filter(|p| p[0] < 80 && p[1] > 150 && p[2] > 150)
+        .count();
+    assert!(
+        yellow > 500 && cyan > 500,
+        "no colour bars: yellow {yellow}, cyan {cyan}"
+    );
+
+    // The camera while idle: opened for the still; the synthetic ball on
+    // black. Never wider than the camera's own 320 × 240.
+    let (ok, out, file) = still("camera", "640", "camera-idle.jpg");
+    assert!(ok, "{out}");
+    assert!(out.contains("camera 320x240"), "{out}");
+    let rgb = decode_jpeg(&file, 160, 120);
+    assert!(
+        bright(&rgb) > 10 && mean(&rgb) < 100,
+        "no ball: {}",
+        bright(&rgb)
+    );
+
+    // Live: the camera's last frame, and the stream goes on.
+    d.start_session();
+    std::thread::sleep(Duration::from_secs(1));
+    let before = d.status()["media"]["video_frames_encoded"]
+        .as_u64()
+        .unwrap_or(0);
+    let (ok, out, file) = still("camera", "160", "camera-live.jpg");
+    assert!(ok, "{out}");
+    assert!(out.contains("camera 160x120"), "{out}");
+    let rgb = decode_jpeg(&file, 160, 120);
+    assert!(bright(&rgb) > 10, "no ball while live");
+    std::thread::sleep(Duration::from_secs(1));
+    let st = d.status();
+    let after = st["media"]["video_frames_encoded"].as_u64().unwrap_or(0);
+    assert!(
+        after > before + 20,
+        "the stream stalled around the still: {before} → {after}"
+    );
+    assert_eq!(st["phase"], "live");
+
+    // A wrong source: refused, saying what is taken.
+    let (ok, out, _) = still("ceiling", "640", "no.jpg");
+    assert!(
+        !ok && out.contains("expected \"camera\" or \"screen\""),
+        "{out}"
+    );
+    // Every still taken is in the audit trail, with what it showed.
+    let audit: Value = serde_json::from_slice(&d.cli(&["audit", "--json"]).stdout).unwrap();
+    let stills: Vec<(&str, &str)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "snapshot")
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap_or_default(),
+                r["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stills,
+        [
+            ("screen", "done"),
+            ("screen", "done"),
+            ("camera", "done"),
+            ("camera", "done")
+        ],
+        "{audit:#}"
+    );
 }

@@ -54,6 +54,30 @@ pub enum PresetAction {
     Delete,
 }
 
+/// Which still `snapshot` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StillSource {
+    /// What the camera sends to the encoder.
+    Camera,
+    /// What the people in the room see on the screen.
+    Screen,
+}
+
+impl StillSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StillSource::Camera => "camera",
+            StillSource::Screen => "screen",
+        }
+    }
+}
+
+/// The largest still (JPEG bytes) a reply carries: base64 makes it a third
+/// larger, so the reply stays within 200 KB, which brokers' defaults and
+/// the NOC's dashboards take without trouble.
+pub const STILL_MAX_BYTES: usize = 150 * 1024;
+
 /// A validated command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -111,6 +135,11 @@ pub enum Command {
     },
     SpeakerTest {
         seconds: u64,
+    },
+    /// A JPEG still of the camera or the screen, `width` pixels wide.
+    Snapshot {
+        source: StillSource,
+        width: u32,
     },
 }
 
@@ -177,6 +206,7 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "reboot", summary: "Reboot the box (not during a session; [mqtt] allow_reboot).", args: &[], result: "{}", socket: false, mqtt: true, acknowledged: true },
     Spec { name: "rebirth", summary: "Publish the retained status and state again.", args: &[], result: "{\"boot_id\"}", socket: false, mqtt: true, acknowledged: false },
     Spec { name: "button.test", summary: "Wait for a press of the room's button, which then starts or ends nothing. Idle only.", args: &[arg("seconds", "integer", true, "1 to 60")], result: "{\"pressed\": bool}", socket: true, mqtt: false, acknowledged: false },
+    Spec { name: "snapshot", summary: "A JPEG still of the camera (what the encoder gets) or of the room's screen, idle or live, without touching the stream or the recording. It shows people: recorded in the audit trail.", args: &[arg("source", "string", true, "\"camera\" or \"screen\""), arg("width", "integer", false, "64 to 1920 pixels, default 640; a still above 150 KB (200 KB in the reply) is refused: ask a smaller width")], result: "{\"source\", \"width\", \"height\", \"bytes\", \"jpeg_base64\"}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "display.test", summary: "Colour bars with words saying it is a test on the room's screen. Idle only.", args: &[arg("seconds", "integer", true, "1 to 30")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "speaker.test", summary: "An 880 Hz beep on the room's speaker. Idle only.", args: &[arg("seconds", "integer", true, "1 to 10")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
 ];
@@ -346,6 +376,7 @@ impl Command {
             Command::ButtonTest { .. } => "button.test",
             Command::DisplayTest { .. } => "display.test",
             Command::SpeakerTest { .. } => "speaker.test",
+            Command::Snapshot { .. } => "snapshot",
         }
     }
 }
@@ -373,6 +404,9 @@ impl Command {
             Command::ButtonTest { seconds }
             | Command::DisplayTest { seconds }
             | Command::SpeakerTest { seconds } => serde_json::json!({ "seconds": seconds }),
+            Command::Snapshot { source, width } => {
+                serde_json::json!({ "source": source, "width": width })
+            }
             Command::Status
             | Command::SessionStop
             | Command::RecordingList
@@ -520,6 +554,13 @@ struct DiagnosticsArgs {
     self_test: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotArgs {
+    source: String,
+    width: Option<u32>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RetryArgs {
@@ -644,6 +685,26 @@ pub fn parse(name: &str, args: Value) -> Result<Command, String> {
         "speaker.test" => Command::SpeakerTest {
             seconds: seconds(name, args, 10)?,
         },
+        "snapshot" => {
+            let a: SnapshotArgs = required(name, args)?;
+            let source = match a.source.as_str() {
+                "camera" => StillSource::Camera,
+                "screen" => StillSource::Screen,
+                other => {
+                    let shown: String = other.chars().take(32).collect();
+                    return Err(format!(
+                        "bad args for snapshot: source '{shown}'; expected \"camera\" or \"screen\""
+                    ));
+                }
+            };
+            let width = a.width.unwrap_or(640);
+            if !(64..=1920).contains(&width) {
+                return Err(format!(
+                    "bad args for snapshot: width {width}; expected 64 to 1920 pixels"
+                ));
+            }
+            Command::Snapshot { source, width }
+        }
         other => {
             let shown: String = other.chars().take(64).collect();
             let all: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
@@ -704,9 +765,10 @@ mod tests {
         for s in SPECS {
             let mut args = serde_json::Map::new();
             for a in s.args.iter().filter(|a| a.required) {
-                let v = match a.ty {
-                    "integer" => json!(1),
-                    "boolean" => json!(true),
+                let v = match (a.ty, a.name) {
+                    ("integer", _) => json!(1),
+                    ("boolean", _) => json!(true),
+                    (_, "source") => json!("camera"),
                     _ => json!("x"),
                 };
                 args.insert(a.name.into(), v);

@@ -12,6 +12,7 @@ pub mod link_memory;
 pub mod pipeline;
 pub mod return_feed;
 pub mod runner;
+pub mod snapshot;
 pub mod uplink;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -38,6 +39,8 @@ enum Command {
     Start(SessionRecord),
     Stop(Option<Origin>),
     Call(Option<Negotiated>),
+    /// The camera's last frame, while a session runs it.
+    CameraFrame(tokio::sync::oneshot::Sender<Option<gst::Sample>>),
 }
 
 /// Handle to the engine. Commands are rare (start, stop) and must never
@@ -56,6 +59,14 @@ impl MediaHandle {
     /// Stop the session's media; `by` is recorded with the recording.
     pub fn stop(&self, by: Option<Origin>) {
         let _ = self.tx.send(Command::Stop(by));
+    }
+
+    /// The camera's last frame while a session runs it (`None` when no
+    /// session does: the camera is then free for a still of its own).
+    pub async fn camera_frame(&self) -> Option<gst::Sample> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Command::CameraFrame(tx)).ok()?;
+        rx.await.ok().flatten()
     }
 
     /// The conference call's media as negotiated (`None`: no call). The
@@ -238,6 +249,14 @@ impl Engine {
                     }
                     Some(Command::Call(n)) => {
                         self.call.send_replace(n);
+                    }
+                    Some(Command::CameraFrame(reply)) => {
+                        let frame = session
+                            .as_ref()
+                            .and_then(|s| s.camera.running.as_ref())
+                            .and_then(|r| r.pipeline.by_name(pipeline::CAMERA_SINK))
+                            .and_then(|e| snapshot::last_frame(&e));
+                        let _ = reply.send(frame);
                     }
                     Some(Command::Stop(by)) => match session.as_mut() {
                         Some(s) if s.stopping_since.is_none() => {

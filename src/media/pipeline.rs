@@ -32,6 +32,13 @@ pub const FAR_SINK: &str = "farts";
 pub const UPLINK_SRC: &str = "src";
 pub const UPLINK_SINK: &str = "sink";
 pub const CAMERA_OUT: &str = "camout";
+/// The camera pipeline's sink into the encode: its last frame is the still
+/// a `snapshot` takes while live.
+pub const CAMERA_SINK: &str = "camsink";
+/// The room's screen sink: its last frame is the screen's still.
+pub const SCREEN_SINK: &str = "screen";
+/// The appsink of a still taken while idle.
+pub const STILL_SINK: &str = "still";
 pub const MIC_LEVEL: &str = "miclevel";
 pub const RETURN_SRC: &str = "retsrc";
 pub const RETURN_VIDEO: &str = "retv";
@@ -114,7 +121,35 @@ fn raw_audio_caps(a: &Audio) -> String {
 /// With `self_view`, a small copy goes to the display's corner.
 /// `v4l_caps` is the chosen camera mode's caps (and decoder), when known.
 pub fn camera(v: &Video, ch: &Channels, self_view: bool, v4l_caps: Option<&str>) -> String {
-    let src = match &v.source {
+    let src = camera_source(v, v4l_caps);
+    let caps = raw_video_caps(v);
+    let ch = &ch.video;
+    if !self_view {
+        return format!(
+            "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! intervideosink name={CAMERA_SINK} channel={ch}"
+        );
+    }
+    format!(
+        "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! tee name=t \
+         t. ! queue max-size-buffers=2 leaky=downstream ! intervideosink name={CAMERA_SINK} channel={ch} \
+         t. ! queue max-size-buffers=1 leaky=downstream ! videoscale ! {self_caps} ! intervideosink channel={SELF_VIEW_CH}",
+        self_caps = self_view_caps(v.framerate),
+    )
+}
+
+/// A still of the camera while no session runs it (`snapshot`): the same
+/// source, into an appsink that keeps the latest frame.
+pub fn camera_still(v: &Video) -> String {
+    format!(
+        "{src} ! videoconvert ! videoscale ! {caps} ! appsink name={STILL_SINK} max-buffers=1 drop=true sync=false",
+        src = camera_source(v, None),
+        caps = raw_video_caps(v),
+    )
+}
+
+/// The camera's source elements, up to raw video.
+fn camera_source(v: &Video, v4l_caps: Option<&str>) -> String {
+    match &v.source {
         // `ball` is cheap to draw, and moving, so a frozen picture shows.
         VideoSource::Synthetic(frames) => format!(
             "videotestsrc is-live=true pattern=ball num-buffers={} ! timeoverlay",
@@ -129,20 +164,7 @@ pub fn camera(v: &Video, ch: &Channels, self_view: bool, v4l_caps: Option<&str>)
             dev.display().to_string().replace('"', ""),
             v4l_caps.unwrap_or("decodebin")
         ),
-    };
-    let caps = raw_video_caps(v);
-    let ch = &ch.video;
-    if !self_view {
-        return format!(
-            "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! intervideosink channel={ch}"
-        );
     }
-    format!(
-        "{src} ! videoconvert ! videoscale ! videorate ! {caps} ! identity name={CAMERA_OUT} ! tee name=t \
-         t. ! queue max-size-buffers=2 leaky=downstream ! intervideosink channel={ch} \
-         t. ! queue max-size-buffers=1 leaky=downstream ! videoscale ! {self_caps} ! intervideosink channel={SELF_VIEW_CH}",
-        self_caps = self_view_caps(v.framerate),
-    )
 }
 
 /// The self-view picture: a quarter of a 1280x720 display.
@@ -484,7 +506,7 @@ pub fn display(d: &Display) -> Option<String> {
          ! textoverlay name={BANNER_TEXT} text=\"\" font-desc=\"DejaVu Sans Bold {small}\" valignment=top halignment=left shaded-background=true \
          ! textoverlay name={NOTICE_TEXT} text=\"\" font-desc=\"DejaVu Sans {small}\" valignment=bottom halignment=right shaded-background=true \
          ! clockoverlay time-format=\"%H:%M:%S  %d/%m/%Y\" font-desc=\"DejaVu Sans {small}\" valignment=bottom halignment=left shaded-background=true \
-         ! videoconvert ! {sink} \
+         ! videoconvert ! {sink} name={SCREEN_SINK} \
          intervideosrc channel={RETURN_VIDEO_CH} timeout=1000000000 ! {caps} ! {COMPOSITOR}.sink_0 \
          intervideosrc channel={SELF_VIEW_CH} timeout=1000000000 ! {self_caps} ! {COMPOSITOR}.sink_1",
         caps = display_caps(d),

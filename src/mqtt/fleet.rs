@@ -58,6 +58,8 @@ fn options(noc: &Noc) -> Result<MqttOptions, FleetError> {
     let _ = getrandom::getrandom(&mut id);
     let mut o = MqttOptions::new(format!("noc-cli-{}", hex::encode(id)), host, port);
     o.set_keep_alive(Duration::from_secs(10));
+    // A reply may carry a still (`snapshot`, up to 200 KB).
+    o.set_max_packet_size(Some(512 * 1024));
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     o.set_network_options(net);

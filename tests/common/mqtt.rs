@@ -259,6 +259,8 @@ impl Noc {
         let mut o = MqttOptions::new(id, "localhost", port);
         o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
         o.set_keep_alive(Duration::from_secs(5));
+        // Replies may carry a still (`snapshot`, up to 200 KB).
+        o.set_max_packet_size(Some(512 * 1024));
         o.set_clean_start(!persistent);
         let mut net = rumqttc::NetworkOptions::new();
         net.set_tcp_nodelay(true);
