@@ -166,6 +166,21 @@ pub enum FleetCommand {
         #[arg(long, default_value_t = 20)]
         wait: u64,
     },
+    /// A box's journal for a time range (secrets removed), which the box
+    /// uploads to the archive; saved here from the link in its reply.
+    Logs {
+        site: String,
+        /// RFC 3339; default an hour before --until.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339; default now.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
     /// Scheduled sessions: publish, show or clear a site's, a group's
     /// schedule or the province's holidays (retained).
     Schedule {
@@ -306,6 +321,56 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 // Returned above, before the broker is required.
                 FleetCommand::Keys { .. } => unreachable!("fleet keys is handled first"),
                 FleetCommand::Schedule { command } => schedule::run(command, &noc),
+                FleetCommand::Logs {
+                    site,
+                    since,
+                    until,
+                    out,
+                    wait,
+                } => {
+                    let mut a = serde_json::Map::new();
+                    if let Some(t) = since {
+                        a.insert("since".into(), t.into());
+                    }
+                    if let Some(t) = until {
+                        a.insert("until".into(), t.into());
+                    }
+                    let replies = rt.block_on(crate::mqtt::fleet::command(
+                        &noc,
+                        &site,
+                        "logs.upload",
+                        serde_json::Value::Object(a),
+                        Duration::from_secs(wait),
+                    ))?;
+                    let Some(r) = replies.get(&site).and_then(|rs| rs.last()) else {
+                        bail!("{site} did not answer in {wait} s");
+                    };
+                    if r["status"] != "done" {
+                        bail!(
+                            "{site}: {} — {}",
+                            r["status"].as_str().unwrap_or("?"),
+                            r["error"].as_str().unwrap_or("")
+                        );
+                    }
+                    let url = r["result"]["url"].as_str().unwrap_or_default();
+                    let mut body = Vec::new();
+                    ureq::get(url)
+                        .call()
+                        .with_context(|| format!("cannot fetch {}", r["result"]["key"]))?
+                        .into_reader()
+                        .read_to_end(&mut body)
+                        .context("the logs did not arrive whole")?;
+                    std::fs::write(&out, &body)
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    println!(
+                        "{site}: {} lines, {} bytes (gzip), archive key {}, saved to {}",
+                        r["result"]["lines"],
+                        body.len(),
+                        r["result"]["key"].as_str().unwrap_or(""),
+                        out.display()
+                    );
+                    Ok(0)
+                }
                 FleetCommand::Snapshot {
                     site,
                     source,

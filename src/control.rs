@@ -77,6 +77,7 @@ fn audited(cmd: &Command) -> Option<(&'static str, Option<String>)> {
         Command::RecordingVerify { id } => Some(("recording.verify", Some(id.clone()))),
         Command::RecordingDelete { id, .. } => Some(("recording.delete", Some(id.clone()))),
         Command::Reboot => Some(("reboot", None)),
+        Command::LogsUpload { .. } => Some(("logs.upload", None)),
         // A still shows people's faces.
         Command::Snapshot { source, .. } => Some(("snapshot", Some(source.as_str().to_owned()))),
         _ => None,
@@ -114,6 +115,10 @@ pub struct Deps {
     pub media: Option<crate::media::MediaHandle>,
     pub screen: Option<crate::display::ScreenHandle>,
     pub video: Option<crate::config::Video>,
+    /// Where `logs.upload` puts the journal, and the secret values it takes
+    /// out of it first.
+    pub archive: Option<crate::config::Archive>,
+    pub secret_values: Vec<String>,
     pub config_path: PathBuf,
     pub site_id: String,
     pub language: Language,
@@ -388,7 +393,63 @@ impl Control {
                     .await
             }
             Command::Snapshot { source, width } => self.snapshot(source, width).await,
+            Command::LogsUpload { since, until } => self.logs_upload(since, until).await,
         }
+    }
+
+    /// The journal for a range, secrets out, gzip, to the archive. On a
+    /// blocking thread: journalctl, compression and the PUT take seconds.
+    async fn logs_upload(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Value, CommandError> {
+        let d = &self.d;
+        let archive = d.archive.clone().ok_or_else(|| {
+            CommandError::rejected("no archive is configured: logs go to the archive's object store ([archive] endpoint)")
+        })?;
+        let (since, until) = crate::core::logs::range(since, until, chrono::Utc::now())
+            .map_err(CommandError::bad_request)?;
+        let secrets = d.secret_values.clone();
+        let site = d.site_id.clone();
+        tokio::task::spawn_blocking(move || -> Result<Value, String> {
+            let fmt =
+                |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+            let out = std::process::Command::new("journalctl")
+                .args(["--utc", "-o", "short-iso", "--no-pager", "-q"])
+                .args(["-u", "diemcau.service", "-u", "diemcau-provision.service"])
+                .arg(format!("--since={}", fmt(since)))
+                .arg(format!("--until={}", fmt(until)))
+                .output()
+                .map_err(|e| format!("journalctl does not run: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "journalctl failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            let text = crate::core::logs::redact(&String::from_utf8_lossy(&out.stdout), &secrets);
+            let lines = text.lines().count();
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            std::io::Write::write_all(&mut gz, text.as_bytes()).map_err(|e| e.to_string())?;
+            let body = gz.finish().map_err(|e| e.to_string())?;
+            let key = crate::core::logs::object_key(&archive.prefix, &site, since, until);
+            let client = crate::upload::Client::new(&archive).map_err(|e| e.to_string())?;
+            client
+                .put(&key, &body, "application/gzip")
+                .map_err(|e| e.to_string())?;
+            Ok(json!({
+                "key": key,
+                "url": client.get_url(&key, Duration::from_secs(3600)),
+                "bytes": body.len(),
+                "lines": lines,
+                "since": since,
+                "until": until,
+            }))
+        })
+        .await
+        .map_err(|e| CommandError::failed(format!("the logs were not uploaded: {e}")))?
+        .map_err(|e| CommandError::failed(format!("the logs were not uploaded: {e}")))
     }
 
     /// A still, as JPEG in the reply (base64). The conversion runs on a

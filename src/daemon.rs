@@ -263,6 +263,8 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         screen: (!matches!(config.display.sink, crate::config::DisplaySink::None))
             .then_some(screen),
         video: Some(config.video.clone()),
+        archive: config.archive.clone(),
+        secret_values: config.secret_values(),
         config_path: config.path.clone(),
         site_id: config.site.id.clone(),
         language: config.daemon.language,

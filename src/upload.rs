@@ -144,6 +144,17 @@ impl Client {
         Ok(())
     }
 
+    /// A URL that lets whoever holds it read `key` for `valid`, and nothing
+    /// else: how the NOC fetches logs it asked for without the archive's
+    /// keys.
+    pub fn get_url(&self, key: &str, valid: Duration) -> String {
+        use rusty_s3::S3Action;
+        self.bucket
+            .get_object(Some(&self.creds), key)
+            .sign(valid)
+            .to_string()
+    }
+
     /// An RFC 3161 time stamp of `body` from the authority at `url`: the
     /// answer (a TimeStampResp, kept as it came) once it is granted, for
     /// exactly these bytes, with the nonce sent.

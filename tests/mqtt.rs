@@ -712,6 +712,8 @@ fn bench_fleet_broadcast() {
                 media: None,
                 screen: None,
                 video: None,
+                archive: None,
+                secret_values: Vec::new(),
                 config_path: config.path.clone(),
                 site_id: config.site.id.clone(),
                 language: config.daemon.language,
@@ -2062,4 +2064,130 @@ fn snapshots_of_the_camera_and_the_screen_idle_and_live() {
         ],
         "{audit:#}"
     );
+}
+
+/// Logs on request: the NOC asks for a box's journal through the fleet CLI;
+/// the box uploads it, gzip, secrets out, to the archive (Garage, an S3
+/// server nobody here wrote), and the CLI fetches it with the link in the
+/// reply. journald does not run here (no systemd as PID 1), so a stand-in
+/// `journalctl` prints what the box's journal would hold, with the box's
+/// own secrets in it, and records the arguments it was given; the virtual
+/// room runs the real one.
+#[test]
+fn logs_on_request_reach_the_archive_without_a_secret() {
+    let _g = serial();
+    let s = setup();
+    if common::garage_bin().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "garage is installed by .ci/run"
+        );
+        eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it)");
+        return;
+    }
+    let mut garage = common::Garage::new();
+    garage.start();
+    let programs = tempfile::tempdir().unwrap();
+    let args_file = programs.path().join("args");
+    let passphrase = "srt-pass-0123456789";
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" > {}\n\
+         echo '2026-11-30T08:00:01+0000 box diemcau[1]: uplink connecting to srt://hub:7001?passphrase={passphrase}'\n\
+         echo '2026-11-30T08:00:02+0000 box diemcau[1]: archive key {secret}'\n\
+         echo '2026-11-30T08:00:03+0000 box diemcau[1]: session live'\n",
+        args_file.display(),
+        secret = garage.secret,
+    );
+    let journalctl = programs.path().join("journalctl");
+    std::fs::write(&journalctl, script).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&journalctl).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(
+        &journalctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cfg = format!(
+        "{}{}",
+        mqtt_config(&s.certs, s.broker.port),
+        garage.archive_toml()
+    )
+    .replace(
+        "[uplink]\n",
+        &format!("[uplink]\npassphrase = \"{passphrase}\"\n"),
+    );
+    let d = Daemon::start_with_programs(&cfg, programs.path());
+    let noc = Noc::connect(&s.certs, s.broker.port, "noc-logs", true, &site_filter());
+    status_msg(&noc, "online", None);
+    let out_file = programs.path().join("box.log.gz");
+    let out = Command::new(common::BIN)
+        .args([
+            "fleet",
+            "--broker",
+            &format!("mqtts://localhost:{}", s.broker.port),
+        ])
+        .arg("--ca")
+        .arg(s.certs.join("ca.crt"))
+        .arg("--cert")
+        .arg(s.certs.join("noc.crt"))
+        .arg("--key")
+        .arg(s.certs.join("noc.key"))
+        .args([
+            "logs",
+            SITE,
+            "--since",
+            "2026-11-30T07:00:00Z",
+            "--until",
+            "2026-11-30T09:00:00Z",
+            "--out",
+        ])
+        .arg(&out_file)
+        .output()
+        .expect("diemcau fleet");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}\n{}", d.log_text());
+    println!("{said}");
+    // The range went to journalctl as asked, for the box's own services.
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert!(
+        args.contains("--since=2026-11-30 07:00:00 UTC")
+            && args.contains("--until=2026-11-30 09:00:00 UTC")
+            && args.contains("diemcau.service"),
+        "{args}"
+    );
+    // In the archive under the box's logs, and what came back is the
+    // journal, gzip, without a secret.
+    let key = "logs/test-xa-01/20261130T070000Z--20261130T090000Z.log.gz";
+    assert!(
+        garage.list().iter().any(|k| k.ends_with(key)),
+        "{:?}",
+        garage.list()
+    );
+    let text = Command::new("gzip")
+        .args(["-dc"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("session live"), "{text}");
+    assert!(
+        !text.contains(passphrase) && !text.contains(&garage.secret),
+        "{text}"
+    );
+    assert_eq!(text.matches("***").count(), 2, "{text}");
+    // A range it cannot read: a clear refusal, and journalctl never ran.
+    std::fs::remove_file(&args_file).unwrap();
+    let e = d.request(r#"{"cmd": "logs.upload", "args": {"since": "yesterday"}}"#);
+    assert!(
+        e.as_ref().is_some_and(|v| v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not an RFC 3339 time")),
+        "{e:?}"
+    );
+    assert!(!args_file.exists(), "journalctl ran for a refused request");
 }

@@ -493,6 +493,35 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Every secret value this configuration holds (the keys of
+    /// `core::secrets::SECRET_KEYS`), for taking them out of what leaves
+    /// the box, such as its logs.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        v.extend(self.uplink.peer.as_ref().and_then(|p| p.passphrase.clone()));
+        v.extend(
+            self.return_feed
+                .peer
+                .as_ref()
+                .and_then(|p| p.passphrase.clone()),
+        );
+        v.extend(
+            self.mqtt
+                .as_ref()
+                .and_then(|m| m.credentials.as_ref())
+                .map(|(_, p)| p.clone()),
+        );
+        v.extend(self.archive.as_ref().map(|a| a.secret_access_key.clone()));
+        if let Some(s) = &self.sip {
+            v.extend(s.credentials.as_ref().map(|(_, p)| p.clone()));
+            v.extend(s.pin.clone());
+        }
+        v.retain(|s| !s.is_empty());
+        v
+    }
+}
+
 fn validate_schedule(raw: raw::RawSchedule) -> Result<Schedule, Problem> {
     use jiff::SignedDuration;
     let time_zone = jiff::tz::TimeZone::get(&raw.time_zone).map_err(|_| {

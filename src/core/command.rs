@@ -141,6 +141,12 @@ pub enum Command {
         source: StillSource,
         width: u32,
     },
+    /// The box's journal for a time range, secrets removed, compressed, to
+    /// the archive's object store.
+    LogsUpload {
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 /// One argument, for the documents generated from [`SPECS`].
@@ -207,6 +213,7 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "rebirth", summary: "Publish the retained status and state again.", args: &[], result: "{\"boot_id\"}", socket: false, mqtt: true, acknowledged: false },
     Spec { name: "button.test", summary: "Wait for a press of the room's button, which then starts or ends nothing. Idle only.", args: &[arg("seconds", "integer", true, "1 to 60")], result: "{\"pressed\": bool}", socket: true, mqtt: false, acknowledged: false },
     Spec { name: "snapshot", summary: "A JPEG still of the camera (what the encoder gets) or of the room's screen, idle or live, without touching the stream or the recording. It shows people: recorded in the audit trail.", args: &[arg("source", "string", true, "\"camera\" or \"screen\""), arg("width", "integer", false, "64 to 1920 pixels, default 640; a still above 150 KB (200 KB in the reply) is refused: ask a smaller width")], result: "{\"source\", \"width\", \"height\", \"bytes\", \"jpeg_base64\"}", socket: true, mqtt: true, acknowledged: false },
+    Spec { name: "logs.upload", summary: "The box's journal (the daemon and provisioning) for a time range, every secret the box holds removed, gzip, to the archive's object store; the reply has the object key and a URL that reads it for an hour.", args: &[arg("since", "string", false, "RFC 3339; default an hour before until"), arg("until", "string", false, "RFC 3339; default now; at most 168 hours after since")], result: "{\"key\", \"url\", \"bytes\", \"lines\", \"since\", \"until\"}", socket: true, mqtt: true, acknowledged: true },
     Spec { name: "display.test", summary: "Colour bars with words saying it is a test on the room's screen. Idle only.", args: &[arg("seconds", "integer", true, "1 to 30")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "speaker.test", summary: "An 880 Hz beep on the room's speaker. Idle only.", args: &[arg("seconds", "integer", true, "1 to 10")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
 ];
@@ -377,6 +384,7 @@ impl Command {
             Command::DisplayTest { .. } => "display.test",
             Command::SpeakerTest { .. } => "speaker.test",
             Command::Snapshot { .. } => "snapshot",
+            Command::LogsUpload { .. } => "logs.upload",
         }
     }
 }
@@ -406,6 +414,9 @@ impl Command {
             | Command::SpeakerTest { seconds } => serde_json::json!({ "seconds": seconds }),
             Command::Snapshot { source, width } => {
                 serde_json::json!({ "source": source, "width": width })
+            }
+            Command::LogsUpload { since, until } => {
+                serde_json::json!({ "since": since, "until": until })
             }
             Command::Status
             | Command::SessionStop
@@ -554,6 +565,13 @@ struct DiagnosticsArgs {
     self_test: bool,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogsArgs {
+    since: Option<String>,
+    until: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SnapshotArgs {
@@ -685,6 +703,24 @@ pub fn parse(name: &str, args: Value) -> Result<Command, String> {
         "speaker.test" => Command::SpeakerTest {
             seconds: seconds(name, args, 10)?,
         },
+        "logs.upload" => {
+            let a: LogsArgs = optional(name, args)?;
+            let time = |field: &str, v: Option<String>| {
+                v.map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(&t)
+                        .map(|d| d.with_timezone(&chrono::Utc))
+                        .map_err(|_| {
+                            let shown: String = t.chars().take(40).collect();
+                            format!("bad args for logs.upload: {field} '{shown}' is not an RFC 3339 time (2026-12-03T08:00:00+07:00)")
+                        })
+                })
+                .transpose()
+            };
+            Command::LogsUpload {
+                since: time("since", a.since)?,
+                until: time("until", a.until)?,
+            }
+        }
         "snapshot" => {
             let a: SnapshotArgs = required(name, args)?;
             let source = match a.source.as_str() {

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod command;
 pub mod device_key;
 pub mod events;
+pub mod logs;
 pub mod net;
 pub mod rtcp;
 pub mod schedule;

@@ -487,7 +487,12 @@ pub fn display(d: &Display) -> Option<String> {
             // mode); the picture is composed at that size (`display.width`,
             // `height`, which `diemcau doctor` checks). Forcing a modeset
             // leaves some drivers (bochs-drm) showing nothing.
-            let mut s = "kmssink skip-vsync=true".to_owned();
+            // A late frame is shown, not dropped (`max-lateness=-1`, no
+            // QoS): on a loaded box (an upload backlog after a power cut,
+            // under software emulation) composing a frame can take longer
+            // than the 20 ms a video sink allows, and the sink then dropped
+            // every frame: the screen froze on its first one, clock and all.
+            let mut s = "kmssink skip-vsync=true max-lateness=-1 qos=false".to_owned();
             if let Some(drv) = driver {
                 s += &format!(" driver-name={}", drv.replace([' ', '"', '!'], ""));
             }

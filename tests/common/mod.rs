@@ -66,6 +66,9 @@ pub struct Daemon {
     /// Where the daemon's systemd notifications arrive, when asked for
     /// ([`Daemon::start_notified`]).
     pub notify: Option<std::os::unix::net::UnixDatagram>,
+    /// Looked in first for the programs the daemon runs
+    /// ([`Daemon::start_with_programs`]).
+    pub programs: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -82,12 +85,28 @@ impl Daemon {
         Self::start_with(config_text, None, true)
     }
 
+    /// Like [`Daemon::start`], with `dir` first on the daemon's PATH: a
+    /// stand-in for a program that cannot run here (each test says which,
+    /// and why).
+    pub fn start_with_programs(config_text: &str, dir: &Path) -> Daemon {
+        let mut d = Self::prepare(config_text, None, false);
+        d.programs = Some(dir.to_owned());
+        d.spawn();
+        d
+    }
+
     /// Like [`Daemon::start`], inside network namespace `netns` when given.
     pub fn start_in(config_text: &str, netns: Option<PathBuf>) -> Daemon {
         Self::start_with(config_text, netns, false)
     }
 
     fn start_with(config_text: &str, netns: Option<PathBuf>, notified: bool) -> Daemon {
+        let mut d = Self::prepare(config_text, netns, notified);
+        d.spawn();
+        d
+    }
+
+    fn prepare(config_text: &str, netns: Option<PathBuf>, notified: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("api.sock");
         let state = dir.path().join("state");
@@ -108,7 +127,7 @@ impl Daemon {
             sock.set_nonblocking(true).unwrap();
             sock
         });
-        let mut d = Daemon {
+        Daemon {
             log: dir.path().join("daemon.log"),
             dir,
             config,
@@ -116,9 +135,8 @@ impl Daemon {
             child: None,
             netns,
             notify,
-        };
-        d.spawn();
-        d
+            programs: None,
+        }
     }
 
     /// (Re)start the process on the same state directory.
@@ -131,6 +149,10 @@ impl Daemon {
         let mut command = nat::command_in(self.netns.as_deref(), BIN);
         if self.notify.is_some() {
             command.env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"));
+        }
+        if let Some(p) = &self.programs {
+            let path = std::env::var("PATH").unwrap_or_default();
+            command.env("PATH", format!("{}:{path}", p.display()));
         }
         let child = command
             .args(["run", "--config"])
