@@ -119,6 +119,8 @@ pub struct Deps {
     /// out of it first.
     pub archive: Option<crate::config::Archive>,
     pub secret_values: Vec<String>,
+    /// The scheduler, for `schedule.show`.
+    pub schedule: Option<crate::schedule::ScheduleHandle>,
     pub config_path: PathBuf,
     pub site_id: String,
     pub language: Language,
@@ -394,6 +396,13 @@ impl Control {
             }
             Command::Snapshot { source, width } => self.snapshot(source, width).await,
             Command::LogsUpload { since, until } => self.logs_upload(since, until).await,
+            Command::ScheduleShow => match &d.schedule {
+                Some(s) => s
+                    .show()
+                    .await
+                    .ok_or_else(|| CommandError::failed("the scheduler is not running")),
+                None => Err(CommandError::rejected("this box runs no scheduler")),
+            },
         }
     }
 

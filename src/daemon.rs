@@ -265,6 +265,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
         video: Some(config.video.clone()),
         archive: config.archive.clone(),
         secret_values: config.secret_values(),
+        schedule: Some(schedule.clone()),
         config_path: config.path.clone(),
         site_id: config.site.id.clone(),
         language: config.daemon.language,

@@ -131,6 +131,7 @@ const TABLE: &[(&str, &[&str])] = &[
             "doctor",
             "audit",
             "media",
+            "schedule",
         ],
     ),
     ("api", &["core", "control", "util"]),

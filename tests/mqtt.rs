@@ -714,6 +714,7 @@ fn bench_fleet_broadcast() {
                 video: None,
                 archive: None,
                 secret_values: Vec::new(),
+                schedule: None,
                 config_path: config.path.clone(),
                 site_id: config.site.id.clone(),
                 language: config.daemon.language,
@@ -1648,6 +1649,18 @@ fn a_scheduled_session_runs_by_the_boxs_clock_with_the_broker_down() {
     assert!(why.contains("unknown field `room`"), "{refused}");
     let st = d.status();
     assert_eq!(st["schedule"]["sources"][0]["revision"], 7, "{st:#}");
+    // The box's own view of what it holds.
+    let shown = d
+        .request(r#"{"cmd": "schedule.show"}"#)
+        .expect("schedule.show answers");
+    assert_eq!(
+        shown["result"]["documents"]["site"]["revision"], 7,
+        "{shown:#}"
+    );
+    assert_eq!(
+        shown["result"]["upcoming"][0]["title"], "Tiếp công dân",
+        "{shown:#}"
+    );
     assert_eq!(st["schedule"]["next"]["title"], "Tiếp công dân", "{st:#}");
     // The NOC's retained copy must not be the refused one when the box
     // reconnects: the NOC puts the good one back, as it would.

@@ -141,6 +141,8 @@ pub enum Command {
         source: StillSource,
         width: u32,
     },
+    /// The schedules the box holds and the occurrences they make.
+    ScheduleShow,
     /// The box's journal for a time range, secrets removed, compressed, to
     /// the archive's object store.
     LogsUpload {
@@ -213,6 +215,7 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "rebirth", summary: "Publish the retained status and state again.", args: &[], result: "{\"boot_id\"}", socket: false, mqtt: true, acknowledged: false },
     Spec { name: "button.test", summary: "Wait for a press of the room's button, which then starts or ends nothing. Idle only.", args: &[arg("seconds", "integer", true, "1 to 60")], result: "{\"pressed\": bool}", socket: true, mqtt: false, acknowledged: false },
     Spec { name: "snapshot", summary: "A JPEG still of the camera (what the encoder gets) or of the room's screen, idle or live, without touching the stream or the recording. It shows people: recorded in the audit trail.", args: &[arg("source", "string", true, "\"camera\" or \"screen\""), arg("width", "integer", false, "64 to 1920 pixels, default 640; a still above 150 KB (200 KB in the reply) is refused: ask a smaller width")], result: "{\"source\", \"width\", \"height\", \"bytes\", \"jpeg_base64\"}", socket: true, mqtt: true, acknowledged: false },
+    Spec { name: "schedule.show", summary: "The schedules the box holds (its own, its groups', the holidays) as it took them, the occurrences of the next two weeks in its time zone, and its clock.", args: &[], result: "{\"time_zone\", \"documents\", \"upcoming\": [...], \"clock\"}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "logs.upload", summary: "The box's journal (the daemon and provisioning) for a time range, every secret the box holds removed, gzip, to the archive's object store; the reply has the object key and a URL that reads it for an hour.", args: &[arg("since", "string", false, "RFC 3339; default an hour before until"), arg("until", "string", false, "RFC 3339; default now; at most 168 hours after since")], result: "{\"key\", \"url\", \"bytes\", \"lines\", \"since\", \"until\"}", socket: true, mqtt: true, acknowledged: true },
     Spec { name: "display.test", summary: "Colour bars with words saying it is a test on the room's screen. Idle only.", args: &[arg("seconds", "integer", true, "1 to 30")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "speaker.test", summary: "An 880 Hz beep on the room's speaker. Idle only.", args: &[arg("seconds", "integer", true, "1 to 10")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
@@ -385,6 +388,7 @@ impl Command {
             Command::SpeakerTest { .. } => "speaker.test",
             Command::Snapshot { .. } => "snapshot",
             Command::LogsUpload { .. } => "logs.upload",
+            Command::ScheduleShow => "schedule.show",
         }
     }
 }
@@ -419,6 +423,7 @@ impl Command {
                 serde_json::json!({ "since": since, "until": until })
             }
             Command::Status
+            | Command::ScheduleShow
             | Command::SessionStop
             | Command::RecordingList
             | Command::CameraPresets
@@ -703,6 +708,7 @@ pub fn parse(name: &str, args: Value) -> Result<Command, String> {
         "speaker.test" => Command::SpeakerTest {
             seconds: seconds(name, args, 10)?,
         },
+        "schedule.show" => optional::<NoArgs>(name, args).map(|_| Command::ScheduleShow)?,
         "logs.upload" => {
             let a: LogsArgs = optional(name, args)?;
             let time = |field: &str, v: Option<String>| {

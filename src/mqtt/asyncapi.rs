@@ -434,8 +434,7 @@ pub fn document() -> String {
             "holidays" => ("diemcau/v1/all/holidays", "receive"),
             other => (leak(format!("diemcau/v1/{{site}}/{other}")), "send"),
         };
-        let mut params =
-            json!({"site": {"description": "site id; for commands also `all` (every box) or `group/NAME` (every member of a group in its [schedule] groups, each replying for itself; a session.start sent so gives every member's session one `group_session`)"}});
+        let mut params = json!({"site": {"description": "site id; for commands also `all` (every box) or `group/NAME` (every member of a group in its [schedule] groups, each replying for itself; a session.start sent so gives every member's session one `group_session`)"}});
         if ch == "command" || ch == "reply" {
             params["name"] = json!({"enum": names(), "description": "a command of the table below (`x-commands`); names marked deprecated are kept for one release and answer as they did"});
         }
