@@ -335,23 +335,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     if let Some(t) = until {
                         a.insert("until".into(), t.into());
                     }
-                    let replies = rt.block_on(crate::mqtt::fleet::command(
+                    let r = done_reply(
+                        &rt,
                         &noc,
                         &site,
                         "logs.upload",
                         serde_json::Value::Object(a),
-                        Duration::from_secs(wait),
-                    ))?;
-                    let Some(r) = replies.get(&site).and_then(|rs| rs.last()) else {
-                        bail!("{site} did not answer in {wait} s");
-                    };
-                    if r["status"] != "done" {
-                        bail!(
-                            "{site}: {} — {}",
-                            r["status"].as_str().unwrap_or("?"),
-                            r["error"].as_str().unwrap_or("")
-                        );
-                    }
+                        wait,
+                    )?;
                     let url = r["result"]["url"].as_str().unwrap_or_default();
                     let mut body = Vec::new();
                     ureq::get(url)
@@ -378,23 +369,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     out,
                     wait,
                 } => {
-                    let replies = rt.block_on(crate::mqtt::fleet::command(
+                    let r = done_reply(
+                        &rt,
                         &noc,
                         &site,
                         "snapshot",
                         serde_json::json!({"source": source, "width": width}),
-                        Duration::from_secs(wait),
-                    ))?;
-                    let Some(r) = replies.get(&site).and_then(|rs| rs.last()) else {
-                        bail!("{site} did not answer in {wait} s");
-                    };
-                    if r["status"] != "done" {
-                        bail!(
-                            "{site}: {} — {}",
-                            r["status"].as_str().unwrap_or("?"),
-                            r["error"].as_str().unwrap_or("")
-                        );
-                    }
+                        wait,
+                    )?;
                     use base64::Engine;
                     let jpeg = base64::engine::general_purpose::STANDARD
                         .decode(r["result"]["jpeg_base64"].as_str().unwrap_or_default())
@@ -731,6 +713,36 @@ pub fn render_status(s: &Status, lang: Language) -> String {
         );
     }
     out
+}
+
+/// One box's final reply to `name`, which must be `done`: its result and
+/// the rest of the reply. Anything else is the error, with the box's words.
+fn done_reply(
+    rt: &tokio::runtime::Runtime,
+    noc: &crate::mqtt::fleet::Noc,
+    site: &str,
+    name: &str,
+    args: serde_json::Value,
+    wait: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let replies = rt.block_on(crate::mqtt::fleet::command(
+        noc,
+        site,
+        name,
+        args,
+        Duration::from_secs(wait),
+    ))?;
+    let Some(r) = replies.get(site).and_then(|rs| rs.last()) else {
+        bail!("{site} did not answer in {wait} s");
+    };
+    if r["status"] != "done" {
+        bail!(
+            "{site}: {} — {}",
+            r["status"].as_str().unwrap_or("?"),
+            r["error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(r.clone())
 }
 
 #[cfg(test)]

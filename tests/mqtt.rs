@@ -51,6 +51,23 @@ fn setup() -> Setup {
     }
 }
 
+/// The NOC's fleet CLI, with this setup's broker and the NOC's identity.
+fn fleet_cli(s: &Setup) -> Command {
+    let mut c = Command::new(common::BIN);
+    c.args([
+        "fleet",
+        "--broker",
+        &format!("mqtts://localhost:{}", s.broker.port),
+    ])
+    .arg("--ca")
+    .arg(s.certs.join("ca.crt"))
+    .arg("--cert")
+    .arg(s.certs.join("noc.crt"))
+    .arg("--key")
+    .arg(s.certs.join("noc.key"));
+    c
+}
+
 fn site_filter() -> Vec<String> {
     vec![format!("diemcau/v1/{SITE}/#")]
 }
@@ -523,21 +540,7 @@ fn fleet_cli_lists_and_commands_over_tls() {
     let s = setup();
     let d = Daemon::start(&mqtt_config(&s.certs, s.broker.port));
     let fleet = |args: &[&str]| {
-        let out = Command::new(common::BIN)
-            .args([
-                "fleet",
-                "--broker",
-                &format!("mqtts://localhost:{}", s.broker.port),
-            ])
-            .arg("--ca")
-            .arg(s.certs.join("ca.crt"))
-            .arg("--cert")
-            .arg(s.certs.join("noc.crt"))
-            .arg("--key")
-            .arg(s.certs.join("noc.key"))
-            .args(args)
-            .output()
-            .expect("diemcau fleet");
+        let out = fleet_cli(&s).args(args).output().expect("diemcau fleet");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1831,21 +1834,7 @@ fn a_group_command_reaches_exactly_its_members() {
 
     // The fleet CLI's schedules, for the whole province's group.
     let fleet = |args: &[&str]| {
-        let out = Command::new(common::BIN)
-            .args([
-                "fleet",
-                "--broker",
-                &format!("mqtts://localhost:{}", s.broker.port),
-            ])
-            .arg("--ca")
-            .arg(s.certs.join("ca.crt"))
-            .arg("--cert")
-            .arg(s.certs.join("noc.crt"))
-            .arg("--key")
-            .arg(s.certs.join("noc.key"))
-            .args(args)
-            .output()
-            .expect("diemcau fleet");
+        let out = fleet_cli(&s).args(args).output().expect("diemcau fleet");
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned()
@@ -1943,18 +1932,7 @@ fn snapshots_of_the_camera_and_the_screen_idle_and_live() {
     let dir = tempfile::tempdir().unwrap();
     let still = |source: &str, width: &str, name: &str| -> (bool, String, PathBuf) {
         let file = dir.path().join(name);
-        let out = Command::new(common::BIN)
-            .args([
-                "fleet",
-                "--broker",
-                &format!("mqtts://localhost:{}", s.broker.port),
-            ])
-            .arg("--ca")
-            .arg(s.certs.join("ca.crt"))
-            .arg("--cert")
-            .arg(s.certs.join("noc.crt"))
-            .arg("--key")
-            .arg(s.certs.join("noc.key"))
+        let out = fleet_cli(&s)
             .args([
                 "snapshot", SITE, "--source", source, "--width", width, "--out",
             ])
@@ -2135,18 +2113,7 @@ fn logs_on_request_reach_the_archive_without_a_secret() {
     let noc = Noc::connect(&s.certs, s.broker.port, "noc-logs", true, &site_filter());
     status_msg(&noc, "online", None);
     let out_file = programs.path().join("box.log.gz");
-    let out = Command::new(common::BIN)
-        .args([
-            "fleet",
-            "--broker",
-            &format!("mqtts://localhost:{}", s.broker.port),
-        ])
-        .arg("--ca")
-        .arg(s.certs.join("ca.crt"))
-        .arg("--cert")
-        .arg(s.certs.join("noc.crt"))
-        .arg("--key")
-        .arg(s.certs.join("noc.key"))
+    let out = fleet_cli(&s)
         .args([
             "logs",
             SITE,

@@ -75,6 +75,18 @@ fn options(noc: &Noc) -> Result<MqttOptions, FleetError> {
     Ok(o)
 }
 
+/// The next event from the broker, or `None` once `deadline` passes.
+async fn next_event(
+    el: &mut rumqttc::v5::EventLoop,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Event>, FleetError> {
+    match tokio::time::timeout_at(deadline, el.poll()).await {
+        Err(_) => Ok(None),
+        Ok(Err(e)) => Err(FleetError::Mqtt(e.to_string())),
+        Ok(Ok(ev)) => Ok(Some(ev)),
+    }
+}
+
 /// Send `name` with `args` to `target` (a site id, `all`, or `group/NAME`)
 /// and collect
 /// replies for `wait`. Returns the replies, by site, in arrival order.
@@ -104,10 +116,8 @@ pub async fn command(
     let deadline = tokio::time::Instant::now() + wait;
     let mut sent = false;
     loop {
-        let ev = match tokio::time::timeout_at(deadline, el.poll()).await {
-            Err(_) => break,
-            Ok(Err(e)) => return Err(FleetError::Mqtt(e.to_string())),
-            Ok(Ok(ev)) => ev,
+        let Some(ev) = next_event(&mut el, deadline).await? else {
+            break;
         };
         match ev {
             Event::Incoming(Packet::ConnAck(_)) => {
@@ -164,10 +174,8 @@ pub async fn statuses(noc: &Noc, wait: Duration) -> Result<BTreeMap<String, Valu
     let mut out = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let ev = match tokio::time::timeout_at(deadline, el.poll()).await {
-            Err(_) => break,
-            Ok(Err(e)) => return Err(FleetError::Mqtt(e.to_string())),
-            Ok(Ok(ev)) => ev,
+        let Some(ev) = next_event(&mut el, deadline).await? else {
+            break;
         };
         match ev {
             Event::Incoming(Packet::ConnAck(_)) => {
@@ -197,14 +205,10 @@ pub async fn publish_retained(noc: &Noc, topic: &str, payload: Vec<u8>) -> Resul
     let (client, mut el) = AsyncClient::new(opts, 10);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let ev = match tokio::time::timeout_at(deadline, el.poll()).await {
-            Err(_) => {
-                return Err(FleetError::Mqtt(
-                    "no acknowledgement from the broker in 10 s".into(),
-                ))
-            }
-            Ok(Err(e)) => return Err(FleetError::Mqtt(e.to_string())),
-            Ok(Ok(ev)) => ev,
+        let Some(ev) = next_event(&mut el, deadline).await? else {
+            return Err(FleetError::Mqtt(
+                "no acknowledgement from the broker in 10 s".into(),
+            ));
         };
         match ev {
             Event::Incoming(Packet::ConnAck(_)) => {
@@ -232,10 +236,8 @@ pub async fn retained(
     let deadline = tokio::time::Instant::now() + wait;
     let mut out = None;
     loop {
-        let ev = match tokio::time::timeout_at(deadline, el.poll()).await {
-            Err(_) => break,
-            Ok(Err(e)) => return Err(FleetError::Mqtt(e.to_string())),
-            Ok(Ok(ev)) => ev,
+        let Some(ev) = next_event(&mut el, deadline).await? else {
+            break;
         };
         match ev {
             Event::Incoming(Packet::ConnAck(_)) => {
