@@ -159,8 +159,13 @@ pub enum FleetCommand {
         /// camera (what the encoder gets) or screen (what the room sees).
         #[arg(long, default_value = "camera")]
         source: String,
+        /// Pixels wide (64 to 1920; never wider than the source).
         #[arg(long, default_value_t = 640)]
         width: u32,
+        /// Through the archive's object store rather than in the reply
+        /// (a still above 150 KB goes there anyway).
+        #[arg(long)]
+        archive: bool,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         #[arg(long, default_value_t = 20)]
@@ -343,14 +348,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                         serde_json::Value::Object(a),
                         wait,
                     )?;
-                    let url = r["result"]["url"].as_str().unwrap_or_default();
-                    let mut body = Vec::new();
-                    ureq::get(url)
-                        .call()
-                        .with_context(|| format!("cannot fetch {}", r["result"]["key"]))?
-                        .into_reader()
-                        .read_to_end(&mut body)
-                        .context("the logs did not arrive whole")?;
+                    let body = fetch(
+                        r["result"]["url"].as_str().unwrap_or_default(),
+                        r["result"]["key"].as_str().unwrap_or_default(),
+                    )?;
                     std::fs::write(&out, &body)
                         .with_context(|| format!("cannot write {}", out.display()))?;
                     println!(
@@ -366,6 +367,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     site,
                     source,
                     width,
+                    archive,
                     out,
                     wait,
                 } => {
@@ -374,17 +376,26 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                         &noc,
                         &site,
                         "snapshot",
-                        serde_json::json!({"source": source, "width": width}),
+                        serde_json::json!({"source": source, "width": width, "archive": archive}),
                         wait,
                     )?;
-                    use base64::Engine;
-                    let jpeg = base64::engine::general_purpose::STANDARD
-                        .decode(r["result"]["jpeg_base64"].as_str().unwrap_or_default())
-                        .context("the still in the reply is not base64")?;
+                    let (jpeg, from) = match r["result"]["url"].as_str() {
+                        Some(url) => {
+                            let key = r["result"]["key"].as_str().unwrap_or_default();
+                            (fetch(url, key)?, format!(", archive key {key}"))
+                        }
+                        None => {
+                            use base64::Engine;
+                            let jpeg = base64::engine::general_purpose::STANDARD
+                                .decode(r["result"]["jpeg_base64"].as_str().unwrap_or_default())
+                                .context("the still in the reply is not base64")?;
+                            (jpeg, String::new())
+                        }
+                    };
                     std::fs::write(&out, &jpeg)
                         .with_context(|| format!("cannot write {}", out.display()))?;
                     println!(
-                        "{site}: {source} {}x{}, {} bytes, saved to {}",
+                        "{site}: {source} {}x{}, {} bytes{from}, saved to {}",
                         r["result"]["width"],
                         r["result"]["height"],
                         jpeg.len(),
@@ -713,6 +724,19 @@ pub fn render_status(s: &Status, lang: Language) -> String {
         );
     }
     out
+}
+
+/// An object a box put in the archive (logs, a still), through the link in
+/// its reply: the NOC needs no archive credentials of its own.
+fn fetch(url: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    ureq::get(url)
+        .call()
+        .with_context(|| format!("cannot fetch {key} from the archive"))?
+        .into_reader()
+        .read_to_end(&mut body)
+        .with_context(|| format!("{key} did not arrive whole"))?;
+    Ok(body)
 }
 
 /// One box's final reply to `name`, which must be `done`: its result and

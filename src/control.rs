@@ -394,7 +394,11 @@ impl Control {
                 self.test_signal(d.speaker.as_ref(), "speaker", seconds)
                     .await
             }
-            Command::Snapshot { source, width } => self.snapshot(source, width).await,
+            Command::Snapshot {
+                source,
+                width,
+                archive,
+            } => self.snapshot(source, width, archive).await,
             Command::LogsUpload { since, until } => self.logs_upload(since, until).await,
             Command::ScheduleShow => match &d.schedule {
                 Some(s) => s
@@ -461,12 +465,23 @@ impl Control {
         .map_err(|e| CommandError::failed(format!("the logs were not uploaded: {e}")))
     }
 
-    /// A still, as JPEG in the reply (base64). The conversion runs on a
-    /// blocking thread: a JPEG encode, or opening an idle camera, takes
-    /// longer than an async worker may be held.
-    async fn snapshot(&self, source: StillSource, width: u32) -> Result<Value, CommandError> {
+    /// A still, as JPEG in the reply (base64), or in the archive when asked
+    /// or too large for a reply. The conversion runs on a blocking thread:
+    /// a JPEG encode, or opening an idle camera, takes longer than an async
+    /// worker may be held.
+    async fn snapshot(
+        &self,
+        source: StillSource,
+        width: u32,
+        archive: bool,
+    ) -> Result<Value, CommandError> {
         use crate::media::snapshot;
         let d = &self.d;
+        if archive && d.archive.is_none() {
+            return Err(CommandError::rejected(
+                "no archive is configured: stills go to the archive's object store ([archive] endpoint)",
+            ));
+        }
         let still = match source {
             StillSource::Screen => {
                 let screen = d
@@ -503,12 +518,42 @@ impl Control {
         }
         .map_err(|e| CommandError::failed(format!("the still was not taken: {e}")))?
         .map_err(|e| CommandError::failed(format!("the still was not taken: {e}")))?;
-        if still.jpeg.len() > command::STILL_MAX_BYTES {
-            return Err(CommandError::rejected(format!(
-                "the still is {} KB, more than the {} KB a reply carries: ask a smaller width",
-                still.jpeg.len() / 1024,
-                command::STILL_MAX_BYTES / 1024
-            )));
+        let too_large = still.jpeg.len() > command::STILL_MAX_BYTES;
+        if archive || too_large {
+            let Some(store) = d.archive.clone() else {
+                return Err(CommandError::rejected(format!(
+                    "the still is {} KB, more than the {} KB a reply carries, and this box has no archive to put it in ([archive] endpoint): ask a smaller width",
+                    still.jpeg.len() / 1024,
+                    command::STILL_MAX_BYTES / 1024
+                )));
+            };
+            let key = crate::core::logs::still_key(
+                &store.prefix,
+                &d.site_id,
+                source.as_str(),
+                chrono::Utc::now(),
+            );
+            let (w, h, bytes) = (still.width, still.height, still.jpeg.len());
+            let object = key.clone();
+            let url = tokio::task::spawn_blocking(move || -> Result<String, String> {
+                let key = object;
+                let client = crate::upload::Client::new(&store).map_err(|e| e.to_string())?;
+                client
+                    .put(&key, &still.jpeg, "image/jpeg")
+                    .map_err(|e| e.to_string())?;
+                Ok(client.get_url(&key, Duration::from_secs(3600)))
+            })
+            .await
+            .map_err(|e| CommandError::failed(format!("the still was not stored: {e}")))?
+            .map_err(|e| CommandError::failed(format!("the still was not stored: {e}")))?;
+            return Ok(json!({
+                "source": source.as_str(),
+                "width": w,
+                "height": h,
+                "bytes": bytes,
+                "key": key,
+                "url": url,
+            }));
         }
         use base64::Engine;
         Ok(json!({

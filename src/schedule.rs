@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::button::Hint;
 use crate::core::events::{EventKind, Scheduled};
 use crate::core::schedule::{self as plan, Occurrence, Planner, Schedule, Step};
-use crate::core::session::{Origin, Phase, GROUP_SESSION};
+use crate::core::session::{Origin, Phase};
 use crate::core::status::{
     Clock, ScheduleNotice, ScheduleSource, ScheduleStatus, ScheduledSession,
 };
@@ -302,14 +302,41 @@ impl Scheduler {
     async fn on_tick(&mut self) {
         let now = Timestamp::now();
         let phase = *self.d.phase.borrow();
-        self.live = match phase {
+        let live = match phase {
             Phase::Idle | Phase::Fault => None,
             _ => match self.d.supervisor.status().await {
-                Ok(st) => st.session.map(|r| r.id),
+                Ok(st) => st.session,
                 Err(_) => return,
             },
         };
+        self.live = live.as_ref().map(|r| r.id.clone());
         let occs = self.occurrences(now);
+        // A session the schedule did not start, carrying an occurrence (the
+        // button in an open occurrence, a session resumed after a crash):
+        // the occurrence's session from now on. Only once it is live: a
+        // start that fails stays the button's.
+        if let Some(r) =
+            live.filter(|r| r.live_at.is_some() && !matches!(r.started_by, Origin::Schedule(_)))
+        {
+            let key = r.metadata.get(plan::SCHEDULE_KEY).cloned();
+            if let Some(o) = key.and_then(|k| {
+                self.planner
+                    .adopt(now, &k, &r.id, &occs, &self.d.config.rules)
+            }) {
+                tracing::info!(occurrence = %o.key, session = %r.id, "a session started in the room belongs to the scheduled occurrence");
+                self.d.outbox.emit(EventKind::Scheduled(Scheduled {
+                    occurrence: o.key.clone(),
+                    title: o.title.clone(),
+                    state: "resumed".into(),
+                    session: Some(r.id.clone()),
+                    late_s: Some(o.start.duration_until(now).as_secs()),
+                    end: o.end.and_then(to_chrono),
+                    clock_synchronized: clock().synchronized,
+                    ..Scheduled::default()
+                }));
+                self.save_planner();
+            }
+        }
         let steps = self
             .planner
             .tick(now, &occs, self.live.as_deref(), &self.d.config.rules);
@@ -340,17 +367,7 @@ impl Scheduler {
                     clock_synchronized,
                     "scheduled session starting"
                 );
-                let mut metadata = occurrence.metadata.clone();
-                metadata.insert("schedule".into(), occurrence.key.clone());
-                metadata.insert("title".into(), occurrence.title.clone());
-                // A group's occurrence (or one that a group's shares): every
-                // member's session carries the same group session id.
-                if let Some(g) = std::iter::once(&occurrence.key)
-                    .chain(&occurrence.also)
-                    .find(|k| k.starts_with("group/"))
-                {
-                    metadata.insert(GROUP_SESSION.into(), g.clone());
-                }
+                let metadata = plan::session_metadata(&occurrence);
                 self.starting.insert(
                     occurrence.key.clone(),
                     (occurrence.title.clone(), late.as_secs()),
@@ -572,6 +589,10 @@ impl Scheduler {
             current,
             notice,
             clock: clock(),
+            open: self
+                .planner
+                .open(now, occs, &self.d.config.rules)
+                .map(plan::session_metadata),
         };
         self.d.status.send_if_modified(|old| {
             let changed = *old != st;

@@ -302,6 +302,14 @@ impl Supervisor {
         metadata: BTreeMap<String, String>,
         reply: Reply<SessionRecord>,
     ) {
+        // The button in a scheduled occurrence's window after its session
+        // ended early (or it was skipped): the room's restart belongs to
+        // the occurrence, with its case metadata and group session, as
+        // the schedule's own start would have.
+        let metadata = match (&by, metadata.is_empty()) {
+            (Origin::Button, true) => self.schedule.borrow().open.clone().unwrap_or_default(),
+            _ => metadata,
+        };
         let id = store::new_session_id(Utc::now());
         match self.apply(Input::Start { id, by, metadata }).await {
             Ok(()) => self.start_waiters.push(reply),

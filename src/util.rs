@@ -149,6 +149,15 @@ pub fn clock() -> crate::core::status::Clock {
     crate::core::status::Clock {
         synchronized: state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0,
         max_error_ms: (state >= 0).then(|| (tx.maxerror.max(0) as u64) / 1000),
+        // `offset` is in nanoseconds with STA_NANO, microseconds without.
+        offset_ms: (state >= 0).then(|| {
+            let per_ms = if tx.status & libc::STA_NANO != 0 {
+                1_000_000
+            } else {
+                1_000
+            };
+            tx.offset / per_ms
+        }),
     }
 }
 

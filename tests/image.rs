@@ -708,10 +708,12 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
 }
 
 /// The NOC's schedule in the booted box: published retained, a session
-/// 90 s ahead in the box's zone (Asia/Ho_Chi_Minh) for 40 s. The standby
+/// 90 s ahead in the box's zone (Asia/Ho_Chi_Minh) for 80 s. The standby
 /// screen gains the countdown line at its top (white text where the plain
-/// standby screen has none, and changing as it counts); the session starts by itself, with
-/// no command and no press, and ends at its planned end.
+/// standby screen has none, and changing as it counts); the session starts
+/// by itself, with no command and no press; the button ends it early and
+/// starts it again, and the second session, the occurrence's too, ends at
+/// the planned end.
 fn scheduled_session_by_itself(noc: &Noc, vm: &Vm, ph: &mut Phases) {
     let (state_topic, event_topic) = (
         format!("diemcau/v1/{SITE}/state"),
@@ -731,7 +733,7 @@ fn scheduled_session_by_itself(noc: &Noc, vm: &Vm, ph: &mut Phases) {
     let plain = band(w, h, &plain);
     let tz = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
     let start = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 90).unwrap();
-    let end = start + jiff::SignedDuration::from_secs(40);
+    let end = start + jiff::SignedDuration::from_secs(80);
     let local = |t: jiff::Timestamp| tz.to_datetime(t).strftime("%Y-%m-%dT%H:%M:%S").to_string();
     let doc = json!({"revision": 1, "entries": [{"id": "vr", "title": "Tiếp công dân (thử)",
         "start": local(start), "end": local(end), "metadata": {"case": "VR-LICH"}}]});
@@ -791,6 +793,57 @@ fn scheduled_session_by_itself(noc: &Noc, vm: &Vm, ph: &mut Phases) {
         late.as_secs_f64()
     );
     ph.done("the scheduled session started by itself");
+    // Ended early by the button (held), then restarted by it (pressed)
+    // inside the occurrence's window: the room's second session belongs to
+    // the occurrence, with its metadata, and still ends as planned.
+    vm.press(3000);
+    noc.try_wait_for(Duration::from_secs(120), |m| {
+        m.topic == state_topic
+            && m.payload["phase"] == "idle"
+            && m.payload["last_session"]["id"] == session.as_str()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the button did not end the scheduled session; console:\n{}",
+            vm.tail()
+        )
+    });
+    let early = noc
+        .wait_for("ended by hand", Duration::from_secs(30), |m| {
+            m.topic == event_topic
+                && m.payload["type"] == "scheduled"
+                && m.payload["state"] == "ended"
+                && m.payload["session"] == session.as_str()
+        })
+        .payload;
+    assert_eq!(early["planned"], false, "{early}");
+    vm.press(200);
+    let restarted = noc
+        .try_wait_for(Duration::from_secs(120), |m| {
+            m.topic == state_topic
+                && m.payload["phase"] == "live"
+                && m.payload["session"] != session.as_str()
+        })
+        .unwrap_or_else(|| panic!("the button did not restart; console:\n{}", vm.tail()))
+        .payload;
+    assert_eq!(
+        restarted["metadata"]["schedule"],
+        occurrence.as_str(),
+        "{restarted}"
+    );
+    assert_eq!(restarted["metadata"]["case"], "VR-LICH", "{restarted}");
+    let session = restarted["session"].as_str().unwrap().to_owned();
+    noc.wait_for(
+        "the restart resumes the occurrence",
+        Duration::from_secs(30),
+        |m| {
+            m.topic == event_topic
+                && m.payload["type"] == "scheduled"
+                && m.payload["state"] == "resumed"
+                && m.payload["session"] == session.as_str()
+        },
+    );
+    ph.done("ended early and restarted by the button: the same occurrence");
     noc.try_wait_for(Duration::from_secs(240), |m| {
         m.topic == state_topic
             && m.payload["phase"] == "idle"
@@ -805,6 +858,7 @@ fn scheduled_session_by_itself(noc: &Noc, vm: &Vm, ph: &mut Phases) {
                 m.topic == event_topic
                     && m.payload["type"] == "scheduled"
                     && m.payload["state"] == "ended"
+                    && m.payload["session"] == session.as_str()
             },
         )
         .payload;

@@ -2025,6 +2025,17 @@ fn snapshots_of_the_camera_and_the_screen_idle_and_live() {
     );
     assert_eq!(st["phase"], "live");
 
+    // Through the archive, on a box that has none: refused, saying so.
+    let out = fleet_cli(&s)
+        .args(["snapshot", SITE, "--archive", "--out"])
+        .arg(dir.path().join("none.jpg"))
+        .output()
+        .expect("diemcau fleet");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no archive is configured"),
+        "{said}"
+    );
     // A wrong source: refused, saying what is taken.
     let (ok, out, _) = still("ceiling", "640", "no.jpg");
     assert!(
@@ -2041,7 +2052,13 @@ fn snapshots_of_the_camera_and_the_screen_idle_and_live() {
         .map(|r| {
             (
                 r["target"].as_str().unwrap_or_default(),
-                r["outcome"].as_str().unwrap_or_default(),
+                // "done", or "refused: why".
+                r["outcome"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default(),
             )
         })
         .collect();
@@ -2051,21 +2068,23 @@ fn snapshots_of_the_camera_and_the_screen_idle_and_live() {
             ("screen", "done"),
             ("screen", "done"),
             ("camera", "done"),
-            ("camera", "done")
+            ("camera", "done"),
+            ("camera", "refused")
         ],
         "{audit:#}"
     );
 }
 
 /// Logs on request: the NOC asks for a box's journal through the fleet CLI;
-/// the box uploads it, gzip, secrets out, to the archive (Garage, an S3
+/// the box uploads it, gzip, secrets out, to the archive (and a still the
+/// NOC wants through the archive goes the same way) (Garage, an S3
 /// server nobody here wrote), and the CLI fetches it with the link in the
 /// reply. journald does not run here (no systemd as PID 1), so a stand-in
 /// `journalctl` prints what the box's journal would hold, with the box's
 /// own secrets in it, and records the arguments it was given; the virtual
 /// room runs the real one.
 #[test]
-fn logs_on_request_reach_the_archive_without_a_secret() {
+fn logs_and_stills_on_request_reach_the_archive_without_a_secret() {
     let _g = serial();
     let s = setup();
     if common::garage_bin().is_none() {
@@ -2170,4 +2189,41 @@ fn logs_on_request_reach_the_archive_without_a_secret() {
         "{e:?}"
     );
     assert!(!args_file.exists(), "journalctl ran for a refused request");
+
+    // A still through the archive (what the NOC asks for a full-size one,
+    // and what a still above a reply's 150 KB takes): the reply carries
+    // the key and a link, the fleet CLI saves what the link gives.
+    let still = programs.path().join("camera.jpg");
+    let out = fleet_cli(&s)
+        .args([
+            "snapshot",
+            SITE,
+            "--source",
+            "camera",
+            "--width",
+            "320",
+            "--archive",
+            "--out",
+        ])
+        .arg(&still)
+        .output()
+        .expect("diemcau fleet");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}\n{}", d.log_text());
+    println!("{said}");
+    assert!(said.contains("stills/test-xa-01/"), "{said}");
+    let rgb = decode_jpeg(&still, 160, 120);
+    assert!(
+        rgb.iter().any(|v| *v > 200),
+        "no ball in the archived still"
+    );
+    assert!(
+        garage
+            .list()
+            .iter()
+            .any(|k| k.contains("stills/test-xa-01/") && k.ends_with("-camera.jpg")),
+        "{:?}",
+        garage.list()
+    );
 }

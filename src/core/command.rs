@@ -136,10 +136,13 @@ pub enum Command {
     SpeakerTest {
         seconds: u64,
     },
-    /// A JPEG still of the camera or the screen, `width` pixels wide.
+    /// A JPEG still of the camera or the screen, `width` pixels wide; in
+    /// the reply, or in the archive's object store when `archive` is asked
+    /// or the still is larger than a reply carries.
     Snapshot {
         source: StillSource,
         width: u32,
+        archive: bool,
     },
     /// The schedules the box holds and the occurrences they make.
     ScheduleShow,
@@ -214,7 +217,7 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "reboot", summary: "Reboot the box (not during a session; [mqtt] allow_reboot).", args: &[], result: "{}", socket: false, mqtt: true, acknowledged: true },
     Spec { name: "rebirth", summary: "Publish the retained status and state again.", args: &[], result: "{\"boot_id\"}", socket: false, mqtt: true, acknowledged: false },
     Spec { name: "button.test", summary: "Wait for a press of the room's button, which then starts or ends nothing. Idle only.", args: &[arg("seconds", "integer", true, "1 to 60")], result: "{\"pressed\": bool}", socket: true, mqtt: false, acknowledged: false },
-    Spec { name: "snapshot", summary: "A JPEG still of the camera (what the encoder gets) or of the room's screen, idle or live, without touching the stream or the recording. It shows people: recorded in the audit trail.", args: &[arg("source", "string", true, "\"camera\" or \"screen\""), arg("width", "integer", false, "64 to 1920 pixels, default 640; a still above 150 KB (200 KB in the reply) is refused: ask a smaller width")], result: "{\"source\", \"width\", \"height\", \"bytes\", \"jpeg_base64\"}", socket: true, mqtt: true, acknowledged: false },
+    Spec { name: "snapshot", summary: "A JPEG still of the camera (what the encoder gets) or of the room's screen, idle or live, without touching the stream or the recording. It shows people: recorded in the audit trail.", args: &[arg("source", "string", true, "\"camera\" or \"screen\""), arg("width", "integer", false, "64 to 1920 pixels (never wider than the source), default 640"), arg("archive", "boolean", false, "true: put the still in the archive's object store and reply with its key and a link; a still above 150 KB (200 KB in the reply) goes there anyway, and is refused on a box with no archive")], result: "{\"source\", \"width\", \"height\", \"bytes\", and \"jpeg_base64\" or \"key\" and \"url\" (valid an hour)}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "schedule.show", summary: "The schedules the box holds (its own, its groups', the holidays) as it took them, the occurrences of the next two weeks in its time zone, and its clock.", args: &[], result: "{\"time_zone\", \"documents\", \"upcoming\": [...], \"clock\"}", socket: true, mqtt: true, acknowledged: false },
     Spec { name: "logs.upload", summary: "The box's journal (the daemon and provisioning) for a time range, every secret the box holds removed, gzip, to the archive's object store; the reply has the object key and a URL that reads it for an hour.", args: &[arg("since", "string", false, "RFC 3339; default an hour before until"), arg("until", "string", false, "RFC 3339; default now; at most 168 hours after since")], result: "{\"key\", \"url\", \"bytes\", \"lines\", \"since\", \"until\"}", socket: true, mqtt: true, acknowledged: true },
     Spec { name: "display.test", summary: "Colour bars with words saying it is a test on the room's screen. Idle only.", args: &[arg("seconds", "integer", true, "1 to 30")], result: "{\"seconds\": n}", socket: true, mqtt: true, acknowledged: false },
@@ -416,8 +419,12 @@ impl Command {
             Command::ButtonTest { seconds }
             | Command::DisplayTest { seconds }
             | Command::SpeakerTest { seconds } => serde_json::json!({ "seconds": seconds }),
-            Command::Snapshot { source, width } => {
-                serde_json::json!({ "source": source, "width": width })
+            Command::Snapshot {
+                source,
+                width,
+                archive,
+            } => {
+                serde_json::json!({ "source": source, "width": width, "archive": archive })
             }
             Command::LogsUpload { since, until } => {
                 serde_json::json!({ "since": since, "until": until })
@@ -582,6 +589,7 @@ struct LogsArgs {
 struct SnapshotArgs {
     source: String,
     width: Option<u32>,
+    archive: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -745,7 +753,11 @@ pub fn parse(name: &str, args: Value) -> Result<Command, String> {
                     "bad args for snapshot: width {width}; expected 64 to 1920 pixels"
                 ));
             }
-            Command::Snapshot { source, width }
+            Command::Snapshot {
+                source,
+                width,
+                archive: a.archive.unwrap_or(false),
+            }
         }
         other => {
             let shown: String = other.chars().take(64).collect();

@@ -94,8 +94,11 @@ pub enum EventKind {
     /// `started` (its session is live, `late_s` after its time), `skipped`
     /// (`reason`: `already_live`, `box_was_off`, `failed`), `warned` (the
     /// room was told the session ends at `end`), `extended` (a press during
-    /// the warning moved the end to `end`), `ended` (`planned`: at its
-    /// planned end, or earlier by someone's hand).
+    /// the warning moved the end to `end`), `resumed` (a session started by
+    /// the button inside its window, after its session ended early or it
+    /// was skipped, or resumed after a crash, is its session now, with its
+    /// metadata and group session, `late_s` after its time), `ended`
+    /// (`planned`: at its planned end, or earlier by someone's hand).
     Scheduled(Scheduled),
     /// A schedule or the holiday list arrived from the NOC (`source`:
     /// `site`, `group/NAME` or `holidays`): taken, or refused with `error`

@@ -1,11 +1,34 @@
 //! Logs on request (`logs.upload`): what leaves the box is the journal of
 //! its own services for a time range, with every secret the box holds
-//! taken out, under a key that says whose and when. Pure: text in, text
+//! taken out, under a key that says whose and when; and the keys of the
+//! other objects the NOC asks for (stills too large for a reply). Pure: text in, text
 //! out; the command layer runs `journalctl` and the upload.
 
 use chrono::{DateTime, Utc};
 
 use super::secrets;
+
+/// `prefix/` as keys begin with it, or nothing for an empty prefix.
+fn key_prefix(prefix: &str) -> String {
+    let p = prefix.trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("{p}/")
+    }
+}
+
+/// Where a still the NOC asked for goes in the archive (`snapshot` with
+/// `archive`, or one too large for a reply): under the box's stills, named
+/// by the second it was taken and what it shows, so two stills of one
+/// second from the camera and the screen do not overwrite each other.
+pub fn still_key(prefix: &str, site: &str, source: &str, at: DateTime<Utc>) -> String {
+    format!(
+        "{}stills/{site}/{}-{source}.jpg",
+        key_prefix(prefix),
+        at.format("%Y%m%dT%H%M%S%.3fZ")
+    )
+}
 
 /// The longest range one request takes: a week of a box's journal is a
 /// few megabytes compressed.
@@ -42,14 +65,9 @@ pub fn redact(text: &str, secret_values: &[String]) -> String {
 /// Where the logs go in the archive: beside the box's recordings, named by
 /// the range they cover.
 pub fn object_key(prefix: &str, site: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> String {
-    let p = prefix.trim_matches('/');
-    let p = if p.is_empty() {
-        String::new()
-    } else {
-        format!("{p}/")
-    };
     format!(
-        "{p}logs/{site}/{}--{}.log.gz",
+        "{}logs/{site}/{}--{}.log.gz",
+        key_prefix(prefix),
         since.format("%Y%m%dT%H%M%SZ"),
         until.format("%Y%m%dT%H%M%SZ")
     )
@@ -101,6 +119,10 @@ mod tests {
         assert_eq!(
             object_key("/tinh/", "xa-01", s, u),
             "tinh/logs/xa-01/20261203T090000Z--20261203T100000Z.log.gz"
+        );
+        assert_eq!(
+            still_key("", "xa-01", "screen", now),
+            "stills/xa-01/20261203T100000.000Z-screen.jpg"
         );
         assert!(range(Some(now), Some(now), now).is_err());
         let e = range(Some(now - chrono::Duration::days(8)), None, now).unwrap_err();

@@ -880,6 +880,61 @@ impl Planner {
         Some(new_end)
     }
 
+    /// The occurrence a session started by hand now belongs to: one whose
+    /// window is open and which the planner has already taken (its session
+    /// ended early by someone's hand, or it was skipped), while no
+    /// scheduled session runs. The button's start takes its metadata
+    /// ([`session_metadata`]), so a restart in the room is a second
+    /// recording of the same occurrence and group session, as a start by
+    /// the schedule would have been.
+    pub fn open<'a>(
+        &self,
+        now: Timestamp,
+        occs: &'a [Occurrence],
+        rules: &Rules,
+    ) -> Option<&'a Occurrence> {
+        if self.current.is_some() {
+            return None;
+        }
+        occs.iter().rev().find(|o| {
+            o.start <= now && now < window_end(o, rules) && self.done.contains_key(&o.key)
+        })
+    }
+
+    /// A session the planner did not start is live and carries `key` (the
+    /// button's start in an open occurrence, or a session resumed after a
+    /// crash): it is that occurrence's session now, with its planned end
+    /// and the warnings before it. The occurrence, or `None` when a
+    /// scheduled session runs or `key` is not (or no longer) open.
+    pub fn adopt(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        session: &str,
+        occs: &[Occurrence],
+        rules: &Rules,
+    ) -> Option<Occurrence> {
+        if self.current.is_some() {
+            return None;
+        }
+        let o = occs
+            .iter()
+            .find(|o| o.key == key && o.start <= now && now < window_end(o, rules))?;
+        // Started by hand before the schedule's own tick saw it: it is
+        // the occurrence's start, not a second one.
+        self.done.insert(o.key.clone(), o.start.as_second());
+        self.current = Some(Current {
+            key: o.key.clone(),
+            title: o.title.clone(),
+            session: Some(session.to_owned()),
+            end: o.end,
+            warned: vec![],
+            extensions: 0,
+            stopping: false,
+        });
+        Some(o.clone())
+    }
+
     /// The warning on screen now, if any: the planned end.
     pub fn warning(&self, now: Timestamp) -> Option<Timestamp> {
         let c = self.current.as_ref()?;
@@ -887,6 +942,25 @@ impl Planner {
         (!c.warned.is_empty() && !c.stopping && now < end).then_some(end)
     }
 }
+
+/// What a session of `o` carries: its case metadata, the occurrence
+/// (`schedule`), its title, and for a group's occurrence (or one a group's
+/// shares) the group session id that every member's session carries.
+pub fn session_metadata(o: &Occurrence) -> BTreeMap<String, String> {
+    let mut m = o.metadata.clone();
+    m.insert(SCHEDULE_KEY.into(), o.key.clone());
+    m.insert("title".into(), o.title.clone());
+    if let Some(g) = std::iter::once(&o.key)
+        .chain(&o.also)
+        .find(|k| k.starts_with("group/"))
+    {
+        m.insert(super::session::GROUP_SESSION.into(), g.clone());
+    }
+    m
+}
+
+/// The metadata key naming a session's occurrence.
+pub const SCHEDULE_KEY: &str = "schedule";
 
 /// Until when an occurrence may still start: its planned end, or
 /// `late_start` after its time when it has none.

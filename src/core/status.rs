@@ -49,6 +49,12 @@ pub struct ScheduleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<ScheduleNotice>,
     pub clock: Clock,
+    /// An occurrence whose window is open with no scheduled session
+    /// running (ended early by hand, or skipped): the metadata a start by
+    /// the button takes, so a restart in the room belongs to it. Not in
+    /// the state: case metadata goes out with sessions only.
+    #[serde(skip)]
+    pub open: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,6 +103,11 @@ pub struct Clock {
     /// The kernel's maximum error estimate, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_error_ms: Option<u64>,
+    /// The offset from the time server the kernel is still slewing away,
+    /// whole milliseconds (what the time service measured and is
+    /// correcting; finer would change the status at every look).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<i64>,
 }
 
 /// Where the conference call stands.

@@ -128,6 +128,8 @@ pub fn messages() -> Vec<(&'static str, &'static str, &'static str, Value, Vec<V
         event_backlog: 0,
         mqtt_connects: 1,
         time_synced: 1,
+        clock_offset_ms: 0,
+        clock_max_error_ms: 16,
     };
     let event = |seq: u64, kind: EventKind| Event {
         id: format!("nghean-xa-nghiloc-{seq}"),

@@ -23,6 +23,7 @@ impl Sampler {
         mqtt_connects: u64,
     ) -> Health {
         let m = &status.media;
+        let clock = crate::util::clock();
         let up = &m.uplink;
         let (mem_used_percent, mem_available_mb) = memory();
         let (disk_used_percent, disk_free_mb) = disk(state_dir);
@@ -54,7 +55,9 @@ impl Sampler {
             upload_oldest_unconfirmed_s: status.upload.oldest_unconfirmed_age_s,
             event_backlog,
             mqtt_connects,
-            time_synced: u8::from(time_synced()),
+            time_synced: u8::from(clock.synchronized),
+            clock_offset_ms: clock.offset_ms.unwrap_or(0),
+            clock_max_error_ms: clock.max_error_ms.unwrap_or(0),
         }
     }
 
@@ -146,15 +149,6 @@ fn disk(path: &Path) -> (f64, u64) {
     let avail = st.f_bavail as f64 * frsize;
     let free = st.f_bfree as f64 * frsize;
     (100.0 * (total - free) / total, (avail / 1_048_576.0) as u64)
-}
-
-/// The kernel's view: adjtimex reports TIME_ERROR while unsynchronised.
-fn time_synced() -> bool {
-    // SAFETY: with modes = 0 adjtimex only reads the kernel's clock state
-    // into the zeroed struct.
-    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-    let state = unsafe { libc::adjtimex(&mut tx) };
-    state >= 0 && state != libc::TIME_ERROR
 }
 
 #[cfg(test)]

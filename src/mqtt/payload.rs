@@ -260,4 +260,9 @@ pub struct Health {
     pub mqtt_connects: u64,
     /// 1 when the kernel clock is synchronised (NTP), else 0.
     pub time_synced: u8,
+    /// The offset from the time server the kernel is still correcting,
+    /// milliseconds; with the maximum error, what a scheduled start or a
+    /// recording's times may be off by (0 when the kernel does not say).
+    pub clock_offset_ms: i64,
+    pub clock_max_error_ms: u64,
 }

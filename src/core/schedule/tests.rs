@@ -335,7 +335,7 @@ fn a_session_shorter_than_the_warnings_is_warned_once() {
 }
 
 #[test]
-fn the_button_ends_it_early_and_a_live_room_skips_it() {
+fn the_button_ends_it_early_restarts_it_and_a_live_room_skips_it() {
     let (tz, occ) = thursday();
     let r = rules();
     let mut p = Planner::default();
@@ -346,10 +346,37 @@ fn the_button_ends_it_early_and_a_live_room_skips_it() {
         matches!(&steps[..], [Step::Ended { planned: false, .. }]),
         "{steps:?}"
     );
-    // Pressed again: an ordinary session; the occurrence is not started twice.
+    // Its window is still open: a press now restarts the occurrence, with
+    // its metadata; the occurrence is not started twice by the schedule.
+    let open = p.open(at(&tz, "2026-12-03T09:00:30"), &occ, &r);
+    assert_eq!(open, Some(&occ[0]));
+    let m = session_metadata(&occ[0]);
+    assert_eq!(m["schedule"], occ[0].key);
+    assert_eq!(m["kind"], "dinh-ky");
     assert!(p
         .tick(at(&tz, "2026-12-03T09:01"), &occ, Some("S2"), &r)
         .is_empty());
+    assert_eq!(
+        p.adopt(at(&tz, "2026-12-03T09:01"), &occ[0].key, "S2", &occ, &r),
+        Some(occ[0].clone())
+    );
+    assert_eq!(p.open(at(&tz, "2026-12-03T09:02"), &occ, &r), None);
+    // The restarted session keeps the planned end and its warnings.
+    let steps = p.tick(at(&tz, "2026-12-03T10:55"), &occ, Some("S2"), &r);
+    assert!(matches!(&steps[..], [Step::Warn { .. }]), "{steps:?}");
+    let steps = p.tick(at(&tz, "2026-12-03T11:00"), &occ, Some("S2"), &r);
+    assert!(matches!(&steps[..], [Step::Stop { .. }]), "{steps:?}");
+    let steps = p.tick(at(&tz, "2026-12-03T11:00:02"), &occ, None, &r);
+    assert!(
+        matches!(&steps[..], [Step::Ended { session: Some(s), planned: true, .. }] if s == "S2"),
+        "{steps:?}"
+    );
+    // Past the window: nothing is open, nothing is adopted.
+    assert_eq!(p.open(at(&tz, "2026-12-03T11:00:02"), &occ, &r), None);
+    assert_eq!(
+        p.adopt(at(&tz, "2026-12-03T11:01"), &occ[0].key, "S3", &occ, &r),
+        None
+    );
 
     let mut p = Planner::default();
     let steps = p.tick(at(&tz, "2026-12-03T08:00"), &occ, Some("S0"), &r);
@@ -362,6 +389,16 @@ fn the_button_ends_it_early_and_a_live_room_skips_it() {
             }]
         ),
         "{steps:?}"
+    );
+    // Once that session is over, the skipped occurrence is open to the
+    // button.
+    assert_eq!(p.open(at(&tz, "2026-12-03T08:30"), &occ, &r), Some(&occ[0]));
+    // A group's occurrence gives its members one group session id.
+    let mut g = occ[0].clone();
+    g.also = vec!["group/huyen/thu/2026-12-03T08:00".into()];
+    assert_eq!(
+        session_metadata(&g)[crate::core::session::GROUP_SESSION],
+        "group/huyen/thu/2026-12-03T08:00"
     );
     // A failed start leaves the planner free for the next one.
     let mut p = Planner::default();
