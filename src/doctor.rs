@@ -159,7 +159,7 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
         ),
     });
     checks.push(camera(&cfg, lang, live));
-    checks.push(microphone(&cfg, lang, live));
+    checks.push(microphone(&cfg, lang, status.as_ref()));
     checks.push(speaker(&cfg, lang, live, status.is_some(), link));
     checks.push(display(&cfg, lang, status.as_ref(), interactive, link));
     checks.push(button_press(
@@ -306,8 +306,9 @@ fn camera(cfg: &Config, lang: Language, live: bool) -> Check {
     }
 }
 
-fn microphone(cfg: &Config, lang: Language, live: bool) -> Check {
+fn microphone(cfg: &Config, lang: Language, status: Option<&crate::core::status::Status>) -> Check {
     let name = say::name(lang, Name::Microphone);
+    let live = status.is_some_and(|s| s.phase == crate::core::session::Phase::Live);
     let dev = match &cfg.audio.source {
         config::AudioSource::Alsa(d) => d.clone(),
         config::AudioSource::Synthetic => {
@@ -336,7 +337,11 @@ fn microphone(cfg: &Config, lang: Language, live: bool) -> Check {
         return check(
             name,
             Verdict::Pass,
-            say::microphone_in_use(lang, &names.join(", ")),
+            say::microphone_in_use(
+                lang,
+                &names.join(", "),
+                status.is_some_and(|s| s.media.echo_canceller),
+            ),
             "",
         );
     }

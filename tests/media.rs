@@ -26,6 +26,8 @@ fn hub_program_reaches_display_and_speaker() {
     assert!(rf["video_frames"].as_u64().unwrap() >= 50, "{rf}");
     assert!(rf["audio_buffers"].as_u64().unwrap() >= 50, "{rf}");
     assert_eq!(st["degraded"], serde_json::json!([]), "{st}");
+    // What the speaker plays is the canceller's reference: it runs.
+    assert_eq!(st["media"]["echo_canceller"], true, "{st}");
 
     // The hub goes away: the session stays live and says the feed is lost.
     let _ = hub.kill();
@@ -73,6 +75,8 @@ fn camera_that_disappears_gives_slate_event_and_recovery() {
     );
     let d = Daemon::start(&cfg);
     d.start_session();
+    // Nothing plays into the room (no return feed, no call): no canceller.
+    assert_eq!(d.status()["media"]["echo_canceller"], false);
     let t0 = Instant::now();
     let (mut lost_seen, mut back_seen, mut absent_seen) = (false, false, false);
     let mut bytes_before = 0;

@@ -207,6 +207,10 @@ pub struct MediaStats {
     pub ts_bytes_out: u64,
     pub camera_restarts: u64,
     pub microphone_restarts: u64,
+    /// The echo canceller runs on the microphone (a return feed or a call
+    /// plays into the room, and the speaker's reference reaches it).
+    #[serde(default)]
+    pub echo_canceller: bool,
     /// Microphone peak and RMS over the last second, dBFS (-100 when silent or absent).
     pub mic_peak_dbfs: f64,
     pub mic_rms_dbfs: f64,

@@ -828,6 +828,7 @@ impl Engine {
                     ts_bytes_out: s.ts_bytes.load(Ordering::Relaxed),
                     camera_restarts: s.camera.restarts,
                     microphone_restarts: s.mic.restarts,
+                    echo_canceller: s.echo_cancel && !s.mic.lost && s.mic.running.is_some(),
                     mic_peak_dbfs: s.mic_level.0,
                     mic_rms_dbfs: s.mic_level.1,
                     uplink: s.uplink_stats.borrow().clone(),

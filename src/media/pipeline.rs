@@ -172,6 +172,16 @@ fn self_view_caps(framerate: u32) -> String {
     format!("video/x-raw,format=I420,width=320,height=180,framerate={framerate}/1,pixel-aspect-ratio=1/1")
 }
 
+/// The echo canceller on the microphone, against what the speaker's
+/// `webrtcechoprobe` ([`ECHO_PROBE`]) played: one description, so that
+/// `bench/echo.sh` measures the daemon's own settings. webrtcdsp works on
+/// 10 ms frames at 48/32/16 kHz; the rate is validated.
+pub fn echo_canceller() -> String {
+    format!(
+        "webrtcdsp probe={ECHO_PROBE} echo-cancel=true noise-suppression=true gain-control=false"
+    )
+}
+
 /// The microphone pipeline: source to `interaudiosink`, with a level meter,
 /// and the echo canceller when the speaker pipeline provides its reference.
 pub fn microphone(a: &Audio, ch: &Channels, echo_cancel: bool) -> String {
@@ -185,9 +195,8 @@ pub fn microphone(a: &Audio, ch: &Channels, echo_cancel: bool) -> String {
             dev.replace('"', "")
         ),
     };
-    // webrtcdsp works on 10 ms frames at 48/32/16 kHz; the rate is validated.
     let aec = if echo_cancel {
-        format!("webrtcdsp probe={ECHO_PROBE} echo-cancel=true noise-suppression=true gain-control=false ! audioconvert ! ")
+        format!("{} ! audioconvert ! ", echo_canceller())
     } else {
         String::new()
     };

@@ -307,8 +307,16 @@ pub fn camera_captured(lang: Language, device: &str, mode: &str) -> String {
 }
 
 /// The sound cards are there, but the session holds the microphone.
-pub fn microphone_in_use(lang: Language, cards: &str) -> String {
-    format!("{cards} ({})", in_use(lang))
+pub fn microphone_in_use(lang: Language, cards: &str, echo_canceller: bool) -> String {
+    format!(
+        "{cards} ({}; {})",
+        in_use(lang),
+        if echo_canceller {
+            lang.pick("đang khử tiếng vọng", "echo canceller running")
+        } else {
+            lang.pick("không khử tiếng vọng", "no echo canceller")
+        }
+    )
 }
 
 /// The microphone heard almost nothing.
