@@ -159,6 +159,7 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
         ),
     });
     checks.push(camera(&cfg, lang, live));
+    checks.push(encoder(&cfg, lang, status.as_ref()));
     checks.push(microphone(&cfg, lang, status.as_ref()));
     checks.push(speaker(&cfg, lang, live, status.is_some(), link));
     checks.push(display(&cfg, lang, status.as_ref(), interactive, link));
@@ -216,31 +217,7 @@ fn daemon_status(link: &dyn DaemonLink) -> Option<crate::core::status::Status> {
 
 /// Run a short GStreamer pipeline to EOS; Err with the first error.
 fn gst_run(desc: &str, timeout: Duration) -> Result<Vec<gstreamer::Message>, String> {
-    use gstreamer as gst;
-    use gstreamer::prelude::*;
-    gst::init().map_err(|e| e.to_string())?;
-    let p = gst::parse::launch(desc)
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_owned())?;
-    p.set_state(gst::State::Playing)
-        .map_err(|e| e.to_string())?;
-    let bus = p.bus().ok_or("no bus")?;
-    let mut msgs = Vec::new();
-    let deadline = std::time::Instant::now() + timeout;
-    let result = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64)) else {
-            break Err("timed out".to_owned());
-        };
-        match m.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => break Err(e.error().to_string()),
-            _ => msgs.push(m),
-        }
-    };
-    let _ = p.set_state(gst::State::Null);
-    result.map(|()| msgs)
+    crate::media::runner::run_to_eos(desc, timeout)
 }
 
 fn camera(cfg: &Config, lang: Language, live: bool) -> Check {
@@ -304,6 +281,29 @@ fn camera(cfg: &Config, lang: Language, live: bool) -> Check {
             say::advice(lang, Advice::CameraNoPicture),
         ),
     }
+}
+
+/// The H.264 encoder: while live, the one the session runs; otherwise the
+/// choice the next session will make, probes and all.
+fn encoder(cfg: &Config, lang: Language, status: Option<&crate::core::status::Status>) -> Check {
+    let name = say::name(lang, Name::Encoder);
+    let (element, fallback) = match status.filter(|s| s.media.running) {
+        Some(s) => (s.media.encoder.clone(), s.media.encoder_fallback.clone()),
+        None => {
+            let c = crate::media::choose_encoder(&cfg.video);
+            (
+                crate::media::pipeline::encoder_factory(c.encoder).to_owned(),
+                c.fallback,
+            )
+        }
+    };
+    let hardware = element != crate::media::pipeline::encoder_factory(config::Encoder::X264);
+    check(
+        name,
+        Verdict::Pass,
+        say::encoder(lang, &element, hardware, fallback.as_deref()),
+        "",
+    )
 }
 
 fn microphone(cfg: &Config, lang: Language, status: Option<&crate::core::status::Status>) -> Check {

@@ -222,6 +222,20 @@ fn diagnostics_with_self_test_answers_with_the_doctor_report() {
     assert!(checks
         .iter()
         .any(|c| c["name"] == "diemcau daemon" && c["verdict"] == "PASS"));
+    // The encoder the next session runs: no hardware encoder here, so x264
+    // (no VA-API or V4L2 encoder on these machines: the hardware branch of
+    // the choice is covered by its unit test only).
+    let enc = checks
+        .iter()
+        .find(|c| c["name"] == "Video encoder")
+        .unwrap_or_else(|| panic!("no encoder line: {checks:?}"));
+    assert!(
+        enc["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("x264enc (software)"),
+        "{enc}"
+    );
     // A misspelt argument is refused, not ignored.
     noc.send(
         SITE,

@@ -200,7 +200,12 @@ pub enum MediaEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MediaStats {
     pub running: bool,
+    /// The H.264 encoder's element (`x264enc`, `vaapih264enc`, ...).
     pub encoder: String,
+    /// Why a hardware encoder is not the one running (missing, or it did
+    /// not start), when x264 took its place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_fallback: Option<String>,
     pub camera_present: bool,
     pub microphone_present: bool,
     pub video_frames_in: u64,

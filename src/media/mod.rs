@@ -113,6 +113,7 @@ pub fn spawn(
         recorder,
         presets,
         links,
+        encoder: None,
     };
     tokio::spawn(engine.run(rx));
     Ok(MediaHandle { tx, stats })
@@ -202,6 +203,33 @@ struct Engine {
     presets: Option<crate::camera::Presets>,
     /// What the uplink learned about each hub's link.
     links: Option<link_memory::LinkMemory>,
+    /// The encoder chosen at the first session (its probe runs once).
+    encoder: Option<pipeline::EncoderChoice>,
+}
+
+/// The encoder this box runs for `v` ([`pipeline::choose_encoder`]): the
+/// hardware encoders' elements looked up, and the one that is present run
+/// on a few frames. For the media actor's first session and the doctor.
+pub fn choose_encoder(v: &crate::config::Video) -> pipeline::EncoderChoice {
+    use crate::config::Encoder;
+    let _ = gst::init();
+    pipeline::choose_encoder(
+        v.encoder,
+        |e| {
+            gst::ElementFactory::find(pipeline::encoder_factory(e)).is_some()
+                && (e != Encoder::Vaapi || std::path::Path::new("/dev/dri/renderD128").exists())
+        },
+        |e| match runner::run_to_eos(&pipeline::encoder_probe(v, e), Duration::from_secs(5)) {
+            Ok(_) => true,
+            Err(why) => {
+                tracing::warn!(
+                    "{} did not start ({why}); trying the next encoder",
+                    pipeline::encoder_factory(e)
+                );
+                false
+            }
+        },
+    )
 }
 
 /// RMS below this is silence.
@@ -310,9 +338,21 @@ impl Engine {
             audio: format!("diemcau-a{}", self.seq),
             far: record_far.then(|| format!("diemcau-f{}", self.seq)),
         };
-        let enc = pipeline::encoder_element(cfg.video.encoder, |name| {
-            gst::ElementFactory::find(name).is_some()
-        });
+        let choice = match &self.encoder {
+            Some(c) => c.clone(),
+            None => {
+                let c = choose_encoder(&cfg.video);
+                match &c.fallback {
+                    Some(why) => tracing::warn!("video encoder: x264 ({why})"),
+                    None => {
+                        tracing::info!("video encoder: {}", pipeline::encoder_factory(c.encoder))
+                    }
+                }
+                self.encoder = Some(c.clone());
+                c
+            }
+        };
+        let enc = choice.encoder;
         let desc = pipeline::encode(&cfg.video, &cfg.audio, enc, &ch, sip);
         tracing::debug!("encode pipeline: {desc}");
         let encode = launch(&desc).map_err(|e| format!("encode pipeline: {e}"))?;
@@ -822,6 +862,7 @@ impl Engine {
                 MediaStats {
                     running: true,
                     encoder: s.encoder_name.clone(),
+                    encoder_fallback: self.encoder.as_ref().and_then(|c| c.fallback.clone()),
                     camera_present: !s.camera.lost && s.camera.running.is_some(),
                     microphone_present: !s.mic.lost && s.mic.running.is_some(),
                     video_frames_in: s.camera.frames.load(Ordering::Relaxed),

@@ -207,20 +207,85 @@ pub fn microphone(a: &Audio, ch: &Channels, echo_cancel: bool) -> String {
     )
 }
 
-/// Which H.264 encoder element to use.
-pub fn encoder_element(want: Encoder, available: impl Fn(&str) -> bool) -> Encoder {
+/// The H.264 encoder a session runs, and why not the one asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderChoice {
+    pub encoder: Encoder,
+    /// A hardware encoder that is missing or did not start, and so x264.
+    pub fallback: Option<String>,
+}
+
+/// The hardware encoders `auto` tries, best first.
+const HARDWARE: [Encoder; 2] = [Encoder::Vaapi, Encoder::V4l2];
+
+/// The element an encoder is.
+pub fn encoder_factory(e: Encoder) -> &'static str {
+    match e {
+        Encoder::Vaapi => "vaapih264enc",
+        Encoder::V4l2 => "v4l2h264enc",
+        Encoder::X264 | Encoder::Auto => "x264enc",
+    }
+}
+
+/// Which H.264 encoder to run: for `auto` the first hardware encoder that
+/// is `present` (its element and its device) and `works` (it encoded a few
+/// frames: a VA-API driver can be installed for a GPU it cannot drive),
+/// else x264. A hardware encoder the configuration names falls back to
+/// x264 the same way, with the reason: a session with a software encode
+/// beats no session. Pure: the probes are passed in, and `works` is only
+/// asked of encoders that are present.
+pub fn choose_encoder(
+    want: Encoder,
+    present: impl Fn(Encoder) -> bool,
+    mut works: impl FnMut(Encoder) -> bool,
+) -> EncoderChoice {
+    let x264 = |fallback: Option<String>| EncoderChoice {
+        encoder: Encoder::X264,
+        fallback,
+    };
     match want {
+        Encoder::X264 => x264(None),
         Encoder::Auto => {
-            if available("vaapih264enc") && std::path::Path::new("/dev/dri/renderD128").exists() {
-                Encoder::Vaapi
-            } else if available("v4l2h264enc") {
-                Encoder::V4l2
+            let mut failed = Vec::new();
+            for e in HARDWARE {
+                if !present(e) {
+                    continue;
+                }
+                if works(e) {
+                    return EncoderChoice {
+                        encoder: e,
+                        fallback: None,
+                    };
+                }
+                failed.push(encoder_factory(e));
+            }
+            x264((!failed.is_empty()).then(|| format!("{} did not start", failed.join(", "))))
+        }
+        hw => {
+            let name = encoder_factory(hw);
+            if !present(hw) {
+                x264(Some(format!("{name} is not on this box")))
+            } else if !works(hw) {
+                x264(Some(format!("{name} did not start")))
             } else {
-                Encoder::X264
+                EncoderChoice {
+                    encoder: hw,
+                    fallback: None,
+                }
             }
         }
-        other => other,
     }
+}
+
+/// A few frames at the session's size through `enc`, to see that it starts.
+pub fn encoder_probe(v: &Video, enc: Encoder) -> String {
+    format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {} ! fakesink",
+        v.width,
+        v.height,
+        v.framerate,
+        video_encoder(v, enc)
+    )
 }
 
 fn video_encoder(v: &Video, enc: Encoder) -> String {
@@ -586,13 +651,52 @@ mod tests {
     }
 
     #[test]
-    fn auto_prefers_hardware_only_when_present() {
-        assert_eq!(encoder_element(Encoder::Auto, |_| false), Encoder::X264);
+    fn auto_prefers_hardware_that_starts_and_falls_back_to_x264() {
+        let choose = |want, present: &[Encoder], working: &[Encoder]| {
+            let mut asked = Vec::new();
+            let c = choose_encoder(
+                want,
+                |e| present.contains(&e),
+                |e| {
+                    asked.push(e);
+                    working.contains(&e)
+                },
+            );
+            (c, asked)
+        };
+        let hw = [Encoder::Vaapi, Encoder::V4l2];
+        // Nothing there: x264, no probe run, nothing to explain.
+        let (c, asked) = choose(Encoder::Auto, &[], &[]);
         assert_eq!(
-            encoder_element(Encoder::Auto, |e| e == "v4l2h264enc"),
-            Encoder::V4l2
+            (c.encoder, c.fallback, asked),
+            (Encoder::X264, None, vec![])
         );
-        assert_eq!(encoder_element(Encoder::X264, |_| true), Encoder::X264);
+        // VA-API first when it works.
+        let (c, _) = choose(Encoder::Auto, &hw, &hw);
+        assert_eq!(c.encoder, Encoder::Vaapi);
+        // A VA-API driver that cannot encode: the next one.
+        let (c, asked) = choose(Encoder::Auto, &hw, &[Encoder::V4l2]);
+        assert_eq!(c.encoder, Encoder::V4l2);
+        assert_eq!(asked, hw);
+        // None starts: x264, saying which failed.
+        let (c, _) = choose(Encoder::Auto, &hw, &[]);
+        assert_eq!(c.encoder, Encoder::X264);
+        assert_eq!(
+            c.fallback.as_deref(),
+            Some("vaapih264enc, v4l2h264enc did not start")
+        );
+        // Named in the configuration: used, or x264 with the reason.
+        let (c, _) = choose(Encoder::V4l2, &hw, &hw);
+        assert_eq!(c.encoder, Encoder::V4l2);
+        let (c, asked) = choose(Encoder::Vaapi, &[], &[]);
+        assert_eq!(c.encoder, Encoder::X264);
+        assert_eq!(
+            c.fallback.as_deref(),
+            Some("vaapih264enc is not on this box")
+        );
+        assert!(asked.is_empty());
+        let (c, _) = choose(Encoder::X264, &hw, &hw);
+        assert_eq!((c.encoder, c.fallback), (Encoder::X264, None));
     }
 
     #[test]

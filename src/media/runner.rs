@@ -36,6 +36,32 @@ pub fn launch(desc: &str) -> Result<gst::Pipeline, String> {
         .map_err(|_| "description is not a pipeline".to_owned())
 }
 
+/// Run a short pipeline (a probe, a test tone) to EOS on this thread: its
+/// messages, or the first error. For the doctor and the encoder's probe,
+/// never for a session's pipelines, which the actors run.
+pub fn run_to_eos(desc: &str, timeout: std::time::Duration) -> Result<Vec<gst::Message>, String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let p = launch(desc)?;
+    p.set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
+    let bus = p.bus().ok_or("no bus")?;
+    let mut msgs = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    let result = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64)) else {
+            break Err("timed out".to_owned());
+        };
+        match m.view() {
+            gst::MessageView::Eos(_) => break Ok(()),
+            gst::MessageView::Error(e) => break Err(e.error().to_string()),
+            _ => msgs.push(m),
+        }
+    };
+    let _ = p.set_state(gst::State::Null);
+    result.map(|()| msgs)
+}
+
 /// How the pipeline reaches `Null` when dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NullOn {

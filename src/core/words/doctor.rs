@@ -15,6 +15,7 @@ words! {
         SiteFile => ("Tệp site.toml (ổ DIEMCAU)", "site.toml (DIEMCAU partition)"),
         Daemon => ("Phần mềm diemcau", "diemcau daemon"),
         Camera => ("Camera", "Camera"),
+        Encoder => ("Bộ mã hoá hình", "Video encoder"),
         Microphone => ("Micrô", "Microphone"),
         Speaker => ("Loa", "Speaker"),
         Display => ("Màn hình", "Display"),
@@ -317,6 +318,26 @@ pub fn microphone_in_use(lang: Language, cards: &str, echo_canceller: bool) -> S
             lang.pick("không khử tiếng vọng", "no echo canceller")
         }
     )
+}
+
+/// The H.264 encoder the box runs, hardware or software, and why a
+/// hardware one is not used when it is not.
+pub fn encoder(lang: Language, element: &str, hardware: bool, fallback: Option<&str>) -> String {
+    let kind = if hardware {
+        lang.pick("phần cứng", "hardware")
+    } else {
+        lang.pick("phần mềm", "software")
+    };
+    match fallback {
+        Some(why) => format!(
+            "{element} ({kind}); {}: {why}",
+            lang.pick(
+                "không dùng được bộ mã hoá phần cứng",
+                "the hardware encoder is not used"
+            )
+        ),
+        None => format!("{element} ({kind})"),
+    }
 }
 
 /// The microphone heard almost nothing.
