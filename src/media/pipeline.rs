@@ -175,7 +175,13 @@ fn self_view_caps(framerate: u32) -> String {
 /// The echo canceller on the microphone, against what the speaker's
 /// `webrtcechoprobe` ([`ECHO_PROBE`]) played: one description, so that
 /// `bench/echo.sh` measures the daemon's own settings. webrtcdsp works on
-/// 10 ms frames at 48/32/16 kHz; the rate is validated.
+/// 10 ms frames at 48/32/16 kHz; the rate is validated. Measured on the
+/// bench's simulated room, echo arriving 20, 60 and 120 ms after the
+/// probe saw it: ERLE 37.7, 31.0 and 9.3 dB. `delay-agnostic=true` gave
+/// 32.5, 23.8 and 7.8, and `extended-filter=true` changed nothing, so
+/// neither is set: the canceller relies on the latencies the speaker's
+/// sink and the microphone's source report, and an echo much later than
+/// they say is beyond it.
 pub fn echo_canceller() -> String {
     format!(
         "webrtcdsp probe={ECHO_PROBE} echo-cancel=true noise-suppression=true gain-control=false"
