@@ -597,10 +597,13 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
         "MCU dials the room: {}",
         mcu.command("dial", "sip:room1@mcu.example")
     );
+    // Under software emulation the answer took 38, 68 and 83 s in three
+    // runs (the session's pipelines start on two emulated cores): the wait
+    // is for a box that never answers, not a slow one.
     let live = state(
         &|s| s["phase"] == "live" && s["call"]["state"] == "connected",
         "the MCU's call answered and live",
-        120,
+        240,
     );
     let session = live["session"].as_str().unwrap().to_owned();
     eprintln!("call: {}", live["call"]);
@@ -629,7 +632,8 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
         if bars.iter().all(|f| *f > 0.1) {
             break bars;
         }
-        if t0.elapsed() > Duration::from_secs(120) {
+        // 22, 22 and 50 s in three runs under emulation.
+        if t0.elapsed() > Duration::from_secs(180) {
             // What the box says it received, to tell a picture that never
             // arrived from one that arrived and was not shown.
             noc.send(SITE, "status", cmd("vr-status-2", json!({})), "vr-status-2");
