@@ -2145,24 +2145,32 @@ fn logs_and_stills_on_request_reach_the_archive_without_a_secret() {
     let d = Daemon::start_with_programs(&cfg, programs.path());
     let noc = Noc::connect(&s.certs, s.broker.port, "noc-logs", true, &site_filter());
     status_msg(&noc, "online", None);
+    // The fleet CLI with `--out FILE` last; it must succeed. What it said.
+    let fleet_to = |args: &[&str], file: &std::path::Path| -> String {
+        let out = fleet_cli(&s)
+            .args(args)
+            .arg("--out")
+            .arg(file)
+            .output()
+            .expect("diemcau fleet");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}\n{}", d.log_text());
+        println!("{said}");
+        said
+    };
     let out_file = programs.path().join("box.log.gz");
-    let out = fleet_cli(&s)
-        .args([
+    fleet_to(
+        &[
             "logs",
             SITE,
             "--since",
             "2026-11-30T07:00:00Z",
             "--until",
             "2026-11-30T09:00:00Z",
-            "--out",
-        ])
-        .arg(&out_file)
-        .output()
-        .expect("diemcau fleet");
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}\n{}", d.log_text());
-    println!("{said}");
+        ],
+        &out_file,
+    );
     // The range went to journalctl as asked, for the box's own services.
     let args = std::fs::read_to_string(&args_file).unwrap();
     assert!(
@@ -2208,8 +2216,8 @@ fn logs_and_stills_on_request_reach_the_archive_without_a_secret() {
     // and what a still above a reply's 150 KB takes): the reply carries
     // the key and a link, the fleet CLI saves what the link gives.
     let still = programs.path().join("camera.jpg");
-    let out = fleet_cli(&s)
-        .args([
+    let said = fleet_to(
+        &[
             "snapshot",
             SITE,
             "--source",
@@ -2217,15 +2225,9 @@ fn logs_and_stills_on_request_reach_the_archive_without_a_secret() {
             "--width",
             "320",
             "--archive",
-            "--out",
-        ])
-        .arg(&still)
-        .output()
-        .expect("diemcau fleet");
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}\n{}", d.log_text());
-    println!("{said}");
+        ],
+        &still,
+    );
     assert!(said.contains("stills/test-xa-01/"), "{said}");
     let rgb = decode_jpeg(&still, 160, 120);
     assert!(
