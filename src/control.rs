@@ -84,6 +84,22 @@ fn audited(cmd: &Command) -> Option<(&'static str, Option<String>)> {
     }
 }
 
+/// An object the NOC asked for (logs, a still), PUT to the archive; the
+/// link that reads it for an hour, so the NOC needs no archive credentials.
+/// Blocking: call it on a blocking thread.
+fn put_for_the_noc(
+    archive: &crate::config::Archive,
+    key: &str,
+    body: &[u8],
+    content_type: &str,
+) -> Result<String, String> {
+    let client = crate::upload::Client::new(archive).map_err(|e| e.to_string())?;
+    client
+        .put(key, body, content_type)
+        .map_err(|e| e.to_string())?;
+    Ok(client.get_url(key, Duration::from_secs(3600)))
+}
+
 /// An outcome as the audit trail words it.
 pub fn outcome<T>(r: &Result<T, CommandError>) -> String {
     match r {
@@ -447,13 +463,10 @@ impl Control {
             std::io::Write::write_all(&mut gz, text.as_bytes()).map_err(|e| e.to_string())?;
             let body = gz.finish().map_err(|e| e.to_string())?;
             let key = crate::core::logs::object_key(&archive.prefix, &site, since, until);
-            let client = crate::upload::Client::new(&archive).map_err(|e| e.to_string())?;
-            client
-                .put(&key, &body, "application/gzip")
-                .map_err(|e| e.to_string())?;
+            let url = put_for_the_noc(&archive, &key, &body, "application/gzip")?;
             Ok(json!({
                 "key": key,
-                "url": client.get_url(&key, Duration::from_secs(3600)),
+                "url": url,
                 "bytes": body.len(),
                 "lines": lines,
                 "since": since,
@@ -536,12 +549,7 @@ impl Control {
             let (w, h, bytes) = (still.width, still.height, still.jpeg.len());
             let object = key.clone();
             let url = tokio::task::spawn_blocking(move || -> Result<String, String> {
-                let key = object;
-                let client = crate::upload::Client::new(&store).map_err(|e| e.to_string())?;
-                client
-                    .put(&key, &still.jpeg, "image/jpeg")
-                    .map_err(|e| e.to_string())?;
-                Ok(client.get_url(&key, Duration::from_secs(3600)))
+                put_for_the_noc(&store, &object, &still.jpeg, "image/jpeg")
             })
             .await
             .map_err(|e| CommandError::failed(format!("the still was not stored: {e}")))?
