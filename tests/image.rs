@@ -490,6 +490,23 @@ fn rgb_bars(rgb: &[u8]) -> [f64; 3] {
     n.map(|k| k as f64 / px.max(1) as f64)
 }
 
+/// The SIP phase and its recording in the archive, with both sides.
+fn conference_archived(noc: &Noc, vm: &Vm, garage: &Garage, work: &Path, ph: &mut Phases) {
+    let session = conference_through_the_nat(noc, vm, ph);
+    let (d, codecs) = archived(garage, &session, Duration::from_secs(300), work);
+    let far_keys = session_keys(garage, &session)
+        .into_iter()
+        .filter(|k| k.contains("/far/") && k.ends_with(".ts"))
+        .count();
+    eprintln!("archive: the call {d:.1} s {codecs:?}, the far end's track in {far_keys} segments");
+    assert!(
+        far_keys > 0,
+        "the call's recording has no far-end track: {:?}",
+        session_keys(garage, &session)
+    );
+    ph.done("the call's recording archived with both sides and verified");
+}
+
 /// The NOC makes the box a SIP room endpoint and the province's MCU calls
 /// it, all through the guest's user-mode network (libslirp), which is the
 /// box's NAT here as a 4G router is in a commune. Returns the call's
@@ -624,8 +641,19 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
         st["call"]
     );
 
-    // The MCU's picture on the room's screen.
+    // The MCU's picture on the room's screen. What the box says it
+    // received, every 30 s and at the end: RTP packets, frames decoded, and
+    // keyframes asked for tell a picture that never arrived from one that
+    // arrived and could not be decoded, and from one decoded and not shown.
+    let mut n = 0;
+    let mut call_media = || {
+        n += 1;
+        let id = format!("vr-status-media-{n}");
+        noc.send(SITE, "status", cmd(&id, json!({})), &id);
+        noc.wait_reply(&id, "done", Duration::from_secs(60))["result"]["call"]["media"].clone()
+    };
     let t0 = Instant::now();
+    let mut shown = Instant::now();
     let bars = loop {
         let (_, _, shot) = vm.screenshot("call");
         let bars = rgb_bars(&shot);
@@ -634,26 +662,32 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
         }
         // 22, 22 and 50 s in three runs under emulation.
         if t0.elapsed() > Duration::from_secs(180) {
-            // What the box says it received, to tell a picture that never
-            // arrived from one that arrived and was not shown.
-            noc.send(SITE, "status", cmd("vr-status-2", json!({})), "vr-status-2");
-            let st = noc.wait_reply("vr-status-2", "done", Duration::from_secs(60));
             panic!(
                 "the MCU's picture is not on the screen (red, green, blue shares {bars:?}); \
-                 the box's call: {}\nconsole:\n{}\nbaresip:\n{}",
-                st["result"]["call"],
+                 the box's call media: {}\nconsole:\n{}\nbaresip:\n{}",
+                call_media(),
                 vm.tail(),
                 mcu.log()
             );
         }
+        if shown.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "{:.0} s, no picture yet; the box's call media: {}",
+                t0.elapsed().as_secs_f64(),
+                call_media()
+            );
+            shown = Instant::now();
+        }
         std::thread::sleep(Duration::from_secs(3));
     };
     eprintln!(
-        "the MCU's picture on screen after {:.0} s: red {:.0}%, green {:.0}%, blue {:.0}%",
+        "the MCU's picture on screen after {:.0} s: red {:.0}%, green {:.0}%, blue {:.0}%; \
+         the box's call media: {}",
         t0.elapsed().as_secs_f64(),
         bars[0] * 100.0,
         bars[1] * 100.0,
-        bars[2] * 100.0
+        bars[2] * 100.0,
+        call_media()
     );
     // The room's picture and sound at the MCU.
     let t0 = Instant::now();
@@ -1302,6 +1336,12 @@ fn virtual_bridge_room() {
         })
         .expect("the box announces its signing key in its status");
     ph.done("boot to online on MQTT");
+    // `DIEMCAU_VR_SIP=only`: the SIP phase straight after the first boot,
+    // and nothing else; for repeating that phase on its own.
+    if std::env::var("DIEMCAU_VR_SIP").as_deref() == Ok("only") {
+        conference_archived(&noc, &vm, &garage, work, &mut ph);
+        return;
+    }
     let state = |pred: &dyn Fn(&Value) -> bool, what: &str, secs: u64, vm: &Vm| -> Value {
         noc.try_wait_for(Duration::from_secs(secs), |m| {
             m.topic == format!("diemcau/v1/{SITE}/state") && pred(&m.payload)
@@ -1634,21 +1674,7 @@ fn virtual_bridge_room() {
     // virtual room's SIP phase"). It is not part of the room's pass until
     // that run is understood.
     if std::env::var_os("DIEMCAU_VR_SIP").is_some() {
-        let session = conference_through_the_nat(&noc, &vm, &mut ph);
-        let (d, codecs) = archived(&garage, &session, Duration::from_secs(300), work);
-        let far_keys = session_keys(&garage, &session)
-            .into_iter()
-            .filter(|k| k.contains("/far/") && k.ends_with(".ts"))
-            .count();
-        eprintln!(
-            "archive: the call {d:.1} s {codecs:?}, the far end's track in {far_keys} segments"
-        );
-        assert!(
-            far_keys > 0,
-            "the call's recording has no far-end track: {:?}",
-            session_keys(&garage, &session)
-        );
-        ph.done("the call's recording archived with both sides and verified");
+        conference_archived(&noc, &vm, &garage, work, &mut ph);
     } else {
         eprintln!(
             "NOT RUN: the SIP phase through the room's NAT (DIEMCAU_VR_SIP=1 runs it; \

@@ -159,8 +159,19 @@ pub struct CallStats {
 pub struct CallMediaStats {
     pub audio_packets_sent: u64,
     pub video_packets_sent: u64,
+    /// The far end's sound, in buffers decoded on their way to the speaker.
     pub audio_packets_received: u64,
+    /// The far end's picture, in frames decoded on their way to the screen.
     pub video_packets_received: u64,
+    /// The far end's video RTP packets as they arrived, before decoding:
+    /// beside `video_packets_received` it tells a picture that never came
+    /// from one that came and could not be decoded.
+    #[serde(default)]
+    pub video_rtp_received: u64,
+    /// Keyframes the box asked the far end for (RTCP PLI) because its
+    /// picture arrived but nothing could be decoded from it.
+    #[serde(default)]
+    pub keyframe_requests: u64,
     /// Round-trip time from the far end's receiver reports (ms).
     pub rtt_ms: Option<f64>,
     /// Interarrival jitter of what the box receives (ms).

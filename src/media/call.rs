@@ -60,6 +60,11 @@ struct Rtp {
     video: Option<gst_app::AppSrc>,
     audio: Option<gst_app::AppSrc>,
     received: [Arc<AtomicU64>; 2],
+    /// The far picture's depayloader, whose sink pad carries a keyframe
+    /// request up to rtpbin, which sends it to the far end as a PLI.
+    depay_video: Option<gst::Element>,
+    picture: PictureWatch,
+    keyframe_requests: u64,
 }
 
 impl CallTask {
@@ -131,8 +136,16 @@ impl CallTask {
                     }
                 }
                 _ = tick.tick() => {
-                    if let Some(r) = &rtp {
+                    if let Some(r) = &mut rtp {
                         let mut st = read_stats(r);
+                        if r.picture.tick(
+                            st.video_rtp_received,
+                            st.video_packets_received,
+                            std::time::Instant::now(),
+                        ) {
+                            request_keyframe(r);
+                        }
+                        st.keyframe_requests = r.keyframe_requests;
                         st.video_cap_kbps = match self.cap.load(Ordering::Relaxed) {
                             0 => None,
                             c => Some(c),
@@ -438,6 +451,7 @@ fn build(
         count_buffers(&p, pipeline::RETURN_VIDEO),
     ];
     let p_dtmf = p.by_name(pipeline::CALL_DTMF);
+    let depay_video = p.by_name("depay_1");
     let run = Running::new(p.clone(), bus_tx, move |m| (gen, m));
     p.set_state(gst::State::Playing)
         .map_err(|e| format!("does not start: {e}"))?;
@@ -448,7 +462,67 @@ fn build(
         video,
         audio,
         received,
+        depay_video,
+        picture: PictureWatch::default(),
+        keyframe_requests: 0,
     })
+}
+
+/// Ask the far end for a keyframe: the same upstream event the
+/// depayloader sends on packet loss, which rtpbin turns into a PLI.
+fn request_keyframe(r: &mut Rtp) {
+    let Some(pad) = r.depay_video.as_ref().and_then(|d| d.static_pad("sink")) else {
+        return;
+    };
+    r.keyframe_requests += 1;
+    if r.keyframe_requests == 1 {
+        tracing::info!(
+            "the far end's picture arrives but none decodes yet: asking it for a keyframe"
+        );
+    }
+    let ev = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+        .all_headers(true)
+        .build();
+    pad.push_event(ev);
+}
+
+/// When to ask the far end for a keyframe, from the far picture's RTP
+/// packets and decoded frames, read once a second. The depayloader asks
+/// by itself when it sees a packet lost, but not when the stream's first
+/// keyframe went by before the box listened, and an MCU may send the next
+/// one only when asked (baresip sent one every 10 s; some MCUs send none
+/// unasked): the screen stayed black while the call was up. So: packets
+/// arriving and no frame decoded for 2 s, ask; then at most once every
+/// 2 s while that lasts, which is RFC 4585's rate for a PLI more or less.
+#[derive(Default)]
+struct PictureWatch {
+    rtp: u64,
+    decoded: u64,
+    stalled_since: Option<std::time::Instant>,
+    asked: Option<std::time::Instant>,
+}
+
+impl PictureWatch {
+    const WAIT: Duration = Duration::from_secs(2);
+
+    fn tick(&mut self, rtp: u64, decoded: u64, now: std::time::Instant) -> bool {
+        let (rtp_grew, decoded_grew) = (rtp > self.rtp, decoded > self.decoded);
+        (self.rtp, self.decoded) = (rtp, decoded);
+        if decoded_grew || !rtp_grew {
+            self.stalled_since = None;
+            return false;
+        }
+        let since = *self.stalled_since.get_or_insert(now);
+        let waited = now.duration_since(since) >= Self::WAIT;
+        let rested = self
+            .asked
+            .is_none_or(|a| now.duration_since(a) >= Self::WAIT);
+        if waited && rested {
+            self.asked = Some(now);
+            return true;
+        }
+        false
+    }
 }
 
 /// The TMMBN the box owes: the latest request of each far end, and how
@@ -578,9 +652,13 @@ fn read_stats(r: &Rtp) -> CallMediaStats {
                     let j = s.get::<u32>("jitter").unwrap_or(0);
                     jitters.push(f64::from(j) * 1000.0 / f64::from(clock));
                 }
+                let received = s.get::<u64>("packets-received").unwrap_or(0);
+                if id == 1 {
+                    out.video_rtp_received += received;
+                }
                 counts.push((
                     i64::from(s.get::<i32>("packets-lost").unwrap_or(0)),
-                    s.get::<u64>("packets-received").unwrap_or(0),
+                    received,
                 ));
             }
         }
@@ -609,7 +687,8 @@ fn loss_percent(sources: &[(i64, u64)]) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{event_code, loss_percent};
+    use super::{event_code, loss_percent, PictureWatch};
+    use std::time::Duration;
 
     #[test]
     fn a_restarted_sequence_is_not_counted_as_loss() {
@@ -618,6 +697,32 @@ mod tests {
         assert_eq!(loss_percent(&[(10, 90)]), Some(10.0));
         assert_eq!(loss_percent(&[(65_546, 90)]), Some(10.0));
         assert_eq!(loss_percent(&[]), None);
+    }
+
+    #[test]
+    fn a_picture_that_arrives_and_does_not_decode_asks_for_a_keyframe() {
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = PictureWatch::default();
+        // Nothing arrives: nothing to ask for.
+        assert!(!w.tick(0, 0, at(0)));
+        assert!(!w.tick(0, 0, at(5)));
+        // Packets, no frame: asks after 2 s, then every 2 s.
+        assert!(!w.tick(10, 0, at(6)));
+        assert!(!w.tick(20, 0, at(7)));
+        assert!(w.tick(30, 0, at(8)));
+        assert!(!w.tick(40, 0, at(9)));
+        assert!(w.tick(50, 0, at(10)));
+        // Frames decode: quiet again.
+        assert!(!w.tick(60, 5, at(11)));
+        assert!(!w.tick(70, 15, at(14)));
+        // The far end stops sending: no request either.
+        assert!(!w.tick(70, 15, at(20)));
+        // The picture freezes while packets still come (an MCU that
+        // switched sources): asks again.
+        assert!(!w.tick(80, 15, at(21)));
+        assert!(!w.tick(90, 15, at(22)));
+        assert!(w.tick(100, 15, at(23)));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub fn free_rtp_base() -> u16 {
 
 /// The far end's sound: a 1 kHz tone (16 kHz mono, what baresip's aufile
 /// reads), made with ffmpeg. Its picture is baresip's own `fakevideo`.
+/// baresip ends a call when its `aufile` source ends: the tone lasts 15
+/// minutes, longer than any test's call and its waits (a 120 s tone once
+/// hung up the virtual room's call before its picture check was done).
 pub fn far_end_media(dir: &Path) {
     let run = |args: &[&str]| {
         let ok = Command::new("ffmpeg")
@@ -51,7 +54,7 @@ pub fn far_end_media(dir: &Path) {
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=1000:sample_rate=16000:duration=120",
+        "sine=frequency=1000:sample_rate=16000:duration=900",
         "-ac",
         "1",
         tone.to_str().unwrap(),
