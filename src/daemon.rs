@@ -75,7 +75,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     let restart = crate::lifecycle::Restart::new();
     // Media and the recorder report to the supervisor on one channel.
     let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
-    let rec_store = recorder::store::RecStore::open_journaled(store.db(), state_dir)?;
+    let rec_store = recorder::store::RecStore::open(store.db(), state_dir)?;
     let device_key = recorder::keys::load_or_create(state_dir)?;
     // Recordings the store lost (it was set aside above) come back from
     // their journals, before recovery closes whatever was live.

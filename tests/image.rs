@@ -622,6 +622,7 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
         "the MCU's call answered and live",
         240,
     );
+    let t_live = Instant::now();
     let session = live["session"].as_str().unwrap().to_owned();
     eprintln!("call: {}", live["call"]);
     ph.done("the MCU's call through the NAT answered, live");
@@ -742,6 +743,18 @@ fn conference_through_the_nat(noc: &Noc, vm: &Vm, ph: &mut Phases) -> String {
         240,
     );
     ph.done("session.stop hangs up");
+    // The keyframes the MCU sent, from its encoder's summary at hang-up:
+    // about one every 10 s by itself, more when the box asked.
+    let t0 = Instant::now();
+    while !mcu.log().contains("frame I:") && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = mcu.log();
+    let frames: Vec<&str> = log.lines().filter(|l| l.contains("] frame ")).collect();
+    eprintln!(
+        "the MCU's encoder, over {:.0} s of call: {frames:?}",
+        t_live.elapsed().as_secs_f64()
+    );
     session
 }
 

@@ -718,7 +718,7 @@ fn bench_fleet_broadcast() {
                 supervisor: sup.handle.clone(),
                 phase: sup.phase.clone(),
                 store: store.clone(),
-                recordings: diemcau::recorder::store::RecStore::open(store.db()).unwrap(),
+                recordings: diemcau::recorder::store::RecStore::open(store.db(), &dir).unwrap(),
                 key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
                 presets: diemcau::camera::Presets::open(store.db()).unwrap(),
                 camera: config.video.source.clone(),

@@ -257,7 +257,8 @@ fn damaged_segment_is_quarantined_and_the_rest_verifies() {
     // recorded hash does not.
     {
         let db = sled::open(d.dir.path().join("state/db")).unwrap();
-        let rs = diemcau::recorder::store::RecStore::open(&db).unwrap();
+        let rs =
+            diemcau::recorder::store::RecStore::open(&db, &d.dir.path().join("state")).unwrap();
         assert!(rs.damage_chunk(&id, 1).unwrap());
     }
     d.spawn();

@@ -139,7 +139,7 @@ fn backend(socket: &Path, config: Option<&Config>) -> anyhow::Result<Backend> {
     let st = crate::store::Store::open(&config.daemon.state_dir)?;
     let key = crate::recorder::keys::load_or_create(&config.daemon.state_dir)?;
     Ok(Backend::Local(Box::new((
-        RecStore::open_journaled(st.db(), &config.daemon.state_dir)?,
+        RecStore::open(st.db(), &config.daemon.state_dir)?,
         key,
         crate::audit::AuditLog::new(&config.daemon.state_dir),
     ))))

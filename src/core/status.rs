@@ -318,8 +318,8 @@ pub struct RecorderStats {
     /// The recording is halted (disk quota): the session goes on unrecorded.
     pub halted: bool,
     pub quota_bytes: u64,
-    /// Recording bytes held on the box: segments in the store, and the
-    /// journals' second copy of what the archive has not confirmed.
+    /// Recording bytes held on the box: the journals' blocks on disk (the
+    /// bytes, once, and their records), or the segments held if more.
     pub held_bytes: u64,
     pub used_percent: f64,
     /// Buffers the recorder could not take (never expected; counted).

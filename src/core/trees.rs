@@ -18,8 +18,12 @@ pub const MQTT_SEEN: &str = "mqtt_seen_commands";
 pub const REC_SESSIONS: &str = "rec_sessions";
 /// Recordings: one record per segment (`recorder::store`).
 pub const REC_SEGMENTS: &str = "rec_segments";
-/// Recordings: the media bytes, in chunks (`recorder::store`).
+/// Recordings: the media bytes, in chunks, as versions before the journal
+/// held them wrote (`recorder::store`: read, never written).
 pub const REC_CHUNKS: &str = "rec_chunks";
+/// Recordings: where each chunk's bytes are in its session's journal
+/// (`recorder::store`).
+pub const REC_CHUNK_LOCS: &str = "rec_chunk_locs";
 /// Camera positions saved by name (`camera`).
 pub const CAMERA_PRESETS: &str = "camera_presets";
 
@@ -41,6 +45,7 @@ pub const ALL: &[&str] = &[
     REC_SESSIONS,
     REC_SEGMENTS,
     REC_CHUNKS,
+    REC_CHUNK_LOCS,
     CAMERA_PRESETS,
     UPLINK_LINKS,
     AUDIT,

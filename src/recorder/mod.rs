@@ -490,7 +490,7 @@ impl Recorder {
         }
         let t0 = Instant::now();
         // The journal's fsync only: one append-only file, cheap even on slow
-        // storage; sled writes its copy behind it (see store::make_durable).
+        // storage; sled writes the index behind it (see store::make_durable).
         let r = self.store.make_durable();
         let took = t0.elapsed();
         // What a power cut can lose is the flush interval plus this: slow
@@ -634,6 +634,7 @@ impl Recorder {
             match self.store.prune_confirmed(need) {
                 Ok(freed) if freed > 0 => {
                     self.held = self.held.saturating_sub(freed);
+                    self.journal = self.store.journal_bytes();
                     tracing::info!("pruned {freed} bytes of archived segments for space");
                 }
                 Ok(_) => {}
@@ -700,9 +701,12 @@ impl Recorder {
         }
     }
 
-    /// What the quota counts: the store's segments and the journals.
+    /// What the quota counts: the recordings' bytes on the box. They live
+    /// in the journals (blocks allocated, so a pruned segment's punched
+    /// hole no longer counts); `held`, the segments not pruned, counts too
+    /// for chunks an earlier version kept in sled, which no journal holds.
     fn used(&self) -> u64 {
-        self.held + self.journal
+        self.held.max(self.journal)
     }
 
     fn publish(&mut self) {

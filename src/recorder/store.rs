@@ -1,10 +1,15 @@
-//! The recording buffer in sled: sessions, segment metadata and the segment
-//! bytes in chunks, plus verification, export, manifests and pruning.
+//! The recording buffer: sessions, segment metadata and the segment bytes
+//! in chunks, plus verification, export, manifests and pruning.
 //!
-//! Layout (all in the daemon's sled database):
+//! Layout: the index in the daemon's sled database, the bytes once, in the
+//! session's journal file ([`super::journal`], `<state>/journal/<id>.wal`):
 //! - `rec_sessions`: session id → [`RecSession`] (JSON)
 //! - `rec_segments`: session id ‖ 0 ‖ seq (u32 BE) → [`SegmentMeta`] (JSON)
-//! - `rec_chunks`: session id ‖ 0 ‖ seq (u32 BE) ‖ chunk (u32 BE) → bytes
+//! - `rec_chunk_locs`: session id ‖ 0 ‖ seq (u32 BE) ‖ chunk (u32 BE) →
+//!   where the chunk's bytes are in the journal: offset (u64 BE) ‖ length
+//!   (u32 BE)
+//! - `rec_chunks`: the same keys → the bytes themselves, as versions before
+//!   the journal held them wrote; still read, never written.
 //!
 //! A segment's bytes are its chunks in key order. A segment has metadata
 //! only once it is complete (or was closed as partial after a crash), so
@@ -13,10 +18,11 @@
 //! (`update_and_fetch`), so the recorder and the uploader never lose each
 //! other's updates.
 //!
-//! Opened with [`RecStore::open_journaled`], every session, segment and
-//! chunk write is also appended to the session's journal file
-//! ([`super::journal`]) and made durable at the same flush, until the archive
-//! confirms the manifest: the copy that survives sled failing to reopen.
+//! Every session, segment and chunk write is appended to the journal first
+//! and made durable at each flush; sled writes the index behind it. The
+//! journal is the authority: at start-up ([`RecStore::reconcile_journals`])
+//! an open session's index is rebuilt from its journal, and a store sled
+//! could not reopen gets every session back from them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -549,82 +555,77 @@ pub struct RecStore {
     db: sled::Db,
     sessions: sled::Tree,
     segments: sled::Tree,
-    chunks: sled::Tree,
-    /// The second copy of unconfirmed recordings (see [`super::journal`]);
-    /// `None` for tools that only read.
-    journal: Option<Journal>,
+    /// Where each chunk's bytes are in its session's journal.
+    locs: sled::Tree,
+    /// Chunk bytes held in sled by earlier versions: read, never written.
+    legacy: sled::Tree,
+    /// The recordings' bytes, and the records to rebuild the index from
+    /// (see [`super::journal`]).
+    journal: Journal,
+}
+
+/// A chunk's place in its journal: where its bytes start, and how many.
+fn loc(at: u64, len: usize) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&at.to_be_bytes());
+    // A chunk is bounded by config far below 4 GiB.
+    v[8..].copy_from_slice(&(len as u32).to_be_bytes());
+    v
+}
+
+fn unloc(v: &[u8]) -> Option<(u64, u64)> {
+    let at = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let len = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
+    Some((at, u64::from(len)))
 }
 
 impl RecStore {
-    /// The store alone, without the journal: for reading and for tests.
-    pub fn open(db: &sled::Db) -> Result<Self, RecError> {
+    /// The store over `db`, with the recordings' bytes in
+    /// `<state_dir>/journal`: what the daemon, every command and the tests
+    /// use.
+    pub fn open(db: &sled::Db, state_dir: &std::path::Path) -> Result<Self, RecError> {
         Ok(Self {
             db: db.clone(),
             sessions: db.open_tree(crate::core::trees::REC_SESSIONS)?,
             segments: db.open_tree(crate::core::trees::REC_SEGMENTS)?,
-            chunks: db.open_tree(crate::core::trees::REC_CHUNKS)?,
-            journal: None,
+            locs: db.open_tree(crate::core::trees::REC_CHUNK_LOCS)?,
+            legacy: db.open_tree(crate::core::trees::REC_CHUNKS)?,
+            journal: Journal::new(state_dir.join("journal")),
         })
     }
 
-    /// The store with its journal in `<state_dir>/journal`: what the daemon
-    /// and every writing command use.
-    pub fn open_journaled(db: &sled::Db, state_dir: &std::path::Path) -> Result<Self, RecError> {
-        Ok(Self {
-            journal: Some(Journal::new(state_dir.join("journal"))),
-            ..Self::open(db)?
-        })
-    }
-
-    /// Make everything written so far durable: sled, then the journal.
+    /// Make everything written so far durable: the journal, then sled.
     pub fn flush(&self) -> Result<(), RecError> {
+        self.journal.sync()?;
         self.db.flush()?;
-        if let Some(j) = &self.journal {
-            j.sync()?;
-        }
         Ok(())
     }
 
     pub fn put_session(&self, s: &RecSession) -> Result<(), RecError> {
+        self.journal.session(s)?;
         self.sessions.insert(
             s.id.as_bytes(),
             serde_json::to_vec(s).expect("sessions serialise"),
         )?;
-        if let Some(j) = &self.journal {
-            j.session(s)?;
-        }
         Ok(())
     }
 
-    /// Keep the journal in step with a session record: a copy while the
-    /// archive lacks the manifest, nothing once it has it.
-    fn journal_session(&self, s: &RecSession) -> Result<(), RecError> {
-        if let Some(j) = &self.journal {
-            if s.manifest_confirmed_at.is_some() {
-                j.remove(&s.id)?;
-            } else {
-                j.session(s)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Bytes in the journals (0 without one).
+    /// Bytes in the journals: the recordings' bytes on the box.
     pub fn journal_bytes(&self) -> u64 {
-        self.journal.as_ref().map_or(0, Journal::bytes)
+        self.journal.bytes()
     }
 
-    /// Bring back, from their journals, the sessions this store does not
-    /// hold (after sled's files were set aside), and drop the journals of
-    /// sessions the archive has confirmed. Runs before recovery, which then
+    /// Before recovery, at start-up: bring back from their journals the
+    /// sessions this store does not hold (after sled's files were set
+    /// aside), and rebuild from its journal the index of a session left
+    /// open, or of one whose index points past its journal's end (sled
+    /// wrote it behind the journal's last durable flush). Recovery then
     /// closes a salvaged live session as interrupted like any other.
     ///
     /// One journal that cannot be read is logged and left in place; the
     /// others still come back, and the daemon still starts.
     pub fn reconcile_journals(&self) -> Result<Vec<Salvaged>, RecError> {
-        let Some(j) = &self.journal else {
-            return Ok(Vec::new());
-        };
+        let j = &self.journal;
         let mut out = Vec::new();
         for id in j.ids()? {
             match self.reconcile_journal(j, &id) {
@@ -645,14 +646,8 @@ impl RecStore {
         let id = id.to_owned();
         if let Some(v) = self.sessions.get(id.as_bytes())? {
             let held = serde_json::from_slice::<RecSession>(&v).ok();
-            if held
-                .as_ref()
-                .is_some_and(|s| s.manifest_confirmed_at.is_some())
-            {
-                j.remove(&id)?;
-                return Ok(None);
-            }
-            if held.as_ref().is_some_and(|s| !s.closed) {
+            let open = held.as_ref().is_some_and(|s| !s.closed);
+            if open || self.index_past_end(j, &id)? {
                 return self.merge_tail(j, &id);
             }
             return Ok(None);
@@ -674,11 +669,13 @@ impl RecStore {
                 Record::Chunk {
                     seq,
                     chunk,
+                    at,
                     bytes: b,
                 } if !headless => {
                     chunks += 1;
                     bytes += b.len() as u64;
-                    self.chunks.insert(chunk_key(&id, seq, chunk), b)?;
+                    self.locs
+                        .insert(chunk_key(&id, seq, chunk), &loc(at, b.len())[..])?;
                 }
                 Record::Chunk { .. } => {}
             }
@@ -693,6 +690,11 @@ impl RecStore {
             }
             return Ok(None);
         };
+        if chunks == 0 && session.manifest_confirmed_at.is_some() && session.closed {
+            // Archived, and its bytes all pruned: nothing of it is on the
+            // box any more but its index, which comes back too.
+            tracing::info!(session = %id, "archived recording's index brought back from its journal");
+        }
         for m in metas.values() {
             self.segments.insert(
                 seg_key(&id, m.seq),
@@ -713,12 +715,29 @@ impl RecStore {
         }))
     }
 
-    /// A session left open by a stop: the recorder makes each flush durable
-    /// in the journal, and sled writes its own copy behind it, so what sled
-    /// lacks of the session is taken from the journal. Only added, never
-    /// overwritten: recovery then checks every segment against its hash.
+    /// An index entry of `id` that points past the end of its journal:
+    /// sled wrote it after the journal's last durable flush, and the power
+    /// went before the journal's next. Cheap: lengths only, no reading.
+    fn index_past_end(&self, j: &Journal, id: &str) -> Result<bool, RecError> {
+        let len = j.len(id);
+        for kv in self.locs.scan_prefix(prefix(id)) {
+            let (_, v) = kv?;
+            if unloc(&v).is_none_or(|(at, n)| at + n > len) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A session left open by a stop, or an index that ran ahead of its
+    /// journal: the recorder makes each flush durable in the journal and
+    /// sled writes the index behind it, so the journal decides. Segment
+    /// metadata sled lacks is added; the chunk index is the journal's,
+    /// entries it does not back removed. Recovery then checks every
+    /// segment against its hash.
     fn merge_tail(&self, j: &Journal, id: &str) -> Result<Option<Salvaged>, RecError> {
         let (mut segments, mut chunks, mut bytes) = (0u32, 0u32, 0u64);
+        let mut backed = std::collections::BTreeSet::new();
         let torn = j.replay(id, |r| -> Result<(), RecError> {
             match r {
                 Record::Segment(m) => {
@@ -732,19 +751,32 @@ impl RecStore {
                 Record::Chunk {
                     seq,
                     chunk,
+                    at,
                     bytes: b,
                 } => {
                     let k = chunk_key(id, seq, chunk);
-                    if !self.chunks.contains_key(&k)? {
+                    let v = loc(at, b.len());
+                    if self.locs.insert(k.clone(), &v[..])?.as_deref() != Some(&v[..]) {
                         bytes += b.len() as u64;
-                        self.chunks.insert(k, b)?;
                         chunks += 1;
                     }
+                    backed.insert(k);
                 }
                 Record::Session(_) => {}
             }
             Ok(())
         })?;
+        let mut dropped = 0u32;
+        for k in self.locs.scan_prefix(prefix(id)).keys() {
+            let k = k?;
+            if !backed.contains(k.as_ref()) {
+                self.locs.remove(k)?;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(session = %id, "{dropped} chunk(s) the index had past the journal's last flush dropped");
+        }
         if segments == 0 && chunks == 0 {
             return Ok(None);
         }
@@ -758,15 +790,12 @@ impl RecStore {
         }))
     }
 
-    /// Make what was written so far durable, as cheaply as it can be: with a
-    /// journal, only the journal (one `fdatasync` of appended records; sled
-    /// writes its own copy behind it, and a start after a stop takes from
-    /// the journal what sled lacks); without one, sled.
+    /// Make what was written so far durable, as cheaply as it can be: the
+    /// journal only (one `fdatasync` of appended records; sled writes the
+    /// index behind it, and a start after a stop rebuilds from the journal
+    /// what sled lacks).
     pub fn make_durable(&self) -> Result<(), RecError> {
-        match &self.journal {
-            Some(j) => Ok(j.sync()?),
-            None => self.flush(),
-        }
+        Ok(self.journal.sync()?)
     }
 
     /// Atomically change a session record.
@@ -802,7 +831,7 @@ impl RecStore {
             what: "session".into(),
             source,
         })?;
-        self.journal_session(&s)?;
+        self.journal.session(&s)?;
         Ok(s)
     }
 
@@ -841,21 +870,18 @@ impl RecStore {
         chunk: u32,
         bytes: &[u8],
     ) -> Result<(), RecError> {
-        self.chunks.insert(chunk_key(id, seq, chunk), bytes)?;
-        if let Some(j) = &self.journal {
-            j.chunk(id, seq, chunk, bytes)?;
-        }
+        let at = self.journal.chunk(id, seq, chunk, bytes)?;
+        self.locs
+            .insert(chunk_key(id, seq, chunk), &loc(at, bytes.len())[..])?;
         Ok(())
     }
 
     pub fn put_segment(&self, id: &str, m: &SegmentMeta) -> Result<(), RecError> {
+        self.journal.segment(id, m)?;
         self.segments.insert(
             seg_key(id, m.seq),
             serde_json::to_vec(m).expect("segments serialise"),
         )?;
-        if let Some(j) = &self.journal {
-            j.segment(id, m)?;
-        }
         Ok(())
     }
 
@@ -865,7 +891,7 @@ impl RecStore {
         seq: u32,
         f: impl Fn(&mut SegmentMeta),
     ) -> Result<(), RecError> {
-        self.segments.update_and_fetch(seg_key(id, seq), |old| {
+        let new = self.segments.update_and_fetch(seg_key(id, seq), |old| {
             let old = old?;
             match serde_json::from_slice::<SegmentMeta>(old) {
                 Ok(mut m) => {
@@ -875,6 +901,12 @@ impl RecStore {
                 Err(_) => Some(old.to_vec()),
             }
         })?;
+        // The journal keeps the change too (confirmed, quarantined, pruned),
+        // so a store rebuilt from it neither uploads again what the archive
+        // has nor reads a pruned segment as damaged.
+        if let Some(m) = new.and_then(|v| serde_json::from_slice::<SegmentMeta>(&v).ok()) {
+            self.journal.segment(id, &m)?;
+        }
         Ok(())
     }
 
@@ -892,56 +924,91 @@ impl RecStore {
             .collect()
     }
 
+    /// Where the chunks of one segment are in the journal, in order.
+    fn chunk_locs(&self, id: &str, seq: u32) -> Result<Vec<(u64, u64)>, RecError> {
+        let mut out = Vec::new();
+        for kv in self.locs.scan_prefix(seg_key(id, seq)) {
+            let (_, v) = kv?;
+            let place = unloc(&v).ok_or_else(|| {
+                RecError::Io(std::io::Error::other(format!(
+                    "recording {id}: a chunk index entry of segment {seq} is unreadable"
+                )))
+            })?;
+            out.push(place);
+        }
+        Ok(out)
+    }
+
     /// The bytes of one segment (its chunks in order).
     pub fn segment_bytes(&self, id: &str, seq: u32) -> Result<Vec<u8>, RecError> {
         let mut out = Vec::new();
-        for kv in self.chunks.scan_prefix(seg_key(id, seq)) {
-            out.extend_from_slice(&kv?.1);
+        let locs = self.chunk_locs(id, seq)?;
+        if locs.is_empty() {
+            for kv in self.legacy.scan_prefix(seg_key(id, seq)) {
+                out.extend_from_slice(&kv?.1);
+            }
+            return Ok(out);
         }
+        self.journal.read_into(id, &locs, &mut out)?;
         Ok(out)
     }
 
     /// Chunks stored for `seq` (count, bytes): for recovering a partial tail.
     pub fn chunk_numbers(&self, id: &str, seq: u32) -> Result<Vec<u32>, RecError> {
         let p = seg_key(id, seq);
-        self.chunks
-            .scan_prefix(&p)
-            .keys()
-            .map(|k| {
-                let k = k?;
-                Ok(u32::from_be_bytes(
-                    k[p.len()..p.len() + 4].try_into().unwrap_or([0; 4]),
-                ))
-            })
-            .collect()
+        let number =
+            |k: &[u8]| u32::from_be_bytes(k[p.len()..p.len() + 4].try_into().unwrap_or([0; 4]));
+        let mut out: Vec<u32> = Vec::new();
+        for k in self.locs.scan_prefix(&p).keys() {
+            out.push(number(&k?));
+        }
+        if out.is_empty() {
+            for k in self.legacy.scan_prefix(&p).keys() {
+                out.push(number(&k?));
+            }
+        }
+        Ok(out)
     }
 
-    /// Overwrite one chunk's bytes (for tests that simulate damage).
+    /// Flip a byte in the middle of a segment's first chunk, below every
+    /// check but the segment's hash (for tests that simulate bit rot).
     pub fn damage_chunk(&self, id: &str, seq: u32) -> Result<bool, RecError> {
-        let Some(k) = self.chunks.scan_prefix(seg_key(id, seq)).keys().next() else {
+        let Some((at, len)) = self.chunk_locs(id, seq)?.into_iter().next() else {
             return Ok(false);
         };
-        let k = k?;
-        let mut v = self.chunks.get(&k)?.map(|v| v.to_vec()).unwrap_or_default();
-        let mid = v.len() / 2;
-        if let Some(b) = v.get_mut(mid) {
-            *b ^= 0xff;
-        }
-        self.chunks.insert(k, v)?;
-        self.flush()?;
+        self.journal.damage(id, at + len / 2)?;
         Ok(true)
     }
 
+    /// Take a segment's bytes (or, `seq` None, the whole session's) off
+    /// the index, zeroing a single segment's in its journal; the caller
+    /// removes a whole session's journal. Returns the bytes freed.
     fn remove_chunks(&self, id: &str, seq: Option<u32>) -> Result<u64, RecError> {
         let p = match seq {
             Some(s) => seg_key(id, s),
             None => prefix(id),
         };
         let mut freed = 0;
-        for kv in self.chunks.scan_prefix(&p) {
+        let mut ranges = Vec::new();
+        let mut keys = Vec::new();
+        for kv in self.locs.scan_prefix(&p) {
+            let (k, v) = kv?;
+            if let Some((at, n)) = unloc(&v) {
+                freed += n;
+                ranges.push((at, n));
+            }
+            keys.push(k);
+        }
+        if seq.is_some() && !ranges.is_empty() {
+            self.journal.zero(id, &ranges)?;
+        }
+        for k in keys {
+            self.locs.remove(k)?;
+        }
+        for kv in self.legacy.scan_prefix(&p) {
             let (k, v) = kv?;
             freed += v.len() as u64;
-            self.chunks.remove(k)?;
+            self.legacy.remove(k)?;
         }
         Ok(freed)
     }
@@ -1114,16 +1181,17 @@ impl RecStore {
         Ok(freed + self.delete_one(id)?)
     }
 
+    /// The journal goes first: a power cut between the two leaves an index
+    /// whose bytes are gone (the next delete finishes it), never a journal
+    /// that would bring an erased recording back at the next start.
     fn delete_one(&self, id: &str) -> Result<u64, RecError> {
+        self.journal.remove(id)?;
         let freed = self.remove_chunks(id, None)?;
         for kv in self.segments.scan_prefix(prefix(id)).keys() {
             self.segments.remove(kv?)?;
         }
         self.sessions.remove(id.as_bytes())?;
         self.flush()?;
-        if let Some(j) = &self.journal {
-            j.remove(id)?;
-        }
         Ok(freed)
     }
 
@@ -1151,17 +1219,48 @@ impl RecStore {
         let mut sessions = self.sessions()?;
         sessions.reverse(); // oldest first
         for s in sessions {
+            if freed >= need {
+                break;
+            }
+            let mut here = false;
             for m in self.segments(&s.id)? {
                 if freed >= need {
-                    return Ok(freed);
+                    break;
                 }
                 if m.confirmed_at.is_some() && !m.pruned {
                     freed += self.remove_chunks(&s.id, Some(m.seq))?;
                     self.update_segment(&s.id, m.seq, |m| m.pruned = true)?;
+                    here = true;
                 }
+            }
+            if here {
+                self.compact_if_pruned(&s)?;
             }
         }
         Ok(freed)
+    }
+
+    /// An archived recording whose every segment has been pruned keeps
+    /// only its records: its journal is rewritten without the chunks.
+    fn compact_if_pruned(&self, s: &RecSession) -> Result<(), RecError> {
+        if !s.closed || s.manifest_confirmed_at.is_none() || self.journal.len(&s.id) == 0 {
+            return Ok(());
+        }
+        let segments = self.segments(&s.id)?;
+        if segments.iter().all(|m| m.pruned) && !self.chunk_numbers_any(&s.id)? {
+            self.journal.compact(&s.id)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any chunk of `id` is still indexed.
+    fn chunk_numbers_any(&self, id: &str) -> Result<bool, RecError> {
+        Ok(self
+            .locs
+            .scan_prefix(prefix(id))
+            .next()
+            .transpose()?
+            .is_some())
     }
 
     /// The first segment not yet confirmed by the archive, oldest session first.
@@ -1277,7 +1376,7 @@ mod tests {
     #[test]
     fn retention_takes_only_what_the_archive_has_held_long_enough() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RecStore::open(&sled::open(dir.path()).unwrap()).unwrap();
+        let store = store(&dir.path().join("db"), dir.path());
         let now = Utc::now();
         let day = chrono::Duration::days(1);
         let put = |id: &str, closed: bool, confirmed: Option<DateTime<Utc>>, far: Option<&str>| {
@@ -1314,16 +1413,65 @@ mod tests {
         assert_eq!(due, vec!["old".to_owned(), "with-far".to_owned()]);
     }
 
+    /// A store over a fresh sled in `db` with its journals in `state`.
+    fn store(db: &std::path::Path, state: &std::path::Path) -> RecStore {
+        RecStore::open(&sled::open(db).unwrap(), state).unwrap()
+    }
+
     #[test]
-    fn journals_bring_back_what_the_store_lost_and_go_once_archived() {
+    fn the_bytes_live_once_in_the_journal_and_sled_holds_where() {
+        let (db, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let st = store(db.path(), state.path());
+        st.put_session(&session("s")).unwrap();
+        let chunk = vec![0x47u8; 64 << 10];
+        for n in 0..32 {
+            st.write_chunk("s", n / 8, n % 8, &chunk).unwrap();
+        }
+        st.flush().unwrap();
+        assert_eq!(st.segment_bytes("s", 1).unwrap().len(), 8 * chunk.len());
+        assert_eq!(
+            st.chunk_numbers("s", 3).unwrap(),
+            (0..8).collect::<Vec<_>>()
+        );
+        // Sled holds 12 bytes per 64 KiB chunk, not the chunk.
+        let index: usize = st.locs.iter().values().map(|v| v.unwrap().len()).sum();
+        assert_eq!(index, 32 * 12);
+        assert_eq!(st.legacy.len(), 0);
+        // The journal: the bytes and their framing, 17 bytes a chunk.
+        let journal = st.journal.len("s");
+        let data = 32 * chunk.len() as u64;
+        assert!(journal > data && journal < data + data / 100, "{journal}");
+    }
+
+    #[test]
+    fn journals_bring_back_what_the_store_lost_and_stay_while_the_bytes_are_here() {
         let state = tempfile::tempdir().unwrap();
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let old = RecStore::open_journaled(&sled::open(a.path()).unwrap(), state.path()).unwrap();
+        let old = store(a.path(), state.path());
         for id in ["lost", "archived"] {
             old.put_session(&session(id)).unwrap();
             old.write_chunk(id, 0, 0, b"first").unwrap();
             old.write_chunk(id, 0, 1, b"second").unwrap();
+            old.put_segment(
+                id,
+                &SegmentMeta {
+                    seq: 0,
+                    bytes: 11,
+                    chunks: 2,
+                    started_at: Utc::now(),
+                    duration_ms: 2000,
+                    sha256: segment::hex(&segment::sha256(b"firstsecond")),
+                    chain: String::new(),
+                    partial: false,
+                    confirmed_at: None,
+                    quarantined: None,
+                    pruned: false,
+                },
+            )
+            .unwrap();
         }
+        old.update_segment("archived", 0, |m| m.confirmed_at = Some(Utc::now()))
+            .unwrap();
         old.update_session("archived", |s| {
             s.closed = true;
             s.manifest_confirmed_at = Some(Utc::now());
@@ -1331,53 +1479,157 @@ mod tests {
         .unwrap();
         old.flush().unwrap();
         let j = Journal::new(state.path().join("journal"));
-        assert_eq!(j.ids().unwrap(), ["lost"], "confirmed: its journal went");
+        assert_eq!(
+            j.ids().unwrap(),
+            ["archived", "lost"],
+            "its bytes are there"
+        );
         // A journal whose first record is not its session: left alone.
         j.chunk("headless", 0, 0, b"x").unwrap();
         // The store is replaced by an empty one (as after a set-aside).
-        let fresh = RecStore::open_journaled(&sled::open(b.path()).unwrap(), state.path()).unwrap();
-        let back = fresh.reconcile_journals().unwrap();
-        assert_eq!(back.len(), 1, "{back:?}");
-        assert_eq!((back[0].session.as_str(), back[0].chunks), ("lost", 2));
+        let fresh = store(b.path(), state.path());
+        let mut back = fresh.reconcile_journals().unwrap();
+        back.sort_by(|x, y| x.session.cmp(&y.session));
+        assert_eq!(back.len(), 2, "{back:?}");
+        assert_eq!((back[1].session.as_str(), back[1].chunks), ("lost", 2));
         assert_eq!(fresh.segment_bytes("lost", 0).unwrap(), b"firstsecond");
         assert!(!fresh.session("lost").unwrap().closed);
+        // What the archive confirmed comes back confirmed: not uploaded again.
+        let archived = fresh.session("archived").unwrap();
+        assert!(archived.manifest_confirmed_at.is_some());
+        assert!(fresh.segments("archived").unwrap()[0]
+            .confirmed_at
+            .is_some());
         assert!(fresh.session("headless").is_err());
-        assert_eq!(j.ids().unwrap(), ["headless", "lost"]);
-        // A second start finds it in the store and changes nothing.
+        assert_eq!(j.ids().unwrap(), ["archived", "headless", "lost"]);
+        // A second start finds them in the store and changes nothing.
         assert!(fresh.reconcile_journals().unwrap().is_empty());
+        // Deleting the recording takes its journal.
+        fresh.delete("archived", false).unwrap();
+        assert_eq!(j.ids().unwrap(), ["headless", "lost"]);
+        assert!(fresh.reconcile_journals().unwrap().is_empty());
+        assert!(fresh.session("archived").is_err(), "not brought back");
     }
 
     #[test]
-    fn an_open_session_gets_the_tail_sled_lacks_from_its_journal() {
+    fn an_open_session_gets_its_index_from_its_journal() {
         let state = tempfile::tempdir().unwrap();
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let full = RecStore::open_journaled(&sled::open(a.path()).unwrap(), state.path()).unwrap();
+        let full = store(a.path(), state.path());
         full.put_session(&session("live")).unwrap();
         for n in 0..4 {
-            full.write_chunk("live", 0, n, &[n as u8; 100]).unwrap();
+            full.write_chunk("live", 0, n, &[n as u8 + 1; 100]).unwrap();
         }
         full.make_durable().unwrap();
-        // What sled had written when the power went: the session and the
-        // first chunk only (its own copy lags the journal).
-        let behind =
-            RecStore::open_journaled(&sled::open(b.path()).unwrap(), state.path()).unwrap();
+        let first = full.locs.get(chunk_key("live", 0, 0)).unwrap().unwrap();
+        // What sled had written when the power went: the session, the
+        // first chunk's place, and a place past the journal's end (sled
+        // wrote it, the journal's flush did not happen).
+        let behind = store(b.path(), state.path());
         behind
             .sessions
             .insert(b"live", serde_json::to_vec(&session("live")).unwrap())
             .unwrap();
+        behind.locs.insert(chunk_key("live", 0, 0), first).unwrap();
         behind
-            .chunks
-            .insert(chunk_key("live", 0, 0), &[9u8; 100][..])
+            .locs
+            .insert(chunk_key("live", 0, 9), &loc(1 << 30, 100)[..])
             .unwrap();
         let back = behind.reconcile_journals().unwrap();
         assert_eq!(back.len(), 1);
         assert!(back[0].tail_only);
         assert_eq!(back[0].chunks, 3, "only what was missing");
         let bytes = behind.segment_bytes("live", 0).unwrap();
-        assert_eq!(&bytes[..100], &[9u8; 100], "what sled had is kept");
-        assert_eq!(bytes.len(), 400);
-        // Closed sessions are sled's alone.
+        assert_eq!(bytes.len(), 400, "the place past the end is gone");
+        assert_eq!(&bytes[..100], &[1u8; 100]);
+        assert_eq!(&bytes[300..], &[4u8; 100]);
+        // A closed session whose index agrees with its journal is left alone.
         behind.update_session("live", |s| s.closed = true).unwrap();
         assert!(behind.reconcile_journals().unwrap().is_empty());
+        // One whose index runs past its journal is rebuilt.
+        behind
+            .locs
+            .insert(chunk_key("live", 1, 0), &loc(1 << 30, 100)[..])
+            .unwrap();
+        assert_eq!(behind.reconcile_journals().unwrap().len(), 0);
+        assert!(behind.chunk_numbers("live", 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pruning_zeroes_a_segment_in_its_journal_and_gives_the_space_back() {
+        let (db, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let st = store(db.path(), state.path());
+        st.put_session(&session("s")).unwrap();
+        let chunk = vec![0x47u8; 256 << 10];
+        for seq in 0..3 {
+            for n in 0..4 {
+                st.write_chunk("s", seq, n, &chunk).unwrap();
+            }
+            let bytes = segment::sha256(&st.segment_bytes("s", seq).unwrap());
+            st.put_segment(
+                "s",
+                &SegmentMeta {
+                    seq,
+                    bytes: 4 * chunk.len() as u64,
+                    chunks: 4,
+                    started_at: Utc::now(),
+                    duration_ms: 2000,
+                    sha256: segment::hex(&bytes),
+                    chain: String::new(),
+                    partial: false,
+                    confirmed_at: (seq == 0).then(Utc::now),
+                    quarantined: None,
+                    pruned: false,
+                },
+            )
+            .unwrap();
+        }
+        st.flush().unwrap();
+        let before = st.journal_bytes();
+        let freed = st.prune_confirmed(1).unwrap();
+        assert_eq!(freed, 4 * chunk.len() as u64, "the confirmed segment only");
+        let after = st.journal_bytes();
+        assert!(
+            before - after >= freed - 4 * 8192,
+            "the file system got the blocks back: {before} -> {after}"
+        );
+        assert!(st.segments("s").unwrap()[0].pruned);
+        assert!(segment_intact(&st, "s", &st.segments("s").unwrap()[1]).unwrap());
+        // The journal still reads whole past the pruned chunks: a store
+        // rebuilt from it gets the other segments, and the pruned one as
+        // pruned.
+        st.update_session("s", |s| s.closed = true).unwrap();
+        st.flush().unwrap();
+        let again = tempfile::tempdir().unwrap();
+        let fresh = store(again.path(), state.path());
+        let back = fresh.reconcile_journals().unwrap();
+        assert_eq!(back[0].chunks, 8, "{back:?}");
+        assert_eq!(back[0].torn_bytes, 0);
+        let segs = fresh.segments("s").unwrap();
+        assert!(segs[0].pruned);
+        assert!(segment_intact(&fresh, "s", &segs[2]).unwrap());
+        assert!(fresh.session("s").unwrap().closed);
+
+        // Archived, and every segment pruned: the journal keeps its records
+        // alone, and they still bring the recording's index back.
+        for seq in 1..3 {
+            st.update_segment("s", seq, |m| m.confirmed_at = Some(Utc::now()))
+                .unwrap();
+        }
+        st.update_session("s", |s| s.manifest_confirmed_at = Some(Utc::now()))
+            .unwrap();
+        st.prune_confirmed(u64::MAX).unwrap();
+        assert!(st.journal.len("s") < 16 << 10, "{}", st.journal.len("s"));
+        assert!(st.segments("s").unwrap().iter().all(|m| m.pruned));
+        let last = tempfile::tempdir().unwrap();
+        let rebuilt = store(last.path(), state.path());
+        rebuilt.reconcile_journals().unwrap();
+        assert!(rebuilt
+            .session("s")
+            .unwrap()
+            .manifest_confirmed_at
+            .is_some());
+        assert_eq!(rebuilt.segments("s").unwrap().len(), 3);
+        assert!(rebuilt.segments("s").unwrap().iter().all(|m| m.pruned));
     }
 }
