@@ -184,6 +184,14 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
                 stats: upload_tx,
                 retention: config.recording.retention,
                 audit: audit.clone(),
+                live_ceiling_kbps: upload::live_ceiling_kbps(
+                    if config.uplink.adaptive_bitrate {
+                        config.video.max_bitrate_kbps
+                    } else {
+                        config.video.bitrate_kbps
+                    },
+                    config.audio.bitrate_kbps,
+                ),
             }))
         } else {
             None
@@ -297,6 +305,22 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     );
     systemd::ready();
     systemd::status("Ready — no session");
+    {
+        // Every recording the archive has not confirmed, against its
+        // hashes: after READY, since a large backlog takes minutes.
+        let (store, outbox, stop) = (rec_store.clone(), outbox.clone(), stopping.clone());
+        tokio::task::spawn_blocking(move || {
+            let t0 = std::time::Instant::now();
+            match recorder::check_held(&store, &outbox, chrono::Utc::now(), &|| stop.is_set()) {
+                Ok(q) => tracing::info!(
+                    quarantined = q.len(),
+                    seconds = t0.elapsed().as_secs_f64(),
+                    "recordings on the box checked against their hashes"
+                ),
+                Err(e) => tracing::error!("recordings not checked against their hashes: {e}"),
+            }
+        });
+    }
     if let Some(interval) = systemd::watchdog_interval() {
         tokio::spawn(systemd::watchdog(interval, sup.healthy.clone()));
     }

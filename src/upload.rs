@@ -10,10 +10,15 @@
 //! segment (after a crash between the store's ack and our mark) writes the
 //! identical bytes again, so nothing can change.
 //!
-//! The live stream has priority: while a session is live the upload uses at
-//! most a share of the uplink's measured bandwidth (and a configured cap);
-//! otherwise up to the idle cap. Failures back off up to a minute and the
-//! queue drains by itself when the store is back.
+//! The live stream has priority: while a session is live the upload waits
+//! (`live_share = 0`, the default), or, where a site sets a share, uses
+//! that share of the room the live stream leaves on a clean link (SRT's
+//! bandwidth estimate above the live stream's ceiling), and none when there
+//! is none; otherwise up to the idle cap. The body of every PUT is paced, and the rate is asked again
+//! for every piece of it: a PUT that was running at the idle rate when a
+//! session went live slows at once, or stops and is sent again later.
+//! Failures back off up to a minute and the queue drains by itself when
+//! the store is back.
 //!
 //! The actor is a tokio task; the blocking HTTP and store reads run on the
 //! blocking pool.
@@ -104,6 +109,18 @@ impl Client {
 
     /// PUT `body` at `key`; Ok only when the store confirmed these exact bytes.
     pub fn put(&self, key: &str, body: &[u8], content_type: &str) -> Result<(), UploadError> {
+        self.put_paced(key, body, content_type, &|| Rate::Unlimited)
+    }
+
+    /// [`Client::put`], the body sent at the rate `rate` gives, asked again
+    /// before each piece of it.
+    pub fn put_paced(
+        &self,
+        key: &str,
+        body: &[u8],
+        content_type: &str,
+        rate: &(dyn Fn() -> Rate + Sync),
+    ) -> Result<(), UploadError> {
         use rusty_s3::S3Action;
         let md5 = Md5::digest(body);
         let md5_b64 = base64::engine::general_purpose::STANDARD.encode(md5);
@@ -119,8 +136,13 @@ impl Client {
             .put(url.as_str())
             .set("Content-MD5", &md5_b64)
             .set("Content-Type", content_type)
-            .send_bytes(body)
-        {
+            .set("Content-Length", &body.len().to_string())
+            .send(PacedBody {
+                body,
+                pos: 0,
+                rate,
+                bucket: Bucket::default(),
+            }) {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
                 let body = r.into_string().unwrap_or_default();
@@ -218,6 +240,8 @@ pub struct Deps {
     pub retention: Option<Duration>,
     /// Where erasures by retention are recorded.
     pub audit: crate::audit::Auditor,
+    /// The most the live stream puts on the link ([`live_ceiling_kbps`]).
+    pub live_ceiling_kbps: u64,
 }
 
 /// Erase from the box the recordings the archive has held for longer than
@@ -289,12 +313,117 @@ impl RetryHandle {
 
 /// Token-bucket-free pacing: after sending `bytes`, wait so the average
 /// stays at `kbps`.
-fn pace(bytes: usize, kbps: u64, took: Duration) -> Duration {
-    if kbps == 0 {
-        return Duration::ZERO;
+/// How fast the upload may send now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Unlimited,
+    Kbps(u64),
+    /// A live session needs the whole link.
+    Paused,
+    /// The daemon is stopping: a PUT in hand ends now (a slow link could
+    /// hold it for minutes, and the stop with it) and is sent again, whole,
+    /// at the next start.
+    Stop,
+}
+
+/// What a PUT stopped for a live session says; the segment is sent again,
+/// whole, when there is room.
+const PAUSED_FOR_LIVE: &str = "paused: a live session needs the link";
+
+/// The ceiling of what the live stream puts on the link, kbit/s: the most
+/// video the uplink may send (the adaptive maximum, or the fixed bitrate),
+/// the sound, and a tenth more for MPEG-TS, SRT, UDP and IP headers and
+/// SRT's retransmissions.
+pub fn live_ceiling_kbps(video_kbps: u32, audio_kbps: u32) -> u64 {
+    (u64::from(video_kbps) + u64::from(audio_kbps)) * 11 / 10
+}
+
+/// While live: a share of the room above the live stream's ceiling on a
+/// link SRT estimates at `link_kbps`, at most `cap_kbps` (0: no cap);
+/// paused while the link is not `clean` (the live stream's controller saw
+/// loss or a queue), with no estimate, or no room. Why not a share of the
+/// whole link, as before: on a 2 Mbit/s link a 1.5 Mbit/s session got
+/// 600 kbit/s of upload beside it, which its adaptive bitrate then gave way
+/// to. Why the default share is 0: SRT's estimate comes from packet pairs,
+/// which a shaper's burst lets through at line rate (a 2 Mbit/s token
+/// bucket read as hundreds), and on a commune's link the upload can only
+/// be paid for by the live stream; the box holds days of recordings, and
+/// the archive has them minutes after the session.
+pub fn live_rate(
+    link_kbps: f64,
+    clean: bool,
+    ceiling_kbps: u64,
+    share: f64,
+    cap_kbps: u64,
+) -> Rate {
+    let room = link_kbps - ceiling_kbps as f64;
+    let kbps = (room * share) as u64;
+    if !clean || link_kbps <= 0.0 || room <= 0.0 || kbps == 0 {
+        return Rate::Paused;
     }
-    let should = Duration::from_secs_f64(bytes as f64 * 8.0 / 1000.0 / kbps as f64);
-    should.saturating_sub(took)
+    Rate::Kbps(if cap_kbps > 0 {
+        kbps.min(cap_kbps)
+    } else {
+        kbps
+    })
+}
+
+/// A token bucket for the PUT bodies; time passed in. Holds at most a
+/// quarter second of the rate, so a pause is not followed by a burst.
+#[derive(Debug, Default)]
+struct Bucket {
+    tokens: f64,
+    last: Option<std::time::Instant>,
+}
+
+impl Bucket {
+    /// How long to wait before sending `n` bytes at `bytes_per_s`.
+    fn wait(&mut self, n: usize, bytes_per_s: f64, now: std::time::Instant) -> Duration {
+        let last = self.last.replace(now).unwrap_or(now);
+        let cap = (bytes_per_s / 4.0).max(n as f64);
+        self.tokens = (self.tokens + now.duration_since(last).as_secs_f64() * bytes_per_s).min(cap);
+        self.tokens -= n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / bytes_per_s)
+        }
+    }
+}
+
+/// A PUT's body, sent at the rate asked for before every piece of it
+/// (16 KiB, a tenth of a second at 1.3 Mbit/s).
+struct PacedBody<'a> {
+    body: &'a [u8],
+    pos: usize,
+    rate: &'a (dyn Fn() -> Rate + Sync),
+    bucket: Bucket,
+}
+
+impl std::io::Read for PacedBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.body[self.pos..];
+        if rest.is_empty() {
+            return Ok(0);
+        }
+        let n = match (self.rate)() {
+            Rate::Paused => return Err(std::io::Error::other(PAUSED_FOR_LIVE)),
+            Rate::Stop => return Err(std::io::Error::other("the daemon is stopping")),
+            Rate::Unlimited => buf.len().min(rest.len()),
+            Rate::Kbps(k) => {
+                let n = buf.len().min(rest.len()).min(16 << 10);
+                let wait = self
+                    .bucket
+                    .wait(n, k as f64 * 125.0, std::time::Instant::now());
+                // On the upload's blocking thread: sleeping here is the pacing.
+                std::thread::sleep(wait);
+                n
+            }
+        };
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Longest wait between attempts while the archive is unreachable.
@@ -355,25 +484,21 @@ async fn run(d: Deps) {
                 apply_retention(&d, keep, &mut retention_failed).await;
             }
         }
-        let live = *d.phase.borrow() == Phase::Live;
-        let limit = if live {
-            let bw = d.media.stats().uplink.bandwidth_mbps * 1000.0;
-            let share = if bw > 0.0 {
-                (bw * d.archive.live_share) as u64
-            } else {
-                u64::MAX
-            };
-            let cap = if d.archive.live_max_kbps > 0 {
-                d.archive.live_max_kbps
-            } else {
-                u64::MAX
-            };
-            share.min(cap)
-        } else {
-            d.archive.idle_max_kbps
+        let rate = rate_of(&d)();
+        stats.rate_limit_kbps = match rate {
+            Rate::Kbps(k) => k,
+            _ => 0,
         };
-        stats.rate_limit_kbps = if limit == u64::MAX { 0 } else { limit };
-        match step(&d, &client, limit, &mut stats).await {
+        stats.paused_for_live = rate == Rate::Paused;
+        if rate == Rate::Paused {
+            d.stats.send_replace(stats.clone());
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stopping.wait() => {}
+            }
+            continue;
+        }
+        match step(&d, &client, &mut stats).await {
             Ok(true) => {
                 backoff.reset();
                 if stats.last_error.take().is_some() {
@@ -387,6 +512,10 @@ async fn run(d: Deps) {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stopping.wait() => {}
                 }
+            }
+            Err(_) if d.stopping.is_set() => {}
+            Err(e) if e.to_string().contains(PAUSED_FOR_LIVE) => {
+                tracing::info!("archive upload paused: a session went live and needs the link");
             }
             Err(e) => {
                 let wait = backoff.next_delay(crate::util::random_unit());
@@ -417,10 +546,40 @@ async fn run(d: Deps) {
 
 /// Upload one thing (a segment, or a manifest when all segments are in).
 /// Ok(false) when there was nothing to upload.
+/// The upload's rate as things are now, for a PUT's body to ask before
+/// every piece: whether a session is live, and what SRT says of the link.
+fn rate_of(d: &Deps) -> impl Fn() -> Rate + Send + Sync + 'static {
+    let (phase, media, archive, ceiling, stopping) = (
+        d.phase.clone(),
+        d.media.clone(),
+        d.archive.clone(),
+        d.live_ceiling_kbps,
+        d.stopping.clone(),
+    );
+    move || {
+        if stopping.is_set() {
+            Rate::Stop
+        } else if *phase.borrow() == Phase::Live {
+            let up = media.stats().uplink;
+            let clean = up.link == crate::core::status::LinkVerdict::Clean;
+            live_rate(
+                up.bandwidth_mbps * 1000.0,
+                clean,
+                ceiling,
+                archive.live_share,
+                archive.live_max_kbps,
+            )
+        } else if archive.idle_max_kbps > 0 {
+            Rate::Kbps(archive.idle_max_kbps)
+        } else {
+            Rate::Unlimited
+        }
+    }
+}
+
 async fn step(
     d: &Deps,
     client: &std::sync::Arc<Client>,
-    limit_kbps: u64,
     stats: &mut UploadStats,
 ) -> Result<bool, UploadError> {
     let store = d.store.clone();
@@ -442,10 +601,21 @@ async fn step(
             key.clone(),
             session.id.clone(),
         );
-        let t0 = std::time::Instant::now();
+        let rate = rate_of(d);
+        let outbox = d.outbox.clone();
         let sent = tokio::task::spawn_blocking(move || -> Result<usize, UploadError> {
             let body = store.segment_bytes(&id, seg.seq)?;
-            client2.put(&key2, &body, "video/mp2t")?;
+            // Checked before it leaves: the start-up check of the whole
+            // backlog runs in the background and may not have got here.
+            if body.len() as u64 != seg.bytes
+                || crate::recorder::segment::hex(&crate::recorder::segment::sha256(&body))
+                    != seg.sha256
+            {
+                crate::recorder::quarantine(&store, &outbox, &id, &seg, "found before upload")?;
+                store.flush()?;
+                return Ok(0);
+            }
+            client2.put_paced(&key2, &body, "video/mp2t", &rate)?;
             // Confirmed by the store: only now is it marked, durably.
             store.update_segment(&id, seg.seq, |m| m.confirmed_at = Some(Utc::now()))?;
             store.flush()?;
@@ -456,13 +626,12 @@ async fn step(
             key: key.clone(),
             message: e.to_string(),
         })??;
+        if sent == 0 {
+            return Ok(true);
+        }
         stats.uploaded_segments += 1;
         stats.uploaded_bytes += sent as u64;
         tracing::debug!(key, bytes = sent, "segment archived");
-        let wait = pace(sent, limit_kbps, t0.elapsed());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
         return Ok(true);
     }
     let store = d.store.clone();
@@ -576,9 +745,47 @@ mod tests {
     }
 
     #[test]
-    fn pacing_keeps_the_average_rate() {
-        assert_eq!(pace(125_000, 1000, Duration::ZERO), Duration::from_secs(1));
-        assert_eq!(pace(125_000, 1000, Duration::from_secs(2)), Duration::ZERO);
-        assert_eq!(pace(125_000, 0, Duration::ZERO), Duration::ZERO);
+    fn the_bucket_keeps_the_rate_and_does_not_burst_after_a_pause() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut b = Bucket::default();
+        // 125 000 bytes/s (1 Mbit/s): 12 500 bytes every 100 ms.
+        assert_eq!(b.wait(12_500, 125_000.0, at(0)), Duration::from_millis(100));
+        assert_eq!(
+            b.wait(12_500, 125_000.0, at(100)),
+            Duration::from_millis(100)
+        );
+        // Ten seconds idle bank a quarter second, not ten.
+        let w = b.wait(31_250, 125_000.0, at(10_000));
+        assert!(w.is_zero(), "{w:?}");
+        assert_eq!(
+            b.wait(12_500, 125_000.0, at(10_000)),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn a_live_session_leaves_the_upload_only_the_room_above_its_ceiling() {
+        // 1500 kbit/s of video and 64 of sound, plus a tenth: 1720.
+        let ceiling = live_ceiling_kbps(1500, 64);
+        assert_eq!(ceiling, 1720);
+        // A 2 Mbit/s 4G link: 280 of room, 30% of it.
+        assert_eq!(live_rate(2000.0, true, ceiling, 0.3, 1000), Rate::Kbps(84));
+        // A 1.5 Mbit/s link: none; no estimate yet: none.
+        assert_eq!(live_rate(1500.0, true, ceiling, 0.3, 1000), Rate::Paused);
+        assert_eq!(live_rate(0.0, true, ceiling, 0.3, 1000), Rate::Paused);
+        // Fiber: 30% of the room, up to the cap.
+        assert_eq!(
+            live_rate(50_000.0, true, ceiling, 0.3, 1000),
+            Rate::Kbps(1000)
+        );
+        assert_eq!(
+            live_rate(50_000.0, true, ceiling, 0.3, 0),
+            Rate::Kbps(14_484)
+        );
+        // The live stream sees loss or a queue: nothing beside it.
+        assert_eq!(live_rate(50_000.0, false, ceiling, 0.3, 1000), Rate::Paused);
+        // The default share, 0: never while live.
+        assert_eq!(live_rate(50_000.0, true, ceiling, 0.0, 1000), Rate::Paused);
     }
 }

@@ -726,3 +726,186 @@ fn an_archived_recording_is_erased_from_the_box_after_its_retention() {
         "{erased}"
     );
 }
+
+/// "Upload never hurts live": the same 40 s session twice through one
+/// narrow uplink that the live stream and the archive upload share, first
+/// with no archive at all, then with 1 GB of recordings the archive has
+/// not confirmed waiting on the box. The box is in a network namespace
+/// whose only way out is a veth with a 600 kbit/s token bucket (tbf, with
+/// a quarter second of queue: the session's 600 kbit/s of video, its sound
+/// and headers fill two thirds of it); the hub (srt-live-transmit) and the archive
+/// (Garage) are on the host beyond it. The hub's figures with the backlog
+/// stay within 5% of those without, the upload waits while live, and the
+/// backlog moves once the session ends.
+///
+/// Not exercised here: a link with loss and a changing rate (the relay in
+/// tests/uplink.rs does that for SRT alone; it carries no TCP).
+#[test]
+fn a_gigabyte_backlog_leaves_the_live_stream_as_it_was() {
+    use common::nat::{FarNet, HOST_VETH_IP};
+    use common::SrtReceiver;
+    use diemcau::recorder::store::{RecSession, RecStore, SegmentMeta};
+    let ci = std::env::var_os("CI").is_some();
+    for tool in ["tc", "nsenter", "srt-live-transmit"] {
+        if !common::have(tool) {
+            assert!(!ci, "{tool} is not installed (.ci/run installs it)");
+            eprintln!("SKIP: {tool} is not installed");
+            return;
+        }
+    }
+    if garage_bin().is_none() {
+        assert!(!ci, "garage is not installed (.ci/run installs it)");
+        eprintln!("SKIP: garage is not installed");
+        return;
+    }
+    let far = FarNet::new();
+    far.shape_outbound(600, 250);
+    let mut garage = Garage::new_at(HOST_VETH_IP);
+    garage.start();
+
+    // One session on the shaped link: the hub's received bitrate over its
+    // last 30 s, its decode errors, and the box's upload figures.
+    let session = |archive: bool, backlog_bytes: u64| -> (f64, usize, Value) {
+        let work = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        let mut hub = SrtReceiver::new(port, &work.path().join("hub.ts"));
+        hub.host = HOST_VETH_IP.into();
+        hub.start();
+        let mut text = test_config(&format!(
+            "\n[uplink]\nurl = \"srt://{HOST_VETH_IP}:{port}\"\nlatency_ms = 300\nreconnect_max_s = 1.0\n"
+        ));
+        if archive {
+            text.push_str(&garage.archive_toml());
+        }
+        let mut d = Daemon::prepare_in(&text, Some(far.ns()));
+        if backlog_bytes > 0 {
+            // The recordings of an earlier day the archive never got:
+            // 2 MB segments, as 8 Mbit/s makes them.
+            let state = d.dir.path().join("state");
+            let db = sled::open(state.join("db")).unwrap();
+            let st = RecStore::open(&db, &state).unwrap();
+            let id = "20200101T080000Z-back";
+            let s = RecSession::begin(
+                id.into(),
+                "test-xa-01".into(),
+                "2020-01-01T08:00:00Z".parse().unwrap(),
+                true,
+                "test".into(),
+                Default::default(),
+            );
+            st.put_session(&s).unwrap();
+            let chunk = vec![0x47u8; 128 << 10];
+            let per_segment = 16u32;
+            let segments = (backlog_bytes / (chunk.len() as u64 * u64::from(per_segment))) as u32;
+            let mut whole = Vec::new();
+            for seq in 0..segments {
+                for n in 0..per_segment {
+                    st.write_chunk(id, seq, n, &chunk).unwrap();
+                }
+                if whole.is_empty() {
+                    whole = st.segment_bytes(id, seq).unwrap();
+                }
+                st.put_segment(
+                    id,
+                    &SegmentMeta {
+                        seq,
+                        bytes: whole.len() as u64,
+                        chunks: per_segment,
+                        started_at: s.started_at,
+                        duration_ms: 2000,
+                        sha256: diemcau::recorder::segment::hex(
+                            &diemcau::recorder::segment::sha256(&whole),
+                        ),
+                        chain: String::new(),
+                        partial: false,
+                        confirmed_at: None,
+                        quarantined: None,
+                        pruned: false,
+                    },
+                )
+                .unwrap();
+            }
+            st.update_session(id, |s| {
+                s.closed = true;
+                s.outcome = "ended".into();
+                s.segments = segments;
+            })
+            .unwrap();
+            st.flush().unwrap();
+        }
+        // At start the daemon checks every segment the archive has not
+        // confirmed against its hash: a gigabyte takes a while.
+        let ready = d.spawn_within(Duration::from_secs(300));
+        if backlog_bytes > 0 {
+            eprintln!(
+                "with {} MB not archived, the daemon answered after {:.1} s",
+                backlog_bytes >> 20,
+                ready.as_secs_f64()
+            );
+        }
+        d.start_session();
+        assert!(
+            hub.wait_growth(Duration::from_secs(20)).is_some(),
+            "the hub gets nothing:\n{}",
+            d.log_text()
+        );
+        // The first 10 s are the adaptive bitrate's climb from its floor.
+        std::thread::sleep(Duration::from_secs(10));
+        let (b0, t0) = (hub.bytes(), Instant::now());
+        let mut paused = 0;
+        let mut up_while_live = 0;
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_secs(1));
+            let st = d.status();
+            if st["upload"]["paused_for_live"] == true {
+                paused += 1;
+            }
+            up_while_live = st["upload"]["uploaded_bytes"].as_u64().unwrap_or(0);
+        }
+        let kbps = (hub.bytes() - b0) as f64 * 8.0 / 1000.0 / t0.elapsed().as_secs_f64();
+        let live = d.status();
+        assert!(d.cli(&["stop"]).status.success());
+        hub.kill();
+        let errors = common::decode_errors(&work.path().join("hub.ts")).len();
+        let mut report = live["upload"].clone();
+        report["paused_s"] = paused.into();
+        report["uploaded_while_live"] = up_while_live.into();
+        if backlog_bytes > 0 {
+            // Once the session is over, the backlog moves.
+            let t0 = Instant::now();
+            while d.status()["upload"]["uploaded_segments"]
+                .as_u64()
+                .unwrap_or(0)
+                == 0
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(60),
+                    "the backlog does not move after the session: {}",
+                    d.status()["upload"]
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            report["after_s"] = t0.elapsed().as_secs_f64().into();
+        }
+        d.terminate();
+        (kbps, errors, report)
+    };
+
+    let (clear_kbps, clear_errors, clear) = session(false, 0);
+    let (busy_kbps, busy_errors, busy) = session(true, 1 << 30);
+    eprintln!(
+        "600 kbit/s shared uplink, 30 s of a live session: without a backlog the hub received \
+         {clear_kbps:.0} kbit/s ({clear_errors} decode error lines); \
+         with 1 GB waiting {busy_kbps:.0} kbit/s ({busy_errors} lines); the upload: {busy}"
+    );
+    assert!(
+        busy_kbps >= clear_kbps * 0.95,
+        "the backlog cost the live stream: {busy_kbps:.0} kbit/s against {clear_kbps:.0}"
+    );
+    assert!(
+        busy_errors <= clear_errors + 5,
+        "the backlog damaged the live picture: {busy_errors} decode error lines against {clear_errors}"
+    );
+    assert_eq!(busy["uploaded_while_live"], 0, "{busy}");
+    assert!(busy["paused_s"].as_u64() >= Some(25), "{busy}");
+}

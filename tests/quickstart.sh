@@ -113,9 +113,30 @@ run_tests() {
   return $rc
 }
 
+# What is too long for CI, before an issue is resolved: the virtual room's
+# SIP phase alone, three times; the whole virtual room twice more (four more
+# power cuts, the second of each pair with sled's store broken); the
+# recording store's bench (bytes on disk per byte held, write rate). About
+# 50 minutes on two cores; each run's figures are in its output.
+release() {
+  local rc=0
+  bash image/build.sh target/image || return 1
+  for i in 1 2 3; do
+    echo "== the SIP phase alone, run $i"
+    CI=true DIEMCAU_VR_SIP=only cargo nextest run --locked --no-capture -E 'binary(image)' || rc=1
+  done
+  for i in 1 2; do
+    echo "== the whole virtual room, run $i"
+    CI=true cargo nextest run --locked --no-capture -E 'binary(image)' || rc=1
+  done
+  bash bench/store.sh || rc=1
+  return $rc
+}
+
 case "${1:-}" in
   demo) install; demo ;;
   test) install; install_garage; run_tests ;;
+  release) install; install_garage; release ;;
   install) install ;;
-  *) echo "usage: $0 demo|test|install" >&2; exit 2 ;;
+  *) echo "usage: $0 demo|test|release|install" >&2; exit 2 ;;
 esac

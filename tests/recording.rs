@@ -262,8 +262,17 @@ fn damaged_segment_is_quarantined_and_the_rest_verifies() {
         assert!(rs.damage_chunk(&id, 1).unwrap());
     }
     d.spawn();
-    let show: Value =
-        serde_json::from_slice(&d.cli(&["recordings", "show", &id, "--json"]).stdout).unwrap();
+    // The check runs once the daemon is up, in the background.
+    let t0 = std::time::Instant::now();
+    let show = loop {
+        let show: Value =
+            serde_json::from_slice(&d.cli(&["recordings", "show", &id, "--json"]).stdout).unwrap();
+        if show["segments"][1]["quarantined"].is_string() || t0.elapsed() > Duration::from_secs(20)
+        {
+            break show;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let segs = show["segments"].as_array().unwrap();
     assert_eq!(segs.len(), segments, "nothing was dropped");
     assert!(segs[1]["quarantined"].is_string(), "{}", segs[1]);

@@ -407,7 +407,7 @@ impl Default for RawArchive {
             credentials_file: String::new(),
             timestamp_url: String::new(),
             path_style: true,
-            live_share: 0.3,
+            live_share: 0.0,
             live_max_kbps: 1000,
             idle_max_kbps: 0,
         }

@@ -338,6 +338,10 @@ pub struct UploadStats {
     pub last_error: Option<String>,
     /// The rate limit in force, kbit/s (0: none).
     pub rate_limit_kbps: u64,
+    /// Waiting: a live session needs the whole link (the room above the
+    /// live stream's ceiling is none, or SRT has no estimate of the link).
+    #[serde(default)]
+    pub paused_for_live: bool,
 }
 
 /// How an origin is named in events: `cli`, `button`, `mqtt:<id>`, `daemon:<why>`.

@@ -105,8 +105,10 @@ pub struct Recovered {
     pub quarantined: Vec<(String, u32)>,
 }
 
-/// Close recordings left open by a crash and check every unconfirmed
-/// segment against its hash. Runs before any new recording starts.
+/// Close recordings left open by a crash, and check the segments of each
+/// against its hash. Runs before any new recording starts; the check of
+/// every other recording the archive has not confirmed is
+/// [`check_held`]'s, after the daemon is up.
 pub fn recover(
     store: &RecStore,
     outbox: &Outbox,
@@ -164,29 +166,83 @@ pub fn recover(
                 r.chain_head = head.clone();
             })?;
             out.closed.push(s.id.clone());
-        }
-        for m in store.segments(&s.id)? {
-            if m.confirmed_at.is_some() || m.quarantined.is_some() || m.pruned {
-                continue;
-            }
-            if !store::segment_intact(store, &s.id, &m)? {
-                let why = format!(
-                    "bytes do not match sha256 {} (found on start-up {now})",
-                    m.sha256
-                );
-                store.update_segment(&s.id, m.seq, |x| x.quarantined = Some(why.clone()))?;
-                tracing::error!(session = %s.id, segment = m.seq, "damaged segment quarantined: {why}");
-                outbox.emit(EventKind::SegmentQuarantined {
-                    session: s.id.clone(),
-                    segment: m.seq,
-                    reason: why,
-                });
-                out.quarantined.push((s.id.clone(), m.seq));
-            }
+            out.quarantined
+                .extend(check_session(store, outbox, &s.id, now, &|| false)?);
         }
     }
     store.flush()?;
     Ok(out)
+}
+
+/// Check every segment the archive has not confirmed against its hash, and
+/// quarantine those whose bytes changed (bit rot, a bad sector). Runs in
+/// the background once the daemon is up: a box whose link was down for
+/// days holds tens of gigabytes, and reading them all before the daemon
+/// answered took longer than systemd waits for a start (60 s), so such a
+/// box would never have come up. The uploader checks each segment before
+/// it sends it too, so none goes out damaged before this gets to it.
+/// Returns early once `stop` says so: the daemon is stopping.
+pub fn check_held(
+    store: &RecStore,
+    outbox: &Outbox,
+    now: DateTime<Utc>,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<(String, u32)>, RecError> {
+    let mut out = Vec::new();
+    for s in store.sessions()? {
+        if stop() {
+            break;
+        }
+        if s.closed {
+            out.extend(check_session(store, outbox, &s.id, now, stop)?);
+        }
+    }
+    store.flush()?;
+    Ok(out)
+}
+
+/// Check one recording's unconfirmed segments; quarantine the damaged.
+fn check_session(
+    store: &RecStore,
+    outbox: &Outbox,
+    id: &str,
+    now: DateTime<Utc>,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<(String, u32)>, RecError> {
+    let mut out = Vec::new();
+    for m in store.segments(id)? {
+        if stop() {
+            break;
+        }
+        if m.confirmed_at.is_some() || m.quarantined.is_some() || m.pruned {
+            continue;
+        }
+        if !store::segment_intact(store, id, &m)? {
+            quarantine(store, outbox, id, &m, &format!("found on start-up {now}"))?;
+            out.push((id.to_owned(), m.seq));
+        }
+    }
+    Ok(out)
+}
+
+/// Set a damaged segment aside: kept, listed in the manifest, never sent;
+/// logged and reported to the NOC.
+pub fn quarantine(
+    store: &RecStore,
+    outbox: &Outbox,
+    id: &str,
+    m: &SegmentMeta,
+    when: &str,
+) -> Result<(), RecError> {
+    let why = format!("bytes do not match sha256 {} ({when})", m.sha256);
+    store.update_segment(id, m.seq, |x| x.quarantined = Some(why.clone()))?;
+    tracing::error!(session = %id, segment = m.seq, "damaged segment quarantined: {why}");
+    outbox.emit(EventKind::SegmentQuarantined {
+        session: id.to_owned(),
+        segment: m.seq,
+        reason: why,
+    });
+    Ok(())
 }
 
 /// Start the recorder thread.

@@ -95,6 +95,13 @@ impl Daemon {
         d
     }
 
+    /// Its state directory and config, inside `netns` when given, not yet
+    /// started ([`Daemon::spawn`] starts it): for a test that puts
+    /// something in the state first.
+    pub fn prepare_in(config_text: &str, netns: Option<PathBuf>) -> Daemon {
+        Self::prepare(config_text, netns, false)
+    }
+
     /// Like [`Daemon::start`], inside network namespace `netns` when given.
     pub fn start_in(config_text: &str, netns: Option<PathBuf>) -> Daemon {
         Self::start_with(config_text, netns, false)
@@ -141,6 +148,12 @@ impl Daemon {
 
     /// (Re)start the process on the same state directory.
     pub fn spawn(&mut self) {
+        self.spawn_within(Duration::from_secs(10));
+    }
+
+    /// [`Daemon::spawn`], allowing `ready` for it to answer: a start that
+    /// checks a large backlog against its hashes first.
+    pub fn spawn_within(&mut self, ready: Duration) -> Duration {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -164,7 +177,7 @@ impl Daemon {
             .spawn()
             .expect("spawn diemcau");
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(10));
+        self.wait_ready(ready)
     }
 
     /// The systemd notifications received since the last call, one
@@ -315,6 +328,8 @@ pub fn have(tool: &str) -> bool {
 /// An SRT listener from srt-tools (written by the SRT project, not us)
 /// standing in for the provincial hub: writes what it receives to a file.
 pub struct SrtReceiver {
+    /// Where it listens (127.0.0.1 unless set).
+    pub host: String,
     pub port: u16,
     pub out: PathBuf,
     /// AES passphrase the box must use (none: unencrypted).
@@ -325,6 +340,7 @@ pub struct SrtReceiver {
 impl SrtReceiver {
     pub fn new(port: u16, out: &Path) -> Self {
         Self {
+            host: "127.0.0.1".into(),
             port,
             out: out.to_owned(),
             passphrase: None,
@@ -370,7 +386,8 @@ impl SrtReceiver {
         let child = Command::new("srt-live-transmit")
             .args(["-q", if again { "-a:yes" } else { "-a:no" }])
             .arg(format!(
-                "srt://127.0.0.1:{}?mode=listener{}",
+                "srt://{}:{}?mode=listener{}",
+                self.host,
                 self.port,
                 self.passphrase
                     .as_ref()
@@ -466,6 +483,8 @@ pub fn decode_errors(file: &Path) -> Vec<String> {
 /// tests/quickstart.sh), as the central archive: a real server process.
 pub struct Garage {
     pub dir: tempfile::TempDir,
+    /// Where its S3 port listens.
+    pub host: String,
     pub s3_port: u16,
     pub key_id: String,
     pub secret: String,
@@ -492,6 +511,12 @@ pub fn free_tcp_port() -> u16 {
 impl Garage {
     /// Prepare (config, ports, credentials) without starting the server.
     pub fn new() -> Garage {
+        Self::new_at("127.0.0.1")
+    }
+
+    /// A store whose S3 port listens on `host` (an address of this
+    /// machine's: a veth's, for a box in a network namespace).
+    pub fn new_at(host: &str) -> Garage {
         let dir = tempfile::tempdir().unwrap();
         let s3_port = free_tcp_port();
         let rpc_port = free_tcp_port();
@@ -506,7 +531,7 @@ rpc_public_addr = "127.0.0.1:{rpc_port}"
 rpc_secret = "c3ea8cb80333d04e208d136698b1a01ae370d463f0d435ab2177510b3478bf44"
 [s3_api]
 s3_region = "garage"
-api_bind_addr = "127.0.0.1:{s3_port}"
+api_bind_addr = "{host}:{s3_port}"
 root_domain = ".s3.garage"
 [admin]
 api_bind_addr = "127.0.0.1:{admin_port}"
@@ -517,6 +542,7 @@ admin_token = "0123456789abcdef0123456789abcdef"
         std::fs::write(dir.path().join("garage.toml"), config).unwrap();
         Garage {
             dir,
+            host: host.to_owned(),
             s3_port,
             key_id: "GK0123456789abcdef01234567".into(),
             secret: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
@@ -597,7 +623,7 @@ admin_token = "0123456789abcdef0123456789abcdef"
         }
         // The S3 port answers once the layout is in force.
         let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_err() {
+        while std::net::TcpStream::connect((self.host.as_str(), self.s3_port)).is_err() {
             assert!(
                 t0.elapsed() < Duration::from_secs(30),
                 "garage S3 port closed"
@@ -616,14 +642,14 @@ admin_token = "0123456789abcdef0123456789abcdef"
     /// The `[archive]` section pointing at this store.
     pub fn archive_toml(&self) -> String {
         format!(
-            "\n[archive]\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"garage\"\nbucket = \"{}\"\nprefix = \"archive\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\npath_style = true\nidle_max_kbps = 0\n",
-            self.s3_port, self.bucket, self.key_id, self.secret
+            "\n[archive]\nendpoint = \"http://{}:{}\"\nregion = \"garage\"\nbucket = \"{}\"\nprefix = \"archive\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\npath_style = true\nidle_max_kbps = 0\n",
+            self.host, self.s3_port, self.bucket, self.key_id, self.secret
         )
     }
 
     fn bucket(&self) -> rusty_s3::Bucket {
         rusty_s3::Bucket::new(
-            format!("http://127.0.0.1:{}", self.s3_port)
+            format!("http://{}:{}", self.host, self.s3_port)
                 .parse()
                 .unwrap(),
             rusty_s3::UrlStyle::Path,

@@ -259,6 +259,31 @@ impl FarNet {
     pub fn start_stun(&mut self) {
         self.stun = Some(start_stun(&self.ns(), self.dir.path()));
     }
+
+    /// Everything leaving the far side for the host goes through a token
+    /// bucket of `kbit` kbit/s holding `latency_ms` of queue (tbf: what an
+    /// uplink's shaper is; this kernel has no netem). The far side is then
+    /// a box behind a narrow uplink, TCP and UDP sharing it.
+    pub fn shape_outbound(&self, kbit: u32, latency_ms: u32) {
+        run_in(
+            &self.ns(),
+            &[
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "far0",
+                "root",
+                "tbf",
+                "rate",
+                &format!("{kbit}kbit"),
+                "burst",
+                "6kb",
+                "latency",
+                &format!("{latency_ms}ms"),
+            ],
+        );
+    }
 }
 
 impl Drop for FarNet {
