@@ -891,7 +891,7 @@ fn a_gigabyte_backlog_leaves_the_live_stream_as_it_was() {
         (kbps, errors, report)
     };
 
-    let (clear_kbps, clear_errors, clear) = session(false, 0);
+    let (clear_kbps, clear_errors, _) = session(false, 0);
     let (busy_kbps, busy_errors, busy) = session(true, 1 << 30);
     eprintln!(
         "600 kbit/s shared uplink, 30 s of a live session: without a backlog the hub received \
