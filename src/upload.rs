@@ -607,10 +607,7 @@ async fn step(
             let body = store.segment_bytes(&id, seg.seq)?;
             // Checked before it leaves: the start-up check of the whole
             // backlog runs in the background and may not have got here.
-            if body.len() as u64 != seg.bytes
-                || crate::recorder::segment::hex(&crate::recorder::segment::sha256(&body))
-                    != seg.sha256
-            {
+            if !crate::recorder::store::bytes_match(&seg, &body) {
                 crate::recorder::quarantine(&store, &outbox, &id, &seg, "found before upload")?;
                 store.flush()?;
                 return Ok(0);

@@ -1313,8 +1313,12 @@ impl RecStore {
 
 /// Check a segment's stored bytes against its hash.
 pub fn segment_intact(store: &RecStore, id: &str, m: &SegmentMeta) -> Result<bool, RecError> {
-    let b = store.segment_bytes(id, m.seq)?;
-    Ok(b.len() as u64 == m.bytes && segment::hex(&segment::sha256(&b)) == m.sha256)
+    Ok(bytes_match(m, &store.segment_bytes(id, m.seq)?))
+}
+
+/// Whether `bytes` are the segment `m` describes: its length and hash.
+pub fn bytes_match(m: &SegmentMeta, bytes: &[u8]) -> bool {
+    bytes.len() as u64 == m.bytes && segment::hex(&segment::sha256(bytes)) == m.sha256
 }
 
 /// Compute the chain link for a segment given the previous link (hex).
@@ -1413,6 +1417,23 @@ mod tests {
         assert_eq!(due, vec!["old".to_owned(), "with-far".to_owned()]);
     }
 
+    /// A whole segment's record, of `bytes` with `sha`.
+    fn meta(seq: u32, bytes: u64, chunks: u32, sha: &[u8], confirmed: bool) -> SegmentMeta {
+        SegmentMeta {
+            seq,
+            bytes,
+            chunks,
+            started_at: Utc::now(),
+            duration_ms: 2000,
+            sha256: segment::hex(&segment::sha256(sha)),
+            chain: String::new(),
+            partial: false,
+            confirmed_at: confirmed.then(Utc::now),
+            quarantined: None,
+            pruned: false,
+        }
+    }
+
     /// A store over a fresh sled in `db` with its journals in `state`.
     fn store(db: &std::path::Path, state: &std::path::Path) -> RecStore {
         RecStore::open(&sled::open(db).unwrap(), state).unwrap()
@@ -1452,23 +1473,8 @@ mod tests {
             old.put_session(&session(id)).unwrap();
             old.write_chunk(id, 0, 0, b"first").unwrap();
             old.write_chunk(id, 0, 1, b"second").unwrap();
-            old.put_segment(
-                id,
-                &SegmentMeta {
-                    seq: 0,
-                    bytes: 11,
-                    chunks: 2,
-                    started_at: Utc::now(),
-                    duration_ms: 2000,
-                    sha256: segment::hex(&segment::sha256(b"firstsecond")),
-                    chain: String::new(),
-                    partial: false,
-                    confirmed_at: None,
-                    quarantined: None,
-                    pruned: false,
-                },
-            )
-            .unwrap();
+            old.put_segment(id, &meta(0, 11, 2, b"firstsecond", false))
+                .unwrap();
         }
         old.update_segment("archived", 0, |m| m.confirmed_at = Some(Utc::now()))
             .unwrap();
@@ -1565,24 +1571,9 @@ mod tests {
             for n in 0..4 {
                 st.write_chunk("s", seq, n, &chunk).unwrap();
             }
-            let bytes = segment::sha256(&st.segment_bytes("s", seq).unwrap());
-            st.put_segment(
-                "s",
-                &SegmentMeta {
-                    seq,
-                    bytes: 4 * chunk.len() as u64,
-                    chunks: 4,
-                    started_at: Utc::now(),
-                    duration_ms: 2000,
-                    sha256: segment::hex(&bytes),
-                    chain: String::new(),
-                    partial: false,
-                    confirmed_at: (seq == 0).then(Utc::now),
-                    quarantined: None,
-                    pruned: false,
-                },
-            )
-            .unwrap();
+            let bytes = st.segment_bytes("s", seq).unwrap();
+            st.put_segment("s", &meta(seq, bytes.len() as u64, 4, &bytes, seq == 0))
+                .unwrap();
         }
         st.flush().unwrap();
         let before = st.journal_bytes();
