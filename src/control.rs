@@ -134,6 +134,9 @@ pub struct Deps {
     /// Where `logs.upload` puts the journal, and the secret values it takes
     /// out of it first.
     pub archive: Option<crate::config::Archive>,
+    /// Encryption at rest (`[recording] recipients`): stills go to the
+    /// archive as age files to these, never in clear.
+    pub recipients: Vec<String>,
     pub secret_values: Vec<String>,
     /// The scheduler, for `schedule.show`.
     pub schedule: Option<crate::schedule::ScheduleHandle>,
@@ -540,16 +543,28 @@ impl Control {
                     command::STILL_MAX_BYTES / 1024
                 )));
             };
-            let key = crate::core::logs::still_key(
+            let mut key = crate::core::logs::still_key(
                 &store.prefix,
                 &d.site_id,
                 source.as_str(),
                 chrono::Utc::now(),
             );
             let (w, h, bytes) = (still.width, still.height, still.jpeg.len());
+            // A still of the room is media like the recording: sealed to
+            // the same recipients (an age file, `age -d` opens it).
+            let recipients = d.recipients.clone();
+            if !recipients.is_empty() {
+                key.push_str(".age");
+            }
             let object = key.clone();
             let url = tokio::task::spawn_blocking(move || -> Result<String, String> {
-                put_for_the_noc(&store, &object, &still.jpeg, "image/jpeg")
+                if recipients.is_empty() {
+                    put_for_the_noc(&store, &object, &still.jpeg, "image/jpeg")
+                } else {
+                    let sealed = crate::recorder::seal::encrypt_to(&recipients, &still.jpeg)
+                        .map_err(|e| e.to_string())?;
+                    put_for_the_noc(&store, &object, &sealed, "application/octet-stream")
+                }
             })
             .await
             .map_err(|e| CommandError::failed(format!("the still was not stored: {e}")))?
@@ -561,6 +576,7 @@ impl Control {
                 "bytes": bytes,
                 "key": key,
                 "url": url,
+                "sealed": !d.recipients.is_empty(),
             }));
         }
         use base64::Engine;

@@ -272,6 +272,7 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
             .then_some(screen),
         video: Some(config.video.clone()),
         archive: config.archive.clone(),
+        recipients: config.recording.recipients.clone(),
         secret_values: config.secret_values(),
         schedule: Some(schedule.clone()),
         config_path: config.path.clone(),
@@ -307,11 +308,21 @@ async fn serve(config: Config) -> anyhow::Result<Exit> {
     systemd::status("Ready — no session");
     {
         // Every recording the archive has not confirmed, against its
-        // hashes: after READY, since a large backlog takes minutes.
+        // hashes: after READY, since a large backlog takes minutes. It
+        // reads and hashes the whole backlog (a gigabyte is seconds of a
+        // core and of the disk), so it waits while a session is live, as
+        // the upload does: the encoder and the recording come first.
         let (store, outbox, stop) = (rec_store.clone(), outbox.clone(), stopping.clone());
+        let phase = sup.phase.clone();
         tokio::task::spawn_blocking(move || {
             let t0 = std::time::Instant::now();
-            match recorder::check_held(&store, &outbox, chrono::Utc::now(), &|| stop.is_set()) {
+            let stop_or_wait = || {
+                while *phase.borrow() == crate::core::session::Phase::Live && !stop.is_set() {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                stop.is_set()
+            };
+            match recorder::check_held(&store, &outbox, chrono::Utc::now(), &stop_or_wait) {
                 Ok(q) => tracing::info!(
                     quarantined = q.len(),
                     seconds = t0.elapsed().as_secs_f64(),

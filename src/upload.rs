@@ -725,6 +725,7 @@ mod tests {
             manifest_confirmed_at: None,
             of: None,
             far: None,
+            sealed: None,
         };
         assert_eq!(
             session_prefix(&a, "xa", &s),

@@ -4,7 +4,9 @@
 //! - write throughput of segments into the store (the bytes appended to the
 //!   session's journal, their places in sled), by chunk size, side by side
 //!   with plain file appends fsynced at the same cadence, as multiples of the
-//!   real-time rate of an 8 Mbit/s stream (goal: at least 50x);
+//!   real-time rate of an 8 Mbit/s stream (goal: at least 50x), in clear and
+//!   sealed (encryption at rest: each chunk sealed with ChaCha20-Poly1305
+//!   before it is written, as the recorder does with recipients configured);
 //! - space amplification on disk (blocks allocated, sled's files and the
 //!   journals) in a steady ring of record, confirm (upload) and prune
 //!   (goal: at most 1.5).
@@ -40,6 +42,7 @@ fn session(id: &str) -> RecSession {
         manifest_confirmed_at: None,
         of: None,
         far: None,
+        sealed: None,
     }
 }
 
@@ -80,8 +83,8 @@ fn walk(p: &std::path::Path) -> u64 {
 
 /// Write `total` bytes of segments with chunks of `chunk` bytes, flushing
 /// every FLUSH_EVERY bytes as the recorder does (the journal's fsync; sled
-/// writes the index behind it). Returns bytes per second.
-fn store_rate(chunk: usize, total: usize) -> f64 {
+/// writes the index behind it). Returns bytes of media per second.
+fn store_rate(chunk: usize, total: usize, sealed: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new()
         .path(dir.path().join("db"))
@@ -91,10 +94,16 @@ fn store_rate(chunk: usize, total: usize) -> f64 {
     let st = RecStore::open(&db, dir.path()).unwrap();
     st.put_session(&session("s")).unwrap();
     let data = vec![0x47u8; chunk];
+    let key = diemcau::recorder::seal::SessionKey::generate().unwrap();
     let t0 = Instant::now();
     let (mut written, mut since_flush, mut seg_bytes, mut seq, mut n) = (0, 0, 0, 0u32, 0u32);
     while written < total {
-        st.write_chunk("s", seq, n, &data).unwrap();
+        if sealed {
+            st.write_chunk("s", seq, n, &key.seal(seq, n, &data))
+                .unwrap();
+        } else {
+            st.write_chunk("s", seq, n, &data).unwrap();
+        }
         n += 1;
         written += chunk;
         since_flush += chunk;
@@ -144,13 +153,16 @@ fn bench_write_throughput() {
         FLUSH_EVERY / 1000
     );
     for chunk in [16 << 10, 64 << 10, 256 << 10, 1 << 20] {
-        let s = store_rate(chunk, total);
+        let s = store_rate(chunk, total, false);
+        let e = store_rate(chunk, total, true);
         let f = file_rate(chunk, total);
         println!(
-            "  chunk {:>5} KiB: store (journal + sled index) {:>7.1} MB/s = {:>5.0}x real time | file append+fsync {:>7.1} MB/s = {:>5.0}x | store/file {:.2}",
+            "  chunk {:>5} KiB: store (journal + sled index) {:>7.1} MB/s = {:>5.0}x real time | sealed {:>7.1} MB/s = {:>5.0}x | file append+fsync {:>7.1} MB/s = {:>5.0}x | store/file {:.2}",
             chunk >> 10,
             s / 1e6,
             s / RATE,
+            e / 1e6,
+            e / RATE,
             f / 1e6,
             f / RATE,
             s / f

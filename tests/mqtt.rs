@@ -730,6 +730,7 @@ fn bench_fleet_broadcast() {
                 screen: None,
                 video: None,
                 archive: None,
+                recipients: Vec::new(),
                 secret_values: Vec::new(),
                 schedule: None,
                 config_path: config.path.clone(),

@@ -70,6 +70,12 @@ pub enum RecordingsCommand {
         out: Option<PathBuf>,
         #[arg(long, value_name = "DIR", conflicts_with = "out")]
         bundle: Option<PathBuf>,
+        /// For a sealed recording (encryption at rest): an age identity
+        /// file of one of its recipients (the province's archive key or the
+        /// escrow key). It is read here, by this command, and never sent to
+        /// the daemon. A bundle keeps the recording sealed and needs none.
+        #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
+        identity: Option<PathBuf>,
     },
     /// Delete a recording. Refused if the archive has not confirmed all of it, unless --force.
     Delete {
@@ -868,14 +874,17 @@ pub fn run(
             bundle: Some(dir),
             ..
         } => bundle(&b, &id, &dir, by),
-        RecordingsCommand::Export { id, out, .. } => {
+        RecordingsCommand::Export {
+            id, out, identity, ..
+        } => {
+            let identity = identity.as_deref();
             let Some(out) = out else {
                 bail!("give --out FILE or --bundle DIR");
             };
             if out.as_os_str() == "-" {
                 let stdout = std::io::stdout();
                 let mut lock = stdout.lock();
-                b.export(&id, &mut lock, by)?;
+                export_open(&b, &id, &mut lock, by, identity)?;
                 lock.flush()?;
                 return Ok(0);
             }
@@ -891,7 +900,7 @@ pub fn run(
                         std::fs::File::create(&tmp)
                             .with_context(|| format!("cannot create {}", tmp.display()))?,
                     );
-                    let n = b.export(&id, &mut f, by)?;
+                    let n = export_open(&b, &id, &mut f, by, identity)?;
                     f.flush()?;
                     drop(f);
                     std::fs::rename(&tmp, &out)?;
@@ -900,7 +909,7 @@ pub fn run(
                 "mp4" => {
                     let tmp = out.with_extension("export.ts");
                     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                    b.export(&id, &mut f, by)?;
+                    export_open(&b, &id, &mut f, by, identity)?;
                     f.flush()?;
                     drop(f);
                     // The whole conversation in one file: the far end's
@@ -909,7 +918,7 @@ pub fn run(
                         Some(far_id) => {
                             let p = out.with_extension("export-far.ts");
                             let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
-                            b.export(&far_id, &mut f, by)?;
+                            export_open(&b, &far_id, &mut f, by, identity)?;
                             f.flush()?;
                             Some(p)
                         }
@@ -938,6 +947,57 @@ pub fn run(
             }
             Ok(0)
         }
+    }
+}
+
+/// A recording's media into `out`, opened with `identity` when it is
+/// sealed; the key is unwrapped before a byte is asked of the store, so a
+/// wrong identity changes nothing. Returns the bytes written.
+fn export_open(
+    b: &Backend,
+    id: &str,
+    out: &mut dyn Write,
+    by: Option<&str>,
+    identity: Option<&Path>,
+) -> anyhow::Result<u64> {
+    use crate::recorder::seal;
+    let (session, _) = b.show(id)?;
+    let Some(sealing) = session.sealed else {
+        return b.export(id, out, by);
+    };
+    let Some(path) = identity else {
+        bail!(
+            "recording {id} is sealed (encryption at rest) to {}; give --identity FILE, the age identity file of one of them (the province's archive key or the escrow key), or --bundle DIR for a copy that stays sealed",
+            sealing.recipients.join(", ")
+        );
+    };
+    let ids = seal::identities(path)?;
+    let wrapped = sealing
+        .wrapped_bytes()
+        .map_err(|e| anyhow::anyhow!("recording {id}: {e}"))?;
+    let key = seal::SessionKey::unwrap(&wrapped, &ids, &sealing.recipients)?;
+    let mut counted = Counted { out, n: 0 };
+    let mut opener = seal::Unsealer::new(&key, &mut counted);
+    b.export(id, &mut opener, by)?;
+    opener.finish()?;
+    Ok(counted.n)
+}
+
+/// A writer that counts what passes.
+struct Counted<'a> {
+    out: &'a mut dyn Write,
+    n: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let k = self.out.write(data)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

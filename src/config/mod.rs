@@ -344,6 +344,9 @@ pub struct Recording {
     /// How long a recording stays on the box after the archive confirmed
     /// all of it (None: until the quota needs the room).
     pub retention: Option<Duration>,
+    /// Encryption at rest: the age X25519 recipients (`age1…`) each
+    /// recording's key is wrapped to. Empty: recordings are kept in clear.
+    pub recipients: Vec<String>,
 }
 
 /// Read, parse and validate the file at `path`.
@@ -1005,7 +1008,34 @@ fn validate_recording(raw: raw::RawRecording) -> Result<Recording, Problem> {
             ),
         ));
     }
+    let mut recipients: Vec<String> = Vec::new();
+    for r in &raw.recipients {
+        let r = r.trim();
+        if let Err(e) = <age::x25519::Recipient as std::str::FromStr>::from_str(r) {
+            return Err(problem(
+                "recording",
+                "recipients",
+                format!(
+                    "{r:?} is not an age X25519 recipient ({e}); each is one line starting with age1, as `age-keygen -y IDENTITY_FILE` prints it from the province's key"
+                ),
+            ));
+        }
+        if !recipients.iter().any(|x| x == r) {
+            recipients.push(r.to_owned());
+        }
+    }
+    if recipients.len() > 8 {
+        return Err(problem(
+            "recording",
+            "recipients",
+            format!(
+                "{} recipients; expected at most 8 (the province's archive key and an escrow key are two)",
+                recipients.len()
+            ),
+        ));
+    }
     Ok(Recording {
+        recipients,
         retention: (raw.retention_days > 0.0)
             .then(|| Duration::from_secs_f64(raw.retention_days * 86_400.0)),
         enabled: raw.enabled,

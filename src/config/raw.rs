@@ -361,6 +361,7 @@ pub struct RawRecording {
     pub quota_percent: u32,
     pub witness_interval_s: u64,
     pub retention_days: f64,
+    pub recipients: Vec<String>,
 }
 
 impl Default for RawRecording {
@@ -374,6 +375,7 @@ impl Default for RawRecording {
             quota_percent: 80,
             witness_interval_s: 60,
             retention_days: 0.0,
+            recipients: Vec::new(),
         }
     }
 }

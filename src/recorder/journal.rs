@@ -82,7 +82,8 @@ pub struct Journal {
 /// One record of a journal, in the order written.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    Session(RecSession),
+    /// Boxed: a session's record is several times a segment's.
+    Session(Box<RecSession>),
     Segment(SegmentMeta),
     Chunk {
         seq: u32,
@@ -447,7 +448,9 @@ fn replay_from<E>(
         // different version: skipped, the reading goes on.
         let p = &payload;
         let rec = match p[0] {
-            SESSION => serde_json::from_slice(&p[1..]).ok().map(Record::Session),
+            SESSION => serde_json::from_slice(&p[1..])
+                .ok()
+                .map(|s| Record::Session(Box::new(s))),
             SEGMENT => serde_json::from_slice(&p[1..]).ok().map(Record::Segment),
             CHUNK if p.len() >= CHUNK_HEAD as usize => Some(Record::Chunk {
                 seq: u32::from_be_bytes([p[1], p[2], p[3], p[4]]),
@@ -522,7 +525,7 @@ mod tests {
             .unwrap();
         assert_eq!(torn, 0);
         assert_eq!(got.len(), 6);
-        assert_eq!(got[0], Record::Session(first));
+        assert_eq!(got[0], Record::Session(Box::new(first)));
         assert_eq!(
             got[4],
             Record::Chunk {

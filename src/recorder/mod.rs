@@ -17,6 +17,7 @@
 
 pub mod journal;
 pub mod keys;
+pub mod seal;
 pub mod segment;
 pub mod store;
 
@@ -308,6 +309,58 @@ struct Track {
     session: RecSession,
     segmenter: Segmenter,
     open: Option<OpenSegment>,
+    /// Its key, while it records, when recordings are sealed; only in
+    /// memory, and wiped when the track closes.
+    key: Option<seal::SessionKey>,
+}
+
+/// A new track's key and what its record says of it, when recipients are
+/// configured.
+fn new_key(
+    recipients: &[String],
+) -> Result<(Option<store::Sealing>, Option<seal::SessionKey>), RecError> {
+    if recipients.is_empty() {
+        return Ok((None, None));
+    }
+    use base64::Engine as _;
+    let key = seal::SessionKey::generate()?;
+    let wrapped = key.wrap(recipients)?;
+    Ok((
+        Some(store::Sealing {
+            scheme: seal::SCHEME.into(),
+            recipients: recipients.to_vec(),
+            wrapped_key: base64::engine::general_purpose::STANDARD.encode(wrapped),
+        }),
+        Some(key),
+    ))
+}
+
+/// Write an open segment's pending bytes as its next chunk: sealed first
+/// when the track has a key, so no plaintext reaches the disk. The hash
+/// and the length are of the bytes as stored (what the archive gets).
+fn write_pending(
+    store: &RecStore,
+    id: &str,
+    key: Option<&seal::SessionKey>,
+    open: &mut OpenSegment,
+) -> Result<(), RecError> {
+    if open.pending.is_empty() {
+        return Ok(());
+    }
+    let sealed;
+    let stored: &[u8] = match key {
+        Some(k) => {
+            sealed = k.seal(open.seq, open.chunk, &open.pending);
+            &sealed
+        }
+        None => &open.pending,
+    };
+    store.write_chunk(id, open.seq, open.chunk, stored)?;
+    open.hasher.update(stored);
+    open.bytes += stored.len() as u64;
+    open.chunk += 1;
+    open.pending.clear();
+    Ok(())
 }
 
 struct Active {
@@ -408,7 +461,7 @@ impl Recorder {
         if self.active.is_some() {
             self.stop(Some("daemon:new session".into()))?;
         }
-        let session = RecSession::begin(
+        let mut session = RecSession::begin(
             s.id.clone(),
             self.site.clone(),
             Utc::now(),
@@ -416,6 +469,8 @@ impl Recorder {
             s.started_by,
             s.metadata,
         );
+        let (sealed, key) = new_key(&self.config.recipients)?;
+        session.sealed = sealed;
         self.store.put_session(&session)?;
         self.store.flush()?;
         tracing::info!(session = %s.id, "recording started");
@@ -424,6 +479,7 @@ impl Recorder {
                 session,
                 segmenter: Segmenter::new(self.config.segment.as_millis() as u64),
                 open: None,
+                key,
             },
             far: None,
             origin: Instant::now(),
@@ -444,7 +500,9 @@ impl Recorder {
         if active.far.is_some() {
             return Ok(());
         }
-        let session = active.room.session.far_track();
+        let mut session = active.room.session.far_track();
+        let (sealed, key) = new_key(&self.config.recipients)?;
+        session.sealed = sealed;
         self.store.put_session(&session)?;
         let far = session.id.clone();
         active.room.session.far = Some(far.clone());
@@ -456,6 +514,7 @@ impl Recorder {
             session,
             segmenter: Segmenter::audio(self.config.segment.as_millis() as u64),
             open: None,
+            key,
         });
         Ok(())
     }
@@ -514,14 +573,9 @@ impl Recorder {
         let Some(open) = track.open.as_mut() else {
             return Ok(());
         };
-        open.hasher.update(d);
-        open.bytes += d.len() as u64;
         open.pending.extend_from_slice(d);
         if open.pending.len() >= chunk_bytes {
-            self.store
-                .write_chunk(&track.session.id, open.seq, open.chunk, &open.pending)?;
-            open.chunk += 1;
-            open.pending.clear();
+            write_pending(&self.store, &track.session.id, track.key.as_ref(), open)?;
         }
         Ok(())
     }
@@ -531,16 +585,7 @@ impl Recorder {
         if let Some(active) = self.active.as_mut() {
             for track in std::iter::once(&mut active.room).chain(active.far.as_mut()) {
                 if let Some(open) = track.open.as_mut() {
-                    if !open.pending.is_empty() {
-                        self.store.write_chunk(
-                            &track.session.id,
-                            open.seq,
-                            open.chunk,
-                            &open.pending,
-                        )?;
-                        open.chunk += 1;
-                        open.pending.clear();
-                    }
+                    write_pending(&self.store, &track.session.id, track.key.as_ref(), open)?;
                 }
             }
         }
@@ -566,20 +611,17 @@ impl Recorder {
         let Some(track) = self.active.as_mut().and_then(|a| a.track(side)) else {
             return Ok(());
         };
-        let Some(open) = track.open.take() else {
+        let Some(mut open) = track.open.take() else {
             return Ok(());
         };
         let id = track.session.id.clone();
-        if !open.pending.is_empty() {
-            self.store
-                .write_chunk(&id, open.seq, open.chunk, &open.pending)?;
-        }
+        write_pending(&self.store, &id, track.key.as_ref(), &mut open)?;
         let sha: segment::Hash = open.hasher.finalize().into();
         let chain = store::link(&track.session.chain_head, &id, open.seq, &sha, open.bytes);
         let meta = SegmentMeta {
             seq: open.seq,
             bytes: open.bytes,
-            chunks: open.chunk + u32::from(!open.pending.is_empty()),
+            chunks: open.chunk,
             started_at: open.started_at,
             duration_ms: open.started.elapsed().as_millis() as u64,
             sha256: segment::hex(&sha),

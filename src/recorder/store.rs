@@ -55,6 +55,8 @@ pub enum RecError {
     Unconfirmed(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Seal(#[from] super::seal::SealError),
 }
 
 /// One segment's metadata.
@@ -109,6 +111,32 @@ pub struct RecSession {
     /// had a call or a return feed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub far: Option<String>,
+    /// Its bytes are sealed (encryption at rest), and its key is wrapped
+    /// to these recipients; absent on a recording kept in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealing>,
+}
+
+/// How a recording's bytes are sealed (docs/RECORDING-FORMAT.md, version
+/// 2): in its record on the box and in its signed manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sealing {
+    /// [`super::seal::SCHEME`].
+    pub scheme: String,
+    /// The age X25519 recipients its key is wrapped to (`age1…`).
+    pub recipients: Vec<String>,
+    /// The recording's key wrapped to them: an age file, in base64.
+    pub wrapped_key: String,
+}
+
+impl Sealing {
+    /// The wrapped key as the age file `age -d` reads.
+    pub fn wrapped_bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.wrapped_key)
+            .map_err(|e| format!("the wrapped key is not base64: {e}"))
+    }
 }
 
 impl RecSession {
@@ -139,6 +167,7 @@ impl RecSession {
             manifest_confirmed_at: None,
             of: None,
             far: None,
+            sealed: None,
         }
     }
 
@@ -223,11 +252,19 @@ pub struct Manifest {
     /// Signed, so a copy cannot drop the token unnoticed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_authority: Option<String>,
+    /// Version 2: the segments are sealed, and this says how and to whom.
+    /// Absent in version 1 (clear) manifests, which re-serialise to the
+    /// bytes they were signed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Sealing>,
     pub public_key: String,
     pub signature: String,
 }
 
+/// The format of a recording kept in clear.
 pub const MANIFEST_FORMAT: &str = "diemcau-recording-manifest/1";
+/// The format of a sealed recording (encryption at rest).
+pub const MANIFEST_FORMAT_SEALED: &str = "diemcau-recording-manifest/2";
 
 /// The time-stamp token's object (an RFC 3161 TimeStampResp), beside
 /// `manifest.json` in the archive.
@@ -345,6 +382,18 @@ pub fn verify(
     if !r.signature_ok {
         r.problems
             .push("the manifest's signature does not verify".into());
+    }
+    match (manifest.format.as_str(), &manifest.encryption) {
+        (MANIFEST_FORMAT, None) => {}
+        (MANIFEST_FORMAT_SEALED, Some(e)) => r.notes.push(format!(
+            "the segments are sealed ({}) to {}: checked as stored; opening them needs one of those identities",
+            e.scheme,
+            e.recipients.join(", ")
+        )),
+        (f, e) => r.problems.push(format!(
+            "format {f:?} {} an encryption field: not a format this verifier knows",
+            if e.is_some() { "with" } else { "without" }
+        )),
     }
     let mut chain = segment::chain_start(&manifest.session);
     for (i, s) in manifest.segments.iter().enumerate() {
@@ -661,7 +710,7 @@ impl RecStore {
         let mut headless = false;
         let torn = j.replay(&id, |r| -> Result<(), RecError> {
             match r {
-                Record::Session(s) => session = Some(s),
+                Record::Session(s) => session = Some(*s),
                 _ if session.is_none() => headless = true,
                 Record::Segment(m) => {
                     metas.insert(m.seq, m);
@@ -1033,7 +1082,12 @@ impl RecStore {
     pub fn manifest(&self, id: &str, key: &SigningKey) -> Result<Manifest, RecError> {
         let s = self.session(id)?;
         let mut m = Manifest {
-            format: MANIFEST_FORMAT.into(),
+            format: if s.sealed.is_some() {
+                MANIFEST_FORMAT_SEALED
+            } else {
+                MANIFEST_FORMAT
+            }
+            .into(),
             site: s.site.clone(),
             session: s.id.clone(),
             started_at: s.started_at,
@@ -1075,6 +1129,7 @@ impl RecStore {
                 }
                 None => None,
             },
+            encryption: s.sealed.clone(),
             public_key: String::new(),
             signature: String::new(),
         };
