@@ -15,6 +15,10 @@ use serde_json::Value;
 /// Garage started, or None (and SKIP said) where it is not installed.
 fn started_garage() -> Option<Garage> {
     if garage_bin().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "garage is not installed (.ci/run installs it)"
+        );
         eprintln!("SKIP: garage is not installed (tests/quickstart.sh installs it from crates.io)");
         return None;
     }
@@ -494,6 +498,302 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     assert_eq!(v["verdict"], "incomplete", "{v:#}");
     assert!(v["notes"].to_string().contains("is not here"), "{v:#}");
     agree(Some(4));
+}
+
+/// An age key pair made by `age-keygen` itself: (identity file, recipient).
+fn age_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let file = dir.join(format!("{name}.key"));
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .expect("age-keygen runs (.ci/run installs age)");
+    assert!(out.status.success(), "{out:?}");
+    let public = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        file,
+        String::from_utf8(public.stdout).unwrap().trim().to_owned(),
+    )
+}
+
+/// Runs of MPEG-TS packets in clear: a sync byte every 188 bytes, eight
+/// times over. Recorded media in clear is made of them; sealed bytes hold
+/// one by chance about once in 2^56 tries.
+fn ts_runs(bytes: &[u8]) -> usize {
+    let mut runs = 0;
+    let mut i = 0;
+    while i + 8 * 188 <= bytes.len() {
+        if (0..8).all(|k| bytes[i + k * 188] == 0x47) {
+            runs += 1;
+            i += 8 * 188;
+        } else {
+            i += 1;
+        }
+    }
+    runs
+}
+
+/// Encryption at rest, end to end: with two recipients configured (the
+/// province's archive key and an escrow key, both made by `age-keygen`),
+/// no recorded byte of the room or of the far end is in clear on the box's
+/// disk or in the archive; both verifiers call the sealed copy intact
+/// without any private key, and a changed byte tampered; the box's export
+/// refuses without an identity or with a stranger's, and opens with either
+/// recipient's; the reference verifier opens the archive copy (its key
+/// through the `age` command) to the same bytes; a still sent to the
+/// archive is an age file that `age -d` opens to a JPEG.
+#[test]
+fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key() {
+    let Some(garage) = started_garage() else {
+        return;
+    };
+    for tool in ["age", "age-keygen"] {
+        if !common::have(tool) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{tool} is not installed (.ci/run installs it)"
+            );
+            eprintln!("SKIP: {tool} is not installed");
+            return;
+        }
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (province, province_pub) = age_key(keys.path(), "province");
+    let (escrow, escrow_pub) = age_key(keys.path(), "escrow");
+    let (stranger, _) = age_key(keys.path(), "stranger");
+    let port = free_udp_port();
+    let mut hub = hub_program(port);
+    let d = Daemon::start(&return_config(
+        port,
+        &format!(
+            "{}\n[recording]\nrecipients = [\"{province_pub}\", \"{escrow_pub}\"]\n",
+            garage.archive_toml()
+        ),
+    ));
+    let id = d.start_session()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(d.status()["media"]["return_feed"]["live"], true);
+    assert!(d.cli(&["stop"]).status.success());
+    let _ = hub.kill();
+    let _ = hub.wait();
+
+    // On the box: every journal is sealed bytes.
+    let journals = d.dir.path().join("state/journal");
+    let mut journal_bytes = 0;
+    for e in std::fs::read_dir(&journals).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        journal_bytes += bytes.len();
+        assert_eq!(ts_runs(&bytes), 0, "clear TS packets on the box's disk");
+    }
+    assert!(journal_bytes > 100_000, "{journal_bytes} bytes recorded");
+
+    // Exports on the box.
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("export.ts");
+    let no_key = d.cli(&["recordings", "export", &id, "--out", out.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&no_key.stderr).to_string();
+    assert!(
+        !no_key.status.success() && said.contains("--identity") && said.contains(&province_pub),
+        "{said}"
+    );
+    assert!(!out.exists());
+    let wrong = d.cli(&[
+        "recordings",
+        "export",
+        &id,
+        "--out",
+        out.to_str().unwrap(),
+        "--identity",
+        stranger.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&wrong.stderr).to_string();
+    assert!(
+        !wrong.status.success() && said.contains("does not open"),
+        "{said}"
+    );
+    assert!(!out.exists(), "a refused export left a file");
+    let mut opened = Vec::new();
+    for who in [&province, &escrow] {
+        let r = d.cli(&[
+            "recordings",
+            "export",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            who.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{r:?}");
+        opened.push(std::fs::read(&out).unwrap());
+    }
+    assert_eq!(
+        opened[0], opened[1],
+        "the two recipients open different bytes"
+    );
+    assert!(ts_runs(&opened[0]) > 10, "the opened export is not TS");
+    let (codecs, duration) = probe(&out);
+    assert!(
+        codecs.contains(&"h264".to_owned()) && codecs.contains(&"opus".to_owned()),
+        "{codecs:?}"
+    );
+    assert!(duration > 5.0, "the opened export lasts {duration} s");
+    let mp4 = work.path().join("export.mp4");
+    let r = d.cli(&[
+        "recordings",
+        "export",
+        &id,
+        "--out",
+        mp4.to_str().unwrap(),
+        "--identity",
+        escrow.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{r:?}");
+    let (codecs, _) = probe(&mp4);
+    assert_eq!(
+        codecs.iter().filter(|c| *c == "opus").count(),
+        2,
+        "the far end's sealed track opens into the MP4 too: {codecs:?}"
+    );
+
+    // The archive: sealed objects, verified without a key.
+    let far_id = format!("{id}.far");
+    let t0 = Instant::now();
+    loop {
+        let list: Vec<Value> =
+            serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap();
+        let done = |x: &str| {
+            list.iter()
+                .any(|s| s["id"] == x && s["manifest_confirmed_at"].is_string())
+        };
+        if done(&id) && done(&far_id) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "upload did not finish: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let objects = garage.list();
+    let room_folder = objects
+        .iter()
+        .find(|k| k.ends_with(&format!("{id}/manifest.json")))
+        .expect("the room's manifest")
+        .trim_end_matches("/manifest.json")
+        .to_owned();
+    let copy = tempfile::tempdir().unwrap();
+    let mut media = 0;
+    for k in &objects {
+        let Some(rel) = k.strip_prefix(&format!("{room_folder}/")) else {
+            continue;
+        };
+        let path = copy.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let bytes = garage.get(k);
+        if rel.ends_with(".ts") {
+            assert_eq!(ts_runs(&bytes), 0, "{k} is in clear in the archive");
+            media += 1;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    assert!(media >= 4, "{objects:?}");
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(copy.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["format"], "diemcau-recording-manifest/2", "{m:#}");
+    assert_eq!(
+        m["encryption"]["recipients"],
+        serde_json::json!([province_pub, escrow_pub]),
+        "{m:#}"
+    );
+    let verify = || {
+        let out = d.cli(&[
+            "recordings",
+            "verify",
+            "--json",
+            "--dir",
+            copy.path().to_str().unwrap(),
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (code, v) = verify();
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["far"]["verdict"], "intact", "{v:#}");
+    assert_eq!(reference_verify(copy.path(), &[]).0, Some(0));
+
+    // The province opens the archive copy with the reference verifier and
+    // `age`: the same bytes as the box's export.
+    let from_archive = work.path().join("archive.ts");
+    let (code, r) = reference_verify(
+        copy.path(),
+        &[
+            "--out",
+            from_archive.to_str().unwrap(),
+            "--identity",
+            province.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{r:#}");
+    assert_eq!(
+        std::fs::read(&from_archive).unwrap(),
+        opened[0],
+        "the archive copy opens to other bytes than the box's export"
+    );
+    assert!(work.path().join("archive-far.ts").exists());
+    let (code, _) = reference_verify(
+        copy.path(),
+        &[
+            "--out",
+            work.path().join("nope.ts").to_str().unwrap(),
+            "--identity",
+            stranger.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(2), "a stranger's identity opened the copy");
+
+    // One changed byte in a sealed segment: tampered, for both.
+    let seg = copy.path().join("000001.ts");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (code, v) = verify();
+    assert_eq!(code, Some(3), "{v:#}");
+    assert_eq!(reference_verify(copy.path(), &[]).0, Some(3));
+
+    // A still for the archive is sealed too, and `age` opens it.
+    let r = d
+        .request(r#"{"cmd":"snapshot","source":"camera","width":320,"archive":true}"#)
+        .expect("a reply");
+    assert_eq!(r["ok"], true, "{r}");
+    let key = r["result"]["key"].as_str().unwrap().to_owned();
+    assert!(key.ends_with(".jpg.age"), "{key}");
+    let sealed_still = work.path().join("still.age");
+    std::fs::write(&sealed_still, garage.get(&key)).unwrap();
+    let opened = std::process::Command::new("age")
+        .args(["-d", "-i"])
+        .arg(&escrow)
+        .arg(&sealed_still)
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "{opened:?}");
+    assert_eq!(&opened.stdout[..2], &[0xff, 0xd8], "not a JPEG");
+    println!(
+        "sealed: {journal_bytes} bytes on the box with no clear TS run, {media} media objects in the archive; \
+         opened export {} bytes, {duration:.1} s; still {} bytes sealed",
+        opened_len(&out),
+        garage.get(&key).len()
+    );
+}
+
+fn opened_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
 /// Time stamps (RFC 3161): with a time-stamping authority configured (a

@@ -20,8 +20,9 @@ packages=(
   # A real NAT for the SIP test behind it (libslirp, as in QEMU), and a STUN
   # server on its far side; nsenter and unshare come with util-linux.
   slirp4netns coturn iproute2 util-linux
-  # The reference recording verifier (tools/verify-recording.py).
-  python3 python3-cryptography
+  # The reference recording verifier (tools/verify-recording.py), and age,
+  # which opens a sealed recording's key as the province would.
+  python3 python3-cryptography age
   # The OS image (image/build.sh) and the virtual bridge room test.
   mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-system-x86 ovmf
 )
@@ -84,6 +85,26 @@ demo() {
   "$bin" recordings ls --config config/demo.toml
   id=$("$bin" recordings ls --json --config config/demo.toml | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | awk 'NR == 1')
   "$bin" recordings verify "$id" --config config/demo.toml || true
+  kill -TERM "$daemon"; wait "$daemon" || true
+
+  # The same, sealed (encryption at rest): a province key made here, its
+  # public half configured; the recording opens only with the key file.
+  echo; echo "== sealed: the same box with [recording] recipients (age-keygen makes the province's key)"
+  age-keygen -o "$dir/province.key" 2>/dev/null
+  sealed="$dir/demo-sealed.toml"
+  { cat config/demo.toml; printf '\n[recording]\nrecipients = ["%s"]\n' "$(age-keygen -y "$dir/province.key")"; } >"$sealed"
+  "$bin" run --config "$sealed" 2>>"$dir/daemon.log" &
+  daemon=$!
+  for _ in $(seq 50); do "$bin" status --config "$sealed" >/dev/null 2>&1 && break; sleep 0.1; done
+  "$bin" start --config "$sealed" --meta case=DEMO-002 >/dev/null
+  sleep 4
+  "$bin" stop --config "$sealed" >/dev/null
+  id=$("$bin" recordings ls --json --config "$sealed" | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | awk 'NR == 1')
+  "$bin" recordings verify "$id" --config "$sealed" || true
+  echo; echo "== export without the key (refused), then with it"
+  "$bin" recordings export "$id" --out "$dir/sealed.ts" --config "$sealed" || true
+  "$bin" recordings export "$id" --out "$dir/sealed.ts" --identity "$dir/province.key" --config "$sealed"
+  ffprobe -v error -show_entries stream=codec_name -of compact "$dir/sealed.ts" || true
   kill -TERM "$daemon"; wait "$daemon" || true
   echo; echo "== what the hub received ($dir/hub.ts):"
   ffprobe -v error -show_entries stream=codec_name,width,height -of compact "$dir/hub.ts" || true

@@ -4,9 +4,16 @@ alone: Python 3 and the `cryptography` package, nothing of diemcau's code.
 
     verify-recording.py DIR [--key HEX] [--keys FLEET-KEYS.json] [--tsa-ca CA.pem]
                             [--witnesses EVENTS.jsonl] [--json]
+                            [--out FILE.ts [--identity AGE-IDENTITY]]
 
 DIR holds manifest.json and the segments it names (and far/ for the far end's
 track). Exit codes: 0 intact, 3 tampered, 4 incomplete, 2 unusable input.
+
+With --out, a copy that is not tampered is also written out as one MPEG-TS
+file (the far end's track beside it, FILE-far.ts); a sealed recording
+(format 2) is opened with --identity, an age identity file of one of its
+recipients: its key is unwrapped by the `age` command, its frames opened
+with ChaCha20-Poly1305.
 """
 
 import argparse
@@ -17,10 +24,12 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 FORMAT = "diemcau-recording-manifest/1"
+FORMAT_SEALED = "diemcau-recording-manifest/2"
 KEYS_FORMAT = "diemcau-fleet-keys/1"
 
 
@@ -235,7 +244,12 @@ def signature_ok(manifest):
 def check_track(folder, manifest):
     """Problems, notes and missing objects of one track's copy."""
     problems, notes, missing = [], [], []
-    if manifest.get("format") != FORMAT:
+    sealed = manifest.get("encryption")
+    if manifest.get("format") == FORMAT and sealed is None:
+        pass
+    elif manifest.get("format") == FORMAT_SEALED and isinstance(sealed, dict):
+        notes.append("the segments are sealed to %s: checked as stored" % ", ".join(sealed.get("recipients", [])))
+    else:
         problems.append("unknown format %r" % manifest.get("format"))
     if not signature_ok(manifest):
         problems.append("the manifest's signature does not verify")
@@ -347,6 +361,65 @@ def verify(folder, key=None, keys_file=None, tsa_ca=None, witnesses_file=None):
     return report, code
 
 
+def unwrap_key(manifest, identity):
+    """The recording's 32-byte key: its wrapped key is an age file, opened
+    by the `age` command with the identity file."""
+    import base64
+
+    wrapped = base64.b64decode(manifest["encryption"]["wrapped_key"])
+    r = subprocess.run(["age", "--decrypt", "--identity", identity], input=wrapped, capture_output=True)
+    if r.returncode != 0 or len(r.stdout) != 32:
+        raise ValueError(
+            "the identity %s does not open this recording's key (it is sealed to %s): %s"
+            % (identity, ", ".join(manifest["encryption"]["recipients"]), r.stderr.decode("utf-8", "replace").strip())
+        )
+    return r.stdout
+
+
+def open_frames(key, data, where):
+    """A segment's frames, opened: u32be seq, u32be chunk, u32be len, then
+    the ChaCha20-Poly1305 ciphertext and tag; nonce seq|chunk|0, aad the header."""
+    aead = ChaCha20Poly1305(key)
+    out, at = bytearray(), 0
+    while at < len(data):
+        if len(data) - at < 12:
+            raise ValueError("%s: a torn frame header at byte %d" % (where, at))
+        header = data[at : at + 12]
+        n = int.from_bytes(header[8:12], "big")
+        end = at + 12 + n + 16
+        if end > len(data):
+            raise ValueError("%s: a torn frame at byte %d" % (where, at))
+        nonce = header[:8] + bytes(4)
+        try:
+            out += aead.decrypt(nonce, data[at + 12 : end], header)
+        except InvalidTag:
+            raise ValueError("%s: the frame at byte %d does not open" % (where, at))
+        at = end
+    return bytes(out)
+
+
+def write_track(folder, manifest, identity, out_path):
+    """The track's segments in order into one file, opened if sealed."""
+    key = None
+    if manifest.get("encryption") is not None:
+        if identity is None:
+            raise ValueError(
+                "%s is sealed to %s: give --identity, an age identity file of one of them"
+                % (manifest["session"], ", ".join(manifest["encryption"]["recipients"]))
+            )
+        key = unwrap_key(manifest, identity)
+    with open(out_path, "wb") as out:
+        for s in manifest["segments"]:
+            if s.get("quarantined"):
+                continue
+            path = os.path.join(folder, os.path.basename(s["object"]))
+            if not os.path.exists(path):
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            out.write(open_frames(key, data, s["object"]) if key is not None else data)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir")
@@ -355,6 +428,8 @@ def main():
     ap.add_argument("--tsa-ca", help="the time-stamping authority's CA certificate (PEM)")
     ap.add_argument("--witnesses", help="the NOC's chain_witness events (JSON lines or an array)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", help="also write the recording as one TS file (not when tampered)")
+    ap.add_argument("--identity", help="with --out: an age identity file that opens a sealed recording")
     args = ap.parse_args()
     try:
         report, code = verify(args.dir, args.key, args.keys, args.tsa_ca, args.witnesses)
@@ -371,6 +446,20 @@ def main():
             print("  MISSING: " + m)
         for p in report["problems"]:
             print("  PROBLEM: " + p)
+    if args.out and code != 3:
+        try:
+            room = read_manifest(args.dir)
+            write_track(args.dir, room, args.identity, args.out)
+            print("wrote %s" % args.out, file=sys.stderr)
+            if room.get("far") is not None:
+                far_dir = os.path.join(args.dir, room["far"]["folder"])
+                if os.path.exists(os.path.join(far_dir, "manifest.json")):
+                    far_out = os.path.splitext(args.out)[0] + "-far.ts"
+                    write_track(far_dir, read_manifest(far_dir), args.identity, far_out)
+                    print("wrote %s" % far_out, file=sys.stderr)
+        except (OSError, ValueError, KeyError) as e:
+            print("cannot write %s: %s" % (args.out, e), file=sys.stderr)
+            return 2
     return code
 
 

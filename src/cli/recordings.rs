@@ -900,7 +900,14 @@ pub fn run(
                         std::fs::File::create(&tmp)
                             .with_context(|| format!("cannot create {}", tmp.display()))?,
                     );
-                    let n = export_open(&b, &id, &mut f, by, identity)?;
+                    let n = match export_open(&b, &id, &mut f, by, identity) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            drop(f);
+                            let _ = std::fs::remove_file(&tmp);
+                            return Err(e);
+                        }
+                    };
                     f.flush()?;
                     drop(f);
                     std::fs::rename(&tmp, &out)?;
@@ -909,7 +916,11 @@ pub fn run(
                 "mp4" => {
                     let tmp = out.with_extension("export.ts");
                     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                    export_open(&b, &id, &mut f, by, identity)?;
+                    if let Err(e) = export_open(&b, &id, &mut f, by, identity) {
+                        drop(f);
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e);
+                    }
                     f.flush()?;
                     drop(f);
                     // The whole conversation in one file: the far end's
