@@ -27,7 +27,15 @@ fn verify(d: &Daemon, id: &str) -> Value {
 }
 
 fn export(d: &Daemon, id: &str, to: &Path) {
-    let out = d.cli(&["recordings", "export", id, "--out", to.to_str().unwrap()]);
+    export_with(d, id, to, None)
+}
+
+fn export_with(d: &Daemon, id: &str, to: &Path, identity: Option<&Path>) {
+    let mut args = vec!["recordings", "export", id, "--out", to.to_str().unwrap()];
+    if let Some(i) = identity {
+        args.extend(["--identity", i.to_str().unwrap()]);
+    }
+    let out = d.cli(&args);
     assert!(
         out.status.success(),
         "export: {}",
@@ -37,13 +45,51 @@ fn export(d: &Daemon, id: &str, to: &Path) {
 
 #[test]
 fn sigkill_twenty_times_loses_at_most_a_second_each() {
-    let mut d = Daemon::start(&test_config(""));
+    kill_again_and_again(&test_config(""), 20, None);
+}
+
+/// The same with encryption at rest: each kill leaves a torn tail of
+/// sealed frames, and the recording still opens (with the province's
+/// identity, made by `age-keygen`) to all but at most the last second.
+#[test]
+fn sigkill_a_sealed_recording_six_times_loses_at_most_a_second_each() {
+    if !common::have("age-keygen") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "age-keygen is not installed (.ci/run installs age)"
+        );
+        eprintln!("SKIP: age-keygen is not installed");
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("province.key");
+    let made = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let public = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    let recipient = String::from_utf8(public.stdout).unwrap();
+    let config = test_config(&format!(
+        "\n[recording]\nrecipients = [\"{}\"]\n",
+        recipient.trim()
+    ));
+    kill_again_and_again(&config, 6, Some(&identity));
+}
+
+fn kill_again_and_again(config: &str, times: usize, identity: Option<&Path>) {
+    let mut d = Daemon::start(config);
     let dir = tempfile::tempdir().unwrap();
     // A fixed sequence of "random" moments (ms into the live session), so a
     // failure can be replayed: spread over 1.2 s to 3.6 s.
     let mut seed = 0x9e37_79b9_u32;
     let mut kills = Vec::new();
-    for i in 0..20 {
+    for i in 0..times {
         seed ^= seed << 13;
         seed ^= seed >> 17;
         seed ^= seed << 5;
@@ -65,7 +111,7 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
         );
     }
     let list = recordings(&d);
-    assert_eq!(list.len(), 20);
+    assert_eq!(list.len(), times);
     let mut worst = 0.0f64;
     for (id, lived) in &kills {
         let r = list
@@ -76,8 +122,9 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
         assert_eq!(r["closed"], true);
         let v = verify(&d, id);
         assert_eq!(v["ok"], true, "{id}: {v}");
+        assert_eq!(r["sealed"].is_object(), identity.is_some(), "{r}");
         let file = dir.path().join(format!("{id}.ts"));
-        export(&d, id, &file);
+        export_with(&d, id, &file, identity);
         let (codecs, duration) = probe(&file);
         assert!(codecs.iter().any(|c| c == "h264"), "{codecs:?}");
         let lost = lived - duration;
@@ -85,7 +132,10 @@ fn sigkill_twenty_times_loses_at_most_a_second_each() {
         eprintln!("{id}: live {lived:.2} s, recorded {duration:.2} s, lost {lost:.2} s");
         assert!(lost <= 1.0, "{id}: lost {lost:.2} s of {lived:.2} s");
     }
-    eprintln!("worst loss over 20 kills: {worst:.2} s");
+    eprintln!(
+        "worst loss over {times} kills{}: {worst:.2} s",
+        if identity.is_some() { ", sealed" } else { "" }
+    );
 }
 
 #[test]
