@@ -769,7 +769,7 @@ fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key(
 
     // A still for the archive is sealed too, and `age` opens it.
     let r = d
-        .request(r#"{"cmd":"snapshot","source":"camera","width":320,"archive":true}"#)
+        .request(r#"{"cmd":"snapshot","args":{"source":"camera","width":320,"archive":true}}"#)
         .expect("a reply");
     assert_eq!(r["ok"], true, "{r}");
     let key = r["result"]["key"].as_str().unwrap().to_owned();
