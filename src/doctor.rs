@@ -182,6 +182,14 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
     }
     checks.push(disk(lang, status.as_ref()));
     checks.push(device_key(&cfg, lang));
+    if !cfg.recording.recipients.is_empty() {
+        checks.push(check(
+            say::name(lang, Name::Sealing),
+            Verdict::Pass,
+            say::sealed_to(lang, &cfg.recording.recipients),
+            "",
+        ));
+    }
     let aside = crate::store::Store::set_aside(&cfg.daemon.state_dir);
     if !aside.is_empty() {
         let folders = aside

@@ -603,6 +603,7 @@ async fn step(
         );
         let rate = rate_of(d);
         let outbox = d.outbox.clone();
+        let sealed = session.sealed.is_some();
         let sent = tokio::task::spawn_blocking(move || -> Result<usize, UploadError> {
             let body = store.segment_bytes(&id, seg.seq)?;
             // Checked before it leaves: the start-up check of the whole
@@ -612,7 +613,14 @@ async fn step(
                 store.flush()?;
                 return Ok(0);
             }
-            client2.put_paced(&key2, &body, "video/mp2t", &rate)?;
+            // A sealed segment is frames of ciphertext, not a stream a
+            // browser should try to play.
+            let kind = if sealed {
+                "application/octet-stream"
+            } else {
+                "video/mp2t"
+            };
+            client2.put_paced(&key2, &body, kind, &rate)?;
             // Confirmed by the store: only now is it marked, durably.
             store.update_segment(&id, seg.seq, |m| m.confirmed_at = Some(Utc::now()))?;
             store.flush()?;

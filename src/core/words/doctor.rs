@@ -31,6 +31,7 @@ words! {
         SetAside => ("Dữ liệu sau mất điện", "Data after a power cut"),
         DeviceKey => ("Khoá ký biên bản của hộp", "The box's recording key"),
         TimeStamp => ("Dấu thời gian (RFC 3161)", "Time stamps (RFC 3161)"),
+        Sealing => ("Mã hoá bản ghi", "Encryption at rest"),
     }
 }
 
@@ -230,6 +231,31 @@ pub fn device_key(lang: Language, fingerprint: &str, public_key: &str) -> String
         ),
         Language::En => format!(
             "fingerprint {fingerprint} (public key {public_key}); write this fingerprint into the installation report for the province"
+        ),
+    }
+}
+
+/// Recordings are sealed to these recipients (shortened for the screen).
+pub fn sealed_to(lang: Language, recipients: &[String]) -> String {
+    let short: Vec<String> = recipients
+        .iter()
+        .map(
+            |r| match (r.get(..10), r.get(r.len().saturating_sub(6)..)) {
+                (Some(head), Some(tail)) if r.len() > 20 => format!("{head}…{tail}"),
+                _ => r.clone(),
+            },
+        )
+        .collect();
+    match lang {
+        Language::Vi => format!(
+            "bản ghi và ảnh chụp được mã hoá cho {} khoá nhận: {}; chỉ tỉnh (người giữ khoá riêng) mở được",
+            recipients.len(),
+            short.join(", ")
+        ),
+        Language::En => format!(
+            "recordings and stills are sealed to {} recipients: {}; only the holders of their private keys open them",
+            recipients.len(),
+            short.join(", ")
         ),
     }
 }
@@ -586,5 +612,15 @@ mod tests {
             summary(Language::En, 3, 1, 2),
             "Result: 3 passed, 1 failed, 2 skipped"
         );
+    }
+
+    #[test]
+    fn recipients_are_shortened_for_the_screen_and_counted() {
+        let long = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq".to_owned();
+        let said = sealed_to(Language::En, &[long, "age1short".into()]);
+        assert!(said.contains("2 recipients"), "{said}");
+        assert!(said.contains("age1qyqszq…3290gq"), "{said}");
+        assert!(said.contains("age1short"), "{said}");
+        assert!(sealed_to(Language::Vi, &[]).contains("mã hoá"));
     }
 }
