@@ -1504,6 +1504,24 @@ mod tests {
     }
 
     #[test]
+    fn recipients_are_checked_and_deduplicated() {
+        let good = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq";
+        let c = parse(&format!(
+            "{MINIMAL}[recording]\nrecipients = [\"{good}\", \" {good} \"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.recording.recipients, vec![good.to_owned()]);
+        assert!(parse(MINIMAL).unwrap().recording.recipients.is_empty());
+        let e = err(&format!(
+            "{MINIMAL}[recording]\nrecipients = [\"ssh-ed25519 AAAA\"]\n"
+        ));
+        assert!(
+            e.contains("recipients") && e.contains("age-keygen -y"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn misspelt_key_is_located_with_suggestion() {
         let text = format!("{MINIMAL}\n[video]\nwidth = 640\nbitrat = 2000\n");
         let e = err(&text);
