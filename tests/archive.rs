@@ -662,6 +662,32 @@ fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key(
         "the far end's sealed track opens into the MP4 too: {codecs:?}"
     );
 
+    // A court bundle stays sealed, checks itself, says how to open it, and
+    // opens with the province's identity.
+    let bundle = work.path().join("bundle");
+    let r = d.cli(&[
+        "recordings",
+        "export",
+        &id,
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{r:?}");
+    let doc = std::fs::read_to_string(bundle.join("DOC-TOI.txt")).unwrap();
+    assert!(doc.contains("--identity"), "{doc}");
+    let from_bundle = work.path().join("bundle.ts");
+    let (code, r) = reference_verify(
+        &bundle.join("ban-ghi"),
+        &[
+            "--out",
+            from_bundle.to_str().unwrap(),
+            "--identity",
+            province.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{r:#}");
+    assert_eq!(std::fs::read(&from_bundle).unwrap(), opened[0]);
+
     // The archive: sealed objects, verified without a key.
     let far_id = format!("{id}.far");
     let t0 = Instant::now();

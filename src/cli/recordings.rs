@@ -658,6 +658,7 @@ fn bundle(b: &Backend, id: &str, dir: &Path, by: Option<&str>) -> anyhow::Result
         ended: &t(m.ended_at),
         segments: m.segments.len(),
         far: m.far.is_some(),
+        sealed: m.encryption.is_some(),
         fingerprint: &fp,
         public_key: &m.public_key,
         made_at: &t(Some(chrono::Utc::now())),

@@ -83,6 +83,9 @@ pub struct BundleFacts<'a> {
     pub ended: &'a str,
     pub segments: usize,
     pub far: bool,
+    /// The media are sealed (format 2): opening them needs a recipient's
+    /// identity; checking them does not.
+    pub sealed: bool,
     pub fingerprint: &'a str,
     pub public_key: &'a str,
     pub made_at: &'a str,
@@ -124,9 +127,17 @@ pub fn bundle_readme(f: &BundleFacts) -> String {
          \x20 do hộp này ký; INCOMPLETE (mã 4) = thiếu đoạn ghi.\r\n\
          \r\n\
          XEM BẢN GHI\r\n\
-         \x20 Nối các tệp .ts theo thứ tự là được toàn bộ bản ghi; VLC hoặc ffmpeg mở được\r\n\
-         \x20 từng tệp. Bản lưu ở kho của tỉnh có thêm manifest.tsr (dấu thời gian RFC 3161)\r\n\
+         {view}\
+         \x20 Bản lưu ở kho của tỉnh có thêm manifest.tsr (dấu thời gian RFC 3161)\r\n\
          \x20 nếu tỉnh dùng dịch vụ cấp dấu thời gian.\r\n",
+        view = if f.sealed {
+            "\x20 Bản ghi đã được MÃ HOÁ: kiểm chứng như trên không cần khoá, nhưng chỉ người\r\n\
+             \x20 giữ khoá riêng của tỉnh mở xem được (cần chương trình age):\r\n\
+             \x20 python3 verify-recording.py ban-ghi --out ban-ghi.ts --identity TỆP-KHOÁ-RIÊNG\r\n"
+        } else {
+            "\x20 Nối các tệp .ts theo thứ tự là được toàn bộ bản ghi; VLC hoặc ffmpeg mở được\r\n\
+             \x20 từng tệp.\r\n"
+        },
         site = f.site,
         session = f.session,
         started = f.started,
