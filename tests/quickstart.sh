@@ -17,6 +17,9 @@ packages=(
   # SIP peers for tests/sip.rs: two far ends (baresip, linphone's daemon),
   # a registrar/proxy, scripted edges.
   baresip-core baresip-ffmpeg linphone-cli kamailio kamailio-tls-modules sip-tester
+  # linphone's H.264: without the plugin it declines video ("Could not find
+  # encoder for H264") and the call has sound only.
+  mediastreamer2-plugin-openh264
   # A real NAT for the SIP test behind it (libslirp, as in QEMU), and a STUN
   # server on its far side; nsenter and unshare come with util-linux.
   slirp4netns coturn iproute2 util-linux

@@ -9,6 +9,10 @@ use common::{decode_errors, free_udp_port, have, probe, test_config, Daemon, Srt
 
 fn tools() -> bool {
     let ok = have("srt-live-transmit") && have("ffprobe") && have("ffmpeg");
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "srt-live-transmit, ffprobe or ffmpeg missing (.ci/run installs them)"
+    );
     if !ok {
         eprintln!("SKIP: srt-live-transmit, ffprobe or ffmpeg missing (tests/quickstart.sh installs them)");
     }
@@ -257,6 +261,165 @@ fn a_narrow_link_is_learned_and_the_next_session_starts_from_it() {
     // And with the latency the link needs from its first connect.
     assert_eq!(second[0]["latency_why"], "four_rtt", "{:#}", second[0]);
     drop(relay);
+}
+
+/// The presentation times (s) of one kind of stream's packets in a TS
+/// file, as ffprobe reads them.
+fn packet_times(file: &std::path::Path, stream: &str) -> Vec<f64> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    let mut t: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+/// Speech first: the link falls to 160 kbit/s (a 200 ms queue, through the
+/// test's relay) under a picture whose floor is 300 kbit/s, for 30 s, then
+/// comes back. While it is down the uplink sends the sound whole and a
+/// paced still now and then, and the encoder (so the recording) goes back
+/// to its configured bitrate; once the link has been calm for the hold,
+/// the moving picture comes back from the floor. The hub (srt-live-transmit)
+/// keeps what it got, and ffprobe reads it.
+#[test]
+fn when_the_link_collapses_the_sound_goes_on_and_the_picture_comes_back() {
+    if !tools() {
+        return;
+    }
+    use common::relay::{Change, Link, Relay};
+    let dir = tempfile::tempdir().unwrap();
+    let hub_port = free_udp_port();
+    let hub_file = dir.path().join("hub.ts");
+    let mut hub = SrtReceiver::new(hub_port, &hub_file);
+    hub.start();
+    let ms = Duration::from_millis;
+    let each_way = Link {
+        delay: ms(20),
+        ..Link::clean()
+    };
+    let narrow = Link {
+        rate_kbps: Some(160),
+        queue: ms(200),
+        ..each_way.clone()
+    };
+    let relay = Relay::start(
+        format!("127.0.0.1:{hub_port}").parse().unwrap(),
+        each_way.clone(),
+        each_way.clone(),
+        vec![
+            (Duration::from_secs(10), Change::Forward(narrow)),
+            (Duration::from_secs(40), Change::Forward(each_way.clone())),
+        ],
+        11,
+    );
+    // From the floor (300) up to the configured 600, and no higher: the
+    // controller's way down to its floor is short.
+    let d = Daemon::start(
+        &test_config(&format!(
+            "\n[uplink]\nurl = \"srt://127.0.0.1:{}\"\nlatency_ms = 200\nreconnect_max_s = 1.0\n",
+            relay.addr.port()
+        ))
+        .replace("max_bitrate_kbps = 1000", "max_bitrate_kbps = 600"),
+    );
+    let t0 = Instant::now();
+    d.start_session();
+    let mut seconds = Vec::new();
+    while t0.elapsed() < Duration::from_secs(75) {
+        std::thread::sleep(Duration::from_secs(1));
+        let u = d.status()["media"]["uplink"].clone();
+        seconds.push((
+            t0.elapsed().as_secs_f64(),
+            u["speech_first"] == true,
+            u["bitrate_kbps"].as_u64().unwrap_or(0),
+            u["stills_sent"].as_u64().unwrap_or(0),
+        ));
+    }
+    let state = d.status();
+    assert!(d.cli(&["stop"]).status.success());
+    hub.kill();
+    drop(relay);
+    let thin: Vec<f64> = seconds.iter().filter(|s| s.1).map(|s| s.0).collect();
+    println!(
+        "speech first from {:?} s to {:?} s; each second (t, thin, encoder kbit/s, stills): {seconds:?}",
+        thin.first(),
+        thin.last()
+    );
+    let first = *thin
+        .first()
+        .expect("the picture never thinned on a 160 kbit/s link");
+    let last = *thin.last().unwrap();
+    // The controller first comes down to its floor (from 600 kbit/s, a
+    // cut to 80% every other second), then the picture thins.
+    assert!(
+        first < 30.0,
+        "thinned only at {first:.0} s (the link fell at 10 s)"
+    );
+    assert!(
+        (40.0..68.0).contains(&last),
+        "speech first ended at {last:.0} s (the link came back at 40 s)"
+    );
+    // Meanwhile the encoder, and so the recording, had its configured rate.
+    for s in seconds.iter().filter(|s| s.1 && s.0 > first + 1.0) {
+        assert_eq!(s.2, 600, "{s:?}");
+    }
+    let stills = seconds.last().unwrap().3;
+    assert!(stills >= 3, "{stills} stills in {:.0} s", last - first);
+
+    // At the hub: the sound throughout the collapse; a still now and then;
+    // the moving picture at the end.
+    let audio = packet_times(&hub_file, "a:0");
+    let video = packet_times(&hub_file, "v:0");
+    assert!(!audio.is_empty() && !video.is_empty(), "hub got nothing");
+    let origin = video[0].min(audio[0]);
+    let within =
+        |t: &[f64], a: f64, b: f64| t.iter().filter(|x| (a..b).contains(&(*x - origin))).count();
+    let frame = 0.02; // Opus frames of 20 ms
+    let (from, to) = (first + 2.0, 39.0);
+    let heard = within(&audio, from, to) as f64 * frame / (to - from);
+    let mut longest = 0.0f64;
+    for w in audio.windows(2) {
+        if (from..to).contains(&(w[0] - origin)) {
+            longest = longest.max(w[1] - w[0]);
+        }
+    }
+    let pictures_thin = within(&video, from, to);
+    let pictures_back = within(&video, 69.0, 74.0);
+    println!(
+        "hub: sound {:.0}% of {from:.0}..{to:.0} s (longest gap {longest:.2} s), {pictures_thin} video packets then; {pictures_back} in the last 5 s; the recording: {}",
+        heard * 100.0,
+        state["recorder"]
+    );
+    assert!(
+        heard >= 0.85,
+        "the hub heard {:.0}% of the sound while the link was down",
+        heard * 100.0
+    );
+    assert!(longest <= 2.0, "a {longest:.2} s hole in the sound");
+    assert!(pictures_back > 5 * pictures_thin.max(1) / 2, "the moving picture did not come back: {pictures_back} video packets in 5 s against {pictures_thin} in the thin window");
+
+    // The recording is whole and verifies.
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let v: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["recordings", "verify", &id, "--json"]).stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let file = dir.path().join("rec.ts");
+    assert!(d
+        .cli(&["recordings", "export", &id, "--out", file.to_str().unwrap()])
+        .status
+        .success());
+    let (_, duration) = probe(&file);
+    assert!(
+        duration > 68.0,
+        "the recording lasts {duration:.1} s of about 75"
+    );
 }
 
 /// What the hub's copy of a stream shows, from ffmpeg's own decoder: the

@@ -268,6 +268,16 @@ pub struct UplinkStats {
     /// The SRT latency in use, and why.
     pub latency_ms: u32,
     pub latency_why: LatencyWhy,
+    /// Speech first: the link cannot carry the picture at the floor, so
+    /// the hub gets the sound whole and a still now and then; the encoder
+    /// (and so the recording) is back at the configured bitrate meanwhile.
+    #[serde(default)]
+    pub speech_first: bool,
+    /// Times this session went to speech first, and the stills sent.
+    #[serde(default)]
+    pub speech_first_episodes: u32,
+    #[serde(default)]
+    pub stills_sent: u64,
 }
 
 /// What a second of SRT statistics says about the link (see

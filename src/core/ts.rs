@@ -129,6 +129,204 @@ impl Scanner {
     }
 }
 
+/// A packet's continuity counter.
+fn cc(p: &[u8]) -> u8 {
+    p[3] & 0x0f
+}
+
+/// The packet carries a payload (and so advances its PID's counter).
+fn has_payload(p: &[u8]) -> bool {
+    (p[3] >> 4) & 1 != 0
+}
+
+/// The packet's adaptation field carries a PCR.
+fn has_pcr(p: &[u8]) -> bool {
+    let afc = (p[3] >> 4) & 3;
+    afc & 2 != 0 && p[4] >= 7 && p[5] & 0x10 != 0
+}
+
+/// Speech first: the uplink's TS thinned to what a collapsed link still
+/// carries. While thin, the PAT, the PMT and the sound pass whole; of the
+/// picture only a keyframe now and then (a still, at most one every
+/// [`PictureGate::STILL_EVERY_MS`]), **paced** out at
+/// [`PictureGate::STILL_KBPS`] between the sound's packets: a 720p
+/// keyframe is tens of kilobytes, and sent at once it would fill a narrow
+/// link's queue and cost the sound behind it. A dropped video packet that
+/// carried the programme clock (mpegtsmux puts the PCR on the video PID)
+/// leaves a packet with that PCR alone, so the hub's clock keeps running.
+/// Going back waits for a keyframe, so the hub never decodes a picture
+/// predicted from frames it did not get. Each video PID's continuity
+/// counter is renumbered over what is sent, so the hub sees no gap in it.
+///
+/// A paced still reaches the hub up to a few seconds after its time: a
+/// player shows it when it is whole, which is what a still is for.
+///
+/// Pure: the caller passes the time, and sets thin or not from the link.
+#[derive(Debug, Default, Clone)]
+pub struct PictureGate {
+    thin: bool,
+    /// Asked back to the whole picture; still thin until a keyframe.
+    resuming: bool,
+    /// PIDs seen starting a video PES, and the counter of each as sent.
+    video: Vec<(u16, Option<u8>)>,
+    /// What happens to the current video PES.
+    keeping: Keep,
+    /// The still's packets waiting for their turn, and the bytes they
+    /// may use now.
+    pending: std::collections::VecDeque<(usize, [u8; PACKET])>,
+    tokens: u64,
+    last_ms: Option<u64>,
+    /// When the last still started.
+    still_at_ms: Option<u64>,
+    /// Stills sent while thin, and video bytes left out.
+    pub stills: u64,
+    pub dropped_bytes: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    #[default]
+    Send,
+    Pace,
+    Drop,
+}
+
+impl PictureGate {
+    /// At most one still this often.
+    pub const STILL_EVERY_MS: u64 = 5000;
+    /// The pace of a still's packets, kbit/s: with the sound (Opus at 32
+    /// to 64 kbit/s and the TS around it), under 150 kbit/s in all.
+    pub const STILL_KBPS: u64 = 48;
+    /// The most a still sends at once.
+    const BURST: u64 = 8 * PACKET as u64;
+
+    /// Thin the picture (`true`), or go back to the whole picture at the
+    /// next keyframe (`false`).
+    pub fn set_thin(&mut self, thin: bool) {
+        if thin {
+            self.thin = true;
+            self.resuming = false;
+        } else if self.thin {
+            self.resuming = true;
+        }
+    }
+
+    /// Whether the picture is being thinned (also while waiting for the
+    /// keyframe to go back).
+    pub fn thin(&self) -> bool {
+        self.thin
+    }
+
+    fn video_slot(&self, pid: u16) -> Option<usize> {
+        self.video.iter().position(|(p, _)| *p == pid)
+    }
+
+    /// A packet of a video PID out, with that PID's next counter; true if
+    /// it went out changed.
+    fn send(&mut self, slot: usize, p: &[u8], out: &mut Vec<u8>) -> bool {
+        let last = self.video[slot].1;
+        let next = if has_payload(p) {
+            last.map_or(cc(p), |c| (c + 1) & 0x0f)
+        } else {
+            last.unwrap_or(cc(p))
+        };
+        self.video[slot].1 = Some(next);
+        out.extend_from_slice(p);
+        let at = out.len() - PACKET;
+        out[at + 3] = (out[at + 3] & 0xf0) | next;
+        next != cc(p)
+    }
+
+    /// The still's packets whose turn has come; true if any went out.
+    fn release(&mut self, out: &mut Vec<u8>, all: bool) -> bool {
+        let mut any = false;
+        while all || self.tokens >= PACKET as u64 {
+            let Some((slot, p)) = self.pending.pop_front() else {
+                break;
+            };
+            self.tokens = self.tokens.saturating_sub(PACKET as u64);
+            self.send(slot, &p, out);
+            any = true;
+        }
+        any
+    }
+
+    /// What of `data` (whole packets) goes to the hub now; `None` when all
+    /// of it, unchanged.
+    pub fn filter(&mut self, data: &[u8], now_ms: u64) -> Option<Vec<u8>> {
+        let since = now_ms.saturating_sub(self.last_ms.unwrap_or(now_ms));
+        self.last_ms = Some(now_ms);
+        self.tokens = (self.tokens + since * Self::STILL_KBPS / 8).min(Self::BURST);
+        let mut out = Vec::with_capacity(data.len());
+        let mut changed = self.release(&mut out, false);
+        for p in data.chunks_exact(PACKET) {
+            if p[0] != SYNC {
+                out.extend_from_slice(p);
+                continue;
+            }
+            let id = pid(p);
+            if payload_start(p) && video_pes_start(p) && self.video_slot(id).is_none() {
+                self.video.push((id, None));
+            }
+            let Some(slot) = self.video_slot(id) else {
+                out.extend_from_slice(p);
+                changed |= self.release(&mut out, false);
+                continue;
+            };
+            if payload_start(p) {
+                let key = random_access(p);
+                if self.thin && self.resuming && key {
+                    // The still still going out goes first, whole.
+                    changed |= self.release(&mut out, true);
+                    self.thin = false;
+                    self.resuming = false;
+                }
+                let due = self.pending.is_empty()
+                    && self
+                        .still_at_ms
+                        .is_none_or(|at| now_ms >= at + Self::STILL_EVERY_MS);
+                self.keeping = if !self.thin {
+                    Keep::Send
+                } else if key && due {
+                    self.still_at_ms = Some(now_ms);
+                    self.stills += 1;
+                    Keep::Pace
+                } else {
+                    Keep::Drop
+                };
+            }
+            match self.keeping {
+                Keep::Send => changed |= self.send(slot, p, &mut out),
+                Keep::Pace => {
+                    let mut q = [0u8; PACKET];
+                    q.copy_from_slice(p);
+                    self.pending.push_back((slot, q));
+                    changed = true;
+                    changed |= self.release(&mut out, false);
+                }
+                Keep::Drop => {
+                    // Left out: its clock stays, if it had one.
+                    self.dropped_bytes += PACKET as u64;
+                    changed = true;
+                    if has_pcr(p) {
+                        let mut q = [0xffu8; PACKET];
+                        q[..3].copy_from_slice(&p[..3]);
+                        // No payload start, no payload: an adaptation
+                        // field alone, which keeps the counter.
+                        q[1] &= !0x40;
+                        q[3] = 0x20;
+                        q[4] = 183;
+                        q[5] = 0x10;
+                        q[6..12].copy_from_slice(&p[6..12]);
+                        self.send(slot, &q, &mut out);
+                    }
+                }
+            }
+        }
+        changed.then_some(out)
+    }
+}
+
 /// The PMT PID of the first program in a PAT section payload.
 fn parse_pat(pl: &[u8]) -> Option<u16> {
     let pointer = usize::from(*pl.first()?);
@@ -239,8 +437,145 @@ mod tests {
         assert_eq!(earliest_pts(&pat(0x20)), None);
     }
 
+    /// A video packet with a counter, optionally a PCR and random access.
+    fn video(pusi: bool, key: bool, counter: u8, pcr: bool) -> Vec<u8> {
+        let mut p = vec![0xffu8; PACKET];
+        p[0] = SYNC;
+        p[1] = 0x01 | if pusi { 0x40 } else { 0 };
+        p[2] = 0x00; // PID 0x100
+        p[3] = 0x30 | counter;
+        p[4] = 7;
+        p[5] = (if key { 0x40 } else { 0 }) | (if pcr { 0x10 } else { 0 });
+        p[6..12].copy_from_slice(&[1, 2, 3, 4, 5, 6]);
+        if pusi {
+            p[12..16].copy_from_slice(&[0, 0, 1, 0xe0]);
+        }
+        p
+    }
+
+    fn audio(counter: u8) -> Vec<u8> {
+        let mut p = packet(0x101, true, false, &[0, 0, 1, 0xbd]);
+        p[3] |= counter;
+        p
+    }
+
+    /// One second of 10 frames: a keyframe first, two packets a frame,
+    /// a PCR on every frame's first packet, sound between.
+    fn second(counter: &mut u8, audio_cc: &mut u8) -> Vec<u8> {
+        let mut d = Vec::new();
+        for f in 0..10 {
+            for k in 0..2 {
+                d.extend(video(k == 0, f == 0 && k == 0, *counter, k == 0));
+                *counter = (*counter + 1) & 0x0f;
+            }
+            d.extend(audio(*audio_cc));
+            *audio_cc = (*audio_cc + 1) & 0x0f;
+        }
+        d
+    }
+
+    fn count(d: &[u8], f: impl Fn(&[u8]) -> bool) -> usize {
+        d.chunks_exact(PACKET).filter(|p| f(p)).count()
+    }
+
+    #[test]
+    fn the_whole_picture_passes_untouched() {
+        let mut g = PictureGate::default();
+        let (mut c, mut a) = (0, 0);
+        for s in 0..3 {
+            assert_eq!(g.filter(&second(&mut c, &mut a), s * 1000), None);
+        }
+    }
+
+    #[test]
+    fn thin_keeps_the_sound_a_still_now_and_then_and_the_clock() {
+        let mut g = PictureGate::default();
+        let (mut c, mut a) = (0, 0);
+        let mut sent = Vec::new();
+        let first = second(&mut c, &mut a);
+        sent.extend(g.filter(&first, 0).unwrap_or(first));
+        g.set_thin(true);
+        for s in 1..=12u64 {
+            let d = second(&mut c, &mut a);
+            sent.extend(g.filter(&d, s * 1000).unwrap_or(d));
+        }
+        // Every sound packet of the 13 s; the picture: all of the first
+        // second, then one still (its keyframe's two packets... here one
+        // packet, the frame's first) at 1 s, 6 s and 11 s.
+        assert_eq!(count(&sent, |p| pid(p) == 0x101), 130);
+        let video_payload = count(&sent, |p| pid(p) == 0x100 && has_payload(p));
+        assert_eq!(video_payload, 20 + 3 * 2, "stills are whole frames");
+        assert_eq!(g.stills, 3);
+        // The clock: one PCR a frame, kept or not.
+        assert_eq!(count(&sent, |p| pid(p) == 0x100 && has_pcr(p)), 130);
+        // The video counter runs without a gap over what is sent, and a
+        // clock-only packet repeats the last one.
+        let mut last: Option<u8> = None;
+        for p in sent.chunks_exact(PACKET).filter(|p| pid(p) == 0x100) {
+            if let Some(l) = last {
+                let want = if has_payload(p) { (l + 1) & 0x0f } else { l };
+                assert_eq!(cc(p), want);
+            }
+            last = Some(cc(p));
+        }
+    }
+
+    #[test]
+    fn a_large_still_is_paced_between_the_sound() {
+        let mut g = PictureGate::default();
+        g.set_thin(true);
+        let mut d = video(true, true, 0, true);
+        for k in 1..40u8 {
+            d.extend(video(false, false, k & 0x0f, false));
+        }
+        let first = g.filter(&d, 0).unwrap();
+        let mut sent = count(&first, |p| pid(p) == 0x100 && has_payload(p));
+        assert_eq!(sent, 0, "nothing earned yet");
+        let mut t = 0;
+        while sent < 40 {
+            t += 100;
+            let o = g.filter(&audio(0), t).unwrap();
+            // The sound is never held back behind the still.
+            assert_eq!(count(&o, |p| pid(p) == 0x101), 1);
+            sent += count(&o, |p| pid(p) == 0x100 && has_payload(p));
+            assert!(t < 5000, "the still never finished: {sent} packets");
+        }
+        // 40 packets at 48 kbit/s: about 1.25 s.
+        assert!((1200..=1400).contains(&t), "{t} ms");
+    }
+
+    #[test]
+    fn back_to_the_whole_picture_only_at_a_keyframe() {
+        let mut g = PictureGate::default();
+        let (mut c, mut a) = (0, 0);
+        g.set_thin(true);
+        let d = second(&mut c, &mut a);
+        g.filter(&d, 0);
+        // The still taken at 0 goes out at its pace.
+        let paced = g.filter(&[], 500).unwrap();
+        assert_eq!(count(&paced, |p| pid(p) == 0x100 && has_payload(p)), 2);
+        // The next second's keyframe is not a still yet (5 s apart): out.
+        let d = second(&mut c, &mut a);
+        let head = g.filter(&d[..15 * PACKET], 1000).unwrap();
+        assert_eq!(count(&head, |p| pid(p) == 0x100 && has_payload(p)), 0);
+        // Asked back halfway through that second: its remaining delta
+        // frames stay out; the next keyframe brings the picture back.
+        g.set_thin(false);
+        assert!(g.thin());
+        let rest = g.filter(&d[15 * PACKET..], 1500).unwrap();
+        assert_eq!(count(&rest, |p| pid(p) == 0x100 && has_payload(p)), 0);
+        let d = second(&mut c, &mut a);
+        let next = g.filter(&d, 2000).unwrap_or(d);
+        assert!(!g.thin());
+        assert_eq!(count(&next, |p| pid(p) == 0x100 && has_payload(p)), 20);
+    }
+
     #[test]
     fn garbage_is_harmless() {
+        let mut g = PictureGate::default();
+        g.set_thin(true);
+        assert!(g.filter(&[0u8; 1000], 0).is_none());
+        assert!(g.filter(&[0x47u8; 188 * 3], 0).is_none());
         let mut s = Scanner::default();
         assert_eq!(s.scan(&[0u8; 1000]), None);
         assert_eq!(s.scan(&[0x47u8; 188 * 3]), None);

@@ -59,6 +59,9 @@ pub struct Controller {
     /// Probing upward fast until the first congestion.
     probing: bool,
     last: Verdict,
+    /// The last sample's verdict by the queue and drops alone, without
+    /// SRT's bandwidth estimate.
+    last_queue: Verdict,
 }
 
 /// A queue this much longer than the link's own RTT (ms), or half of it on
@@ -88,6 +91,7 @@ impl Controller {
             hold: 0,
             probing: true,
             last: Verdict::Clean,
+            last_queue: Verdict::Clean,
         }
     }
 
@@ -117,7 +121,15 @@ impl Controller {
         self.base_rtt
     }
 
-    fn classify(&mut self, s: &LinkSample) -> Verdict {
+    /// The last sample's verdict by the queue and too-late drops alone:
+    /// what speech first goes by. SRT's bandwidth estimate is made from
+    /// the traffic itself, and reads low after a quiet spell; alone it
+    /// would take a link that has come back for a collapsed one.
+    pub fn queue_verdict(&self) -> Verdict {
+        self.last_queue
+    }
+
+    fn classify(&mut self, s: &LinkSample, by_estimate: bool) -> Verdict {
         self.rtts.push_back(s.rtt_ms.max(1.0));
         if self.rtts.len() > RTT_WINDOW {
             self.rtts.pop_front();
@@ -126,8 +138,16 @@ impl Controller {
         self.base_rtt = Some(base);
         let queue = s.rtt_ms - base;
         let bw_kbps = s.bandwidth_mbps * 1000.0;
-        let over_bw = bw_kbps > 0.0 && f64::from(self.current) > bw_kbps * BW_SHARE;
-        if s.dropped > 0 || queue > QUEUE_MS.max(base * 0.5) || over_bw {
+        let over_bw = by_estimate && bw_kbps > 0.0 && f64::from(self.current) > bw_kbps * BW_SHARE;
+        let queued = s.dropped > 0 || queue > QUEUE_MS.max(base * 0.5);
+        self.last_queue = if queued {
+            Verdict::Congested
+        } else if s.lost + s.retransmitted > 0 {
+            Verdict::Lossy
+        } else {
+            Verdict::Clean
+        };
+        if queued || over_bw {
             Verdict::Congested
         } else if s.lost + s.retransmitted > 0 {
             Verdict::Lossy
@@ -142,7 +162,7 @@ impl Controller {
             // Nothing sent (not connected): no information.
             return None;
         }
-        let verdict = self.classify(&s);
+        let verdict = self.classify(&s, true);
         self.last = verdict;
         let before = self.current;
         let bw_kbps = s.bandwidth_mbps * 1000.0;
@@ -194,6 +214,119 @@ impl Controller {
     }
 }
 
+/// Speech first: when the link cannot carry the picture even at the
+/// floor, the uplink sends the sound whole and the picture as a still now
+/// and then ([`crate::core::ts::PictureGate`]), and the encoder (which the
+/// recording shares) goes back to the configured bitrate: the law needs
+/// what was said, and the recording stays whole.
+///
+/// It goes thin after [`COLLAPSE_AFTER`] congested seconds at the floor;
+/// it tries the picture again after `hold` calm seconds (10, doubling to
+/// 80 each time the picture collapses again within [`RELAPSE_WITHIN`]
+/// seconds of coming back, and back to 10 once the picture has held twice
+/// that long). Time is the sample cadence: one call a second.
+#[derive(Debug, Clone)]
+pub struct Collapse {
+    floor_run: u32,
+    thin: bool,
+    calm: u32,
+    hold: u32,
+    back_for: Option<u32>,
+}
+
+/// Congested seconds at the floor before the picture is thinned.
+pub const COLLAPSE_AFTER: u32 = 3;
+const HOLD_FIRST: u32 = 10;
+const HOLD_MAX: u32 = 80;
+/// A collapse this soon after the picture came back doubles the hold.
+pub const RELAPSE_WITHIN: u32 = 15;
+
+impl Default for Collapse {
+    fn default() -> Self {
+        Self {
+            floor_run: 0,
+            thin: false,
+            calm: 0,
+            hold: HOLD_FIRST,
+            back_for: None,
+        }
+    }
+}
+
+impl Collapse {
+    pub fn thin(&self) -> bool {
+        self.thin
+    }
+
+    /// Calm seconds the next try of the picture waits for.
+    pub fn hold(&self) -> u32 {
+        self.hold
+    }
+
+    /// One second's verdict, and whether the bitrate sits at its floor;
+    /// returns the new state when it changes.
+    pub fn sample(&mut self, verdict: Verdict, at_floor: bool) -> Option<bool> {
+        if self.thin {
+            if verdict == Verdict::Congested {
+                self.calm = 0;
+            } else {
+                self.calm += 1;
+            }
+            if self.calm >= self.hold {
+                self.thin = false;
+                self.back_for = Some(0);
+                return Some(false);
+            }
+            return None;
+        }
+        if let Some(b) = self.back_for.as_mut() {
+            *b += 1;
+            if *b > RELAPSE_WITHIN * 2 {
+                self.hold = HOLD_FIRST;
+                self.back_for = None;
+            }
+        }
+        if verdict == Verdict::Congested && at_floor {
+            self.floor_run += 1;
+        } else {
+            self.floor_run = 0;
+        }
+        if self.floor_run < COLLAPSE_AFTER {
+            return None;
+        }
+        self.floor_run = 0;
+        if self.back_for.is_some_and(|b| b <= RELAPSE_WITHIN) {
+            self.hold = (self.hold * 2).min(HOLD_MAX);
+        }
+        self.back_for = None;
+        self.thin = true;
+        self.calm = 0;
+        Some(true)
+    }
+}
+
+impl Controller {
+    /// One second of a link that carries much less than the bitrate (the
+    /// sound and stills of speech first): a queue or too-late drops only.
+    /// SRT's bandwidth estimate from so little traffic says little, and
+    /// would keep the picture away for good. The bitrate does not move.
+    pub fn observe(&mut self, s: LinkSample) -> Verdict {
+        if s.sent > 0 {
+            self.last = self.classify(&s, false);
+        }
+        self.last
+    }
+
+    /// Start again from the floor, probing up: after speech first, the
+    /// link has to show again what it carries.
+    pub fn restart_at_floor(&mut self) {
+        self.current = self.min;
+        self.probing = true;
+        self.clean_run = 0;
+        self.hold = 0;
+    }
+}
+
 /// The SRT latency to ask for: the configured one, raised to four RTTs of
 /// the link (SRT needs about that to retransmit a lost packet more than
 /// once before its deadline), never above `ceiling_ms`. Returns the latency
@@ -214,6 +347,64 @@ pub fn latency_for(configured_ms: u32, rtt_ms: Option<f64>, ceiling_ms: u32) -> 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_picture_thins_after_three_congested_seconds_at_the_floor_only() {
+        let mut c = Collapse::default();
+        // Congested above the floor: the controller's business.
+        for _ in 0..10 {
+            assert_eq!(c.sample(Verdict::Congested, false), None);
+        }
+        // Two at the floor, a clean one: the run starts again.
+        assert_eq!(c.sample(Verdict::Congested, true), None);
+        assert_eq!(c.sample(Verdict::Congested, true), None);
+        assert_eq!(c.sample(Verdict::Clean, true), None);
+        assert_eq!(c.sample(Verdict::Congested, true), None);
+        assert_eq!(c.sample(Verdict::Congested, true), None);
+        assert_eq!(c.sample(Verdict::Congested, true), Some(true));
+        assert!(c.thin());
+    }
+
+    #[test]
+    fn the_picture_comes_back_after_calm_and_waits_longer_after_a_relapse() {
+        let mut c = Collapse::default();
+        let collapse = |c: &mut Collapse| {
+            for _ in 0..COLLAPSE_AFTER {
+                c.sample(Verdict::Congested, true);
+            }
+            assert!(c.thin());
+        };
+        collapse(&mut c);
+        // Congestion while thin restarts the calm count.
+        for _ in 0..9 {
+            assert_eq!(c.sample(Verdict::Clean, true), None);
+        }
+        assert_eq!(c.sample(Verdict::Congested, true), None);
+        for _ in 0..9 {
+            assert_eq!(c.sample(Verdict::Clean, true), None);
+        }
+        assert_eq!(c.sample(Verdict::Lossy, true), Some(false));
+        // Back, and collapsing again at once: the next try waits 20 s.
+        collapse(&mut c);
+        assert_eq!(c.hold(), 20);
+        for _ in 0..19 {
+            assert_eq!(c.sample(Verdict::Clean, true), None);
+        }
+        assert_eq!(c.sample(Verdict::Clean, true), Some(false));
+        // Up to 80 at most.
+        for _ in 0..5 {
+            collapse(&mut c);
+            while c.sample(Verdict::Clean, true).is_none() {}
+        }
+        assert_eq!(c.hold(), 80);
+        // A picture that holds for long enough resets it.
+        for _ in 0..=RELAPSE_WITHIN * 2 {
+            c.sample(Verdict::Clean, false);
+        }
+        collapse(&mut c);
+        assert_eq!(c.hold(), 10);
+    }
+
     use super::*;
 
     fn clean() -> LinkSample {

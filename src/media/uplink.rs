@@ -18,14 +18,14 @@ use gstreamer_app as gst_app;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::abr::{latency_for, Controller, LinkSample, Verdict};
+use super::abr::{latency_for, Collapse, Controller, LinkSample, Verdict};
 use super::link_memory::{Learned, LinkMemory};
 use super::pipeline;
 use crate::config::{SrtPeer, Uplink as UplinkConfig, Video};
 use crate::core::backoff::{Backoff, Jitter};
 use crate::core::session::Degradation;
 use crate::core::status::{MediaEvent, UplinkStats};
-use crate::core::ts::Scanner;
+use crate::core::ts::{PictureGate, Scanner};
 use crate::util::random_unit;
 
 /// How long an SRT handshake may take before the link is rebuilt (libsrt's
@@ -138,6 +138,11 @@ impl UplinkTask {
         let mut retry_at = Some(Instant::now());
         let mut reported_down = false;
         let mut scanner = Scanner::default();
+        // Speech first, when the link collapses (adaptive bitrate only:
+        // it is the controller's verdicts that say so).
+        let mut gate = PictureGate::default();
+        let mut collapse = Collapse::default();
+        let t0 = Instant::now();
         // Poll often while connecting (the first bytes wait for the
         // handshake), once a second for statistics after.
         let mut poll = tokio::time::interval(Duration::from_millis(100));
@@ -159,7 +164,8 @@ impl UplinkTask {
                     self.remember(&hub, &abr, None);
                     // What the encoder produced before the stop still goes out.
                     while let Ok(buf) = self.buffers.try_recv() {
-                        feed(link.as_mut(), &mut scanner, &mut stats, buf);
+                        let now_ms = t0.elapsed().as_millis() as u64;
+                        feed(link.as_mut(), &mut scanner, &mut gate, now_ms, &mut stats, buf);
                     }
                     if let Some(l) = link.take() {
                         drain(l, &mut bus_rx, gen, latency).await;
@@ -168,7 +174,8 @@ impl UplinkTask {
                 }
                 buf = self.buffers.recv() => {
                     let Some(buf) = buf else { break };
-                    feed(link.as_mut(), &mut scanner, &mut stats, buf);
+                    let now_ms = t0.elapsed().as_millis() as u64;
+                    feed(link.as_mut(), &mut scanner, &mut gate, now_ms, &mut stats, buf);
                 }
                 _ = retry => {
                     retry_at = None;
@@ -238,11 +245,49 @@ impl UplinkTask {
                     stats.send_rate_mbps = srt.send_rate_mbps;
                     l.last = now;
                     if self.cfg.adaptive_bitrate && l.connected {
-                        if let Some(kbps) = abr.sample(sample) {
-                            self.set_bitrate(kbps);
-                            stats.bitrate_kbps = kbps;
-                        }
+                        // While thin the link carries the sound and stills
+                        // only: whether it queues or drops says if it is
+                        // calm; the bitrate waits at the floor.
+                        let changed = if collapse.thin() {
+                            abr.observe(sample);
+                            None
+                        } else {
+                            abr.sample(sample)
+                        };
                         stats.link = abr.verdict();
+                        let at_floor = abr.bitrate() <= self.video.min_bitrate_kbps;
+                        match collapse.sample(abr.queue_verdict(), at_floor) {
+                            Some(true) => {
+                                gate.set_thin(true);
+                                stats.speech_first = true;
+                                stats.speech_first_episodes += 1;
+                                // The hub no longer gets the moving picture:
+                                // the recording gets the configured bitrate.
+                                self.set_bitrate(self.video.bitrate_kbps);
+                                stats.bitrate_kbps = self.video.bitrate_kbps;
+                                tracing::warn!(
+                                    "uplink: the link does not carry the picture at {} kbit/s; speech first (sound whole, a still now and then) for at least {} s",
+                                    self.video.min_bitrate_kbps,
+                                    collapse.hold()
+                                );
+                            }
+                            Some(false) => {
+                                gate.set_thin(false);
+                                stats.speech_first = false;
+                                abr.restart_at_floor();
+                                self.set_bitrate(abr.bitrate());
+                                stats.bitrate_kbps = abr.bitrate();
+                                self.force_keyframe();
+                                tracing::info!("uplink: trying the moving picture again from {} kbit/s", abr.bitrate());
+                            }
+                            None => {
+                                if let (Some(kbps), false) = (changed, collapse.thin()) {
+                                    self.set_bitrate(kbps);
+                                    stats.bitrate_kbps = kbps;
+                                }
+                            }
+                        }
+                        stats.stills_sent = gate.stills;
                     }
                     if l.connected {
                         samples_since_connect += 1;
@@ -388,9 +433,28 @@ impl UplinkTask {
     }
 }
 
-/// Push one buffer of TS to the link, if there is one. A new link starts at
-/// a keyframe, behind the PAT and PMT, so the hub decodes from its first byte.
-fn feed(link: Option<&mut Link>, scanner: &mut Scanner, stats: &mut UplinkStats, buf: gst::Buffer) {
+/// Push one buffer of TS to the link, if there is one, through the
+/// picture gate (speech first). A new link starts at a keyframe, behind the
+/// PAT and PMT, so the hub decodes from its first byte.
+fn feed(
+    link: Option<&mut Link>,
+    scanner: &mut Scanner,
+    gate: &mut PictureGate,
+    now_ms: u64,
+    stats: &mut UplinkStats,
+    buf: gst::Buffer,
+) {
+    let gated = |gate: &mut PictureGate, buf: gst::Buffer| -> Option<gst::Buffer> {
+        let thinned = match buf.map_readable() {
+            Ok(m) => gate.filter(&m, now_ms),
+            Err(_) => None,
+        };
+        match thinned {
+            None => Some(buf),
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(gst::Buffer::from_mut_slice(v)),
+        }
+    };
     let key = match buf.map_readable() {
         Ok(m) => scanner.scan(&m),
         Err(_) => None,
@@ -406,12 +470,16 @@ fn feed(link: Option<&mut Link>, scanner: &mut Scanner, stats: &mut UplinkStats,
                 let tail = buf
                     .copy_region(gst::BufferCopyFlags::MEMORY, at..)
                     .unwrap_or(buf);
-                let _ = l.src.push_buffer(tail);
+                if let Some(b) = gated(gate, tail) {
+                    let _ = l.src.push_buffer(b);
+                }
             }
             None => stats.bytes_dropped_while_down += buf.size() as u64,
         },
         Some(l) => {
-            let _ = l.src.push_buffer(buf);
+            if let Some(b) = gated(gate, buf) {
+                let _ = l.src.push_buffer(b);
+            }
         }
         None => stats.bytes_dropped_while_down += buf.size() as u64,
     }
