@@ -342,62 +342,15 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     let _ = hub.kill();
     let _ = hub.wait();
 
-    // Both tracks and both manifests reach the archive.
-    let far_id = format!("{id}.far");
-    let t0 = Instant::now();
-    loop {
-        let list: Vec<Value> =
-            serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap();
-        let done = |x: &str| {
-            list.iter()
-                .any(|s| s["id"] == x && s["manifest_confirmed_at"].is_string())
-        };
-        if done(&id) && done(&far_id) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "upload did not finish: {list:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let keys = garage.list();
-    let room_folder = keys
-        .iter()
-        .find(|k| k.ends_with(&format!("{id}/manifest.json")))
-        .expect("the room's manifest")
-        .trim_end_matches("/manifest.json")
-        .to_owned();
-    let far_keys: Vec<&String> = keys
-        .iter()
-        .filter(|k| k.starts_with(&format!("{room_folder}/far/")))
-        .collect();
+    // Both tracks and both manifests reach the archive; the copy,
+    // downloaded as it is laid out.
+    let (dir, keys) = archived_copy(&d, &garage, &id);
+    let far_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("far/")).collect();
     assert!(
-        far_keys.iter().any(|k| k.ends_with("/far/manifest.json")) && far_keys.len() >= 2,
+        far_keys.iter().any(|k| *k == "far/manifest.json") && far_keys.len() >= 2,
         "{keys:?}"
     );
-
-    // The archive copy, downloaded as it is laid out.
-    let dir = tempfile::tempdir().unwrap();
-    for k in &keys {
-        let Some(rel) = k.strip_prefix(&format!("{room_folder}/")) else {
-            continue;
-        };
-        let path = dir.path().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, garage.get(k)).unwrap();
-    }
-    let verify = || {
-        let out = d.cli(&[
-            "recordings",
-            "verify",
-            "--json",
-            "--dir",
-            dir.path().to_str().unwrap(),
-        ]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        (out.status.code(), v)
-    };
+    let verify = || verify_dir(&d, dir.path());
     let (code, v) = verify();
     assert_eq!(
         (code, &v["verdict"]),
@@ -500,24 +453,60 @@ fn the_far_ends_track_is_archived_with_the_room_and_verified_with_it() {
     agree(Some(4));
 }
 
-/// An age key pair made by `age-keygen` itself: (identity file, recipient).
-fn age_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
-    let file = dir.join(format!("{name}.key"));
-    let out = std::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(&file)
-        .output()
-        .expect("age-keygen runs (.ci/run installs age)");
-    assert!(out.status.success(), "{out:?}");
-    let public = std::process::Command::new("age-keygen")
-        .arg("-y")
-        .arg(&file)
-        .output()
-        .unwrap();
-    (
-        file,
-        String::from_utf8(public.stdout).unwrap().trim().to_owned(),
-    )
+/// Wait until the archive confirmed the room's recording `id` and its far
+/// track whole, then download the room's folder as the archive lays it
+/// out: the copy and its objects' names relative to it.
+fn archived_copy(d: &Daemon, garage: &Garage, id: &str) -> (tempfile::TempDir, Vec<String>) {
+    let far_id = format!("{id}.far");
+    let t0 = Instant::now();
+    loop {
+        let list: Vec<Value> =
+            serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap();
+        let done = |x: &str| {
+            list.iter()
+                .any(|s| s["id"] == x && s["manifest_confirmed_at"].is_string())
+        };
+        if done(id) && done(&far_id) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "upload did not finish: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let keys = garage.list();
+    let room_folder = keys
+        .iter()
+        .find(|k| k.ends_with(&format!("{id}/manifest.json")))
+        .expect("the room's manifest")
+        .trim_end_matches("/manifest.json")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let mut objects = Vec::new();
+    for k in &keys {
+        let Some(rel) = k.strip_prefix(&format!("{room_folder}/")) else {
+            continue;
+        };
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, garage.get(k)).unwrap();
+        objects.push(rel.to_owned());
+    }
+    (dir, objects)
+}
+
+/// `diemcau recordings verify --dir` on a copy: its exit code and report.
+fn verify_dir(d: &Daemon, dir: &std::path::Path) -> (Option<i32>, Value) {
+    let out = d.cli(&[
+        "recordings",
+        "verify",
+        "--json",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (out.status.code(), v)
 }
 
 /// Runs of MPEG-TS packets in clear: a sync byte every 188 bytes, eight
@@ -562,9 +551,9 @@ fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key(
         }
     }
     let keys = tempfile::tempdir().unwrap();
-    let (province, province_pub) = age_key(keys.path(), "province");
-    let (escrow, escrow_pub) = age_key(keys.path(), "escrow");
-    let (stranger, _) = age_key(keys.path(), "stranger");
+    let (province, province_pub) = common::age_key(keys.path(), "province");
+    let (escrow, escrow_pub) = common::age_key(keys.path(), "escrow");
+    let (stranger, _) = common::age_key(keys.path(), "stranger");
     let port = free_udp_port();
     let mut hub = hub_program(port);
     let d = Daemon::start(&return_config(
@@ -638,6 +627,7 @@ fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key(
         "the two recipients open different bytes"
     );
     assert!(ts_runs(&opened[0]) > 10, "the opened export is not TS");
+    let export_len = opened[0].len();
     let (codecs, duration) = probe(&out);
     assert!(
         codecs.contains(&"h264".to_owned()) && codecs.contains(&"opus".to_owned()),
@@ -689,45 +679,12 @@ fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key(
     assert_eq!(std::fs::read(&from_bundle).unwrap(), opened[0]);
 
     // The archive: sealed objects, verified without a key.
-    let far_id = format!("{id}.far");
-    let t0 = Instant::now();
-    loop {
-        let list: Vec<Value> =
-            serde_json::from_slice(&d.cli(&["recordings", "ls", "--json"]).stdout).unwrap();
-        let done = |x: &str| {
-            list.iter()
-                .any(|s| s["id"] == x && s["manifest_confirmed_at"].is_string())
-        };
-        if done(&id) && done(&far_id) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "upload did not finish: {list:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let objects = garage.list();
-    let room_folder = objects
-        .iter()
-        .find(|k| k.ends_with(&format!("{id}/manifest.json")))
-        .expect("the room's manifest")
-        .trim_end_matches("/manifest.json")
-        .to_owned();
-    let copy = tempfile::tempdir().unwrap();
+    let (copy, objects) = archived_copy(&d, &garage, &id);
     let mut media = 0;
-    for k in &objects {
-        let Some(rel) = k.strip_prefix(&format!("{room_folder}/")) else {
-            continue;
-        };
-        let path = copy.path().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let bytes = garage.get(k);
-        if rel.ends_with(".ts") {
-            assert_eq!(ts_runs(&bytes), 0, "{k} is in clear in the archive");
-            media += 1;
-        }
-        std::fs::write(&path, bytes).unwrap();
+    for rel in objects.iter().filter(|k| k.ends_with(".ts")) {
+        let bytes = std::fs::read(copy.path().join(rel)).unwrap();
+        assert_eq!(ts_runs(&bytes), 0, "{rel} is in clear in the archive");
+        media += 1;
     }
     assert!(media >= 4, "{objects:?}");
     let m: Value =
@@ -738,17 +695,7 @@ fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key(
         serde_json::json!([province_pub, escrow_pub]),
         "{m:#}"
     );
-    let verify = || {
-        let out = d.cli(&[
-            "recordings",
-            "verify",
-            "--json",
-            "--dir",
-            copy.path().to_str().unwrap(),
-        ]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        (out.status.code(), v)
-    };
+    let verify = || verify_dir(&d, copy.path());
     let (code, v) = verify();
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["far"]["verdict"], "intact", "{v:#}");
@@ -813,13 +760,9 @@ fn a_sealed_recording_is_unreadable_on_the_box_and_in_the_archive_without_a_key(
     println!(
         "sealed: {journal_bytes} bytes on the box with no clear TS run, {media} media objects in the archive; \
          opened export {} bytes, {duration:.1} s; still {} bytes sealed",
-        opened_len(&out),
+        export_len,
         garage.get(&key).len()
     );
-}
-
-fn opened_len(p: &std::path::Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
 /// Time stamps (RFC 3161): with a time-stamping authority configured (a

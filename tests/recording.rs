@@ -62,19 +62,7 @@ fn sigkill_a_sealed_recording_six_times_loses_at_most_a_second_each() {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
-    let identity = keys.path().join("province.key");
-    let made = std::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let public = std::process::Command::new("age-keygen")
-        .arg("-y")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    let recipient = String::from_utf8(public.stdout).unwrap();
+    let (identity, recipient) = common::age_key(keys.path(), "province");
     let config = test_config(&format!(
         "\n[recording]\nrecipients = [\"{}\"]\n",
         recipient.trim()

@@ -768,6 +768,26 @@ pub fn return_config(port: u16, extra: &str) -> String {
     )
 }
 
+/// An age key pair made by `age-keygen` itself: (identity file, recipient).
+pub fn age_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let file = dir.join(format!("{name}.key"));
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .expect("age-keygen runs (.ci/run installs age)");
+    assert!(out.status.success(), "{out:?}");
+    let public = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        file,
+        String::from_utf8(public.stdout).unwrap().trim().to_owned(),
+    )
+}
+
 /// The reference verifier (`tools/verify-recording.py`, written from
 /// docs/RECORDING-FORMAT.md alone) on an archive copy: its exit code and
 /// its report.
