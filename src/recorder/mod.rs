@@ -322,17 +322,9 @@ fn new_key(
     if recipients.is_empty() {
         return Ok((None, None));
     }
-    use base64::Engine as _;
     let key = seal::SessionKey::generate()?;
     let wrapped = key.wrap(recipients)?;
-    Ok((
-        Some(store::Sealing {
-            scheme: seal::SCHEME.into(),
-            recipients: recipients.to_vec(),
-            wrapped_key: base64::engine::general_purpose::STANDARD.encode(wrapped),
-        }),
-        Some(key),
-    ))
+    Ok((Some(store::Sealing::new(recipients, &wrapped)), Some(key)))
 }
 
 /// Write an open segment's pending bytes as its next chunk: sealed first

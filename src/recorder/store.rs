@@ -130,6 +130,16 @@ pub struct Sealing {
 }
 
 impl Sealing {
+    /// What a record says of a key wrapped (an age file) to `recipients`.
+    pub fn new(recipients: &[String], wrapped: &[u8]) -> Sealing {
+        use base64::Engine as _;
+        Sealing {
+            scheme: super::seal::SCHEME.into(),
+            recipients: recipients.to_vec(),
+            wrapped_key: base64::engine::general_purpose::STANDARD.encode(wrapped),
+        }
+    }
+
     /// The wrapped key as the age file `age -d` reads.
     pub fn wrapped_bytes(&self) -> Result<Vec<u8>, String> {
         use base64::Engine as _;
