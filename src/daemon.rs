@@ -22,6 +22,7 @@ pub enum Exit {
 }
 
 pub fn run(config: Config) -> anyhow::Result<Exit> {
+    crate::util::limit_memory();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -155,6 +155,19 @@ fn camera_source(v: &Video, v4l_caps: Option<&str>) -> String {
             "videotestsrc is-live=true pattern=ball num-buffers={} ! timeoverlay",
             frames.map_or(-1, i64::from)
         ),
+        // A raw YUV4MPEG clip goes straight to its parser, read in 128 KiB
+        // blocks. Through decodebin it cost a third more CPU than the
+        // encode's anchors allow (`bench/uplink-cpu.sh`): decodebin's
+        // typefinder then pulls the file 4 KiB at a time (a buffer, a
+        // read and a copy per 4 KiB, 10 000 a second at 720p30), and
+        // finding the type loads gst-libav's avformat typefinders, with
+        // libavcodec, libavfilter and what they link (about 15 MB of
+        // resident memory). Other files (a demo's .mkv or .mp4) need
+        // decodebin.
+        VideoSource::File(path) if is_y4m(path) => format!(
+            "filesrc location=\"{}\" blocksize=131072 ! y4mdec ! identity sync=true",
+            path.display().to_string().replace('"', "")
+        ),
         VideoSource::File(path) => format!(
             "filesrc location=\"{}\" ! decodebin ! identity sync=true",
             path.display().to_string().replace('"', "")
@@ -165,6 +178,12 @@ fn camera_source(v: &Video, v4l_caps: Option<&str>) -> String {
             v4l_caps.unwrap_or("decodebin")
         ),
     }
+}
+
+/// Whether a camera file is a raw YUV4MPEG clip, by its name.
+fn is_y4m(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("y4m"))
 }
 
 /// The self-view picture: a quarter of a 1280x720 display.
@@ -630,6 +649,9 @@ pub fn speaker(s: &SpeakerSink) -> Option<String> {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use gst::prelude::*;
+    use gstreamer as gst;
+    use gstreamer_app as gst_app;
     use std::path::Path;
 
     fn cfg() -> Config {
@@ -646,6 +668,73 @@ mod tests {
             audio: "a1".into(),
             far: None,
         }
+    }
+
+    /// A raw clip is parsed directly, in big reads; any other file through
+    /// decodebin. Both are run: a few frames of each reach a sink.
+    #[test]
+    fn a_camera_file_plays_whether_raw_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let y4m = dir.path().join("clip.Y4M");
+        let mkv = dir.path().join("clip.mkv");
+        let mut c = cfg();
+        c.video.source = VideoSource::File(y4m.clone());
+        let raw = camera_source(&c.video, None);
+        assert!(
+            raw.contains("blocksize=131072 ! y4mdec") && !raw.contains("decodebin"),
+            "{raw}"
+        );
+        c.video.source = VideoSource::File(mkv.clone());
+        let other = camera_source(&c.video, None);
+        assert!(other.contains("! decodebin !"), "{other}");
+
+        gst::init().unwrap();
+        let write = |path: &Path, tail: &str| {
+            let p = gst::parse::launch(&format!(
+                "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=64,height=48,framerate=25/1 \
+                 ! {tail} ! filesink location=\"{}\"",
+                path.display()
+            ))
+            .unwrap();
+            run_to_eos(&p);
+        };
+        write(&y4m, "y4menc");
+        write(&mkv, "x264enc ! matroskamux");
+        for src in [raw, other] {
+            let p = gst::parse::launch(&format!(
+                "{src} ! videoconvert ! appsink name=out sync=false emit-signals=false"
+            ))
+            .unwrap();
+            let sink = p
+                .downcast_ref::<gst::Bin>()
+                .and_then(|b| b.by_name("out"))
+                .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+                .unwrap();
+            p.set_state(gst::State::Playing).unwrap();
+            let mut frames = 0;
+            while sink
+                .try_pull_sample(gst::ClockTime::from_seconds(10))
+                .is_some()
+            {
+                frames += 1;
+            }
+            p.set_state(gst::State::Null).unwrap();
+            assert_eq!(frames, 5, "{src}");
+        }
+    }
+
+    /// Plays `p` until it ends, failing on an error.
+    fn run_to_eos(p: &gst::Element) {
+        p.set_state(gst::State::Playing).unwrap();
+        let bus = p.bus().unwrap();
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(10),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("no end within 10 s");
+        p.set_state(gst::State::Null).unwrap();
+        assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
     }
 
     #[test]
