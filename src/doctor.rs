@@ -190,6 +190,7 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
             "",
         ));
     }
+    checks.push(state_format(&cfg, lang));
     let aside = crate::store::Store::set_aside(&cfg.daemon.state_dir);
     if !aside.is_empty() {
         let folders = aside
@@ -205,6 +206,29 @@ pub fn run_with(path: &Path, lang: Language, interactive: bool, link: &dyn Daemo
         ));
     }
     tally(cfg.site.id.clone(), checks)
+}
+
+/// The state directory's format against what this version reads: a box
+/// rolled back to an older system refuses a newer state, and this line
+/// says why the daemon does not start.
+fn state_format(cfg: &Config, lang: Language) -> Check {
+    let ours = crate::store::STATE_FORMAT;
+    let found = crate::store::read_format(&cfg.daemon.state_dir);
+    let (verdict, advice) = match &found {
+        Ok(Some(f)) if *f > ours => (Verdict::Fail, say::advice(lang, Advice::NewerState)),
+        Ok(_) => (Verdict::Pass, ""),
+        Err(_) => (Verdict::Fail, say::advice(lang, Advice::NewerState)),
+    };
+    let found = match &found {
+        Ok(f) => Ok(f.unwrap_or(ours)),
+        Err(said) => Err(said.as_str()),
+    };
+    check(
+        say::name(lang, Name::StateFormat),
+        verdict,
+        say::state_format(lang, found, ours),
+        advice,
+    )
 }
 
 fn tally(site: String, checks: Vec<Check>) -> Report {

@@ -19,6 +19,77 @@ use chrono::{DateTime, Utc};
 use crate::core::session::{self, SessionRecord};
 
 const CURRENT: &[u8] = b"current";
+
+/// The format of what the state directory holds: the store, the
+/// recordings' journals and records, and the files beside them. A version
+/// that changes any of them raises this number; a version finding a higher
+/// one refuses to start and changes nothing, so a box that went back to an
+/// older system (a rollback) never reads a newer state wrongly or writes
+/// over it.
+pub const STATE_FORMAT: u32 = 1;
+/// The file in the state directory that says its format: the number alone.
+pub const FORMAT_FILE: &str = "state-format";
+
+/// What the format file says, judged against this version's format.
+/// `None`: there is no file (a new state directory, or one from before the
+/// file existed, which is format 1).
+fn judge_format(text: Option<&str>) -> Result<u32, FormatProblem> {
+    let Some(text) = text else {
+        return Ok(STATE_FORMAT);
+    };
+    let found: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| FormatProblem::Unreadable(text.chars().take(40).collect()))?;
+    if found == 0 {
+        return Err(FormatProblem::Unreadable(text.trim().to_owned()));
+    }
+    if found > STATE_FORMAT {
+        return Err(FormatProblem::Newer(found));
+    }
+    Ok(found)
+}
+
+#[derive(Debug, PartialEq)]
+enum FormatProblem {
+    Unreadable(String),
+    Newer(u32),
+}
+
+/// The state directory's format as its file says, without writing:
+/// `Ok(None)` when there is no file yet; `Err` with what the file says when
+/// it is not a number. For `doctor`.
+pub fn read_format(state_dir: &Path) -> Result<Option<u32>, String> {
+    match std::fs::read_to_string(state_dir.join(FORMAT_FILE)) {
+        Ok(t) => match judge_format(Some(&t)) {
+            Ok(f) => Ok(Some(f)),
+            Err(FormatProblem::Newer(f)) => Ok(Some(f)),
+            Err(FormatProblem::Unreadable(said)) => Err(said),
+        },
+        Err(_) => Ok(None),
+    }
+}
+
+/// Checks the state directory's format before anything in it is opened,
+/// and writes the file when there is none. Errors change nothing.
+pub fn check_format(state_dir: &Path) -> Result<(), StoreError> {
+    let path = state_dir.join(FORMAT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(StoreError::File { path, source }),
+    };
+    match judge_format(text.as_deref()) {
+        Ok(_) if text.is_some() => Ok(()),
+        Ok(_) => crate::util::atomic_write(&path, format!("{STATE_FORMAT}\n").as_bytes(), None)
+            .map_err(|source| StoreError::File { path, source }),
+        Err(FormatProblem::Newer(found)) => Err(StoreError::NewerFormat {
+            dir: state_dir.to_owned(),
+            found,
+        }),
+        Err(FormatProblem::Unreadable(said)) => Err(StoreError::FormatUnreadable { path, said }),
+    }
+}
 /// The copy of the current session outside sled.
 const CURRENT_FILE: &str = "current-session.json";
 
@@ -40,6 +111,20 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
+    #[error(
+        "the state in {dir} is format {found}, written by a newer diemcau; this one ({version}) \
+         reads format {ours} at most, so it changed nothing and will not start. Start the newer \
+         version again (after a rollback: install it again, or the version that wrote the \
+         state), and do not delete the state: it holds the recordings",
+        version = env!("CARGO_PKG_VERSION"),
+        ours = STATE_FORMAT
+    )]
+    NewerFormat { dir: PathBuf, found: u32 },
+    #[error(
+        "the state format file {path} says {said:?}, not a format number; nothing was changed. \
+         It should hold the number alone (this version writes {ours}): put it back as it was"
+    , ours = STATE_FORMAT)]
+    FormatUnreadable { path: PathBuf, said: String },
     /// The blocking task that wrote the store stopped (it panicked).
     #[error("state store write did not finish: {0}")]
     Task(String),
@@ -81,6 +166,7 @@ impl Store {
         state_dir: &Path,
         open: impl FnOnce(&sled::Config) -> sled::Result<sled::Db>,
     ) -> Result<Self, StoreError> {
+        check_format(state_dir)?;
         let path = state_dir.join("db");
         let config = sled::Config::new()
             .path(&path)
@@ -313,6 +399,79 @@ pub fn new_session_id(now: DateTime<Utc>) -> String {
     // of ids started in the same second; the time part still orders them.
     let _ = getrandom::getrandom(&mut r);
     format!("{}-{:02x}{:02x}", now.format("%Y%m%dT%H%M%SZ"), r[0], r[1])
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn the_state_format_is_judged_before_anything_is_opened() {
+        assert_eq!(judge_format(None), Ok(STATE_FORMAT));
+        assert_eq!(judge_format(Some("1\n")), Ok(1));
+        assert_eq!(judge_format(Some(" 1 ")), Ok(1));
+        assert_eq!(
+            judge_format(Some(&format!("{}", STATE_FORMAT + 1))),
+            Err(FormatProblem::Newer(STATE_FORMAT + 1))
+        );
+        assert!(matches!(
+            judge_format(Some("two")),
+            Err(FormatProblem::Unreadable(_))
+        ));
+        assert!(matches!(
+            judge_format(Some("0")),
+            Err(FormatProblem::Unreadable(_))
+        ));
+        assert!(matches!(
+            judge_format(Some("")),
+            Err(FormatProblem::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn a_newer_state_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        // A state written by this version gets the file.
+        drop(Store::open(dir.path()).unwrap());
+        let file = dir.path().join(FORMAT_FILE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1\n");
+
+        std::fs::write(&file, "7\n").unwrap();
+        let before = tree(dir.path());
+        let e = Store::open(dir.path()).err().expect("refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("format 7") && text.contains("newer") && text.contains("changed nothing"),
+            "{text}"
+        );
+        let e = Store::open_or_set_aside(dir.path(), Utc::now())
+            .err()
+            .expect("refused, not set aside");
+        assert!(matches!(e, StoreError::NewerFormat { found: 7, .. }), "{e}");
+        assert_eq!(tree(dir.path()), before, "nothing in the state changed");
+
+        std::fs::write(&file, "garbage").unwrap();
+        let e = Store::open(dir.path()).err().expect("refused");
+        assert!(e.to_string().contains("\"garbage\""), "{e}");
+    }
+
+    /// Every file under `dir` with its bytes.
+    fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    out.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
 }
 
 #[cfg(test)]

@@ -343,3 +343,81 @@ fn new_command_names_and_old_aliases_answer_alike() {
     assert_eq!(r["error"]["code"], "rejected", "{r}");
     assert_eq!(d.phase(), "idle");
 }
+
+/// A state written by a newer version (a box rolled back to an older
+/// system) is refused: the daemon says why and what to do, exits, and
+/// leaves every file of the state as it was.
+#[test]
+fn a_state_from_a_newer_version_is_refused_and_left_alone() {
+    let mut d = Daemon::start(&test_config(""));
+    assert_eq!(d.status()["phase"], "idle");
+    d.terminate();
+    let state = d.dir.path().join("state");
+    assert_eq!(
+        std::fs::read_to_string(state.join("state-format")).unwrap(),
+        "1\n",
+        "a new state directory says its format"
+    );
+    std::fs::write(state.join("state-format"), "2\n").unwrap();
+    let before = files(&state);
+
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("is format 2, written by a newer diemcau")
+            && err.contains("changed nothing")
+            && err.contains("do not delete the state"),
+        "{err}"
+    );
+    assert_eq!(files(&state), before, "the state is as it was");
+
+    // The CLI's own readers of the state refuse it the same way.
+    let out = d.cli(&["recordings", "ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("format 2"), "{err}");
+    assert_eq!(files(&state), before);
+
+    // doctor names it for the technician, and what not to do.
+    let out = d.cli(&["doctor", "--json", "--lang", "vi"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Định dạng dữ liệu trên hộp")
+        .unwrap_or_else(|| panic!("no state format line: {report:#}"))
+        .clone();
+    assert_eq!(line["verdict"], "FAIL", "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().contains("định dạng 2"),
+        "{line}"
+    );
+    assert!(
+        line["hint"].as_str().unwrap().contains("Không xoá dữ liệu"),
+        "{line}"
+    );
+    assert_eq!(files(&state), before);
+}
+
+/// Every file under `dir` with its bytes, sorted.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -32,6 +32,7 @@ words! {
         DeviceKey => ("Khoá ký biên bản của hộp", "The box's recording key"),
         TimeStamp => ("Dấu thời gian (RFC 3161)", "Time stamps (RFC 3161)"),
         Sealing => ("Mã hoá bản ghi", "Encryption at rest"),
+        StateFormat => ("Định dạng dữ liệu trên hộp", "Format of the box's data"),
     }
 }
 
@@ -82,6 +83,10 @@ words! {
         RestartDaemon => (
             "Chạy: systemctl restart diemcau; xem lỗi: journalctl -u diemcau",
             "Run: systemctl restart diemcau; see why: journalctl -u diemcau",
+        ),
+        NewerState => (
+            "Không xoá dữ liệu (có bản ghi hình); cài lại phiên bản mới hơn đã ghi dữ liệu này, hoặc báo tỉnh",
+            "Do not delete the data (it holds recordings); install the newer version that wrote it again, or tell the province",
         ),
         StoreSetAside => (
             "Báo tỉnh; chỉ xoá thư mục này khi tỉnh đồng ý",
@@ -289,6 +294,25 @@ pub fn store_set_aside(lang: Language, folders: &str) -> String {
         "the store could not be reopened and was set aside; recordings not yet archived were brought back from their journal, the session history and undelivered events stay in the set-aside folder",
     );
     format!("{what}: {folders}")
+}
+
+/// The state directory's format, as `found` (this version reads `ours` at
+/// most); `found` is `None` when it cannot be read (`said`).
+pub fn state_format(lang: Language, found: Result<u32, &str>, ours: u32) -> String {
+    match (found, lang) {
+        (Ok(f), Language::Vi) if f > ours => format!(
+            "dữ liệu ở định dạng {f}, do phiên bản mới hơn ghi; phiên bản này chỉ đọc đến định dạng {ours} nên không chạy và không sửa gì"
+        ),
+        (Ok(f), _) if f > ours => format!(
+            "the data is format {f}, written by a newer version; this one reads format {ours} at most, so it does not start and changes nothing"
+        ),
+        (Ok(f), Language::Vi) => format!("định dạng {f} (phiên bản này đọc đến {ours})"),
+        (Ok(f), _) => format!("format {f} (this version reads up to {ours})"),
+        (Err(said), Language::Vi) => {
+            format!("tệp định dạng ghi {said:?}, không phải một số; không sửa gì")
+        }
+        (Err(said), _) => format!("the format file says {said:?}, not a number; nothing changed"),
+    }
 }
 
 /// A test source stands in for a device (`source` says which).
