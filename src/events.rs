@@ -363,7 +363,7 @@ mod tests {
                 .unwrap();
             }
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::util::reopen_sled(dir.path());
         let o = Outbox::open(&db, "xa").unwrap();
         let p = o.pending(10).unwrap();
         assert_eq!(p.len(), 3);

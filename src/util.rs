@@ -198,6 +198,24 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Opens the sled database at `path` again after a test dropped its
+/// handle: sled's flusher thread lets go of the directory's lock only when
+/// it next wakes (up to `flush_every_ms` later), so an immediate reopen can
+/// find it still held; seen failing under CI's load.
+#[cfg(test)]
+pub fn reopen_sled(path: &Path) -> sled::Db {
+    let t0 = std::time::Instant::now();
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(_) if t0.elapsed() < std::time::Duration::from_secs(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot reopen {}: {e}", path.display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,7 +149,7 @@ mod tests {
             assert_eq!(s.mark("a", "rebirth", t0).unwrap(), None);
             s.finish("a", ReplyStatus::Done).unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::util::reopen_sled(dir.path());
         let s = Seen::open(&db, w).unwrap();
         let prev = s
             .mark("a", "rebirth", t0 + chrono::Duration::seconds(30))
