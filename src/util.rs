@@ -161,40 +161,30 @@ pub fn clock() -> crate::core::status::Clock {
     }
 }
 
-/// Keeps the daemon's memory to what it uses: glibc's malloc at two arenas,
-/// and no transparent huge pages. Call before the daemon's threads start.
-///
-/// Measured on the whole-room bench (`bench/uplink-cpu.sh`: echo
-/// cancellation, display, recording and MQTT), peak resident memory 108 MB
-/// before, 98 MB with two arenas, 79–81 MB with both (and rumqttc's
-/// in-flight table bounded, see `mqtt::client`); the CPU was the same
-/// within the runs' spread.
+/// Keeps the daemon's memory to what it uses. Call before the daemon's
+/// threads start. Measured on the whole-room bench (`bench/uplink-cpu.sh`:
+/// echo cancellation, display, recording, MQTT), at the same CPU within the
+/// runs' spread; docs/PERFORMANCE.md has the rest.
 pub fn limit_memory() {
-    limit_malloc_arenas();
+    // glibc gives a thread that allocates while another holds the lock an
+    // arena of its own, up to eight per core, and what is freed into an
+    // arena stays there: with the forty-odd threads of a session, two
+    // arenas took the peak from 108 to 98 MB.
+    // SAFETY: mallopt sets one of malloc's tunables and touches no memory of
+    // ours; no other thread allocates yet.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     // x264 asks for huge pages for each of its buffers of 2 MB or more
     // (`madvise(MADV_HUGEPAGE)` in its allocator): a 720p frame then holds a
     // whole 2 MB page resident, however little of it is used, about 10 MB
-    // in all. Without them the same encode took the same CPU.
+    // in all.
     // SAFETY: PR_SET_THP_DISABLE sets a flag of this process and reads no
     // memory of ours. A kernel without it fails the call, which is harmless.
     #[cfg(target_os = "linux")]
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}
-
-/// Caps glibc's malloc at two arenas. glibc gives a thread that allocates
-/// while another holds the lock an arena of its own, up to eight per core,
-/// and memory freed into an arena stays there: with the forty-odd threads a
-/// session runs (GStreamer's streaming threads, tokio, sled) the whole-room
-/// bench (`bench/uplink-cpu.sh`) peaked at 108 MB resident, and at 98 MB
-/// with two arenas, at the same CPU.
-fn limit_malloc_arenas() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt sets one of malloc's tunables and touches no memory of
-    // ours; it is called before the runtime starts its threads.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -688,26 +688,26 @@ mod tests {
         let other = camera_source(&c.video, None);
         assert!(other.contains("! decodebin !"), "{other}");
 
-        gst::init().unwrap();
         let write = |path: &Path, tail: &str| {
-            let p = gst::parse::launch(&format!(
-                "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=64,height=48,framerate=25/1 \
-                 ! {tail} ! filesink location=\"{}\"",
-                path.display()
-            ))
+            super::super::runner::run_to_eos(
+                &format!(
+                    "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=64,height=48,framerate=25/1 \
+                     ! {tail} ! filesink location=\"{}\"",
+                    path.display()
+                ),
+                std::time::Duration::from_secs(10),
+            )
             .unwrap();
-            run_to_eos(&p);
         };
         write(&y4m, "y4menc");
         write(&mkv, "x264enc ! matroskamux");
         for src in [raw, other] {
-            let p = gst::parse::launch(&format!(
+            let p = super::super::runner::launch(&format!(
                 "{src} ! videoconvert ! appsink name=out sync=false emit-signals=false"
             ))
             .unwrap();
             let sink = p
-                .downcast_ref::<gst::Bin>()
-                .and_then(|b| b.by_name("out"))
+                .by_name("out")
                 .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
                 .unwrap();
             p.set_state(gst::State::Playing).unwrap();
@@ -721,20 +721,6 @@ mod tests {
             p.set_state(gst::State::Null).unwrap();
             assert_eq!(frames, 5, "{src}");
         }
-    }
-
-    /// Plays `p` until it ends, failing on an error.
-    fn run_to_eos(p: &gst::Element) {
-        p.set_state(gst::State::Playing).unwrap();
-        let bus = p.bus().unwrap();
-        let msg = bus
-            .timed_pop_filtered(
-                gst::ClockTime::from_seconds(10),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            )
-            .expect("no end within 10 s");
-        p.set_state(gst::State::Null).unwrap();
-        assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
     }
 
     #[test]
