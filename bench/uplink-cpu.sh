@@ -56,7 +56,7 @@ max_bitrate_kbps = 2500
 keyframe_interval_s = 2
 [audio]
 source = "synthetic"
-channels = 2
+channels = 1
 bitrate_kbps = 64
 echo_cancel = $([ "${2:-}" = room ] && echo true || echo false)
 [uplink]

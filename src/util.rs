@@ -169,12 +169,14 @@ pub fn limit_memory() {
     // glibc gives a thread that allocates while another holds the lock an
     // arena of its own, up to eight per core, and what is freed into an
     // arena stays there: with the forty-odd threads of a session, two
-    // arenas took the peak from 108 to 98 MB.
+    // arenas took the peak from 108 to 98 MB, and one arena another 3 to
+    // 4 MB off the whole room's (`bench/uplink-cpu.sh`), with the CPU the
+    // same within the runs' spread: the threads allocate little per buffer.
     // SAFETY: mallopt sets one of malloc's tunables and touches no memory of
     // ours; no other thread allocates yet.
     #[cfg(target_env = "gnu")]
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
     // x264 asks for huge pages for each of its buffers of 2 MB or more
     // (`madvise(MADV_HUGEPAGE)` in its allocator): a 720p frame then holds a

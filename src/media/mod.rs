@@ -14,6 +14,7 @@ pub mod return_feed;
 pub mod runner;
 pub mod snapshot;
 pub mod uplink;
+pub mod y4m;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -705,6 +706,12 @@ impl Engine {
                             }
                         }
                     }
+                    // A raw clip laid out as GStreamer's frames is read
+                    // straight into them (`y4m`); any other, by y4mdec.
+                    VideoSource::File(path) if pipeline::is_y4m(path) => {
+                        let h = y4m::Header::read(path).map_err(|e| e.to_string())?;
+                        h.direct().then(|| h.caps())
+                    }
                     _ => None,
                 };
                 pipeline::camera(&self.config.video, ch, self_view, caps.as_deref())
@@ -712,6 +719,15 @@ impl Engine {
             _ => pipeline::microphone(&self.config.audio, ch, echo_cancel),
         };
         let p = launch(&desc)?;
+        if let (Some(src), VideoSource::File(path)) =
+            (p.by_name(pipeline::CAMERA_FILE), &self.config.video.source)
+        {
+            let src = src
+                .downcast::<gstreamer_app::AppSrc>()
+                .map_err(|_| "the camera file's source is not an appsrc".to_owned())?;
+            let h = y4m::Header::read(path).map_err(|e| e.to_string())?;
+            y4m::feed(&src, path, &h).map_err(|e| e.to_string())?;
+        }
         cap.gen += 1;
         cap.frames.store(0, Ordering::Relaxed);
         cap.last_buffer_ms.store(0, Ordering::Relaxed);

@@ -32,6 +32,8 @@ pub const FAR_SINK: &str = "farts";
 pub const UPLINK_SRC: &str = "src";
 pub const UPLINK_SINK: &str = "sink";
 pub const CAMERA_OUT: &str = "camout";
+/// The `appsrc` a raw camera clip is read into (`media::y4m`).
+pub const CAMERA_FILE: &str = "camfile";
 /// The camera pipeline's sink into the encode: its last frame is the still
 /// a `snapshot` takes while live.
 pub const CAMERA_SINK: &str = "camsink";
@@ -120,8 +122,10 @@ fn raw_audio_caps(a: &Audio) -> String {
 /// The camera pipeline: source to `intervideosink`.
 /// With `self_view`, a small copy goes to the display's corner.
 /// `v4l_caps` is the chosen camera mode's caps (and decoder), when known.
-pub fn camera(v: &Video, ch: &Channels, self_view: bool, v4l_caps: Option<&str>) -> String {
-    let src = camera_source(v, v4l_caps);
+/// `src_caps`: for a V4L2 camera the mode chosen, for a raw clip the caps
+/// of its frames when `media::y4m` reads it.
+pub fn camera(v: &Video, ch: &Channels, self_view: bool, src_caps: Option<&str>) -> String {
+    let src = camera_source(v, src_caps);
     let caps = raw_video_caps(v);
     let ch = &ch.video;
     if !self_view {
@@ -148,14 +152,21 @@ pub fn camera_still(v: &Video) -> String {
 }
 
 /// The camera's source elements, up to raw video.
-fn camera_source(v: &Video, v4l_caps: Option<&str>) -> String {
+fn camera_source(v: &Video, src_caps: Option<&str>) -> String {
     match &v.source {
         // `ball` is cheap to draw, and moving, so a frozen picture shows.
         VideoSource::Synthetic(frames) => format!(
             "videotestsrc is-live=true pattern=ball num-buffers={} ! timeoverlay",
             frames.map_or(-1, i64::from)
         ),
-        // A raw YUV4MPEG clip goes straight to its parser, read in 128 KiB
+        // A raw YUV4MPEG clip whose frames are GStreamer's I420 as they
+        // are: read frame by frame into pooled buffers (`media::y4m`),
+        // one copy from the file and no allocation per frame.
+        VideoSource::File(path) if is_y4m(path) && src_caps.is_some() => format!(
+            "appsrc name={CAMERA_FILE} format=time caps=\"{}\" ! identity sync=true",
+            src_caps.unwrap_or_default()
+        ),
+        // Another raw clip goes straight to its parser, read in 128 KiB
         // blocks. Through decodebin it cost a third more CPU than the
         // encode's anchors allow (`bench/uplink-cpu.sh`): decodebin's
         // typefinder then pulls the file 4 KiB at a time (a buffer, a
@@ -175,13 +186,13 @@ fn camera_source(v: &Video, v4l_caps: Option<&str>) -> String {
         VideoSource::V4l2(dev) => format!(
             "v4l2src device=\"{}\" ! {}",
             dev.display().to_string().replace('"', ""),
-            v4l_caps.unwrap_or("decodebin")
+            src_caps.unwrap_or("decodebin")
         ),
     }
 }
 
 /// Whether a camera file is a raw YUV4MPEG clip, by its name.
-fn is_y4m(path: &std::path::Path) -> bool {
+pub fn is_y4m(path: &std::path::Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("y4m"))
 }
@@ -670,8 +681,9 @@ mod tests {
         }
     }
 
-    /// A raw clip is parsed directly, in big reads; any other file through
-    /// decodebin. Both are run: a few frames of each reach a sink.
+    /// A raw clip is read by the engine (`media::y4m`, tested there) or
+    /// parsed by y4mdec in big reads; any other file through decodebin.
+    /// The last two are run: a few frames of each reach a sink.
     #[test]
     fn a_camera_file_plays_whether_raw_or_not() {
         let dir = tempfile::tempdir().unwrap();
@@ -683,6 +695,12 @@ mod tests {
         assert!(
             raw.contains("blocksize=131072 ! y4mdec") && !raw.contains("decodebin"),
             "{raw}"
+        );
+        // A clip the engine reads itself (`media::y4m`): an appsrc.
+        let own = camera_source(&c.video, Some("video/x-raw,format=I420"));
+        assert!(
+            own.starts_with(&format!("appsrc name={CAMERA_FILE} format=time")),
+            "{own}"
         );
         c.video.source = VideoSource::File(mkv.clone());
         let other = camera_source(&c.video, None);
