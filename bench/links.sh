@@ -10,6 +10,8 @@
 #
 # Usage: bench/links.sh            (60 s a scenario, about 20 minutes)
 #        LINKS_SECONDS=30 bench/links.sh
+#        LINKS_ONLY="random loss" LINKS_SENDERS=diemcau LINKS_TRACE=1 bench/links.sh
+#          (one row, one sender, the daemon's uplink status every second)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release --locked -q --test uplink -- --ignored --nocapture links_bench_table

@@ -558,9 +558,14 @@ fn send_through(
                 .unwrap_or_default()
                 .to_owned();
             let mut live = true;
-            for _ in 0..seconds {
+            let trace = std::env::var_os("LINKS_TRACE").is_some();
+            for t in 0..seconds {
                 std::thread::sleep(Duration::from_secs(1));
-                live &= d.status()["phase"] == "live";
+                let st = d.status();
+                live &= st["phase"] == "live";
+                if trace {
+                    println!("{t:>3} s {}", st["media"]["uplink"]);
+                }
             }
             assert!(d.cli(&["stop"]).status.success());
             let export = work.join("recording.ts");
@@ -765,12 +770,22 @@ fn links_bench_table() {
         "{:<42} {:<9} {:>9} {:>10} {:>10} {:>9} {:>10} {:>5}",
         "scenario", "sender", "received", "freeze s", "damaged s", "kbit/s", "recording", "live"
     );
+    // LINKS_ONLY: the scenarios whose name holds it; LINKS_SENDERS: the
+    // senders named (a comma list of diemcau, gst, ffmpeg).
+    let only = std::env::var("LINKS_ONLY").unwrap_or_default();
+    let senders = std::env::var("LINKS_SENDERS").unwrap_or_default();
     for (name, forward, back, changes) in scenarios {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         for (sender, label) in [
             (Sender::Diemcau, "diemcau"),
             (Sender::GstLaunch, "gst"),
             (Sender::Ffmpeg, "ffmpeg"),
         ] {
+            if !senders.is_empty() && !senders.split(',').any(|s| s == label) {
+                continue;
+            }
             let r = send_through(
                 sender,
                 &clip,

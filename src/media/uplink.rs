@@ -244,7 +244,9 @@ impl UplinkTask {
                     stats.bandwidth_mbps = sample.bandwidth_mbps;
                     stats.send_rate_mbps = srt.send_rate_mbps;
                     l.last = now;
-                    if self.cfg.adaptive_bitrate && l.connected {
+                    // Only a connected socket's figures: a closing one
+                    // reads an RTT of 0 and counts what never left.
+                    if self.cfg.adaptive_bitrate && l.connected && srt.connected {
                         // While thin the link carries the sound and stills
                         // only: whether it queues or drops says if it is
                         // calm; the bitrate waits at the floor.
