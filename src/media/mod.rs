@@ -677,6 +677,8 @@ impl Engine {
         echo_cancel: bool,
         bus_tx: &BusTx,
     ) -> Result<(), String> {
+        // A raw clip the engine reads itself (`y4m`): its header, read once.
+        let mut clip = None;
         let desc = match cap.branch {
             Branch::Camera => {
                 if let VideoSource::V4l2(dev) = &self.config.video.source {
@@ -710,7 +712,9 @@ impl Engine {
                     // straight into them (`y4m`); any other, by y4mdec.
                     VideoSource::File(path) if pipeline::is_y4m(path) => {
                         let h = y4m::Header::read(path).map_err(|e| e.to_string())?;
-                        h.direct().then(|| h.caps())
+                        let caps = h.direct().then(|| h.caps());
+                        clip = caps.is_some().then_some(h);
+                        caps
                     }
                     _ => None,
                 };
@@ -719,14 +723,12 @@ impl Engine {
             _ => pipeline::microphone(&self.config.audio, ch, echo_cancel),
         };
         let p = launch(&desc)?;
-        if let (Some(src), VideoSource::File(path)) =
-            (p.by_name(pipeline::CAMERA_FILE), &self.config.video.source)
-        {
-            let src = src
-                .downcast::<gstreamer_app::AppSrc>()
-                .map_err(|_| "the camera file's source is not an appsrc".to_owned())?;
-            let h = y4m::Header::read(path).map_err(|e| e.to_string())?;
-            y4m::feed(&src, path, &h).map_err(|e| e.to_string())?;
+        if let (Some(h), VideoSource::File(path)) = (&clip, &self.config.video.source) {
+            let src = p
+                .by_name(pipeline::CAMERA_FILE)
+                .and_then(|e| e.downcast::<gstreamer_app::AppSrc>().ok())
+                .ok_or("the camera pipeline has no appsrc for its clip")?;
+            y4m::feed(&src, path, h).map_err(|e| e.to_string())?;
         }
         cap.gen += 1;
         cap.frames.store(0, Ordering::Relaxed);

@@ -121,9 +121,9 @@ fn raw_audio_caps(a: &Audio) -> String {
 
 /// The camera pipeline: source to `intervideosink`.
 /// With `self_view`, a small copy goes to the display's corner.
-/// `v4l_caps` is the chosen camera mode's caps (and decoder), when known.
-/// `src_caps`: for a V4L2 camera the mode chosen, for a raw clip the caps
-/// of its frames when `media::y4m` reads it.
+/// `src_caps`: for a V4L2 camera the chosen mode's caps (and decoder),
+/// when known; for a raw clip the caps of its frames when `media::y4m`
+/// reads it.
 pub fn camera(v: &Video, ch: &Channels, self_view: bool, src_caps: Option<&str>) -> String {
     let src = camera_source(v, src_caps);
     let caps = raw_video_caps(v);
@@ -160,7 +160,7 @@ fn camera_source(v: &Video, src_caps: Option<&str>) -> String {
             frames.map_or(-1, i64::from)
         ),
         // A raw YUV4MPEG clip whose frames are GStreamer's I420 as they
-        // are: read frame by frame into pooled buffers (`media::y4m`),
+        // are: read frame by frame into reused memory (`media::y4m`),
         // one copy from the file and no allocation per frame.
         VideoSource::File(path) if is_y4m(path) && src_caps.is_some() => format!(
             "appsrc name={CAMERA_FILE} format=time caps=\"{}\" ! identity sync=true",

@@ -5,8 +5,9 @@
 //! `filesrc ! y4mdec` each frame was copied twice: read into 128 KiB blocks,
 //! then copied out of y4mdec's adapter into a fresh 1.4 MB buffer (a malloc
 //! at 720p, 30 times a second, which also left the heap larger after any
-//! burst). Here a frame is read once, into a buffer from a small pool that
-//! is reused, as a V4L2 camera's own buffers are on a real box.
+//! burst). Here a frame is read once, into memory that comes back for the
+//! next frame once GStreamer lets go of it (`Spare`), as a V4L2 camera's
+//! own buffers do on a real box.
 //!
 //! Only 4:2:0 clips whose rows need no padding are read this way
 //! ([`Header::direct`]); any other clip still goes through `y4mdec`, which
