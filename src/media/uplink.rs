@@ -237,10 +237,19 @@ impl UplinkTask {
                             let _ = self.events.send(MediaEvent::Restored(Degradation::UplinkDown));
                         }
                     }
+                    // A connection's first sample carries SRT's initial
+                    // RTT (100 ms) and not a measurement: taken as the
+                    // link's own on a 200 ms link, it made every later
+                    // second look 100 ms queued (speech first for 37 s on
+                    // a link with room for 2 Mbit/s). An RTT of 0 is none.
+                    let sample = LinkSample {
+                        rtt_ms: if samples_since_connect == 0 { 0.0 } else { sample.rtt_ms },
+                        ..sample
+                    };
                     stats.bytes_sent += now.bytes.saturating_sub(l.last.bytes);
                     stats.packets_lost += sample.lost;
                     stats.packets_retransmitted += sample.retransmitted;
-                    stats.rtt_ms = sample.rtt_ms;
+                    stats.rtt_ms = srt.rtt_ms;
                     stats.bandwidth_mbps = sample.bandwidth_mbps;
                     stats.send_rate_mbps = srt.send_rate_mbps;
                     l.last = now;
